@@ -1,0 +1,569 @@
+//! The IPVS client: one long-lived generic-netlink socket, the family resolved once, writes sent
+//! in batches and dumps read with a large buffer.
+//!
+//! # Batching
+//! The kernel runs the messages of one `sendmsg` in order and answers every failing message with
+//! an error carrying that message's sequence number, whether or not it asked for an ack; a
+//! success is answered only when asked. So a batch asks an ack only of the last message of each
+//! chunk: when that ack arrives, every earlier message of the chunk has been run, and every one
+//! without an error succeeded. Chunks are bounded so that the worst case — every message failing —
+//! still fits in the socket's receive buffer.
+
+use std::os::fd::AsFd;
+
+use netlink_packet_core::{
+    DecodeError, Emitable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, NetlinkSerializable, NlasIterator, ParseableParametrized,
+    parse_u16,
+};
+use netlink_packet_generic::{
+    GenlFamily, GenlMessage,
+    ctrl::{GenlCtrl, GenlCtrlCmd, nlas::GenlCtrlAttrs},
+};
+use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_GENERIC};
+use nix::errno::Errno;
+use nix::sys::socket::{setsockopt, sockopt};
+
+use crate::constants::*;
+use crate::convert::{daemon_from_attrs, dest_from_attrs, service_from_attrs, service_key_attrs};
+use crate::error::Error;
+use crate::message::{IpvsAttr, IpvsCmd, IpvsMessage};
+use crate::model::*;
+use crate::request::Request;
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+/// Socket buffers asked for (granted in full with CAP_NET_ADMIN, which IPVS needs anyway).
+const SOCKET_BUFFER: usize = 8 << 20;
+/// Bytes of requests per `sendmsg`; measured gains stop well below this.
+const CHUNK_BYTES: usize = 64 << 10;
+/// Receive buffer: larger than any single datagram the kernel builds (dumps top out at 32 KiB).
+const RX_BYTES: usize = 256 << 10;
+/// Receive-buffer bytes one error reply may cost (its skb truesize), for bounding chunks.
+const ERROR_REPLY_COST: usize = 2048;
+
+/// The outcome of one request of a batch, in the order the requests were given.
+pub type BatchResult = Vec<Result<(), Error>>;
+
+/// A connection to the kernel's IPVS family in the network namespace it was opened in.
+pub struct Client {
+    sock: TokioSocket,
+    family_id: u16,
+    seq: u32,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+    chunk_msgs: usize,
+    writes: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("family_id", &self.family_id)
+            .field("seq", &self.seq)
+            .field("chunk_msgs", &self.chunk_msgs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(op: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        op: op.to_string(),
+        source,
+    }
+}
+
+fn decode_err(op: &str) -> impl FnOnce(DecodeError) -> Error + '_ {
+    move |source| Error::Decode {
+        op: op.to_string(),
+        source,
+    }
+}
+
+/// Walks the netlink messages of one datagram.
+fn messages(buf: &[u8]) -> impl Iterator<Item = Result<NetlinkBuffer<&[u8]>, DecodeError>> {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        if off >= buf.len() {
+            return None;
+        }
+        match NetlinkBuffer::new_checked(&buf[off..]) {
+            Ok(m) => {
+                off += (m.length() as usize + 3) & !3;
+                Some(Ok(m))
+            }
+            Err(e) => {
+                off = buf.len();
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+/// The errno of an `NLMSG_ERROR` payload; 0 is an ack.
+fn error_code(payload: &[u8]) -> Result<i32, DecodeError> {
+    let raw: [u8; 4] = payload
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| DecodeError::buffer_too_small(payload.len(), 4))?;
+    Ok(-i32::from_ne_bytes(raw))
+}
+
+/// Turns a kernel errno for `req` into an error that names what went wrong.
+pub fn request_error(req: &Request, errno: Errno) -> Error {
+    let op = req.to_string();
+    match (req, errno) {
+        (_, Errno::EPERM) => Error::PermissionDenied { op },
+        (Request::NewService(_, s) | Request::SetService(_, s), Errno::ENOENT) => {
+            Error::SchedulerMissing {
+                op,
+                scheduler: s.scheduler.clone(),
+            }
+        }
+        (Request::NewService(k, _), Errno::EEXIST) => Error::Exists {
+            op,
+            object: format!("service {k}"),
+        },
+        (Request::NewDest(k, d, _), Errno::EEXIST) => Error::Exists {
+            op,
+            object: format!("real server {d} of {k}"),
+        },
+        (r, Errno::ESRCH) if r.service().is_some() => Error::NotFound {
+            object: format!(
+                "service {}",
+                r.service().map(ToString::to_string).unwrap_or_default()
+            ),
+            op,
+            errno,
+        },
+        (Request::SetDest(k, d, _) | Request::DelDest(k, d), Errno::ENOENT) => Error::NotFound {
+            op,
+            object: format!("real server {d} of {k}"),
+            errno,
+        },
+        _ => Error::Kernel { op, errno },
+    }
+}
+
+impl Client {
+    /// Opens the socket and resolves the IPVS family.
+    ///
+    /// Fails with [`Error::ModuleNotLoaded`] when the kernel has no IPVS family.
+    pub async fn connect() -> Result<Client, Error> {
+        let op = "open the IPVS netlink socket";
+        let mut sock = TokioSocket::new(NETLINK_GENERIC).map_err(io_err(op))?;
+        sock.socket_mut().bind_auto().map_err(io_err(op))?;
+        let s = sock.socket_ref();
+        // Errors without an echo of the request: smaller replies, more of them fit.
+        let _ = s.set_cap_ack(true);
+        for force_ok in [
+            setsockopt(&s.as_fd(), sockopt::RcvBufForce, &SOCKET_BUFFER).is_ok(),
+            setsockopt(&s.as_fd(), sockopt::SndBufForce, &SOCKET_BUFFER).is_ok(),
+        ] {
+            if !force_ok {
+                // Without CAP_NET_ADMIN the forced sizes fail; the normal ones are capped by
+                // net.core.{r,w}mem_max, and chunks shrink to match below.
+                let _ = setsockopt(&s.as_fd(), sockopt::RcvBuf, &SOCKET_BUFFER);
+                let _ = setsockopt(&s.as_fd(), sockopt::SndBuf, &SOCKET_BUFFER);
+            }
+        }
+        let rcvbuf = s.get_rx_buf_sz().unwrap_or(212_992);
+        let mut client = Client {
+            sock,
+            family_id: 0,
+            seq: 1,
+            tx: Vec::with_capacity(CHUNK_BYTES + 4096),
+            rx: Vec::with_capacity(RX_BYTES),
+            chunk_msgs: (rcvbuf / ERROR_REPLY_COST).clamp(16, 4096),
+            writes: 0,
+        };
+        client.family_id = client.resolve_family().await?;
+        Ok(client)
+    }
+
+    /// The generic-netlink ID the kernel gave the IPVS family.
+    pub fn family_id(&self) -> u16 {
+        self.family_id
+    }
+
+    /// How many write messages this client has sent to the kernel; lets callers prove that a
+    /// no-op reconcile wrote nothing.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    fn next_seq(&mut self, n: u32) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(n.max(1));
+        if self.seq == 0 {
+            self.seq = 1;
+        }
+        s
+    }
+
+    async fn resolve_family(&mut self) -> Result<u16, Error> {
+        let op = "resolve the IPVS generic-netlink family";
+        let seq = self.next_seq(1);
+        let mut genl = GenlMessage::from_payload(GenlCtrl {
+            cmd: GenlCtrlCmd::GetFamily,
+            nlas: vec![GenlCtrlAttrs::FamilyName(IPVS_GENL_NAME.to_string())],
+        });
+        genl.finalize();
+        self.tx.clear();
+        push_message(&mut self.tx, genl, NLM_F_REQUEST | NLM_F_ACK, seq);
+        self.sock.send(&self.tx).await.map_err(io_err(op))?;
+        let mut family = None;
+        loop {
+            self.recv(op).await?;
+            for m in messages(&self.rx) {
+                let m = m.map_err(decode_err(op))?;
+                if m.sequence_number() != seq {
+                    continue;
+                }
+                match m.message_type() {
+                    NLMSG_ERROR => {
+                        return match error_code(m.payload()).map_err(decode_err(op))? {
+                            0 => family.ok_or_else(|| Error::Decode {
+                                op: op.to_string(),
+                                source: DecodeError::from("no CTRL_ATTR_FAMILY_ID in the reply"),
+                            }),
+                            e if e == Errno::ENOENT as i32 => Err(Error::ModuleNotLoaded),
+                            e if e == Errno::EPERM as i32 => {
+                                Err(Error::PermissionDenied { op: op.to_string() })
+                            }
+                            e => Err(Error::Kernel {
+                                op: op.to_string(),
+                                errno: Errno::from_raw(e),
+                            }),
+                        };
+                    }
+                    GENL_ID_CTRL => {
+                        let attrs = m.payload().get(4..).unwrap_or_default();
+                        family = NlasIterator::new(attrs)
+                            .filter_map(Result::ok)
+                            .find(|n| n.kind() == CTRL_ATTR_FAMILY_ID)
+                            .and_then(|n| parse_u16(n.value()).ok());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn recv(&mut self, op: &str) -> Result<(), Error> {
+        self.rx.clear();
+        self.sock.recv(&mut self.rx).await.map_err(io_err(op))
+    }
+
+    fn push(&mut self, msg: IpvsMessage, flags: u16, seq: u32) {
+        let mut genl = GenlMessage::from_payload(msg);
+        genl.set_resolved_family_id(self.family_id);
+        push_message(&mut self.tx, genl, flags, seq);
+    }
+
+    /// Runs `requests` in order and returns one result per request. A failing request does not
+    /// stop the others, and its error names the request and keeps the kernel's errno.
+    pub async fn execute(&mut self, requests: &[Request]) -> BatchResult {
+        let mut results: Vec<Option<Result<(), Error>>> = std::iter::repeat_with(|| None)
+            .take(requests.len())
+            .collect();
+        let mut next = 0;
+        while next < requests.len() {
+            let start = next;
+            let base = self.seq;
+            self.tx.clear();
+            let mut last_off = 0;
+            while next < requests.len()
+                && next - start < self.chunk_msgs
+                && (next == start || self.tx.len() < CHUNK_BYTES)
+            {
+                last_off = self.tx.len();
+                let seq = base.wrapping_add((next - start) as u32);
+                self.push(requests[next].to_message(), NLM_F_REQUEST, seq);
+                next += 1;
+            }
+            let count = next - start;
+            self.next_seq(count as u32);
+            // Ask an ack of the chunk's last message only: its answer closes the chunk.
+            let mut last = NetlinkBuffer::new(&mut self.tx[last_off..]);
+            last.set_flags(NLM_F_REQUEST | NLM_F_ACK);
+            self.writes += count as u64;
+            if let Err(e) = self
+                .run_chunk(base, &requests[start..next], &mut results[start..next])
+                .await
+            {
+                // The socket failed: nothing more is known about the unanswered requests.
+                let msg = e.to_string();
+                for (r, slot) in requests[start..].iter().zip(results[start..].iter_mut()) {
+                    if slot.is_none() {
+                        *slot = Some(Err(Error::Io {
+                            op: r.to_string(),
+                            source: std::io::Error::other(msg.clone()),
+                        }));
+                    }
+                }
+                break;
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
+    }
+
+    async fn run_chunk(
+        &mut self,
+        base: u32,
+        reqs: &[Request],
+        results: &mut [Option<Result<(), Error>>],
+    ) -> Result<(), Error> {
+        let op = "send an IPVS batch";
+        self.sock.send(&self.tx).await.map_err(io_err(op))?;
+        let last = base.wrapping_add(reqs.len() as u32 - 1);
+        loop {
+            self.recv(op).await?;
+            let mut done = false;
+            for m in messages(&self.rx) {
+                let m = m.map_err(decode_err(op))?;
+                let idx = m.sequence_number().wrapping_sub(base) as usize;
+                if m.message_type() != NLMSG_ERROR || idx >= reqs.len() {
+                    continue;
+                }
+                let code = error_code(m.payload()).map_err(decode_err(op))?;
+                if code != 0 {
+                    results[idx] = Some(Err(request_error(&reqs[idx], Errno::from_raw(code))));
+                }
+                done |= m.sequence_number() == last;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one request and waits for its result.
+    pub async fn apply(&mut self, request: Request) -> Result<(), Error> {
+        self.execute(std::slice::from_ref(&request))
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Sends one read request and collects the IPVS messages of its reply (all parts of a dump).
+    async fn query(
+        &mut self,
+        msg: IpvsMessage,
+        dump: bool,
+        op: &str,
+    ) -> Result<Vec<IpvsMessage>, Error> {
+        let seq = self.next_seq(1);
+        let flags = if dump {
+            NLM_F_REQUEST | NLM_F_DUMP
+        } else {
+            NLM_F_REQUEST | NLM_F_ACK
+        };
+        self.tx.clear();
+        self.push(msg, flags, seq);
+        self.sock.send(&self.tx).await.map_err(io_err(op))?;
+        let mut out = Vec::new();
+        loop {
+            self.recv(op).await?;
+            for m in messages(&self.rx) {
+                let m = m.map_err(decode_err(op))?;
+                if m.sequence_number() != seq {
+                    continue;
+                }
+                match m.message_type() {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let code = error_code(m.payload()).map_err(decode_err(op))?;
+                        return match code {
+                            0 => Ok(out),
+                            c if c == Errno::EPERM as i32 => {
+                                Err(Error::PermissionDenied { op: op.to_string() })
+                            }
+                            c => Err(Error::Kernel {
+                                op: op.to_string(),
+                                errno: Errno::from_raw(c),
+                            }),
+                        };
+                    }
+                    t if t == self.family_id => {
+                        let genl = GenlMessage::<IpvsMessage>::parse_with_param(m.payload(), t)
+                            .map_err(decode_err(op))?;
+                        out.push(genl.payload);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Every virtual service (`ipvsadm -Ln` without the destinations).
+    pub async fn services(&mut self) -> Result<Vec<Service>, Error> {
+        let op = "list IPVS services";
+        let replies = self
+            .query(IpvsMessage::new(IpvsCmd::GetService, vec![]), true, op)
+            .await?;
+        replies
+            .iter()
+            .flat_map(|m| m.attrs.iter())
+            .filter_map(|a| match a {
+                IpvsAttr::Service(s) => Some(service_from_attrs(s).map_err(decode_err(op))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One virtual service, or `None` when the kernel has no such service.
+    pub async fn service(&mut self, key: &ServiceKey) -> Result<Option<Service>, Error> {
+        let op = format!("get service {key}");
+        let msg = IpvsMessage::new(
+            IpvsCmd::GetService,
+            vec![IpvsAttr::Service(service_key_attrs(key))],
+        );
+        match self.query(msg, false, &op).await {
+            Ok(replies) => replies
+                .iter()
+                .flat_map(|m| m.attrs.iter())
+                .find_map(|a| match a {
+                    IpvsAttr::Service(s) => Some(service_from_attrs(s).map_err(decode_err(&op))),
+                    _ => None,
+                })
+                .transpose(),
+            Err(Error::Kernel {
+                errno: Errno::ESRCH,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The destinations of one service.
+    pub async fn dests(&mut self, key: &ServiceKey) -> Result<Vec<Dest>, Error> {
+        let op = format!("list real servers of {key}");
+        let msg = IpvsMessage::new(
+            IpvsCmd::GetDest,
+            vec![IpvsAttr::Service(service_key_attrs(key))],
+        );
+        let replies = match self.query(msg, true, &op).await {
+            Err(Error::Kernel {
+                errno: Errno::ESRCH,
+                op,
+            }) => {
+                return Err(Error::NotFound {
+                    op,
+                    object: format!("service {key}"),
+                    errno: Errno::ESRCH,
+                });
+            }
+            r => r?,
+        };
+        replies
+            .iter()
+            .flat_map(|m| m.attrs.iter())
+            .filter_map(|a| match a {
+                IpvsAttr::Dest(d) => Some(dest_from_attrs(d).map_err(decode_err(&op))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The whole table: every service with its destinations, in kernel order.
+    pub async fn dump(&mut self) -> Result<Vec<(Service, Vec<Dest>)>, Error> {
+        let services = self.services().await?;
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let d = match self.dests(&s.key).await {
+                // Deleted by someone else between the two dumps: it is simply gone.
+                Err(Error::NotFound { .. }) => continue,
+                r => r?,
+            };
+            out.push((s, d));
+        }
+        Ok(out)
+    }
+
+    /// Version and connection-table size.
+    pub async fn info(&mut self) -> Result<Info, Error> {
+        let op = "get IPVS info";
+        let replies = self
+            .query(IpvsMessage::new(IpvsCmd::GetInfo, vec![]), false, op)
+            .await?;
+        let (mut version, mut size) = (None, None);
+        for a in replies.iter().flat_map(|m| m.attrs.iter()) {
+            match a {
+                IpvsAttr::InfoVersion(v) => version = Some(*v),
+                IpvsAttr::InfoConnTabSize(v) => size = Some(*v),
+                _ => {}
+            }
+        }
+        match (version, size) {
+            (Some(version), Some(conn_tab_size)) => Ok(Info {
+                version,
+                conn_tab_size,
+            }),
+            _ => Err(Error::Decode {
+                op: op.to_string(),
+                source: DecodeError::from("reply lacks version or connection table size"),
+            }),
+        }
+    }
+
+    /// Connection timeouts.
+    pub async fn timeouts(&mut self) -> Result<Timeouts, Error> {
+        let op = "get IPVS timeouts";
+        let replies = self
+            .query(IpvsMessage::new(IpvsCmd::GetConfig, vec![]), false, op)
+            .await?;
+        let mut t = Timeouts::default();
+        for a in replies.iter().flat_map(|m| m.attrs.iter()) {
+            match a {
+                IpvsAttr::TimeoutTcp(v) => t.tcp = *v,
+                IpvsAttr::TimeoutTcpFin(v) => t.tcp_fin = *v,
+                IpvsAttr::TimeoutUdp(v) => t.udp = *v,
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// The running sync daemons.
+    pub async fn daemons(&mut self) -> Result<Vec<SyncDaemon>, Error> {
+        let op = "list IPVS sync daemons";
+        let replies = self
+            .query(IpvsMessage::new(IpvsCmd::GetDaemon, vec![]), true, op)
+            .await?;
+        replies
+            .iter()
+            .flat_map(|m| m.attrs.iter())
+            .filter_map(|a| match a {
+                IpvsAttr::Daemon(d) => Some(daemon_from_attrs(d).map_err(decode_err(op))),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Appends one netlink message to `tx`.
+fn push_message<F>(tx: &mut Vec<u8>, genl: GenlMessage<F>, flags: u16, seq: u32)
+where
+    F: GenlFamily + Emitable + std::fmt::Debug,
+    GenlMessage<F>: NetlinkSerializable,
+{
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
+    msg.finalize();
+    let start = tx.len();
+    tx.resize(start + msg.buffer_len(), 0);
+    msg.serialize(&mut tx[start..]);
+}
+
+/// Encodes one request as the bytes of a netlink message, exactly as [`Client::execute`] sends it
+/// (for golden-byte tests and tools that capture traffic).
+pub fn encode_request(request: &Request, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
+    let mut genl = GenlMessage::from_payload(request.to_message());
+    genl.set_resolved_family_id(family_id);
+    let mut tx = Vec::new();
+    push_message(&mut tx, genl, flags, seq);
+    tx
+}

@@ -1,0 +1,290 @@
+//! Between the model ([`crate::model`]) and the attribute enums ([`crate::message`]). Requests are
+//! laid out as ipvsadm (libipvs) lays them out, so that golden-byte tests can compare them with
+//! what ipvsadm really sends.
+
+use netlink_packet_core::DecodeError;
+
+use crate::message::{DaemonAttr, DestAttr, ServiceAttr, StatsAttr, StatsField};
+use crate::model::*;
+
+/// Folds a statistics block into [`Stats`].
+pub fn stats_from_attrs(attrs: &[StatsAttr]) -> Stats {
+    let mut s = Stats::default();
+    for (field, v) in attrs.iter().filter_map(StatsAttr::field) {
+        let slot = match field {
+            StatsField::Conns => &mut s.conns,
+            StatsField::InPkts => &mut s.inpkts,
+            StatsField::OutPkts => &mut s.outpkts,
+            StatsField::InBytes => &mut s.inbytes,
+            StatsField::OutBytes => &mut s.outbytes,
+            StatsField::Cps => &mut s.cps,
+            StatsField::InPps => &mut s.inpps,
+            StatsField::OutPps => &mut s.outpps,
+            StatsField::InBps => &mut s.inbps,
+            StatsField::OutBps => &mut s.outbps,
+        };
+        *slot = v;
+    }
+    s
+}
+
+/// The attributes that identify a service: all the kernel needs to find one.
+pub fn service_key_attrs(key: &ServiceKey) -> Vec<ServiceAttr> {
+    let mut attrs = vec![ServiceAttr::Af(key.family().to_raw())];
+    match key {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => {
+            attrs.push(ServiceAttr::Protocol(protocol.to_raw()));
+            attrs.push(ServiceAttr::Addr(*addr));
+            attrs.push(ServiceAttr::Port(*port));
+        }
+        ServiceKey::Fwmark { mark, .. } => attrs.push(ServiceAttr::Fwmark(*mark)),
+    }
+    attrs
+}
+
+/// Every attribute `NEW_SERVICE`/`SET_SERVICE` requires. The flag mask covers every bit, so an
+/// edit sets the flags to exactly `spec.flags` (the kernel re-adds `HASHED` itself).
+pub fn service_attrs(key: &ServiceKey, spec: &ServiceSpec) -> Vec<ServiceAttr> {
+    let mut attrs = service_key_attrs(key);
+    attrs.push(ServiceAttr::SchedName(spec.scheduler.clone()));
+    if let Some(pe) = &spec.pe_name {
+        attrs.push(ServiceAttr::PeName(pe.clone()));
+    }
+    attrs.push(ServiceAttr::Flags {
+        flags: spec.flags.0,
+        mask: u32::MAX,
+    });
+    attrs.push(ServiceAttr::Timeout(spec.timeout));
+    attrs.push(ServiceAttr::Netmask(spec.netmask.to_raw()));
+    attrs
+}
+
+fn missing(what: &str) -> DecodeError {
+    DecodeError::from(format!("missing {what}"))
+}
+
+/// Reads a service from a dump or get reply.
+pub fn service_from_attrs(attrs: &[ServiceAttr]) -> Result<Service, DecodeError> {
+    let (mut af, mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None, None);
+    let (mut sched, mut flags, mut timeout, mut netmask, mut pe) = (None, None, None, None, None);
+    let (mut stats32, mut stats64) = (None, None);
+    for a in attrs {
+        match a {
+            ServiceAttr::Af(v) => af = Some(*v),
+            ServiceAttr::Protocol(v) => proto = Some(*v),
+            ServiceAttr::Addr(v) => addr = Some(*v),
+            ServiceAttr::Port(v) => port = Some(*v),
+            ServiceAttr::Fwmark(v) => fwmark = Some(*v),
+            ServiceAttr::SchedName(v) => sched = Some(v.clone()),
+            ServiceAttr::Flags { flags: f, .. } => flags = Some(*f),
+            ServiceAttr::Timeout(v) => timeout = Some(*v),
+            ServiceAttr::Netmask(v) => netmask = Some(*v),
+            ServiceAttr::PeName(v) => pe = Some(v.clone()),
+            ServiceAttr::Stats(v) => stats32 = Some(v),
+            ServiceAttr::Stats64(v) => stats64 = Some(v),
+            ServiceAttr::Other(_) => {}
+        }
+    }
+    let raw_af = af.ok_or_else(|| missing("IPVS_SVC_ATTR_AF"))?;
+    let family = Family::from_raw(raw_af)
+        .ok_or_else(|| DecodeError::from(format!("unknown service address family {raw_af}")))?;
+    let key = match (fwmark, proto, addr, port) {
+        (Some(mark), _, _, _) if mark != 0 => ServiceKey::Fwmark { mark, family },
+        (_, Some(p), Some(addr), Some(port)) => ServiceKey::Addr {
+            protocol: Protocol::from_raw(p),
+            addr,
+            port,
+        },
+        _ => {
+            return Err(missing(
+                "service identity (fwmark, or protocol/address/port)",
+            ));
+        }
+    };
+    let spec = ServiceSpec {
+        scheduler: sched.ok_or_else(|| missing("IPVS_SVC_ATTR_SCHED_NAME"))?,
+        flags: ServiceFlags(flags.ok_or_else(|| missing("IPVS_SVC_ATTR_FLAGS"))?),
+        timeout: timeout.ok_or_else(|| missing("IPVS_SVC_ATTR_TIMEOUT"))?,
+        netmask: Netmask::from_raw(
+            netmask.ok_or_else(|| missing("IPVS_SVC_ATTR_NETMASK"))?,
+            family,
+        ),
+        pe_name: pe.filter(|s| !s.is_empty()),
+    };
+    let stats = stats64
+        .or(stats32)
+        .map(|s| stats_from_attrs(s))
+        .unwrap_or_default();
+    Ok(Service { key, spec, stats })
+}
+
+/// The attributes that identify a destination (for `DEL_DEST`).
+pub fn dest_key_attrs(key: &DestKey) -> Vec<DestAttr> {
+    vec![
+        DestAttr::AddrFamily(key.family().to_raw()),
+        DestAttr::Addr(key.addr),
+        DestAttr::Port(key.port),
+    ]
+}
+
+/// Every attribute `NEW_DEST`/`SET_DEST` takes, in libipvs's order.
+pub fn dest_attrs(key: &DestKey, spec: &DestSpec) -> Vec<DestAttr> {
+    let mut attrs = dest_key_attrs(key);
+    attrs.extend([
+        DestAttr::FwdMethod(spec.forward.to_raw()),
+        DestAttr::Weight(spec.weight),
+        DestAttr::TunType(spec.tunnel_type.to_raw()),
+        DestAttr::TunPort(spec.tunnel_port),
+        DestAttr::TunFlags(spec.tunnel_flags),
+        DestAttr::UThresh(spec.upper_threshold),
+        DestAttr::LThresh(spec.lower_threshold),
+    ]);
+    attrs
+}
+
+/// Reads a destination from a dump reply.
+pub fn dest_from_attrs(attrs: &[DestAttr]) -> Result<Dest, DecodeError> {
+    let (mut addr, mut port, mut fwd, mut weight) = (None, None, None, None);
+    let mut spec = DestSpec::new(ForwardMethod::DirectRoute, 0);
+    let mut conns = DestConns::default();
+    let (mut stats32, mut stats64) = (None, None);
+    for a in attrs {
+        match a {
+            DestAttr::Addr(v) => addr = Some(*v),
+            DestAttr::Port(v) => port = Some(*v),
+            DestAttr::FwdMethod(v) => fwd = Some(*v),
+            DestAttr::Weight(v) => weight = Some(*v),
+            DestAttr::UThresh(v) => spec.upper_threshold = *v,
+            DestAttr::LThresh(v) => spec.lower_threshold = *v,
+            DestAttr::ActiveConns(v) => conns.active = *v,
+            DestAttr::InactConns(v) => conns.inactive = *v,
+            DestAttr::PersistConns(v) => conns.persistent = *v,
+            DestAttr::Stats(v) => stats32 = Some(v),
+            DestAttr::Stats64(v) => stats64 = Some(v),
+            DestAttr::TunType(v) => spec.tunnel_type = TunnelType::from_raw(*v),
+            DestAttr::TunPort(v) => spec.tunnel_port = *v,
+            DestAttr::TunFlags(v) => spec.tunnel_flags = *v,
+            DestAttr::AddrFamily(_) | DestAttr::Other(_) => {}
+        }
+    }
+    spec.forward =
+        ForwardMethod::from_raw(fwd.ok_or_else(|| missing("IPVS_DEST_ATTR_FWD_METHOD"))?);
+    spec.weight = weight.ok_or_else(|| missing("IPVS_DEST_ATTR_WEIGHT"))?;
+    let key = DestKey {
+        addr: addr.ok_or_else(|| missing("IPVS_DEST_ATTR_ADDR (or its address family)"))?,
+        port: port.ok_or_else(|| missing("IPVS_DEST_ATTR_PORT"))?,
+    };
+    let stats = stats64
+        .or(stats32)
+        .map(|s| stats_from_attrs(s))
+        .unwrap_or_default();
+    Ok(Dest {
+        key,
+        spec,
+        conns,
+        stats,
+    })
+}
+
+/// The attributes of `NEW_DAEMON`, in libipvs's order.
+pub fn daemon_attrs(d: &SyncDaemon) -> Vec<DaemonAttr> {
+    let mut attrs = vec![
+        DaemonAttr::State(d.state.to_raw()),
+        DaemonAttr::McastIfn(d.mcast_ifn.clone()),
+        DaemonAttr::SyncId(d.sync_id),
+    ];
+    if let Some(v) = d.sync_maxlen {
+        attrs.push(DaemonAttr::SyncMaxlen(v));
+    }
+    if let Some(v) = d.mcast_group {
+        attrs.push(DaemonAttr::McastGroup(v));
+    }
+    if let Some(v) = d.mcast_group6 {
+        attrs.push(DaemonAttr::McastGroup6(v));
+    }
+    if let Some(v) = d.mcast_port {
+        attrs.push(DaemonAttr::McastPort(v));
+    }
+    if let Some(v) = d.mcast_ttl {
+        attrs.push(DaemonAttr::McastTtl(v));
+    }
+    attrs
+}
+
+/// Reads a sync daemon from a `GET_DAEMON` reply.
+pub fn daemon_from_attrs(attrs: &[DaemonAttr]) -> Result<SyncDaemon, DecodeError> {
+    let (mut state, mut ifn, mut id) = (None, None, None);
+    let mut d = SyncDaemon::new(DaemonState::Master, "", 0);
+    for a in attrs {
+        match a {
+            DaemonAttr::State(v) => state = Some(*v),
+            DaemonAttr::McastIfn(v) => ifn = Some(v.clone()),
+            DaemonAttr::SyncId(v) => id = Some(*v),
+            DaemonAttr::SyncMaxlen(v) => d.sync_maxlen = Some(*v),
+            DaemonAttr::McastGroup(v) => d.mcast_group = Some(*v),
+            DaemonAttr::McastGroup6(v) => d.mcast_group6 = Some(*v),
+            DaemonAttr::McastPort(v) => d.mcast_port = Some(*v),
+            DaemonAttr::McastTtl(v) => d.mcast_ttl = Some(*v),
+            DaemonAttr::Other(_) => {}
+        }
+    }
+    d.state = DaemonState::from_raw(state.ok_or_else(|| missing("IPVS_DAEMON_ATTR_STATE"))?);
+    d.mcast_ifn = ifn.ok_or_else(|| missing("IPVS_DAEMON_ATTR_MCAST_IFN"))?;
+    d.sync_id = id.ok_or_else(|| missing("IPVS_DAEMON_ATTR_SYNC_ID"))?;
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn service_round_trips_through_attrs() {
+        for key in [
+            ServiceKey::tcp(IpAddr::V4(Ipv4Addr::new(172, 16, 1, 50)), 80),
+            ServiceKey::Addr {
+                protocol: Protocol::Sctp,
+                addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                port: 443,
+            },
+            ServiceKey::Fwmark {
+                mark: 7,
+                family: Family::Inet6,
+            },
+        ] {
+            let mut spec = ServiceSpec::new("sh", key.family());
+            spec.flags = ServiceFlags::PERSISTENT | ServiceFlags::SH_PORT;
+            spec.timeout = 300;
+            spec.pe_name = Some("sip".into());
+            let svc = service_from_attrs(&service_attrs(&key, &spec)).expect("decodes");
+            assert_eq!(svc.key, key);
+            assert_eq!(svc.spec, spec);
+        }
+    }
+
+    #[test]
+    fn dest_round_trips_through_attrs() {
+        let key = DestKey {
+            addr: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            port: 8080,
+        };
+        let mut spec = DestSpec::new(ForwardMethod::Tunnel, 7);
+        spec.tunnel_type = TunnelType::Gue;
+        spec.tunnel_port = 6080;
+        spec.upper_threshold = 100;
+        spec.lower_threshold = 10;
+        let d = dest_from_attrs(&dest_attrs(&key, &spec)).expect("decodes");
+        assert_eq!((d.key, d.spec), (key, spec));
+    }
+
+    #[test]
+    fn service_without_identity_is_an_error_not_a_panic() {
+        let err = service_from_attrs(&[ServiceAttr::Af(2)]).expect_err("must fail");
+        assert!(err.to_string().contains("identity"), "{err}");
+    }
+}

@@ -1,0 +1,39 @@
+//! Typed IPVS generic-netlink messages and an async, batching client.
+//!
+//! The kernel's IPVS table is read and written over the "IPVS" generic-netlink family; this crate
+//! is the whole of lvsd's contact with it. Layers, top down:
+//!
+//! - [`Client`]: one socket, [`Client::execute`] for batches of [`Request`]s with a result per
+//!   request, dumps ([`Client::services`], [`Client::dests`], [`Client::dump`]) and the small
+//!   queries (info, timeouts, sync daemons).
+//! - [`model`]: services and destinations with identity, settings and statistics kept apart.
+//! - [`message`]: the attribute enums, each with an `Other` fallback, and [`IpvsMessage`].
+//!
+//! Decoding never panics: malformed input is a [`netlink_packet_core::DecodeError`], unknown
+//! attributes are kept as `Other`.
+
+pub mod client;
+pub mod constants;
+pub mod convert;
+pub mod error;
+pub mod message;
+pub mod model;
+pub mod request;
+
+pub use client::{BatchResult, Client, encode_request};
+pub use error::Error;
+pub use message::{DaemonAttr, DestAttr, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, StatsAttr};
+pub use model::*;
+pub use request::Request;
+
+/// Decodes one netlink message carrying an IPVS payload (any family ID): the entry point for
+/// golden-byte tests and property tests. Never panics.
+pub fn decode_message(bytes: &[u8]) -> Result<IpvsMessage, netlink_packet_core::DecodeError> {
+    use netlink_packet_core::{NetlinkBuffer, ParseableParametrized};
+    let nl = NetlinkBuffer::new_checked(bytes)?;
+    let genl = netlink_packet_generic::GenlMessage::<IpvsMessage>::parse_with_param(
+        nl.payload(),
+        nl.message_type(),
+    )?;
+    Ok(genl.payload)
+}
