@@ -84,7 +84,7 @@ vm_build_initramfs() {
   : >"$modfile"
   for m in $VM_NET_MODULES -- $VM_IPVS_MODULES; do
     if [ "$m" = "--" ]; then echo "--" >>"$modfile"; continue; fi
-    modprobe -d "$VM_CACHE/root" -S "$KVER" --show-depends "$m" 2>/dev/null | awk '/^insmod/ {print $2}' |
+    { modprobe -d "$VM_CACHE/root" -S "$KVER" --show-depends "$m" 2>/dev/null || true; } | awk '/^insmod/ {print $2}' |
       while read -r dep; do
         local rel=${dep#"$VM_CACHE/root"}
         if ! grep -qx "$rel" "$modfile"; then
@@ -144,7 +144,7 @@ vm_boot() {
 
 # Prints the paths of the test executables cargo builds for the given cargo arguments.
 cargo_test_executables() {
-  cargo test --locked --no-run --message-format=json "$@" 2>/dev/null |
+  cargo test --locked --no-run --message-format=json "$@" |
     python3 -c 'import json,sys
 for line in sys.stdin:
     try: m=json.loads(line)

@@ -561,7 +561,12 @@ where
 /// Encodes one request as the bytes of a netlink message, exactly as [`Client::execute`] sends it
 /// (for golden-byte tests and tools that capture traffic).
 pub fn encode_request(request: &Request, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
-    let mut genl = GenlMessage::from_payload(request.to_message());
+    encode_message(request.to_message(), family_id, flags, seq)
+}
+
+/// Encodes any IPVS message with the given netlink header fields.
+pub fn encode_message(msg: IpvsMessage, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
+    let mut genl = GenlMessage::from_payload(msg);
     genl.set_resolved_family_id(family_id);
     let mut tx = Vec::new();
     push_message(&mut tx, genl, flags, seq);

@@ -200,17 +200,17 @@ pub fn daemon_attrs(d: &SyncDaemon) -> Vec<DaemonAttr> {
     if let Some(v) = d.sync_maxlen {
         attrs.push(DaemonAttr::SyncMaxlen(v));
     }
-    if let Some(v) = d.mcast_group {
-        attrs.push(DaemonAttr::McastGroup(v));
-    }
-    if let Some(v) = d.mcast_group6 {
-        attrs.push(DaemonAttr::McastGroup6(v));
-    }
     if let Some(v) = d.mcast_port {
         attrs.push(DaemonAttr::McastPort(v));
     }
     if let Some(v) = d.mcast_ttl {
         attrs.push(DaemonAttr::McastTtl(v));
+    }
+    if let Some(v) = d.mcast_group {
+        attrs.push(DaemonAttr::McastGroup(v));
+    }
+    if let Some(v) = d.mcast_group6 {
+        attrs.push(DaemonAttr::McastGroup6(v));
     }
     attrs
 }

@@ -19,8 +19,9 @@ pub mod error;
 pub mod message;
 pub mod model;
 pub mod request;
+pub mod save;
 
-pub use client::{BatchResult, Client, encode_request};
+pub use client::{BatchResult, Client, encode_message, encode_request};
 pub use error::Error;
 pub use message::{DaemonAttr, DestAttr, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, StatsAttr};
 pub use model::*;

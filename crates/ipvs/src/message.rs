@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, NlasIterator, Parseable,
+    DecodeError, DefaultNla, Emitable, ErrorContext, NLA_F_NESTED, Nla, NlaBuffer, NlasIterator, Parseable,
     ParseableParametrized, parse_string, parse_u8, parse_u16, parse_u16_be, parse_u32, parse_u64,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
@@ -719,9 +719,10 @@ impl Nla for IpvsAttr {
     fn kind(&self) -> u16 {
         use IpvsAttr::*;
         match self {
-            Service(_) => IPVS_CMD_ATTR_SERVICE,
-            Dest(_) => IPVS_CMD_ATTR_DEST,
-            Daemon(_) => IPVS_CMD_ATTR_DAEMON,
+            // Nested blocks carry NLA_F_NESTED, as libnl sets it; the kernel accepts either.
+            Service(_) => IPVS_CMD_ATTR_SERVICE | NLA_F_NESTED,
+            Dest(_) => IPVS_CMD_ATTR_DEST | NLA_F_NESTED,
+            Daemon(_) => IPVS_CMD_ATTR_DAEMON | NLA_F_NESTED,
             TimeoutTcp(_) => IPVS_CMD_ATTR_TIMEOUT_TCP,
             TimeoutTcpFin(_) => IPVS_CMD_ATTR_TIMEOUT_TCP_FIN,
             TimeoutUdp(_) => IPVS_CMD_ATTR_TIMEOUT_UDP,

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs every test of lvsd: formatting, lints, unit/property/golden tests on the host, then the
+# kernel tests inside a VM with a stock Debian kernel (tests/vm/lib.sh). Installs what it needs.
+# Ends with one summary line, "summary: N passed, M failed"; exits non-zero on any failure.
+# A kernel test that cannot run (no VM, no boot) counts as failed, never as skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=tests/vm/lib.sh
+source tests/vm/lib.sh
+set +e
+export CARGO_TERM_COLOR=never
+passed=0 failed=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+note() { printf '\n==> %s\n' "$*"; }
+check() { # name, command...: a check that is not a test runner counts as one test
+  local name=$1; shift
+  note "$name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $name"; fi
+}
+tally() { # file: adds up cargo's "test result:" lines
+  local p f
+  p=$(grep -a -o 'test result: [A-Za-z]*\. [0-9]* passed; [0-9]* failed' "$1" | awk '{s+=$4} END {print s+0}')
+  f=$(grep -a -o 'test result: [A-Za-z]*\. [0-9]* passed; [0-9]* failed' "$1" | awk '{s+=$6} END {print s+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+  echo "$p passed, $f failed in $(basename "$1" .log)"
+}
+finish() {
+  echo
+  echo "summary: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+
+note "host tools and the test kernel"
+if ! (vm_install_deps && vm_fetch_kernel); then
+  echo "FAILED: could not install the VM's tools or fetch the kernel"
+  failed=$((failed + 1)); finish
+fi
+vm_fetch_kernel >/dev/null 2>&1
+
+check "cargo fmt --check" cargo fmt --all -- --check
+check "cargo clippy (all targets, all features, -D warnings)" \
+  cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+
+note "unit, property and golden-byte tests (host)"
+cargo test --locked --workspace 2>&1 | tee "$work/host.log"
+host_rc=${PIPESTATUS[0]}
+tally "$work/host.log"
+if [ "$host_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/host.log"; then
+  failed=$((failed + 1)); echo "FAILED: cargo test did not build or run"
+fi
+
+note "kernel tests (VM, kernel $KVER)"
+payload="$work/payload"
+mkdir -p "$payload"
+kernel_tests=$(cargo_test_executables -p lvsd-ipvs --features kernel-tests --test kernel)
+if [ -z "$kernel_tests" ]; then
+  echo "FAILED: the kernel tests did not build"
+  failed=$((failed + 1)); finish
+fi
+cp "$kernel_tests" "$payload/ipvs-kernel-tests"
+cat >"$payload/pre-ipvs" <<'PAYLOAD'
+#!/bin/sh
+# Before the ip_vs module is loaded.
+./ipvs-kernel-tests pre_ipvs:: --test-threads=1
+PAYLOAD
+cat >"$payload/run" <<'PAYLOAD'
+#!/bin/sh
+rc=0
+./ipvs-kernel-tests --skip pre_ipvs:: --test-threads=2 || rc=1
+exit $rc
+PAYLOAD
+chmod 755 "$payload" "$payload"/*
+vm_build_initramfs "$payload" "$work/initrd.gz"
+vm_boot "$work/initrd.gz" "$work/vm.log"
+vm_rc=$?
+tally "$work/vm.log"
+if [ "$vm_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/vm.log"; then
+  failed=$((failed + 1)); echo "FAILED: the VM run exited $vm_rc without a failing test (boot or crash problem)"
+fi
+grep -q 'LVSD-VM-PRE-IPVS-FAILED' "$work/vm.log" && ! grep -q 'test result: FAILED' "$work/vm.log" && failed=$((failed + 1))
+finish
