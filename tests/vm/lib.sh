@@ -75,6 +75,7 @@ vm_add_binary() {
 vm_build_initramfs() {
   local payload=$1 out=$2 tree
   tree=$(mktemp -d)
+  chmod 755 "$tree"  # the initramfs root: unprivileged test users must be able to traverse it
   mkdir -p "$tree"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,root,lib64,var/run,lib/modules}
   cp /bin/busybox "$tree/bin/busybox"
   vm_add_binary "$tree" /sbin/ip
@@ -97,6 +98,11 @@ vm_build_initramfs() {
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$tree/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$tree/etc/group"
   cp -a "$payload" "$tree/payload"
+  # The payload's own executables need their shared libraries too.
+  local f
+  for f in "$payload"/*; do
+    if [ -f "$f" ] && head -c 4 "$f" | grep -q 'ELF'; then vm_add_binary "$tree" "$f" "/payload/$(basename "$f")"; fi
+  done
   cat >"$tree/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

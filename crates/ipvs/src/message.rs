@@ -8,8 +8,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, ErrorContext, NLA_F_NESTED, Nla, NlaBuffer, NlasIterator, Parseable,
-    ParseableParametrized, parse_string, parse_u8, parse_u16, parse_u16_be, parse_u32, parse_u64,
+    DecodeError, DefaultNla, Emitable, ErrorContext, NLA_F_NESTED, Nla, NlaBuffer, NlasIterator,
+    Parseable, ParseableParametrized, parse_string, parse_u8, parse_u16, parse_u16_be, parse_u32,
+    parse_u64,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 

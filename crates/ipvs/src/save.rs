@@ -144,16 +144,16 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let mut cmd = None;
         let (mut proto, mut vip, mut fwmark, mut v6) = (None, None, None, false);
-        let (mut sched, mut persistent, mut timeout, mut netmask, mut pe) = (None, false, 300, None, None);
+        let (mut sched, mut persistent, mut timeout, mut netmask, mut pe) =
+            (None, false, 300, None, None);
         let mut flags = ServiceFlags::default();
-        let (mut real, mut fwd, mut weight, mut ut, mut lt) = (None, ForwardMethod::DirectRoute, 1, 0, 0);
+        let (mut real, mut fwd, mut weight, mut ut, mut lt) =
+            (None, ForwardMethod::DirectRoute, 1, 0, 0);
         let (mut tun_type, mut tun_port, mut tun_flags) = (TunnelType::Ipip, 0u16, 0u16);
         let mut it = words.iter().copied().peekable();
         while let Some(w) = it.next() {
-            let mut value = |what: &str| {
-                it.next()
-                    .ok_or_else(|| err(format!("`{w}` needs {what}")))
-            };
+            let mut value =
+                |what: &str| it.next().ok_or_else(|| err(format!("`{w}` needs {what}")));
             match w {
                 "-A" | "--add-service" => cmd = Some('A'),
                 "-a" | "--add-server" => cmd = Some('a'),
@@ -164,11 +164,17 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                         _ => Protocol::Udp,
                     });
                     let v = value("an address:port")?;
-                    vip = Some(split_addr_port(v).ok_or_else(|| err(format!("bad service address `{v}`")))?);
+                    vip = Some(
+                        split_addr_port(v)
+                            .ok_or_else(|| err(format!("bad service address `{v}`")))?,
+                    );
                 }
                 "-f" | "--fwmark-service" => {
                     let v = value("a mark")?;
-                    fwmark = Some(v.parse::<u32>().map_err(|_| err(format!("bad fwmark `{v}`")))?);
+                    fwmark = Some(
+                        v.parse::<u32>()
+                            .map_err(|_| err(format!("bad fwmark `{v}`")))?,
+                    );
                 }
                 "-6" | "--ipv6" => v6 = true,
                 "-s" | "--scheduler" => sched = Some(value("a scheduler")?.to_string()),
@@ -189,7 +195,9 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                                 "sh-fallback" | "mh-fallback" | "flag-1" => ServiceFlags::SCHED1,
                                 "sh-port" | "mh-port" | "flag-2" => ServiceFlags::SCHED2,
                                 "flag-3" => ServiceFlags::SCHED3,
-                                other => return Err(err(format!("unknown scheduler flag `{other}`"))),
+                                other => {
+                                    return Err(err(format!("unknown scheduler flag `{other}`")));
+                                }
                             };
                     }
                 }
@@ -222,7 +230,9 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                 }
                 "--tun-port" => {
                     let v = value("a port")?;
-                    tun_port = v.parse().map_err(|_| err(format!("bad tunnel port `{v}`")))?;
+                    tun_port = v
+                        .parse()
+                        .map_err(|_| err(format!("bad tunnel port `{v}`")))?;
                 }
                 "--tun-nocsum" => tun_flags = 0,
                 "--tun-csum" => tun_flags = 1,
@@ -240,7 +250,11 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                 mark,
                 family: if v6 { Family::Inet6 } else { Family::Inet },
             },
-            _ => return Err(err("needs exactly one of -t, -u, --sctp-service or -f".into())),
+            _ => {
+                return Err(err(
+                    "needs exactly one of -t, -u, --sctp-service or -f".into()
+                ));
+            }
         };
         match cmd {
             Some('A') => {
@@ -251,9 +265,10 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                         m.parse::<Ipv4Addr>()
                             .map_err(|_| err(format!("bad netmask `{m}`")))?,
                     ),
-                    (Some(m), Family::Inet6) => {
-                        Netmask::V6(m.parse().map_err(|_| err(format!("bad prefix length `{m}`")))?)
-                    }
+                    (Some(m), Family::Inet6) => Netmask::V6(
+                        m.parse()
+                            .map_err(|_| err(format!("bad prefix length `{m}`")))?,
+                    ),
                 };
                 if persistent {
                     flags = flags | ServiceFlags::PERSISTENT;
@@ -282,10 +297,9 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                             .map(|a| (a, default_port))
                     })
                     .ok_or_else(|| err(format!("bad real server `{r}`")))?;
-                let rule = rules
-                    .iter_mut()
-                    .find(|(k, ..)| *k == key)
-                    .ok_or_else(|| err(format!("real server for {key}, which no -A line defines")))?;
+                let rule = rules.iter_mut().find(|(k, ..)| *k == key).ok_or_else(|| {
+                    err(format!("real server for {key}, which no -A line defines"))
+                })?;
                 let mut spec = DestSpec::new(fwd, weight);
                 spec.upper_threshold = ut;
                 spec.lower_threshold = lt;
@@ -349,7 +363,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse_rules("-A -t 1.2.3.4:80 -s rr\n-a -t 9.9.9.9:80 -r 1.1.1.1\n").expect_err("orphan");
+        let e = parse_rules("-A -t 1.2.3.4:80 -s rr\n-a -t 9.9.9.9:80 -r 1.1.1.1\n")
+            .expect_err("orphan");
         assert_eq!(e.line, 2);
         assert!(parse_rules("-A -t nonsense -s rr").is_err());
         assert!(parse_rules("-A -s rr").is_err());

@@ -25,7 +25,11 @@ fn fixtures() -> BTreeMap<String, Fixture> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).expect("fixtures directory") {
         let path = entry.expect("entry").path();
-        let name = path.file_stem().expect("stem").to_string_lossy().into_owned();
+        let name = path
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(&path).expect("read fixture");
         let mut f = Fixture {
             name: name.clone(),
@@ -44,7 +48,11 @@ fn fixtures() -> BTreeMap<String, Fixture> {
         }
         out.insert(name, f);
     }
-    assert!(out.len() >= 30, "expected the full fixture set, found {}", out.len());
+    assert!(
+        out.len() >= 30,
+        "expected the full fixture set, found {}",
+        out.len()
+    );
     out
 }
 
@@ -148,7 +156,13 @@ fn seed_vip() -> ServiceKey {
     ServiceKey::tcp(v4(172, 16, 1, 50), 80)
 }
 
-fn spec(sched: &str, _family: Family, flags: ServiceFlags, timeout: u32, netmask: Netmask) -> ServiceSpec {
+fn spec(
+    sched: &str,
+    _family: Family,
+    flags: ServiceFlags,
+    timeout: u32,
+    netmask: Netmask,
+) -> ServiceSpec {
     ServiceSpec {
         scheduler: sched.into(),
         flags,
@@ -164,7 +178,13 @@ fn the_request(f: &Fixture) -> &Vec<u8> {
         .filter(|(is_req, b)| *is_req && b[16] != ipvs::constants::IPVS_CMD_GET_INFO)
         .map(|(_, b)| b)
         .collect();
-    assert_eq!(reqs.len(), 1, "{}: expected one request, found {}", f.name, reqs.len());
+    assert_eq!(
+        reqs.len(),
+        1,
+        "{}: expected one request, found {}",
+        f.name,
+        reqs.len()
+    );
     reqs[0]
 }
 
@@ -182,7 +202,10 @@ fn our_requests_are_byte_for_byte_what_ipvsadm_sends() {
     let host4 = Netmask::host(Family::Inet);
     let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x50));
     let cases: Vec<(&str, Request)> = vec![
-        ("new_service_tcp", Request::NewService(seed_vip(), spec("wlc", Family::Inet, none, 0, host4))),
+        (
+            "new_service_tcp",
+            Request::NewService(seed_vip(), spec("wlc", Family::Inet, none, 0, host4)),
+        ),
         (
             "new_service_sched_dr",
             Request::NewService(
@@ -194,7 +217,13 @@ fn our_requests_are_byte_for_byte_what_ipvsadm_sends() {
             "set_service",
             Request::SetService(
                 seed_vip(),
-                spec("rr", Family::Inet, persistent, 300, Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))),
+                spec(
+                    "rr",
+                    Family::Inet,
+                    persistent,
+                    300,
+                    Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)),
+                ),
             ),
         ),
         (
@@ -205,7 +234,13 @@ fn our_requests_are_byte_for_byte_what_ipvsadm_sends() {
                     addr: v6,
                     port: 53,
                 },
-                spec("sh", Family::Inet6, ServiceFlags::SH_PORT | ServiceFlags::SH_FALLBACK, 0, Netmask::V6(128)),
+                spec(
+                    "sh",
+                    Family::Inet6,
+                    ServiceFlags::SH_PORT | ServiceFlags::SH_FALLBACK,
+                    0,
+                    Netmask::V6(128),
+                ),
             ),
         ),
         (
@@ -337,16 +372,48 @@ fn destination_requests_match_ipvsadm() {
     };
     let v6real = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x101));
     let cases: Vec<(&str, Request, bool)> = vec![
-        ("new_dest_droute", Request::NewDest(seed_vip(), d(v4(172, 16, 1, 101), 80), dr(1)), true),
-        ("new_dest_duplicate", Request::NewDest(seed_vip(), d(v4(172, 16, 1, 101), 80), dr(1)), true),
-        ("new_dest_masq", Request::NewDest(seed_vip(), d(v4(172, 16, 1, 102), 8080), masq), true),
-        ("new_dest_tunnel_gue", Request::NewDest(seed_vip(), d(v4(172, 16, 1, 103), 80), gue), true),
-        ("new_dest_udp6", Request::NewDest(v6svc, d(v6real, 53), dr(3)), true),
-        ("set_dest", Request::SetDest(seed_vip(), d(v4(172, 16, 1, 101), 80), dr(5)), true),
-        ("del_dest", Request::DelDest(seed_vip(), d(v4(172, 16, 1, 102), 8080)), false),
+        (
+            "new_dest_droute",
+            Request::NewDest(seed_vip(), d(v4(172, 16, 1, 101), 80), dr(1)),
+            true,
+        ),
+        (
+            "new_dest_duplicate",
+            Request::NewDest(seed_vip(), d(v4(172, 16, 1, 101), 80), dr(1)),
+            true,
+        ),
+        (
+            "new_dest_masq",
+            Request::NewDest(seed_vip(), d(v4(172, 16, 1, 102), 8080), masq),
+            true,
+        ),
+        (
+            "new_dest_tunnel_gue",
+            Request::NewDest(seed_vip(), d(v4(172, 16, 1, 103), 80), gue),
+            true,
+        ),
+        (
+            "new_dest_udp6",
+            Request::NewDest(v6svc, d(v6real, 53), dr(3)),
+            true,
+        ),
+        (
+            "set_dest",
+            Request::SetDest(seed_vip(), d(v4(172, 16, 1, 101), 80), dr(5)),
+            true,
+        ),
+        (
+            "del_dest",
+            Request::DelDest(seed_vip(), d(v4(172, 16, 1, 102), 8080)),
+            false,
+        ),
         ("del_service", Request::DelService(seed_vip()), false),
         ("zero_service", Request::Zero(Some(seed_vip())), false),
-        ("stop_daemon", Request::DelDaemon(DaemonState::Master), false),
+        (
+            "stop_daemon",
+            Request::DelDaemon(DaemonState::Master),
+            false,
+        ),
     ];
     for (name, req, dest_exact) in cases {
         let f = &fx[name];
@@ -366,7 +433,11 @@ fn destination_requests_match_ipvsadm() {
                 (x, y) => assert_eq!(x, y, "{name}"),
             }
         }
-        assert_eq!(ours.attrs.len(), theirs.attrs.len(), "{name}: attribute count");
+        assert_eq!(
+            ours.attrs.len(),
+            theirs.attrs.len(),
+            "{name}: attribute count"
+        );
     }
 }
 
@@ -376,7 +447,10 @@ fn ours_cmd_byte(m: &IpvsMessage) -> u8 {
 
 fn subset<T: PartialEq + std::fmt::Debug>(name: &str, ours: &[T], theirs: &[T]) {
     for a in ours {
-        assert!(theirs.contains(a), "{name}: we send {a:?}, ipvsadm does not: {theirs:?}");
+        assert!(
+            theirs.contains(a),
+            "{name}: we send {a:?}, ipvsadm does not: {theirs:?}"
+        );
     }
 }
 
@@ -402,9 +476,16 @@ fn last_errno(f: &Fixture) -> i32 {
 fn kernel_errors_in_the_captures_are_the_errnos_we_map() {
     let fx = fixtures();
     assert_eq!(last_errno(&fx["new_service_tcp"]), 0);
-    assert_eq!(last_errno(&fx["new_service_sched_dr"]), libc_errno::ENOENT, "missing scheduler");
+    assert_eq!(
+        last_errno(&fx["new_service_sched_dr"]),
+        libc_errno::ENOENT,
+        "missing scheduler"
+    );
     assert_eq!(last_errno(&fx["new_dest_duplicate"]), libc_errno::EEXIST);
-    assert_eq!(last_errno(&fx["new_dest_missing_service"]), libc_errno::ESRCH);
+    assert_eq!(
+        last_errno(&fx["new_dest_missing_service"]),
+        libc_errno::ESRCH
+    );
     assert_eq!(last_errno(&fx["del_service_missing"]), libc_errno::ESRCH);
 }
 
@@ -430,21 +511,45 @@ fn dump_replies_decode_to_what_ipvsadm_printed() {
         .map(|a| service_from_attrs(a).expect("service"))
         .collect();
     assert_eq!(services.len(), 7, "{services:#?}");
-    assert!(services.iter().any(|s| matches!(s.key, ServiceKey::Addr { protocol: Protocol::Sctp, port: 9999, .. })
-        && s.spec.scheduler == "mh"
+    assert!(services.iter().any(|s| matches!(
+        s.key,
+        ServiceKey::Addr {
+            protocol: Protocol::Sctp,
+            port: 9999,
+            ..
+        }
+    ) && s.spec.scheduler == "mh"
         && s.spec.flags.contains(ServiceFlags::MH_PORT)));
-    let seed = services.iter().find(|s| s.key == seed_vip()).expect("seed service");
+    let seed = services
+        .iter()
+        .find(|s| s.key == seed_vip())
+        .expect("seed service");
     assert_eq!(seed.spec.scheduler, "rr");
     assert!(seed.spec.flags.contains(ServiceFlags::PERSISTENT));
-    assert!(seed.spec.flags.contains(ServiceFlags::HASHED), "the kernel sets HASHED");
+    assert!(
+        seed.spec.flags.contains(ServiceFlags::HASHED),
+        "the kernel sets HASHED"
+    );
     assert_eq!(seed.spec.timeout, 300);
-    assert_eq!(seed.spec.netmask, Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)));
+    assert_eq!(
+        seed.spec.netmask,
+        Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))
+    );
     let fwm6 = services
         .iter()
-        .find(|s| s.key == ServiceKey::Fwmark { mark: 8, family: Family::Inet6 })
+        .find(|s| {
+            s.key
+                == ServiceKey::Fwmark {
+                    mark: 8,
+                    family: Family::Inet6,
+                }
+        })
         .expect("fwmark 8 v6");
     assert_eq!(fwm6.spec.netmask, Netmask::V6(64));
-    let sip = services.iter().find(|s| s.spec.pe_name.is_some()).expect("pe sip");
+    let sip = services
+        .iter()
+        .find(|s| s.spec.pe_name.is_some())
+        .expect("pe sip");
     assert_eq!(sip.spec.pe_name.as_deref(), Some("sip"));
 
     let dests: Vec<Dest> = list
@@ -453,18 +558,39 @@ fn dump_replies_decode_to_what_ipvsadm_printed() {
         .flat_map(|m| m.attrs.iter().filter_map(dest_block))
         .map(|a| dest_from_attrs(a).expect("dest"))
         .collect();
-    let gue = dests.iter().find(|d| d.key.addr == v4(172, 16, 1, 103)).expect("gue real");
+    let gue = dests
+        .iter()
+        .find(|d| d.key.addr == v4(172, 16, 1, 103))
+        .expect("gue real");
     assert_eq!(gue.spec.forward, ForwardMethod::Tunnel);
     assert_eq!(gue.spec.tunnel_type, TunnelType::Gue);
     assert_eq!(gue.spec.tunnel_port, 6080);
-    let w5 = dests.iter().find(|d| d.key.addr == v4(172, 16, 1, 101)).expect("edited real");
-    assert_eq!((w5.spec.forward, w5.spec.weight), (ForwardMethod::DirectRoute, 5));
-    let masq = dests.iter().find(|d| d.key.port == 8080).expect("masq real");
+    let w5 = dests
+        .iter()
+        .find(|d| d.key.addr == v4(172, 16, 1, 101))
+        .expect("edited real");
     assert_eq!(
-        (masq.spec.forward, masq.spec.weight, masq.spec.upper_threshold, masq.spec.lower_threshold),
+        (w5.spec.forward, w5.spec.weight),
+        (ForwardMethod::DirectRoute, 5)
+    );
+    let masq = dests
+        .iter()
+        .find(|d| d.key.port == 8080)
+        .expect("masq real");
+    assert_eq!(
+        (
+            masq.spec.forward,
+            masq.spec.weight,
+            masq.spec.upper_threshold,
+            masq.spec.lower_threshold
+        ),
         (ForwardMethod::Masq, 2, 100, 10)
     );
-    assert!(dests.iter().any(|d| d.key.family() == Family::Inet6 && d.spec.weight == 3));
+    assert!(
+        dests
+            .iter()
+            .any(|d| d.key.family() == Family::Inet6 && d.spec.weight == 3)
+    );
 
     let t = replies(&fx["get_timeouts"]);
     let attrs: Vec<&IpvsAttr> = t.iter().flat_map(|m| m.attrs.iter()).collect();
@@ -498,10 +624,17 @@ fn an_unknown_attribute_survives_a_round_trip() {
     let mut msg = decode_message(raw).expect("decodes");
     for a in msg.attrs.iter_mut() {
         if let IpvsAttr::Service(s) = a {
-            s.push(ServiceAttr::Other(netlink_packet_core::DefaultNla::new(42, vec![1, 2, 3])));
+            s.push(ServiceAttr::Other(netlink_packet_core::DefaultNla::new(
+                42,
+                vec![1, 2, 3],
+            )));
         }
     }
-    msg.attrs.push(IpvsAttr::Other(netlink_packet_core::DefaultNla::new(99, vec![9; 8])));
+    msg.attrs
+        .push(IpvsAttr::Other(netlink_packet_core::DefaultNla::new(
+            99,
+            vec![9; 8],
+        )));
     let bytes = reencode(f, raw, msg.clone());
     let back = decode_message(&bytes).expect("decodes again");
     assert_eq!(back, msg);
