@@ -21,7 +21,8 @@ pub enum Error {
     },
     /// ENOENT when adding or editing a service: the kernel could not load the scheduler module.
     #[error(
-        "{op}: scheduler `{scheduler}` is not available: the kernel module ip_vs_{scheduler} is missing (modprobe ip_vs_{scheduler})"
+        "{op}: scheduler `{scheduler}` is not available: the kernel module ip_vs_{scheduler} is missing (modprobe ip_vs_{scheduler}){}",
+        forwarding_hint(scheduler)
     )]
     SchedulerMissing {
         /// What was being done.
@@ -73,6 +74,17 @@ pub enum Error {
         #[source]
         source: DecodeError,
     },
+}
+
+/// The seed's classic mistake, `ipvsadm -s dr`: a forwarding method given as the scheduler.
+fn forwarding_hint(scheduler: &str) -> String {
+    match scheduler {
+        "dr" | "droute" | "route" | "gatewaying" | "nat" | "masq" | "masquerading" | "tun"
+        | "tunnel" | "ipip" => format!(
+            "; `{scheduler}` is a forwarding method, not a scheduler: set the forwarding method on the real servers and pick a scheduler such as wlc"
+        ),
+        _ => String::new(),
+    }
 }
 
 impl Error {

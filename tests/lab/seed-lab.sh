@@ -1,0 +1,50 @@
+# shellcheck shell=sh
+# The seed's LVS-DR lab, inside the test VM, with the seed's own addresses: a bridge as the LAN,
+# one network namespace per host. Only the lab is built by hand here (links, addresses of the
+# hosts themselves, web servers); what the seed did with ipvsadm and sysctl is lvsd's job.
+#   director 172.16.1.100 (VIP 172.16.1.50), real servers 172.16.1.101 and .102, client .200
+IP=/sbin/ip
+VIP=172.16.1.50
+
+lab_host() { # name address
+  $IP netns add "$1"
+  $IP link add "veth-$1" type veth peer name eth0 netns "$1"
+  $IP link set "veth-$1" master br0 up
+  $IP -n "$1" addr add "$2/16" dev eth0
+  $IP -n "$1" link set eth0 up
+  $IP -n "$1" link set lo up
+}
+
+lab_up() {
+  $IP link add br0 type bridge
+  $IP link set br0 up
+  lab_host director 172.16.1.100
+  lab_host rs1 172.16.1.101
+  lab_host rs2 172.16.1.102
+  lab_host client 172.16.1.200
+  for rs in rs1 rs2; do
+    mkdir -p "/tmp/www-$rs"
+    addr=$($IP -n "$rs" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+    echo "<h1>this is $addr</h1>" >"/tmp/www-$rs/index.html"
+    $IP netns exec "$rs" busybox httpd -p 80 -h "/tmp/www-$rs"
+  done
+}
+
+# The seed's real-server preparation (step 3-4 of the seed), until lvsd's host roles do it.
+lab_real_servers_by_hand() {
+  for rs in rs1 rs2; do
+    $IP -n "$rs" addr add "$VIP/32" dev lo
+    $IP netns exec "$rs" sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce'
+  done
+}
+
+# The director's VIP and forwarding (step 1-2 of the seed), until lvsd's director role does it.
+lab_director_by_hand() {
+  $IP -n director addr add "$VIP/32" dev eth0
+  $IP netns exec director sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+}
+
+# One HTTP request from the client to the VIP; prints the body.
+lab_request() {
+  printf 'GET / HTTP/1.0\r\n\r\n' | $IP netns exec client busybox nc -w 2 "$VIP" 80 | tail -n 1
+}
