@@ -25,7 +25,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::constants::*;
-use crate::convert::{daemon_from_attrs, dest_from_attrs, service_from_attrs, service_key_attrs};
+use crate::convert::{daemon_from_attrs, dest_from_bytes, service_from_attrs, service_key_attrs};
 use crate::error::Error;
 use crate::message::{IpvsAttr, IpvsCmd, IpvsMessage};
 use crate::model::*;
@@ -346,13 +346,18 @@ impl Client {
             .unwrap_or(Ok(()))
     }
 
-    /// Sends one read request and collects the IPVS messages of its reply (all parts of a dump).
-    async fn query(
+    /// Sends one read request and hands every IPVS message of its reply (all parts of a dump) to
+    /// `each` as its command and the bytes of its attributes.
+    async fn query_each<F>(
         &mut self,
         msg: IpvsMessage,
         dump: bool,
         op: &str,
-    ) -> Result<Vec<IpvsMessage>, Error> {
+        mut each: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut(u8, &[u8]) -> Result<(), DecodeError>,
+    {
         let seq = self.next_seq(1);
         let flags = if dump {
             NLM_F_REQUEST | NLM_F_DUMP
@@ -362,7 +367,6 @@ impl Client {
         self.tx.clear();
         self.push(msg, flags, seq);
         self.sock.send(&self.tx).await.map_err(io_err(op))?;
-        let mut out = Vec::new();
         loop {
             self.recv(op).await?;
             for m in messages(&self.rx) {
@@ -371,11 +375,11 @@ impl Client {
                     continue;
                 }
                 match m.message_type() {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let code = error_code(m.payload()).map_err(decode_err(op))?;
                         return match code {
-                            0 => Ok(out),
+                            0 => Ok(()),
                             c if c == Errno::EPERM as i32 => {
                                 Err(Error::PermissionDenied { op: op.to_string() })
                             }
@@ -386,14 +390,42 @@ impl Client {
                         };
                     }
                     t if t == self.family_id => {
-                        let genl = GenlMessage::<IpvsMessage>::parse_with_param(m.payload(), t)
-                            .map_err(decode_err(op))?;
-                        out.push(genl.payload);
+                        let payload = m.payload();
+                        let (cmd, attrs) = match (payload.first(), payload.get(4..)) {
+                            (Some(cmd), Some(attrs)) => (*cmd, attrs),
+                            _ => {
+                                return Err(decode_err(op)(DecodeError::buffer_too_small(
+                                    payload.len(),
+                                    4,
+                                )));
+                            }
+                        };
+                        each(cmd, attrs).map_err(decode_err(op))?;
                     }
                     _ => {}
                 }
             }
         }
+    }
+
+    /// Sends one read request and collects the typed IPVS messages of its reply.
+    async fn query(
+        &mut self,
+        msg: IpvsMessage,
+        dump: bool,
+        op: &str,
+    ) -> Result<Vec<IpvsMessage>, Error> {
+        let mut out = Vec::new();
+        self.query_each(msg, dump, op, |cmd, attrs| {
+            let header = netlink_packet_generic::GenlHeader {
+                cmd,
+                version: IPVS_GENL_VERSION,
+            };
+            out.push(IpvsMessage::parse_with_param(attrs, header)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Every virtual service (`ipvsadm -Ln` without the destinations).
@@ -436,34 +468,28 @@ impl Client {
         }
     }
 
-    /// The destinations of one service.
+    /// The destinations of one service (none when the service does not exist: the kernel answers
+    /// a destination dump of a missing service with an empty dump). Decodes straight from the
+    /// reply's bytes: on a large table this is most of the work of a dump.
     pub async fn dests(&mut self, key: &ServiceKey) -> Result<Vec<Dest>, Error> {
         let op = format!("list real servers of {key}");
         let msg = IpvsMessage::new(
             IpvsCmd::GetDest,
             vec![IpvsAttr::Service(service_key_attrs(key))],
         );
-        let replies = match self.query(msg, true, &op).await {
-            Err(Error::Kernel {
-                errno: Errno::ESRCH,
-                op,
-            }) => {
-                return Err(Error::NotFound {
-                    op,
-                    object: format!("service {key}"),
-                    errno: Errno::ESRCH,
-                });
+        let af = Some(key.family().to_raw());
+        let mut out = Vec::new();
+        self.query_each(msg, true, &op, |_, attrs| {
+            for nla in NlasIterator::new(attrs) {
+                let nla = nla?;
+                if nla.kind() == IPVS_CMD_ATTR_DEST {
+                    out.push(dest_from_bytes(nla.value(), af)?);
+                }
             }
-            r => r?,
-        };
-        replies
-            .iter()
-            .flat_map(|m| m.attrs.iter())
-            .filter_map(|a| match a {
-                IpvsAttr::Dest(d) => Some(dest_from_attrs(d).map_err(decode_err(&op))),
-                _ => None,
-            })
-            .collect()
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
     /// The whole table: every service with its destinations, in kernel order.
@@ -471,11 +497,7 @@ impl Client {
         let services = self.services().await?;
         let mut out = Vec::with_capacity(services.len());
         for s in services {
-            let d = match self.dests(&s.key).await {
-                // Deleted by someone else between the two dumps: it is simply gone.
-                Err(Error::NotFound { .. }) => continue,
-                r => r?,
-            };
+            let d = self.dests(&s.key).await?;
             out.push((s, d));
         }
         Ok(out)

@@ -2,7 +2,12 @@
 //! laid out as ipvsadm (libipvs) lays them out, so that golden-byte tests can compare them with
 //! what ipvsadm really sends.
 
-use netlink_packet_core::DecodeError;
+use std::net::IpAddr;
+
+use netlink_packet_core::{
+    DecodeError, ErrorContext, NlasIterator, parse_u8, parse_u16, parse_u16_be, parse_u32,
+    parse_u64,
+};
 
 use crate::message::{DaemonAttr, DestAttr, ServiceAttr, StatsAttr, StatsField};
 use crate::model::*;
@@ -236,6 +241,116 @@ pub fn daemon_from_attrs(attrs: &[DaemonAttr]) -> Result<SyncDaemon, DecodeError
     d.mcast_ifn = ifn.ok_or_else(|| missing("IPVS_DAEMON_ATTR_MCAST_IFN"))?;
     d.sync_id = id.ok_or_else(|| missing("IPVS_DAEMON_ATTR_SYNC_ID"))?;
     Ok(d)
+}
+
+/// Folds a raw statistics block into `s` without building the attribute list; fields of a width
+/// other than 4 or 8 bytes are ignored, as [`StatsAttr`] keeps them as `Other`.
+fn stats_from_bytes(payload: &[u8]) -> Result<Stats, DecodeError> {
+    use crate::constants::*;
+    let mut s = Stats::default();
+    for nla in NlasIterator::new(payload) {
+        let nla = nla.with_context(|| "invalid attribute in stats".to_string())?;
+        let v = nla.value();
+        let value = match v.len() {
+            4 => u64::from(parse_u32(v)?),
+            8 => parse_u64(v)?,
+            _ => continue,
+        };
+        let slot = match nla.kind() {
+            IPVS_STATS_ATTR_CONNS => &mut s.conns,
+            IPVS_STATS_ATTR_INPKTS => &mut s.inpkts,
+            IPVS_STATS_ATTR_OUTPKTS => &mut s.outpkts,
+            IPVS_STATS_ATTR_INBYTES => &mut s.inbytes,
+            IPVS_STATS_ATTR_OUTBYTES => &mut s.outbytes,
+            IPVS_STATS_ATTR_CPS => &mut s.cps,
+            IPVS_STATS_ATTR_INPPS => &mut s.inpps,
+            IPVS_STATS_ATTR_OUTPPS => &mut s.outpps,
+            IPVS_STATS_ATTR_INBPS => &mut s.inbps,
+            IPVS_STATS_ATTR_OUTBPS => &mut s.outbps,
+            _ => continue,
+        };
+        *slot = value;
+    }
+    Ok(s)
+}
+
+fn scan_af(payload: &[u8], kind: u16) -> Option<u16> {
+    NlasIterator::new(payload)
+        .filter_map(Result::ok)
+        .find(|n| n.kind() == kind)
+        .and_then(|n| parse_u16(n.value()).ok())
+}
+
+fn addr_in(v: &[u8], af: Option<u16>, what: &str) -> Result<Option<IpAddr>, DecodeError> {
+    use crate::constants::{AF_INET, AF_INET6};
+    let bad = || DecodeError::from(format!("invalid {what}: {} bytes", v.len()));
+    match af {
+        Some(AF_INET) => {
+            let b: [u8; 4] = v.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+            Ok(Some(IpAddr::from(b)))
+        }
+        Some(AF_INET6) => {
+            let b: [u8; 16] = v
+                .get(..16)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)?;
+            Ok(Some(IpAddr::from(b)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads a destination straight from the bytes of its attribute block: the dump hot path, with
+/// no intermediate attribute list. Gives exactly what
+/// `dest_from_attrs(&parse_dest_attrs(payload, service_af)?)` gives (a property test holds it to that).
+pub fn dest_from_bytes(payload: &[u8], service_af: Option<u16>) -> Result<Dest, DecodeError> {
+    use crate::constants::*;
+    let af = scan_af(payload, IPVS_DEST_ATTR_ADDR_FAMILY).or(service_af);
+    let (mut addr, mut port, mut fwd, mut weight) = (None, None, None, None);
+    let mut spec = DestSpec::new(ForwardMethod::DirectRoute, 0);
+    let mut conns = DestConns::default();
+    let (mut stats32, mut stats64) = (None, None);
+    for nla in NlasIterator::new(payload) {
+        let nla = nla.with_context(|| "invalid attribute in destination".to_string())?;
+        let v = nla.value();
+        match nla.kind() {
+            IPVS_DEST_ATTR_ADDR => {
+                if let Some(a) = addr_in(v, af, "IPVS_DEST_ATTR_ADDR")? {
+                    addr = Some(a);
+                }
+            }
+            IPVS_DEST_ATTR_PORT => port = Some(parse_u16_be(v)?),
+            IPVS_DEST_ATTR_FWD_METHOD => fwd = Some(parse_u32(v)?),
+            IPVS_DEST_ATTR_WEIGHT => weight = Some(parse_u32(v)?),
+            IPVS_DEST_ATTR_U_THRESH => spec.upper_threshold = parse_u32(v)?,
+            IPVS_DEST_ATTR_L_THRESH => spec.lower_threshold = parse_u32(v)?,
+            IPVS_DEST_ATTR_ACTIVE_CONNS => conns.active = parse_u32(v)?,
+            IPVS_DEST_ATTR_INACT_CONNS => conns.inactive = parse_u32(v)?,
+            IPVS_DEST_ATTR_PERSIST_CONNS => conns.persistent = parse_u32(v)?,
+            IPVS_DEST_ATTR_STATS => stats32 = Some(stats_from_bytes(v)?),
+            IPVS_DEST_ATTR_STATS64 => stats64 = Some(stats_from_bytes(v)?),
+            IPVS_DEST_ATTR_ADDR_FAMILY => {
+                parse_u16(v)?;
+            }
+            IPVS_DEST_ATTR_TUN_TYPE => spec.tunnel_type = TunnelType::from_raw(parse_u8(v)?),
+            IPVS_DEST_ATTR_TUN_PORT => spec.tunnel_port = parse_u16_be(v)?,
+            IPVS_DEST_ATTR_TUN_FLAGS => spec.tunnel_flags = parse_u16(v)?,
+            _ => {}
+        }
+    }
+    spec.forward =
+        ForwardMethod::from_raw(fwd.ok_or_else(|| missing("IPVS_DEST_ATTR_FWD_METHOD"))?);
+    spec.weight = weight.ok_or_else(|| missing("IPVS_DEST_ATTR_WEIGHT"))?;
+    let key = DestKey {
+        addr: addr.ok_or_else(|| missing("IPVS_DEST_ATTR_ADDR (or its address family)"))?,
+        port: port.ok_or_else(|| missing("IPVS_DEST_ATTR_PORT"))?,
+    };
+    Ok(Dest {
+        key,
+        spec,
+        conns,
+        stats: stats64.or(stats32).unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ where
 {
     let mut out = Vec::new();
     for nla in NlasIterator::new(payload) {
-        let nla = nla.context(format!("invalid attribute in {what}"))?;
+        let nla = nla.with_context(|| format!("invalid attribute in {what}"))?;
         out.push(f(&nla)?);
     }
     Ok(out)

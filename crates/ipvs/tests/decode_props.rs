@@ -26,8 +26,86 @@ fn fixture_messages() -> Vec<Vec<u8>> {
     out
 }
 
+/// The destination blocks (IPVS_CMD_ATTR_DEST values) of every captured message.
+fn fixture_dest_blocks() -> Vec<Vec<u8>> {
+    fixture_dest_blocks_tagged()
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect()
+}
+
+/// (from the kernel, block) pairs: the kernel's replies lack NLM_F_REQUEST.
+fn fixture_dest_blocks_tagged() -> Vec<(bool, Vec<u8>)> {
+    let mut out = vec![];
+    for m in fixture_messages() {
+        // IPVS messages only: errors and acks embed the request they answer.
+        // Info replies reuse attribute number 2 for the connection table size.
+        if u16::from_ne_bytes([m[4], m[5]]) <= 0x10 || matches!(m.get(16), Some(14 | 15)) {
+            continue;
+        }
+        let Some(attrs) = m.get(20..) else { continue };
+        let from_kernel = m[6] & 1 == 0;
+        for nla in netlink_packet_core::NlasIterator::new(attrs).flatten() {
+            if nla.kind() == ipvs::constants::IPVS_CMD_ATTR_DEST {
+                out.push((from_kernel, nla.value().to_vec()));
+            }
+        }
+    }
+    out
+}
+
+fn typed_dest(b: &[u8], af: Option<u16>) -> Option<ipvs::Dest> {
+    ipvs::message::parse_dest_attrs(b, af)
+        .and_then(|a| ipvs::convert::dest_from_attrs(&a))
+        .ok()
+}
+
+#[test]
+fn the_fast_destination_decoder_agrees_on_every_captured_block() {
+    let blocks = fixture_dest_blocks_tagged();
+    assert!(blocks.len() >= 20, "{}", blocks.len());
+    let mut from_kernel = 0;
+    for (kernel, b) in &blocks {
+        let fast = ipvs::convert::dest_from_bytes(b, None).ok();
+        assert_eq!(fast, typed_dest(b, None));
+        if *kernel {
+            assert!(
+                fast.is_some(),
+                "every destination the kernel reports decodes"
+            );
+            from_kernel += 1;
+        }
+    }
+    assert!(from_kernel >= 5, "{from_kernel}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn the_fast_destination_decoder_agrees_with_the_typed_one(
+        pick in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in any::<prop::sample::Index>(),
+        af in prop_oneof![Just(None), Just(Some(2u16)), Just(Some(10u16)), Just(Some(7u16))],
+    ) {
+        let blocks = fixture_dest_blocks();
+        let mut b = blocks[pick.index(blocks.len())].clone();
+        for (at, v) in flips {
+            let i = at.index(b.len());
+            b[i] ^= v;
+        }
+        b.truncate(cut.index(b.len() + 1));
+        prop_assert_eq!(ipvs::convert::dest_from_bytes(&b, af).ok(), typed_dest(&b, af));
+    }
+
+    #[test]
+    fn the_fast_destination_decoder_agrees_on_random_bytes(
+        b in proptest::collection::vec(any::<u8>(), 0..200),
+        af in prop_oneof![Just(None), Just(Some(2u16)), Just(Some(10u16))],
+    ) {
+        prop_assert_eq!(ipvs::convert::dest_from_bytes(&b, af).ok(), typed_dest(&b, af));
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
