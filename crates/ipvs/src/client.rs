@@ -279,7 +279,13 @@ impl Client {
             {
                 last_off = self.tx.len();
                 let seq = base.wrapping_add((next - start) as u32);
-                self.push(requests[next].to_message(), NLM_F_REQUEST, seq);
+                crate::wire::push_request(
+                    &mut self.tx,
+                    &requests[next],
+                    self.family_id,
+                    NLM_F_REQUEST,
+                    seq,
+                );
                 next += 1;
             }
             let count = next - start;
@@ -583,7 +589,9 @@ where
 /// Encodes one request as the bytes of a netlink message, exactly as [`Client::execute`] sends it
 /// (for golden-byte tests and tools that capture traffic).
 pub fn encode_request(request: &Request, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
-    encode_message(request.to_message(), family_id, flags, seq)
+    let mut tx = Vec::new();
+    crate::wire::push_request(&mut tx, request, family_id, flags, seq);
+    tx
 }
 
 /// Encodes any IPVS message with the given netlink header fields.

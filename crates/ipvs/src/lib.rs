@@ -20,6 +20,7 @@ pub mod message;
 pub mod model;
 pub mod request;
 pub mod save;
+pub mod wire;
 
 pub use client::{BatchResult, Client, encode_message, encode_request};
 pub use error::Error;

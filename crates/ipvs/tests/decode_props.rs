@@ -145,3 +145,133 @@ proptest! {
         let _ = ipvs::save::parse_rules(&text);
     }
 }
+
+mod encoder {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use ipvs::*;
+    use proptest::prelude::*;
+
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+            any::<u128>().prop_map(|v| IpAddr::V6(Ipv6Addr::from(v))),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = ServiceKey> {
+        prop_oneof![
+            (
+                addr(),
+                any::<u16>(),
+                prop_oneof![
+                    Just(Protocol::Tcp),
+                    Just(Protocol::Udp),
+                    Just(Protocol::Sctp)
+                ]
+            )
+                .prop_map(|(addr, port, protocol)| ServiceKey::Addr {
+                    protocol,
+                    addr,
+                    port
+                }),
+            (any::<u32>(), any::<bool>()).prop_map(|(mark, v6)| ServiceKey::Fwmark {
+                mark,
+                family: if v6 { Family::Inet6 } else { Family::Inet },
+            }),
+        ]
+    }
+
+    fn service_spec() -> impl Strategy<Value = ServiceSpec> {
+        (
+            "[a-z]{1,15}",
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of("[a-z]{1,15}"),
+        )
+            .prop_map(|(scheduler, flags, timeout, mask, pe_name)| ServiceSpec {
+                scheduler,
+                flags: ServiceFlags(flags),
+                timeout,
+                netmask: Netmask::V6(mask),
+                pe_name,
+            })
+    }
+
+    fn dest_spec() -> impl Strategy<Value = DestSpec> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u16>(),
+            any::<u16>(),
+        )
+            .prop_map(|(f, weight, u, l, tt, tp, tf)| DestSpec {
+                forward: ForwardMethod::from_raw(f % 6),
+                weight,
+                upper_threshold: u,
+                lower_threshold: l,
+                tunnel_type: TunnelType::from_raw(tt),
+                tunnel_port: tp,
+                tunnel_flags: tf,
+            })
+    }
+
+    fn dkey() -> impl Strategy<Value = DestKey> {
+        (addr(), any::<u16>()).prop_map(|(addr, port)| DestKey { addr, port })
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (key(), service_spec()).prop_map(|(k, s)| Request::NewService(k, s)),
+            (key(), service_spec()).prop_map(|(k, s)| Request::SetService(k, s)),
+            key().prop_map(Request::DelService),
+            (key(), dkey(), dest_spec()).prop_map(|(k, d, s)| Request::NewDest(k, d, s)),
+            (key(), dkey(), dest_spec()).prop_map(|(k, d, s)| Request::SetDest(k, d, s)),
+            (key(), dkey()).prop_map(|(k, d)| Request::DelDest(k, d)),
+            Just(Request::Flush),
+            proptest::option::of(key()).prop_map(Request::Zero),
+            (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(tcp, tcp_fin, udp)| {
+                Request::SetTimeouts(Timeouts { tcp, tcp_fin, udp })
+            }),
+            (
+                "[a-z0-9]{1,15}",
+                any::<u32>(),
+                proptest::option::of(any::<u16>()),
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(any::<u128>()),
+                proptest::option::of(any::<u16>()),
+                proptest::option::of(any::<u8>()),
+            )
+                .prop_map(|(ifn, id, maxlen, g4, g6, port, ttl)| Request::NewDaemon(
+                    SyncDaemon {
+                        state: DaemonState::Backup,
+                        mcast_ifn: ifn,
+                        sync_id: id,
+                        sync_maxlen: maxlen,
+                        mcast_group: g4.map(Ipv4Addr::from),
+                        mcast_group6: g6.map(Ipv6Addr::from),
+                        mcast_port: port,
+                        mcast_ttl: ttl,
+                    }
+                )),
+            Just(Request::DelDaemon(DaemonState::Master)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The batch writer's bytes are the typed encoder's bytes, and decode back to the request.
+        #[test]
+        fn the_fast_encoder_writes_what_the_typed_encoder_writes(req in request(), seq in any::<u32>()) {
+            let fast = encode_request(&req, 0x20, 5, seq);
+            let typed = encode_message(req.to_message(), 0x20, 5, seq);
+            prop_assert_eq!(&fast, &typed);
+            prop_assert_eq!(decode_message(&fast).expect("decodes"), req.to_message());
+        }
+    }
+}
