@@ -440,14 +440,10 @@ impl Client {
         let replies = self
             .query(IpvsMessage::new(IpvsCmd::GetService, vec![]), true, op)
             .await?;
-        replies
-            .iter()
-            .flat_map(|m| m.attrs.iter())
-            .filter_map(|a| match a {
-                IpvsAttr::Service(s) => Some(service_from_attrs(s).map_err(decode_err(op))),
-                _ => None,
-            })
-            .collect()
+        blocks(&replies, op, |a| match a {
+            IpvsAttr::Service(s) => Some(service_from_attrs(s)),
+            _ => None,
+        })
     }
 
     /// One virtual service, or `None` when the kernel has no such service.
@@ -559,15 +555,25 @@ impl Client {
         let replies = self
             .query(IpvsMessage::new(IpvsCmd::GetDaemon, vec![]), true, op)
             .await?;
-        replies
-            .iter()
-            .flat_map(|m| m.attrs.iter())
-            .filter_map(|a| match a {
-                IpvsAttr::Daemon(d) => Some(daemon_from_attrs(d).map_err(decode_err(op))),
-                _ => None,
-            })
-            .collect()
+        blocks(&replies, op, |a| match a {
+            IpvsAttr::Daemon(d) => Some(daemon_from_attrs(d)),
+            _ => None,
+        })
     }
+}
+
+/// Decodes the blocks `pick` selects from every message of a reply.
+fn blocks<T>(
+    replies: &[IpvsMessage],
+    op: &str,
+    pick: impl Fn(&IpvsAttr) -> Option<Result<T, DecodeError>>,
+) -> Result<Vec<T>, Error> {
+    replies
+        .iter()
+        .flat_map(|m| m.attrs.iter())
+        .filter_map(pick)
+        .map(|r| r.map_err(decode_err(op)))
+        .collect()
 }
 
 /// Appends one netlink message to `tx`.

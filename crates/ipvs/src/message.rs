@@ -110,7 +110,7 @@ impl From<IpvsCmd> for u8 {
 }
 
 /// Emits an address the way the kernel and ipvsadm do: 16 bytes, IPv4 in the first four.
-fn inet_addr_bytes(addr: &IpAddr) -> [u8; 16] {
+pub(crate) fn inet_addr_bytes(addr: &IpAddr) -> [u8; 16] {
     match addr {
         IpAddr::V4(a) => {
             let mut b = [0u8; 16];

@@ -4,11 +4,10 @@
 //! It must produce exactly the bytes of the typed path (`Request::to_message` then emit); the
 //! golden tests compare it with ipvsadm's traffic and a property test with the typed encoder.
 
-use std::net::IpAddr;
-
 use netlink_packet_core::NLA_F_NESTED;
 
 use crate::constants::*;
+use crate::message::inet_addr_bytes;
 use crate::model::*;
 use crate::request::Request;
 
@@ -45,17 +44,6 @@ fn nest_end(tx: &mut [u8], at: usize) {
     tx[at..at + 2].copy_from_slice(&len.to_ne_bytes());
 }
 
-fn inet(addr: &IpAddr) -> [u8; 16] {
-    match addr {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            b
-        }
-        IpAddr::V6(a) => a.octets(),
-    }
-}
-
 fn service_key(tx: &mut Vec<u8>, key: &ServiceKey) {
     attr(tx, IPVS_SVC_ATTR_AF, &key.family().to_raw().to_ne_bytes());
     match key {
@@ -65,7 +53,7 @@ fn service_key(tx: &mut Vec<u8>, key: &ServiceKey) {
             port,
         } => {
             attr(tx, IPVS_SVC_ATTR_PROTOCOL, &protocol.to_raw().to_ne_bytes());
-            attr(tx, IPVS_SVC_ATTR_ADDR, &inet(addr));
+            attr(tx, IPVS_SVC_ATTR_ADDR, &inet_addr_bytes(addr));
             attr(tx, IPVS_SVC_ATTR_PORT, &port.to_be_bytes());
         }
         ServiceKey::Fwmark { mark, .. } => attr(tx, IPVS_SVC_ATTR_FWMARK, &mark.to_ne_bytes()),
@@ -101,7 +89,7 @@ fn dest_block(tx: &mut Vec<u8>, key: &DestKey, spec: Option<&DestSpec>) {
         IPVS_DEST_ATTR_ADDR_FAMILY,
         &key.family().to_raw().to_ne_bytes(),
     );
-    attr(tx, IPVS_DEST_ATTR_ADDR, &inet(&key.addr));
+    attr(tx, IPVS_DEST_ATTR_ADDR, &inet_addr_bytes(&key.addr));
     attr(tx, IPVS_DEST_ATTR_PORT, &key.port.to_be_bytes());
     if let Some(s) = spec {
         attr(
