@@ -435,6 +435,12 @@ impl Client {
     }
 
     /// Every virtual service (`ipvsadm -Ln` without the destinations).
+    ///
+    /// A dump is a snapshot only when nothing else changes IPVS meanwhile: the kernel resumes a
+    /// multi-part service dump by a position in its table of *every* network namespace, so
+    /// services added or removed in any namespace during a dump (of more than about a hundred
+    /// services) can make it skip or repeat entries. Callers that act on a dump verify what
+    /// they write, or dump again.
     pub async fn services(&mut self) -> Result<Vec<Service>, Error> {
         let op = "list IPVS services";
         let replies = self

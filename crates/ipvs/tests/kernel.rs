@@ -359,6 +359,25 @@ fn forwarding_methods_and_tunnel_settings() {
             .await
             .expect_err("mixed family without tunnel");
         assert_eq!(err.errno(), Some(Errno::EINVAL), "{err}");
+        // Bypass, on a service of its own: ipvsadm's rule format has no switch for it, so it is
+        // read back through the client only.
+        let b = ServiceKey::tcp(v4(10, 0, 0, 9), 80);
+        let bypass = DestSpec::new(ForwardMethod::Bypass, 1);
+        ok_all(
+            c.execute(&[
+                Request::NewService(b, ServiceSpec::new("rr", Family::Inet)),
+                Request::NewDest(
+                    b,
+                    DestKey {
+                        addr: v4(10, 0, 2, 1),
+                        port: 80,
+                    },
+                    bypass,
+                ),
+            ])
+            .await,
+        );
+        assert_eq!(c.dests(&b).await.expect("dests")[0].spec, bypass);
     });
 }
 
