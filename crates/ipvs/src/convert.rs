@@ -176,23 +176,11 @@ pub fn dest_from_attrs(attrs: &[DestAttr]) -> Result<Dest, DecodeError> {
             DestAttr::AddrFamily(_) | DestAttr::Other(_) => {}
         }
     }
-    spec.forward =
-        ForwardMethod::from_raw(fwd.ok_or_else(|| missing("IPVS_DEST_ATTR_FWD_METHOD"))?);
-    spec.weight = weight.ok_or_else(|| missing("IPVS_DEST_ATTR_WEIGHT"))?;
-    let key = DestKey {
-        addr: addr.ok_or_else(|| missing("IPVS_DEST_ATTR_ADDR (or its address family)"))?,
-        port: port.ok_or_else(|| missing("IPVS_DEST_ATTR_PORT"))?,
-    };
     let stats = stats64
         .or(stats32)
         .map(|s| stats_from_attrs(s))
         .unwrap_or_default();
-    Ok(Dest {
-        key,
-        spec,
-        conns,
-        stats,
-    })
+    finish_dest(addr, port, fwd, weight, spec, conns, stats)
 }
 
 /// The attributes of `NEW_DAEMON`, in libipvs's order.
@@ -338,6 +326,21 @@ pub fn dest_from_bytes(payload: &[u8], service_af: Option<u16>) -> Result<Dest, 
             _ => {}
         }
     }
+    let stats = stats64.or(stats32).unwrap_or_default();
+    finish_dest(addr, port, fwd, weight, spec, conns, stats)
+}
+
+/// The required parts of a destination, checked, with the rest: shared by both decoders so that
+/// they report a missing attribute the same way.
+fn finish_dest(
+    addr: Option<IpAddr>,
+    port: Option<u16>,
+    fwd: Option<u32>,
+    weight: Option<u32>,
+    mut spec: DestSpec,
+    conns: DestConns,
+    stats: Stats,
+) -> Result<Dest, DecodeError> {
     spec.forward =
         ForwardMethod::from_raw(fwd.ok_or_else(|| missing("IPVS_DEST_ATTR_FWD_METHOD"))?);
     spec.weight = weight.ok_or_else(|| missing("IPVS_DEST_ATTR_WEIGHT"))?;
@@ -349,7 +352,7 @@ pub fn dest_from_bytes(payload: &[u8], service_af: Option<u16>) -> Result<Dest, 
         key,
         spec,
         conns,
-        stats: stats64.or(stats32).unwrap_or_default(),
+        stats,
     })
 }
 
