@@ -34,11 +34,10 @@ finish() {
 }
 
 note "host tools and the test kernel"
-if ! (vm_install_deps && vm_fetch_kernel); then
+if ! vm_install_deps || ! vm_fetch_kernel; then
   echo "FAILED: could not install the VM's tools or fetch the kernel"
   failed=$((failed + 1)); finish
 fi
-vm_fetch_kernel >/dev/null 2>&1
 
 check "cargo fmt --check" cargo fmt --all -- --check
 check "cargo clippy (all targets, all features, -D warnings)" \

@@ -9,7 +9,9 @@ use netlink_packet_core::{
     parse_u64,
 };
 
-use crate::message::{DaemonAttr, DestAttr, ServiceAttr, StatsAttr, StatsField};
+use crate::message::{
+    DaemonAttr, DestAttr, ServiceAttr, StatsAttr, StatsField, parse_inet_addr, scan_u16,
+};
 use crate::model::*;
 
 /// Folds a statistics block into [`Stats`].
@@ -262,38 +264,12 @@ fn stats_from_bytes(payload: &[u8]) -> Result<Stats, DecodeError> {
     Ok(s)
 }
 
-fn scan_af(payload: &[u8], kind: u16) -> Option<u16> {
-    NlasIterator::new(payload)
-        .filter_map(Result::ok)
-        .find(|n| n.kind() == kind)
-        .and_then(|n| parse_u16(n.value()).ok())
-}
-
-fn addr_in(v: &[u8], af: Option<u16>, what: &str) -> Result<Option<IpAddr>, DecodeError> {
-    use crate::constants::{AF_INET, AF_INET6};
-    let bad = || DecodeError::from(format!("invalid {what}: {} bytes", v.len()));
-    match af {
-        Some(AF_INET) => {
-            let b: [u8; 4] = v.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
-            Ok(Some(IpAddr::from(b)))
-        }
-        Some(AF_INET6) => {
-            let b: [u8; 16] = v
-                .get(..16)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(bad)?;
-            Ok(Some(IpAddr::from(b)))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Reads a destination straight from the bytes of its attribute block: the dump hot path, with
 /// no intermediate attribute list. Gives exactly what
 /// `dest_from_attrs(&parse_dest_attrs(payload, service_af)?)` gives (a property test holds it to that).
 pub fn dest_from_bytes(payload: &[u8], service_af: Option<u16>) -> Result<Dest, DecodeError> {
     use crate::constants::*;
-    let af = scan_af(payload, IPVS_DEST_ATTR_ADDR_FAMILY).or(service_af);
+    let af = scan_u16(payload, IPVS_DEST_ATTR_ADDR_FAMILY).or(service_af);
     let (mut addr, mut port, mut fwd, mut weight) = (None, None, None, None);
     let mut spec = DestSpec::new(ForwardMethod::DirectRoute, 0);
     let mut conns = DestConns::default();
@@ -303,7 +279,7 @@ pub fn dest_from_bytes(payload: &[u8], service_af: Option<u16>) -> Result<Dest, 
         let v = nla.value();
         match nla.kind() {
             IPVS_DEST_ATTR_ADDR => {
-                if let Some(a) = addr_in(v, af, "IPVS_DEST_ATTR_ADDR")? {
+                if let Some(a) = parse_inet_addr(v, af).context("invalid IPVS_DEST_ATTR_ADDR")? {
                     addr = Some(a);
                 }
             }

@@ -123,7 +123,10 @@ pub(crate) fn inet_addr_bytes(addr: &IpAddr) -> [u8; 16] {
 
 /// Decodes an address attribute in a known family; `None` when the family is unknown, so the
 /// caller can keep the raw attribute instead of guessing.
-fn parse_inet_addr(value: &[u8], family: Option<u16>) -> Result<Option<IpAddr>, DecodeError> {
+pub(crate) fn parse_inet_addr(
+    value: &[u8],
+    family: Option<u16>,
+) -> Result<Option<IpAddr>, DecodeError> {
     match family {
         Some(AF_INET) => {
             let b: [u8; 4] = value
@@ -168,7 +171,7 @@ where
 /// Finds the value of a `u16` attribute of kind `kind` without decoding the rest (used for the
 /// `AF` that gives an address its meaning). Malformed input simply yields `None`; the full parse
 /// reports it.
-fn scan_u16(payload: &[u8], kind: u16) -> Option<u16> {
+pub(crate) fn scan_u16(payload: &[u8], kind: u16) -> Option<u16> {
     NlasIterator::new(payload)
         .filter_map(Result::ok)
         .find(|n| n.kind() == kind)
