@@ -1,0 +1,112 @@
+//! The config format written from a table: what `lvsd export` prints for the live table and
+//! `lvsd import` for `ipvsadm -Sn` rules. The output is accepted by `apply` unchanged and
+//! describes the same table (defaults are left out, so it reads like a hand-written file).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use ipvs::save::Rule;
+use ipvs::{Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey};
+use plan::{flag_names, forward_name};
+
+/// Writes rules as lvsd YAML. `header` becomes a comment on the first line.
+pub fn to_yaml(rules: &[Rule], header: &str) -> String {
+    let mut out = String::new();
+    for line in header.lines() {
+        let _ = writeln!(out, "# {line}");
+    }
+    if rules.is_empty() {
+        out.push_str("services: []\n");
+        return out;
+    }
+    out.push_str("services:\n");
+    for (key, spec, dests) in rules {
+        let svc_port = match key {
+            ServiceKey::Addr {
+                protocol,
+                addr,
+                port,
+            } => {
+                let a = ipvs::SocketDisplay(*addr, *port);
+                let _ = writeln!(out, "  - address: \"{a}\"");
+                let p = match protocol {
+                    Protocol::Tcp => "tcp".to_owned(),
+                    Protocol::Udp => "udp".to_owned(),
+                    Protocol::Sctp => "sctp".to_owned(),
+                    Protocol::Other(n) => format!("protocol-{n}"),
+                };
+                let _ = writeln!(out, "    protocol: {p}");
+                Some(*port)
+            }
+            ServiceKey::Fwmark { mark, family } => {
+                let _ = writeln!(out, "  - fwmark: {mark}");
+                if *family == Family::Inet6 {
+                    out.push_str("    family: ipv6\n");
+                }
+                None
+            }
+        };
+        let _ = writeln!(out, "    scheduler: {}", spec.scheduler);
+        // The service's forward is the one most of its reals use, so per-real overrides are few.
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, d) in dests {
+            *counts.entry(forward_name(d.forward)).or_default() += 1;
+        }
+        let forward = counts
+            .iter()
+            .max_by_key(|(name, n)| (**n, name.as_str() == "dr"))
+            .map_or("dr".to_owned(), |(n, _)| n.clone());
+        let _ = writeln!(out, "    forward: {forward}");
+        if spec.flags.contains(ServiceFlags::PERSISTENT) {
+            if spec.netmask == Netmask::host(key.family()) && spec.pe_name.is_none() {
+                let _ = writeln!(out, "    persistence: {}s", spec.timeout);
+            } else {
+                let _ = write!(out, "    persistence: {{timeout: {}s", spec.timeout);
+                if spec.netmask != Netmask::host(key.family()) {
+                    let _ = write!(out, ", netmask: \"{}\"", spec.netmask);
+                }
+                if let Some(pe) = &spec.pe_name {
+                    let _ = write!(out, ", engine: {pe}");
+                }
+                out.push_str("}\n");
+            }
+        }
+        let flags = flag_names(spec.flags, &spec.scheduler);
+        if !flags.is_empty() {
+            let _ = writeln!(out, "    flags: [{}]", flags.join(", "));
+        }
+        if dests.is_empty() {
+            out.push_str("    reals: []\n");
+            continue;
+        }
+        out.push_str("    reals:\n");
+        for (dk, d) in dests {
+            if Some(dk.port) == svc_port || (svc_port.is_none() && dk.port == 0) {
+                let _ = writeln!(out, "      - address: \"{}\"", dk.addr);
+            } else {
+                let _ = writeln!(out, "      - address: \"{dk}\"");
+            }
+            if d.weight != 1 {
+                let _ = writeln!(out, "        weight: {}", d.weight);
+            }
+            let f = forward_name(d.forward);
+            if f != forward {
+                let _ = writeln!(out, "        forward: {f}");
+            }
+            if d.upper_threshold != 0 {
+                let _ = writeln!(out, "        max_connections: {}", d.upper_threshold);
+            }
+            if d.lower_threshold != 0 {
+                let _ = writeln!(out, "        min_connections: {}", d.lower_threshold);
+            }
+            if d.forward == ForwardMethod::Tunnel && d.tunnel_type != ipvs::TunnelType::Ipip {
+                let _ = writeln!(
+                    out,
+                    "        # tunnel type {:?} (port {}) is not expressible in lvsd's config yet",
+                    d.tunnel_type, d.tunnel_port
+                );
+            }
+        }
+    }
+    out
+}

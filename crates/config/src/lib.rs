@@ -1,0 +1,146 @@
+//! lvsd's configuration file: YAML in, a validated [`plan::Desired`] out, or every problem with
+//! its `file:line:col`. Parsing is bounded (size, nodes, depth, alias expansion) so a hostile or
+//! broken file is an error in milliseconds, never a hang or a panic. [`export`] writes the same
+//! format back from a table, so `export` → `apply` is a round trip.
+
+mod error;
+pub mod export;
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{Error, Problem};
+use plan::Desired;
+pub use validate::{SCHEDULERS, parse_duration};
+
+/// Largest config file accepted, in bytes.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A validated configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The IPVS table the file describes.
+    pub desired: Desired,
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let shown = path.display().to_string();
+    let read = |source| Error::Read {
+        path: shown.clone(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: shown,
+            size,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    parse(&text, &shown)
+}
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: Some(MAX_FILE_BYTES as usize),
+            max_events: 20_000_000,
+            max_nodes: 10_000_000,
+            max_depth: 32,
+            max_aliases: 10_000,
+            max_anchors: 10_000,
+            max_documents: 1,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 16,
+        },
+        with_snippet: false,
+    }
+}
+
+/// Validates config text; `path` is only used in messages.
+pub fn parse(text: &str, path: &str) -> Result<Config, Error> {
+    let invalid = |problems| Error::Invalid {
+        path: path.to_owned(),
+        problems,
+    };
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: path.to_owned(),
+            size: text.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let empty = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+    let raw: raw::RawFile = if empty {
+        raw::RawFile::default()
+    } else {
+        serde_saphyr::from_str_with_options(text, options())
+            .map_err(|e| invalid(vec![yaml_problem(&e)]))?
+    };
+    let mut checker = validate::Checker { problems: vec![] };
+    let desired = checker.file(raw);
+    if checker.problems.is_empty() {
+        Ok(Config { desired })
+    } else {
+        checker.problems.sort_by_key(|p| (p.line, p.col));
+        Err(invalid(checker.problems))
+    }
+}
+
+/// Turns a YAML or type error into a problem, with "did you mean" for misspelt keys.
+fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
+    let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let message = match e.without_snippet() {
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            let hint = validate::suggest(field, expected)
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            format!(
+                "unknown key `{field}`; {hint}valid keys here: {}",
+                expected.join(", ")
+            )
+        }
+        serde_saphyr::Error::Budget { .. } => format!(
+            "the file exceeds lvsd's parsing limits (nesting, size or alias expansion): {}",
+            strip_location(&e.without_snippet().to_string())
+        ),
+        other if other.to_string().starts_with("alias ") => format!(
+            "aliases expand to more than lvsd accepts (a YAML bomb?): {}",
+            strip_location(&other.to_string())
+        ),
+        other => plain_words(&strip_location(&other.to_string())),
+    };
+    Problem { line, col, message }
+}
+
+/// Says the YAML library's terse expectations in the config's words.
+fn plain_words(s: &str) -> String {
+    let map = [
+        ("expected sequence start", "expected a list here (`- item` lines or `[a, b]`)"),
+        ("expected mapping start", "expected a mapping here (`key: value` lines)"),
+        ("expected string scalar", "expected a single value here"),
+    ];
+    map.iter()
+        .find(|(k, _)| s == *k)
+        .map_or_else(|| s.to_owned(), |(_, v)| (*v).to_owned())
+}
+
+/// Drops a trailing "at line X, column Y" that the YAML library adds, since we print our own.
+fn strip_location(s: &str) -> String {
+    let s = s.lines().next().unwrap_or_default();
+    let cut = [" at line ", " (defined at "]
+        .iter()
+        .filter_map(|m| s.find(m))
+        .min()
+        .unwrap_or(s.len());
+    s[..cut].to_owned()
+}

@@ -1,0 +1,14 @@
+//! The pure core of lvsd: desired state + observed state + what lvsd owns → an ordered list of
+//! operations. No kernel, no clock, no I/O — so every rule of reconciliation (in-place edits,
+//! ownership, drains, the removal guard) is tested with plain tables of cases.
+
+pub mod op;
+pub mod planner;
+pub mod state;
+
+pub use op::{DelReason, Op, flag_names, forward_name};
+pub use planner::{Guard, Options, Plan, Waiting, plan};
+pub use state::{
+    DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, Observed, ObservedReal, ObservedService, Owned,
+    OwnedService, normalize_dest, normalize_service,
+};

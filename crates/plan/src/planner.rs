@@ -1,0 +1,299 @@
+//! `plan`: desired + observed + owned → ordered operations. Pure and deterministic: the same
+//! inputs give the same plan, and time enters only as the `now` the caller passes.
+
+use ipvs::{DestKey, ServiceKey};
+
+use crate::op::{DelReason, Op};
+use crate::state::{DEFAULT_DRAIN_TIMEOUT, Desired, Observed, ObservedReal, Owned, OwnedService};
+
+/// Knobs of one planning pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Own the whole table: services that are not in the config are removed, not left alone.
+    pub exclusive: bool,
+    /// The current Unix time in seconds, for drain deadlines.
+    pub now: u64,
+}
+
+/// A drained real server still holding connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server.
+    pub real: DestKey,
+    /// Its active connections.
+    pub active: u32,
+    /// Unix time after which it is deleted anyway.
+    pub deadline: u64,
+}
+
+/// How much of what lvsd manages the plan removes: the guard against an emptied or truncated
+/// file. Entries already draining were approved earlier and are not counted again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// Managed services in the table.
+    pub owned_services: usize,
+    /// Of those, the ones this plan removes.
+    pub removed_services: usize,
+    /// Managed real servers in the table.
+    pub owned_reals: usize,
+    /// Of those, the ones this plan removes.
+    pub removed_reals: usize,
+}
+
+impl Guard {
+    /// True when the plan removes more than half of the managed services or real servers.
+    pub fn tripped(&self) -> bool {
+        (self.removed_services > 0 && self.removed_services * 2 > self.owned_services)
+            || (self.removed_reals > 0 && self.removed_reals * 2 > self.owned_reals)
+    }
+}
+
+impl std::fmt::Display for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the plan removes {} of {} managed services and {} of {} managed real servers",
+            self.removed_services, self.owned_services, self.removed_reals, self.owned_reals
+        )
+    }
+}
+
+/// The result of planning: what to do, what is left alone, and what to remember.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Operations in execution order.
+    pub ops: Vec<Op>,
+    /// Services lvsd does not manage; never touched.
+    pub foreign: Vec<ServiceKey>,
+    /// Drains waiting for connections to finish.
+    pub waiting: Vec<Waiting>,
+    /// The ownership record to keep once the operations have been carried out.
+    pub owned: Owned,
+    /// The removal guard's numbers.
+    pub guard: Guard,
+}
+
+impl Plan {
+    /// True when the table already matches: nothing to do and nothing waiting.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.waiting.is_empty()
+    }
+}
+
+/// Plans the changes that make `observed` equal `desired`, touching only what `owned` (or
+/// `--exclusive`) says lvsd manages. Everything that can be changed in place is edited, never
+/// deleted and re-added; a leaving real is drained before it is deleted.
+pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options) -> Plan {
+    let mut p = Plan::default();
+    for (key, ds) in &desired.services {
+        let prev = owned.services.get(key);
+        let mut own = OwnedService {
+            reals: ds.reals.keys().copied().collect(),
+            drain_timeout: ds.drain_timeout,
+            ..OwnedService::default()
+        };
+        match observed.services.get(key) {
+            None => {
+                p.ops.push(Op::AddService {
+                    key: *key,
+                    name: ds.name.clone(),
+                    spec: ds.spec.clone(),
+                });
+                for (rk, rs) in &ds.reals {
+                    p.ops.push(Op::AddReal {
+                        service: *key,
+                        key: *rk,
+                        spec: *rs,
+                    });
+                }
+            }
+            Some(os) => {
+                if let Some(prev) = prev.filter(|p| p.service_deadline.is_none()) {
+                    p.guard.owned_services += 1;
+                    p.guard.owned_reals += prev
+                        .reals
+                        .iter()
+                        .filter(|r| os.reals.contains_key(r) && !prev.draining.contains_key(r))
+                        .count();
+                }
+                if os.spec != ds.spec {
+                    p.ops.push(Op::EditService {
+                        key: *key,
+                        from: os.spec.clone(),
+                        to: ds.spec.clone(),
+                    });
+                }
+                for (rk, rs) in &ds.reals {
+                    match os.reals.get(rk) {
+                        None => p.ops.push(Op::AddReal {
+                            service: *key,
+                            key: *rk,
+                            spec: *rs,
+                        }),
+                        Some(or) if or.spec != *rs => p.ops.push(Op::EditReal {
+                            service: *key,
+                            key: *rk,
+                            from: or.spec,
+                            to: *rs,
+                        }),
+                        Some(_) => {}
+                    }
+                }
+                for (rk, or) in os.reals.iter().filter(|(rk, _)| !ds.reals.contains_key(rk)) {
+                    let prev_deadline = prev.and_then(|p| p.draining.get(rk)).copied();
+                    let was_owned = prev.is_some_and(|p| p.reals.contains(rk));
+                    if was_owned && prev_deadline.is_none() {
+                        p.guard.removed_reals += 1;
+                    }
+                    if was_owned {
+                        own.reals.insert(*rk);
+                    }
+                    let removal = Removal {
+                        service: *key,
+                        real: *rk,
+                        observed: *or,
+                        deadline: prev_deadline,
+                        timeout: ds.drain_timeout,
+                    };
+                    if let Some(deadline) = removal.plan(&mut p, opts.now) {
+                        own.draining.insert(*rk, deadline);
+                    }
+                }
+            }
+        }
+        p.owned.services.insert(*key, own);
+    }
+
+    for (key, os) in observed
+        .services
+        .iter()
+        .filter(|(k, _)| !desired.services.contains_key(k))
+    {
+        let prev = owned.services.get(key);
+        if prev.is_none() && !opts.exclusive {
+            p.foreign.push(*key);
+            continue;
+        }
+        if prev.is_none_or(|p| p.service_deadline.is_none()) {
+            let reals = match prev {
+                Some(prev) => os.reals.keys().filter(|r| prev.reals.contains(r)).count(),
+                None => os.reals.len(),
+            };
+            p.guard.owned_services += 1;
+            p.guard.removed_services += 1;
+            p.guard.owned_reals += reals;
+            p.guard.removed_reals += reals;
+        }
+        let timeout = prev.map_or(DEFAULT_DRAIN_TIMEOUT, |p| p.drain_timeout);
+        let base = if prev.is_some() {
+            DelReason::NotInConfig
+        } else {
+            DelReason::Exclusive
+        };
+        let active: u64 = os.reals.values().map(|r| u64::from(r.active)).sum();
+        let prev_deadline = prev.and_then(|p| p.service_deadline);
+        let why = match prev_deadline {
+            _ if active == 0 && prev_deadline.is_some() => Some(DelReason::Drained),
+            _ if active == 0 || (timeout == 0 && prev_deadline.is_none()) => Some(base),
+            Some(d) if opts.now >= d => Some(DelReason::DrainTimeout),
+            _ => None,
+        };
+        if let Some(why) = why {
+            p.ops.push(Op::DelService { key: *key, why });
+            continue;
+        }
+        let deadline = prev_deadline.unwrap_or(opts.now.saturating_add(timeout));
+        for (rk, or) in &os.reals {
+            if or.spec.weight != 0 {
+                p.ops.push(Op::DrainReal {
+                    service: *key,
+                    key: *rk,
+                    from: or.spec,
+                    active: or.active,
+                    deadline,
+                });
+            }
+            if or.active > 0 {
+                p.waiting.push(Waiting {
+                    service: *key,
+                    real: *rk,
+                    active: or.active,
+                    deadline,
+                });
+            }
+        }
+        p.owned.services.insert(
+            *key,
+            OwnedService {
+                reals: prev
+                    .map(|p| p.reals.clone())
+                    .unwrap_or_else(|| os.reals.keys().copied().collect()),
+                drain_timeout: timeout,
+                draining: Default::default(),
+                service_deadline: Some(deadline),
+            },
+        );
+    }
+    p.ops.sort_by_key(Op::phase);
+    p
+}
+
+/// A real server that has to go from a service that stays.
+struct Removal {
+    service: ServiceKey,
+    real: DestKey,
+    observed: ObservedReal,
+    deadline: Option<u64>,
+    timeout: u64,
+}
+
+impl Removal {
+    /// Deletes the real now if nothing holds it, else drains it; returns the drain deadline to
+    /// remember while it waits.
+    fn plan(self, p: &mut Plan, now: u64) -> Option<u64> {
+        let del = |why| Op::DelReal {
+            service: self.service,
+            key: self.real,
+            why,
+        };
+        if self.observed.active == 0 {
+            let why = if self.deadline.is_some() {
+                DelReason::Drained
+            } else {
+                DelReason::NotInConfig
+            };
+            p.ops.push(del(why));
+            return None;
+        }
+        let deadline = match self.deadline {
+            Some(d) if now >= d => {
+                p.ops.push(del(DelReason::DrainTimeout));
+                return None;
+            }
+            Some(d) => d,
+            None if self.timeout == 0 => {
+                p.ops.push(del(DelReason::NotInConfig));
+                return None;
+            }
+            None => now.saturating_add(self.timeout),
+        };
+        if self.observed.spec.weight != 0 {
+            p.ops.push(Op::DrainReal {
+                service: self.service,
+                key: self.real,
+                from: self.observed.spec,
+                active: self.observed.active,
+                deadline,
+            });
+        }
+        p.waiting.push(Waiting {
+            service: self.service,
+            real: self.real,
+            active: self.observed.active,
+            deadline,
+        });
+        Some(deadline)
+    }
+}

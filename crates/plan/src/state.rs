@@ -1,0 +1,177 @@
+//! The three inputs of a plan. `Desired` and `Observed` have the same shape — ordered maps from
+//! identity to normalised settings — so that equality means "nothing to do"; `Owned` is lvsd's
+//! memory of what it manages, which is what keeps it from touching anybody else's services.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipvs::save::Rule;
+use ipvs::{
+    Dest, DestKey, DestSpec, ForwardMethod, Netmask, Service, ServiceFlags, ServiceKey,
+    ServiceSpec, TunnelType,
+};
+
+/// Default time a removed real server (or service) is drained before it is deleted anyway.
+pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
+
+/// One service as the configuration wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredService {
+    /// The operator's label, for logs and plans.
+    pub name: Option<String>,
+    /// Normalised settings (see [`normalize_service`]).
+    pub spec: ServiceSpec,
+    /// Seconds a removed real is drained before deletion.
+    pub drain_timeout: u64,
+    /// Real servers by address and port, with normalised settings.
+    pub reals: BTreeMap<DestKey, DestSpec>,
+}
+
+/// The whole table as the configuration wants it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Services by identity.
+    pub services: BTreeMap<ServiceKey, DesiredService>,
+}
+
+/// A real server as the kernel reports it: settings plus the connection count drains wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservedReal {
+    /// Normalised settings.
+    pub spec: DestSpec,
+    /// Established connections (what a drain waits for).
+    pub active: u32,
+    /// Connections in other states.
+    pub inactive: u32,
+}
+
+/// A service as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedService {
+    /// Normalised settings.
+    pub spec: ServiceSpec,
+    /// Real servers by address and port.
+    pub reals: BTreeMap<DestKey, ObservedReal>,
+}
+
+/// The live table, normalised so it compares equal to a `Desired` that matches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Services by identity.
+    pub services: BTreeMap<ServiceKey, ObservedService>,
+}
+
+impl Observed {
+    /// Builds the observed state from a kernel dump.
+    pub fn from_dump(dump: &[(Service, Vec<Dest>)]) -> Self {
+        let services = dump
+            .iter()
+            .map(|(s, dests)| {
+                let reals = dests
+                    .iter()
+                    .map(|d| {
+                        let real = ObservedReal {
+                            spec: normalize_dest(d.spec),
+                            active: d.conns.active,
+                            inactive: d.conns.inactive,
+                        };
+                        (d.key, real)
+                    })
+                    .collect();
+                let spec = normalize_service(s.spec.clone(), s.key);
+                (s.key, ObservedService { spec, reals })
+            })
+            .collect();
+        Observed { services }
+    }
+
+    /// Builds the observed state from `ipvsadm -Sn` rules (no connections): for fixtures and
+    /// for `import`.
+    pub fn from_rules(rules: &[Rule]) -> Self {
+        let services = rules
+            .iter()
+            .map(|(key, spec, dests)| {
+                let reals = dests
+                    .iter()
+                    .map(|(k, s)| {
+                        let real = ObservedReal {
+                            spec: normalize_dest(*s),
+                            active: 0,
+                            inactive: 0,
+                        };
+                        (*k, real)
+                    })
+                    .collect();
+                let spec = normalize_service(spec.clone(), *key);
+                (*key, ObservedService { spec, reals })
+            })
+            .collect();
+        Observed { services }
+    }
+
+    /// The table as `ipvsadm -Sn` rules, for printing and round trips.
+    pub fn to_rules(&self) -> Vec<Rule> {
+        self.services
+            .iter()
+            .map(|(k, s)| {
+                let dests = s.reals.iter().map(|(dk, r)| (*dk, r.spec)).collect();
+                (*k, s.spec.clone(), dests)
+            })
+            .collect()
+    }
+}
+
+impl Desired {
+    /// The table this desired state describes, as `ipvsadm -Sn` rules.
+    pub fn to_rules(&self) -> Vec<Rule> {
+        self.services
+            .iter()
+            .map(|(k, s)| {
+                let dests = s.reals.iter().map(|(dk, r)| (*dk, *r)).collect();
+                (*k, s.spec.clone(), dests)
+            })
+            .collect()
+    }
+}
+
+/// Drops what the kernel sets by itself or ignores, so that a service created from a spec reads
+/// back equal to it: the "hashed" flag, and the timeout and netmask of a non-persistent service.
+pub fn normalize_service(mut spec: ServiceSpec, key: ServiceKey) -> ServiceSpec {
+    spec.flags = spec.flags.without_kernel_bits();
+    if !spec.flags.contains(ServiceFlags::PERSISTENT) {
+        spec.timeout = 0;
+        spec.netmask = Netmask::host(key.family());
+    }
+    spec
+}
+
+/// Drops tunnel settings of a real that is not tunnelled: the kernel keeps but never uses them.
+pub fn normalize_dest(mut spec: DestSpec) -> DestSpec {
+    if spec.forward != ForwardMethod::Tunnel {
+        spec.tunnel_type = TunnelType::default();
+        spec.tunnel_port = 0;
+        spec.tunnel_flags = 0;
+    }
+    spec
+}
+
+/// What lvsd manages, remembered between runs (the state file) because the kernel cannot tell
+/// whose a service is: the services it created or was told about, the reals it put there, and
+/// the drains in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// Managed services.
+    pub services: BTreeMap<ServiceKey, OwnedService>,
+}
+
+/// One managed service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedService {
+    /// The reals the configuration put there.
+    pub reals: BTreeSet<DestKey>,
+    /// Drain timeout in seconds, kept for when the service leaves the file.
+    pub drain_timeout: u64,
+    /// Reals being drained, with the time (Unix seconds) they are deleted at the latest.
+    pub draining: BTreeMap<DestKey, u64>,
+    /// Set when the whole service is being drained: its deletion deadline.
+    pub service_deadline: Option<u64>,
+}
