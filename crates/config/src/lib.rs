@@ -125,8 +125,14 @@ fn yaml_problem(e: &serde_saphyr::Error) -> Problem {
 /// Says the YAML library's terse expectations in the config's words.
 fn plain_words(s: &str) -> String {
     let map = [
-        ("expected sequence start", "expected a list here (`- item` lines or `[a, b]`)"),
-        ("expected mapping start", "expected a mapping here (`key: value` lines)"),
+        (
+            "expected sequence start",
+            "expected a list here (`- item` lines or `[a, b]`)",
+        ),
+        (
+            "expected mapping start",
+            "expected a mapping here (`key: value` lines)",
+        ),
         ("expected string scalar", "expected a single value here"),
     ];
     map.iter()

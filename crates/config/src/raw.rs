@@ -77,7 +77,7 @@ pub(crate) enum Persistence {
     /// Just the timeout.
     Short(Scalar),
     /// The long form.
-    Full(PersistenceMap),
+    Full(Box<PersistenceMap>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +107,7 @@ impl<'de> Deserialize<'de> for Persistence {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Persistence, A::Error> {
                 let m = PersistenceMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Persistence::Full(m))
+                Ok(Persistence::Full(Box::new(m)))
             }
         }
         d.deserialize_any(V)

@@ -1,30 +1,134 @@
-//! `lvsd`: a declarative reconciler daemon for Linux IPVS.
-//!
-//! This first cut carries the name, `--help`, `--version` and the commands that need nothing but
-//! the IPVS client; the reconciler (`check`, `plan`, `apply`, `run`) builds on it.
+//! `lvsd`: a declarative reconciler daemon for Linux IPVS. The binary edge: command line,
+//! logging, exit codes and human-readable output; the work is in the `config`, `plan` and
+//! `ipvs` crates and in [`reconcile`] and [`daemon`].
 
+mod daemon;
+mod reconcile;
+mod state_file;
+
+use std::io::Read as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use plan::Plan;
+
+use crate::daemon::OnDrift;
+use crate::reconcile::{Engine, Refused};
 
 /// Declarative reconciler for Linux IPVS: keeps the kernel's virtual-server table equal to a YAML file.
 #[derive(Debug, Parser)]
 #[command(name = "lvsd", version, about, long_about = None)]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(short, long, default_value = "/etc/lvsd/lvsd.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TableArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where lvsd remembers which services it manages (volatile, like the IPVS table).
+    #[arg(long, default_value = "/run/lvsd")]
+    state_dir: PathBuf,
+    /// Own the whole table: remove services that are not in the config.
+    #[arg(long)]
+    exclusive: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate the config; exit 0 when valid, 1 when not.
+    Check(ConfigArg),
+    /// Show what `apply` would change; exit 0 in sync, 2 changes pending, 1 error.
+    Plan(TableArgs),
+    /// Converge the table on the config once and print what changed.
+    Apply {
+        #[command(flatten)]
+        table: TableArgs,
+        /// Apply even if the plan removes more than half of what lvsd manages.
+        #[arg(long)]
+        force: bool,
+        /// Return once removed real servers are drained to weight 0, without waiting for their
+        /// connections to close (a later apply or `run` deletes them).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The daemon: converge, then keep converging on config changes, SIGHUP and drift.
+    Run {
+        #[command(flatten)]
+        table: TableArgs,
+        /// Full resync period (repairs changes made behind lvsd's back): 30s, 5m, or seconds.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        resync_interval: Duration,
+        /// What to do about drift.
+        #[arg(long, value_enum, default_value = "repair")]
+        on_drift: OnDrift,
+        /// Apply configs even if they remove more than half of what lvsd manages.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the live table as lvsd YAML (what `apply` accepts unchanged).
+    Export,
+    /// Convert `ipvsadm -Sn` output (a file, or - for stdin) to lvsd YAML.
+    Import {
+        /// The saved rules.
+        #[arg(default_value = "-")]
+        file: String,
+    },
     /// Print the live IPVS table in `ipvsadm -Sn` form (what `ipvsadm-restore` reads).
     Dump,
     /// Print the kernel's IPVS version and connection-table size.
     Info,
 }
 
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match config::parse_duration(s) {
+        Some(0) | None => Err(format!(
+            "`{s}` is not a positive duration such as 30s, 5m or 1h"
+        )),
+        Some(n) => Ok(Duration::from_secs(n)),
+    }
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LVSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,29 +140,173 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("lvsd: {e}");
+            eprintln!("lvsd: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), ipvs::Error> {
-    let mut client = ipvs::Client::connect().await?;
+fn load(arg: &ConfigArg) -> Result<config::Config> {
+    Ok(config::load(&arg.config)?)
+}
+
+fn print_plan(plan: &Plan, now: u64) {
+    for op in &plan.ops {
+        println!("{op}");
+    }
+    for w in &plan.waiting {
+        println!(
+            "  waiting: real {} of {} has {} active connections; deleted when they close or in {}s at the latest",
+            w.real,
+            w.service,
+            w.active,
+            w.deadline.saturating_sub(now)
+        );
+    }
+    for k in &plan.foreign {
+        println!("  foreign: service {k} is not lvsd's; left alone (--exclusive would remove it)");
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Check(arg) => match config::load(&arg.config) {
+            Ok(c) => {
+                let reals: usize = c.desired.services.values().map(|s| s.reals.len()).sum();
+                println!(
+                    "{}: valid ({} services, {} real servers)",
+                    arg.config.display(),
+                    c.desired.services.len(),
+                    reals
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Plan(t) => {
+            let cfg = load(&t.config)?;
+            let mut engine = Engine::new(t.state_dir, t.exclusive).await?;
+            let observed = engine.observe().await?;
+            let plan = engine.plan(&cfg.desired, &observed);
+            print_plan(&plan, reconcile::now());
+            if plan.guard.tripped() {
+                println!("! {}", Refused(plan.clone()));
+            }
+            if plan.is_empty() {
+                println!("in sync: {} services", cfg.desired.services.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{} changes pending", plan.ops.len() + plan.waiting.len());
+                Ok(ExitCode::from(2))
+            }
+        }
+        Command::Apply {
+            table,
+            force,
+            no_wait,
+        } => {
+            let cfg = load(&table.config)?;
+            let mut engine = Engine::new(table.state_dir, table.exclusive).await?;
+            let mut changed = 0;
+            let mut failed = 0;
+            loop {
+                let pass = engine.converge(&cfg.desired, force, &|_| true).await?;
+                for op in &pass.applied {
+                    println!("{op}");
+                }
+                for (op, e) in &pass.failed {
+                    println!("! {op}: {e}");
+                }
+                changed += pass.applied.len();
+                failed += pass.failed.len();
+                if pass.after.waiting.is_empty() || no_wait || !pass.failed.is_empty() {
+                    print_plan(&pass.after, reconcile::now());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if failed > 0 {
+                bail!("{failed} operations failed; {changed} applied");
+            }
+            if changed == 0 {
+                println!("in sync: nothing to change");
+            } else {
+                println!("applied {changed} changes");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            table,
+            resync_interval,
+            on_drift,
+            force,
+        } => {
+            let cfg = load(&table.config)?;
+            let engine = Engine::new(table.state_dir, table.exclusive).await?;
+            let settings = daemon::Settings {
+                config: table.config.config,
+                resync: resync_interval,
+                on_drift,
+                force,
+            };
+            daemon::run(settings, engine, cfg.desired).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export => {
+            let mut client = ipvs::Client::connect().await?;
+            let dump = client.dump().await?;
+            let observed = plan::Observed::from_dump(&dump);
+            print!(
+                "{}",
+                config::export::to_yaml(
+                    &observed.to_rules(),
+                    "exported by lvsd from the live IPVS table"
+                )
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { file } => {
+            let text = if file == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("read standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("read {file}"))?
+            };
+            let rules =
+                ipvs::save::parse_rules(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+            let observed = plan::Observed::from_rules(&rules);
+            print!(
+                "{}",
+                config::export::to_yaml(
+                    &observed.to_rules(),
+                    "imported by lvsd from ipvsadm -Sn rules"
+                )
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dump => {
+            let mut client = ipvs::Client::connect().await?;
             let dump = client.dump().await?;
             print!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
+            let mut client = ipvs::Client::connect().await?;
             let info = client.info().await?;
             println!(
                 "IP Virtual Server version {} (size={})",
                 info.version_string(),
                 info.conn_tab_size
             );
+            Ok(ExitCode::SUCCESS)
         }
     }
-    Ok(())
 }

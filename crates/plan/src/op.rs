@@ -216,19 +216,33 @@ fn real_summary(d: &DestSpec) -> String {
     out
 }
 
+fn persistence_summary(s: &ServiceSpec) -> String {
+    if s.flags.contains(ServiceFlags::PERSISTENT) {
+        format!("{}s/{}", s.timeout, s.netmask)
+    } else {
+        "none".into()
+    }
+}
+
 fn service_changes(a: &ServiceSpec, b: &ServiceSpec) -> String {
     let mut parts = vec![];
     if a.scheduler != b.scheduler {
         parts.push(format!("scheduler {} → {}", a.scheduler, b.scheduler));
     }
-    if a.flags != b.flags
-        || a.timeout != b.timeout
-        || a.netmask != b.netmask
-        || a.pe_name != b.pe_name
-    {
-        parts.push(format!("{} → {}", service_summary(a), service_summary(b)));
+    let (pa, pb) = (persistence_summary(a), persistence_summary(b));
+    if pa != pb {
+        parts.push(format!("persistence {pa} → {pb}"));
     }
-    parts.join("; ")
+    if a.pe_name != b.pe_name {
+        let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "none".into());
+        parts.push(format!("engine {} → {}", name(&a.pe_name), name(&b.pe_name)));
+    }
+    let (fa, fb) = (flag_names(a.flags, &a.scheduler), flag_names(b.flags, &b.scheduler));
+    if fa != fb {
+        let show = |f: &[String]| if f.is_empty() { "none".to_owned() } else { f.join(",") };
+        parts.push(format!("flags {} → {}", show(&fa), show(&fb)));
+    }
+    parts.join(", ")
 }
 
 fn real_changes(a: &DestSpec, b: &DestSpec) -> String {

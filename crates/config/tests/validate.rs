@@ -1,0 +1,325 @@
+//! Config validation, case by case: each bad file must be refused with the exact location and
+//! a message that says how to fix it; good files must produce the expected table.
+#![allow(clippy::unwrap_used)]
+
+fn problems(yaml: &str) -> Vec<String> {
+    match config::parse(yaml, "t.yaml") {
+        Ok(_) => vec![],
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+fn assert_rejects(yaml: &str, expected: &str) {
+    let got = problems(yaml);
+    assert!(
+        got.iter().any(|l| l.starts_with(expected) || l == expected),
+        "expected a problem starting with\n  {expected}\ngot\n  {got:#?}"
+    );
+}
+
+const SEED: &str = "services:
+  - name: web
+    address: 172.16.1.50:80
+    scheduler: wlc
+    forward: dr
+    reals:
+      - address: 172.16.1.101
+      - address: 172.16.1.102
+";
+
+#[test]
+fn seed_is_valid_and_means_what_ipvsadm_did() {
+    let c = config::parse(SEED, "seed.yaml").unwrap();
+    let rules = c.desired.to_rules();
+    assert_eq!(
+        ipvs::save::format_rules(&rules),
+        "-A -t 172.16.1.50:80 -s wlc\n-a -t 172.16.1.50:80 -r 172.16.1.101:80 -g -w 1\n-a -t 172.16.1.50:80 -r 172.16.1.102:80 -g -w 1\n"
+    );
+}
+
+#[test]
+fn the_seed_mistake_gets_a_precise_answer() {
+    assert_rejects(
+        &SEED.replace("scheduler: wlc", "scheduler: dr"),
+        "t.yaml:4:16: `dr` is a forwarding method, not a scheduler; write `forward: dr` and pick a scheduler such as wlc",
+    );
+    assert_rejects(
+        &SEED.replace("scheduler: wlc", "scheduler: nat"),
+        "t.yaml:4:16: `nat` is a forwarding method, not a scheduler; write `forward: nat`",
+    );
+}
+
+#[test]
+fn rejections_name_line_column_and_fix() {
+    let cases: &[(&str, &str)] = &[
+        // Unknown keys, with a suggestion.
+        (
+            "services:\n  - adress: 1.2.3.4:80\n",
+            "t.yaml:2:5: unknown key `adress`; did you mean `address`?",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n        wieght: 2\n",
+            "t.yaml:5:9: unknown key `wieght`; did you mean `weight`?",
+        ),
+        (
+            "servces: []\n",
+            "t.yaml:1:1: unknown key `servces`; did you mean `services`?",
+        ),
+        // Wrong types.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals: 3\n",
+            "t.yaml:3:12: expected a list here",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n        weight: heavy\n",
+            "t.yaml:5:17:",
+        ),
+        // Schedulers.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    scheduler: wlcc\n",
+            "t.yaml:3:16: unknown scheduler `wlcc`; did you mean `wlc`? valid schedulers: rr, wrr, lc, wlc",
+        ),
+        // Ports and addresses.
+        (
+            "services:\n  - address: 1.2.3.4:99999\n",
+            "t.yaml:2:14: port 99999 is out of range",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4\n",
+            "t.yaml:2:14: the service address `1.2.3.4` has no port; write it as `1.2.3.4:80`",
+        ),
+        (
+            "services:\n  - address: 2001:db8::1:80\n",
+            "t.yaml:2:14: the service address `2001:db8::1:80` has no port",
+        ),
+        (
+            "services:\n  - address: nothere:80\n",
+            "t.yaml:2:14: `nothere` is not an IP address",
+        ),
+        (
+            "services:\n  - reals: []\n",
+            "t.yaml:2:5: a service needs `address: VIP:port` (or `fwmark: N`)",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    fwmark: 3\n",
+            "t.yaml:3:13: give either `address` or `fwmark`, not both",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:0\n",
+            "t.yaml:2:14: port 0 (all ports) needs `persistence`",
+        ),
+        // Duplicates.
+        (
+            "services:\n  - address: 1.2.3.4:80\n  - address: 1.2.3.4:80\n",
+            "t.yaml:3:14: duplicate service TCP 1.2.3.4:80 (first defined on line 2)",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n      - address: 1.2.3.5:80\n",
+            "t.yaml:5:9: duplicate real server 1.2.3.5:80 (first listed on line 4)",
+        ),
+        (
+            "services:\n  - name: a\n    address: 1.2.3.4:80\n  - name: a\n    address: 1.2.3.4:81\n",
+            "t.yaml:4:5: duplicate service name `a`",
+        ),
+        // Families.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 2001:db8::1\n",
+            "t.yaml:4:18: real server 2001:db8::1 is not in the service's address family; only `forward: tunnel` can cross families",
+        ),
+        // Weight and thresholds.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n        weight: -1\n",
+            "t.yaml:5:17: weight -1 is out of range: 0 (drained) to 2147483647",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n        weight: 2147483648\n",
+            "t.yaml:5:17: weight 2147483648 is out of range",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n        max_connections: -5\n",
+            "t.yaml:5:26: max_connections -5 is out of range",
+        ),
+        // DR and tunnel cannot map ports.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5:8080\n",
+            "t.yaml:4:18: with `forward: dr` packets reach the real server unchanged, so its port must be the service's (80); use `forward: nat`",
+        ),
+        // Flags.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    scheduler: wlc\n    flags: [sh-port]\n",
+            "t.yaml:4:13: flag `sh-port` is used only by the `sh` scheduler, and this service uses `wlc`",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    scheduler: sh\n    flags: [sh-prot]\n",
+            "t.yaml:4:13: unknown flag `sh-prot`; did you mean `sh-port`?",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    flags: [one-packet]\n",
+            "t.yaml:3:13: `one-packet` scheduling is for UDP services",
+        ),
+        // Forwarding, protocol, durations, persistence.
+        (
+            "services:\n  - address: 1.2.3.4:80\n    forward: route\n",
+            "t.yaml:3:14: unknown forwarding method `route`: use dr, nat or tunnel; did you mean `dr`?",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    protocol: icmp\n",
+            "t.yaml:3:15: unknown protocol `icmp`: use tcp, udp or sctp",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    drain_timeout: soon\n",
+            "t.yaml:3:20: drain_timeout: `soon` is not a duration",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    persistence: 0s\n",
+            "t.yaml:3:18: a persistence timeout of 0 turns persistence off",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    persistence: {timeout: 60s, netmask: 255.0.255.0}\n",
+            "t.yaml:3:42: an IPv4 persistence netmask is a dotted mask",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    persistence: {timout: 60s}\n",
+            "t.yaml:3:19: unknown key `timout`; did you mean `timeout`?",
+        ),
+        (
+            "services:\n  - fwmark: 0\n",
+            "t.yaml:2:13: fwmark 0 is out of range",
+        ),
+        (
+            "services:\n  - fwmark: 1\n    protocol: tcp\n",
+            "t.yaml:3:15: a fwmark service matches packets of every protocol; remove `protocol`",
+        ),
+        // YAML itself.
+        ("services:\n  - address: [1\n", "t.yaml:2:"),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    address: 1.2.3.4:81\n",
+            "t.yaml:3:",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        assert_rejects(yaml, expected);
+    }
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let yaml = "services:\n  - address: 1.2.3.4:80\n    scheduler: dr\n    reals:\n      - address: 1.2.3.5\n        weight: -1\n";
+    assert_eq!(problems(yaml).len(), 2, "{:#?}", problems(yaml));
+}
+
+#[test]
+fn defaults_and_the_long_forms() {
+    let yaml = "services:
+  - address: \"[2001:db8::50]:443\"
+    protocol: tcp
+    scheduler: sh
+    flags: [sh-port, sh-fallback]
+    persistence: {timeout: 5m, netmask: 64}
+    drain_timeout: 1m
+    reals:
+      - address: 2001:db8::1
+      - address: \"[2001:db8::2]:8443\"
+        forward: nat
+        weight: 0
+        max_connections: 100
+        min_connections: 10
+      - address: 10.0.0.9
+        forward: tunnel
+  - fwmark: 7
+    family: ipv6
+    scheduler: mh
+    reals: [{address: 2001:db8::3}]
+  - address: 10.1.1.1:53
+    protocol: udp
+    flags: [one-packet]
+    persistence: 300
+";
+    let c = config::parse(yaml, "t.yaml").unwrap();
+    let text = ipvs::save::format_rules(&c.desired.to_rules());
+    assert_eq!(
+        text,
+        "-A -t [2001:db8::50]:443 -s sh -p 300 -M 64 -b sh-fallback,sh-port
+-a -t [2001:db8::50]:443 -r 10.0.0.9:443 -i -w 1
+-a -t [2001:db8::50]:443 -r [2001:db8::1]:443 -g -w 1
+-a -t [2001:db8::50]:443 -r [2001:db8::2]:8443 -m -w 0 -x 100 -y 10
+-A -u 10.1.1.1:53 -s wlc -p 300 -o
+-A -f 7 -6 -s mh
+-a -f 7 -6 -r [2001:db8::3]:0 -g -w 1
+"
+    );
+    let web = &c.desired.services.values().next().unwrap();
+    assert_eq!(web.drain_timeout, 60);
+}
+
+#[test]
+fn empty_file_means_no_services() {
+    assert!(
+        config::parse("", "t.yaml")
+            .unwrap()
+            .desired
+            .services
+            .is_empty()
+    );
+    assert!(
+        config::parse("# nothing yet\n", "t.yaml")
+            .unwrap()
+            .desired
+            .services
+            .is_empty()
+    );
+    assert!(
+        config::parse("services: []\n", "t.yaml")
+            .unwrap()
+            .desired
+            .services
+            .is_empty()
+    );
+}
+
+#[test]
+fn durations() {
+    for (s, v) in [
+        ("300", 300),
+        ("300s", 300),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1m30s", 90),
+    ] {
+        assert_eq!(config::parse_duration(s), Some(v), "{s}");
+    }
+    for s in ["", "s", "5x", "-1", "1.5m", "m5"] {
+        assert_eq!(config::parse_duration(s), None, "{s}");
+    }
+}
+
+#[test]
+fn yaml_bombs_are_refused_quickly() {
+    // Classic billion laughs under a key that would accept the list.
+    let mut y = String::from("services:\n  - address: 1.1.1.1:80\n    reals: &r0\n");
+    for i in 0..60 {
+        y += &format!("      - address: 10.0.0.{}\n", i + 1);
+    }
+    for s in 0..3000 {
+        y += &format!(
+            "  - address: 2.2.{}.{}:80\n    reals: *r0\n",
+            s / 250,
+            s % 250 + 1
+        );
+    }
+    let got = problems(&y);
+    assert!(
+        got.iter()
+            .any(|l| l.contains("aliases expand to more than lvsd accepts")),
+        "{got:#?}"
+    );
+    // Deep nesting.
+    let deep = format!("services: {}{}\n", "[".repeat(200), "]".repeat(200));
+    assert!(!problems(&deep).is_empty());
+    // A file over the size limit is refused before parsing.
+    let big = "#".repeat(config::MAX_FILE_BYTES as usize + 1);
+    assert!(matches!(
+        config::parse(&big, "t.yaml"),
+        Err(config::Error::TooLarge { .. })
+    ));
+}

@@ -1,0 +1,412 @@
+//! Table-driven planner cases: each builds desired, observed and owned state by hand and checks
+//! the exact operations, in order. No kernel.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use ipvs::{DestKey, DestSpec, ForwardMethod, Netmask, ServiceFlags, ServiceKey, ServiceSpec};
+use plan::*;
+
+const NOW: u64 = 1_000;
+
+fn svc(n: u8) -> ServiceKey {
+    ServiceKey::tcp(format!("172.16.1.{n}").parse().unwrap(), 80)
+}
+fn real(n: u8) -> DestKey {
+    DestKey {
+        addr: format!("172.16.1.{n}").parse().unwrap(),
+        port: 80,
+    }
+}
+fn dr(weight: u32) -> DestSpec {
+    DestSpec::new(ForwardMethod::DirectRoute, weight)
+}
+fn spec(s: &str) -> ServiceSpec {
+    ServiceSpec::new(s, ipvs::Family::Inet)
+}
+
+/// Desired: services with (real, weight) lists.
+fn desired(services: &[(u8, &str, &[(u8, u32)])]) -> Desired {
+    let mut d = Desired::default();
+    for (n, sched, reals) in services {
+        d.services.insert(
+            svc(*n),
+            DesiredService {
+                name: None,
+                spec: spec(sched),
+                drain_timeout: 30,
+                reals: reals.iter().map(|(r, w)| (real(*r), dr(*w))).collect(),
+            },
+        );
+    }
+    d
+}
+
+/// Observed: services with (real, weight, active connections).
+fn observed(services: &[(u8, &str, &[(u8, u32, u32)])]) -> Observed {
+    let mut o = Observed::default();
+    for (n, sched, reals) in services {
+        let reals: BTreeMap<_, _> = reals
+            .iter()
+            .map(|(r, w, a)| {
+                (
+                    real(*r),
+                    ObservedReal {
+                        spec: dr(*w),
+                        active: *a,
+                        inactive: 0,
+                    },
+                )
+            })
+            .collect();
+        o.services.insert(
+            svc(*n),
+            ObservedService {
+                spec: spec(sched),
+                reals,
+            },
+        );
+    }
+    o
+}
+
+/// Owned: what a previous pass recorded for `services` with their reals.
+fn owned_of(d: &Desired) -> Owned {
+    plan::plan(
+        d,
+        &Observed::default(),
+        &Owned::default(),
+        Options::default(),
+    )
+    .owned
+}
+
+fn run(d: &Desired, o: &Observed, owned: &Owned) -> Plan {
+    plan::plan(
+        d,
+        o,
+        owned,
+        Options {
+            exclusive: false,
+            now: NOW,
+        },
+    )
+}
+
+fn lines(p: &Plan) -> Vec<String> {
+    p.ops.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn empty_is_empty() {
+    let p = run(&Desired::default(), &Observed::default(), &Owned::default());
+    assert!(p.is_empty());
+    assert!(!p.guard.tripped());
+}
+
+#[test]
+fn creates_services_then_reals() {
+    let d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
+    let p = run(&d, &Observed::default(), &Owned::default());
+    assert_eq!(
+        lines(&p),
+        [
+            "+ service TCP 172.16.1.50:80: scheduler wlc",
+            "+ real 172.16.1.101:80 of TCP 172.16.1.50:80: dr weight 1",
+            "+ real 172.16.1.102:80 of TCP 172.16.1.50:80: dr weight 1",
+        ]
+    );
+    assert!(p.owned.services.contains_key(&svc(50)));
+}
+
+#[test]
+fn matching_table_is_adopted_untouched() {
+    let d = desired(&[(50, "wlc", &[(101, 3), (102, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 3, 5), (102, 1, 0)])]);
+    // Not owned yet (first start): still nothing to do, and it becomes owned.
+    let p = run(&d, &o, &Owned::default());
+    assert!(p.is_empty(), "{:?}", p.ops);
+    assert!(p.owned.services.contains_key(&svc(50)));
+}
+
+#[test]
+fn kernel_bits_and_unused_persistence_fields_do_not_count() {
+    let d = desired(&[(50, "wlc", &[])]);
+    let mut live = spec("wlc");
+    live.flags = ServiceFlags::HASHED;
+    live.timeout = 0;
+    live.netmask = Netmask::V4("255.255.255.0".parse().unwrap());
+    let o = Observed::from_rules(&[(svc(50), live, vec![])]);
+    assert!(run(&d, &o, &Owned::default()).is_empty());
+}
+
+#[test]
+fn scheduler_and_weight_change_in_place() {
+    let d = desired(&[(50, "rr", &[(101, 2), (102, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 4), (102, 1, 0)])]);
+    let p = run(&d, &o, &owned_of(&d));
+    assert_eq!(
+        lines(&p),
+        [
+            "~ service TCP 172.16.1.50:80: scheduler wlc → rr",
+            "~ real 172.16.1.101:80 of TCP 172.16.1.50:80: weight 1 → 2",
+        ]
+    );
+}
+
+#[test]
+fn idle_real_leaving_is_deleted_at_once() {
+    let before = desired(&[(50, "wlc", &[(101, 1), (102, 1), (103, 1)])]);
+    let d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 0)])]);
+    let p = run(&d, &o, &owned_of(&before));
+    assert_eq!(
+        lines(&p),
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (not in the config)"]
+    );
+    assert!(!p.guard.tripped());
+}
+
+#[test]
+fn busy_real_leaving_is_drained_then_waited_for_then_deleted() {
+    let before = desired(&[(50, "wlc", &[(101, 1), (102, 1), (103, 1)])]);
+    let d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 2)])]);
+    let p1 = run(&d, &o, &owned_of(&before));
+    assert_eq!(
+        lines(&p1),
+        [
+            "~ real 172.16.1.103:80 of TCP 172.16.1.50:80: drain, weight 1 → 0 (2 active connections)"
+        ]
+    );
+    assert_eq!(p1.waiting.len(), 1);
+    assert_eq!(p1.waiting[0].deadline, NOW + 30);
+    assert_eq!(p1.owned.services[&svc(50)].draining[&real(103)], NOW + 30);
+
+    // Drained, connections still open: nothing to write, still waiting, same deadline.
+    let o2 = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 0, 1)])]);
+    let p2 = plan::plan(
+        &d,
+        &o2,
+        &p1.owned,
+        Options {
+            exclusive: false,
+            now: NOW + 5,
+        },
+    );
+    assert!(p2.ops.is_empty());
+    assert_eq!(p2.waiting[0].deadline, NOW + 30);
+    assert!(
+        !p2.guard.tripped(),
+        "an approved drain is not counted again"
+    );
+
+    // Connections closed: deleted.
+    let o3 = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 0, 0)])]);
+    let p3 = plan::plan(
+        &d,
+        &o3,
+        &p2.owned,
+        Options {
+            exclusive: false,
+            now: NOW + 6,
+        },
+    );
+    assert_eq!(
+        lines(&p3),
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drained: no active connections left)"]
+    );
+
+    // Or the deadline passed with connections still open.
+    let p4 = plan::plan(
+        &d,
+        &o2,
+        &p2.owned,
+        Options {
+            exclusive: false,
+            now: NOW + 30,
+        },
+    );
+    assert_eq!(
+        lines(&p4),
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drain timeout passed)"]
+    );
+}
+
+#[test]
+fn zero_drain_timeout_deletes_at_once() {
+    let mut d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
+    d.services.get_mut(&svc(50)).unwrap().drain_timeout = 0;
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 9)])]);
+    let p = run(&d, &o, &owned_of(&d));
+    assert_eq!(
+        lines(&p),
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (not in the config)"]
+    );
+}
+
+#[test]
+fn real_returning_during_drain_gets_its_weight_back() {
+    let d = desired(&[(50, "wlc", &[(101, 1), (103, 4)])]);
+    let mut owned = owned_of(&d);
+    owned
+        .services
+        .get_mut(&svc(50))
+        .unwrap()
+        .draining
+        .insert(real(103), NOW + 10);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (103, 0, 3)])]);
+    let p = run(&d, &o, &owned);
+    assert_eq!(
+        lines(&p),
+        ["~ real 172.16.1.103:80 of TCP 172.16.1.50:80: weight 0 → 4"]
+    );
+    assert!(p.owned.services[&svc(50)].draining.is_empty());
+}
+
+#[test]
+fn foreign_services_are_listed_and_left_alone() {
+    let d = desired(&[(50, "wlc", &[(101, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0)]), (60, "rr", &[(111, 1, 0)])]);
+    let p = run(&d, &o, &owned_of(&d));
+    assert!(p.ops.is_empty());
+    assert_eq!(p.foreign, [svc(60)]);
+    // --exclusive owns the whole table.
+    let p = plan::plan(
+        &d,
+        &o,
+        &owned_of(&d),
+        Options {
+            exclusive: true,
+            now: NOW,
+        },
+    );
+    assert_eq!(
+        lines(&p),
+        ["- service TCP 172.16.1.60:80 (not in the config (--exclusive))"]
+    );
+}
+
+#[test]
+fn reals_added_behind_our_back_to_a_managed_service_are_removed() {
+    let d = desired(&[(50, "wlc", &[(101, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (109, 1, 0)])]);
+    let p = run(&d, &o, &owned_of(&d));
+    assert_eq!(
+        lines(&p),
+        ["- real 172.16.1.109:80 of TCP 172.16.1.50:80 (not in the config)"]
+    );
+    assert!(!p.guard.tripped(), "drift is not counted by the guard");
+}
+
+#[test]
+fn removed_service_with_connections_is_drained_first() {
+    let before = desired(&[(50, "wlc", &[(101, 1)]), (51, "wlc", &[(101, 1), (102, 2)])]);
+    let d = desired(&[(50, "wlc", &[(101, 1)])]);
+    let o = observed(&[
+        (50, "wlc", &[(101, 1, 0)]),
+        (51, "wlc", &[(101, 1, 1), (102, 2, 0)]),
+    ]);
+    let p = run(&d, &o, &owned_of(&before));
+    assert_eq!(
+        lines(&p),
+        [
+            "~ real 172.16.1.101:80 of TCP 172.16.1.51:80: drain, weight 1 → 0 (1 active connections)",
+            "~ real 172.16.1.102:80 of TCP 172.16.1.51:80: drain, weight 2 → 0 (0 active connections)",
+        ]
+    );
+    assert_eq!(p.owned.services[&svc(51)].service_deadline, Some(NOW + 30));
+    let o2 = observed(&[
+        (50, "wlc", &[(101, 1, 0)]),
+        (51, "wlc", &[(101, 0, 0), (102, 0, 0)]),
+    ]);
+    let p2 = run(&d, &o2, &p.owned);
+    assert_eq!(
+        lines(&p2),
+        ["- service TCP 172.16.1.51:80 (drained: no active connections left)"]
+    );
+}
+
+#[test]
+fn guard_trips_on_removing_more_than_half() {
+    let two = desired(&[(50, "wlc", &[(101, 1)]), (51, "wlc", &[(101, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0)]), (51, "wlc", &[(101, 1, 0)])]);
+    // One of two services: allowed.
+    let one = desired(&[(50, "wlc", &[(101, 1)])]);
+    assert!(!run(&one, &o, &owned_of(&two)).guard.tripped());
+    // All of them (an emptied file): refused.
+    let g = run(&Desired::default(), &o, &owned_of(&two)).guard;
+    assert!(g.tripped());
+    assert_eq!((g.removed_services, g.owned_services), (2, 2));
+    // Two of three reals of a service: refused.
+    let three = desired(&[(50, "wlc", &[(101, 1), (102, 1), (103, 1)])]);
+    let o3 = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 0)])]);
+    let g = run(
+        &desired(&[(50, "wlc", &[(101, 1)])]),
+        &o3,
+        &owned_of(&three),
+    )
+    .guard;
+    assert!(g.tripped());
+    assert_eq!((g.removed_reals, g.owned_reals), (2, 3));
+    // Nothing owned yet: nothing to guard.
+    assert!(
+        !run(&Desired::default(), &o, &Owned::default())
+            .guard
+            .tripped()
+    );
+}
+
+#[test]
+fn operations_come_in_phase_order() {
+    let before = desired(&[
+        (50, "wlc", &[(101, 1), (102, 1), (103, 1)]),
+        (51, "wlc", &[]),
+        (52, "rr", &[]),
+    ]);
+    let d = desired(&[
+        (50, "rr", &[(101, 1), (102, 1), (104, 1)]),
+        (53, "wlc", &[(101, 1)]),
+        (52, "rr", &[]),
+    ]);
+    let o = observed(&[
+        (50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 0)]),
+        (51, "wlc", &[]),
+        (52, "rr", &[]),
+    ]);
+    let p = run(&d, &o, &owned_of(&before));
+    let phases: Vec<u8> = p.ops.iter().map(Op::phase).collect();
+    assert_eq!(phases, [0, 1, 1, 2, 3, 4]);
+    assert_eq!(
+        lines(&p),
+        [
+            "+ service TCP 172.16.1.53:80: scheduler wlc",
+            "+ real 172.16.1.104:80 of TCP 172.16.1.50:80: dr weight 1",
+            "+ real 172.16.1.101:80 of TCP 172.16.1.53:80: dr weight 1",
+            "~ service TCP 172.16.1.50:80: scheduler wlc → rr",
+            "- real 172.16.1.103:80 of TCP 172.16.1.50:80 (not in the config)",
+            "- service TCP 172.16.1.51:80 (not in the config)",
+        ]
+    );
+    // Every operation maps to the matching kernel request.
+    assert!(matches!(
+        p.ops[0].to_request(),
+        ipvs::Request::NewService(..)
+    ));
+    assert!(matches!(
+        p.ops[3].to_request(),
+        ipvs::Request::SetService(..)
+    ));
+    assert!(matches!(
+        p.ops[5].to_request(),
+        ipvs::Request::DelService(..)
+    ));
+}
+
+#[test]
+fn planning_is_deterministic() {
+    let d = desired(&[(50, "rr", &[(101, 1), (102, 5)]), (53, "wlc", &[(101, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (103, 1, 2)]), (51, "wlc", &[])]);
+    let owned = owned_of(&desired(&[(51, "wlc", &[])]));
+    assert_eq!(run(&d, &o, &owned), run(&d, &o, &owned));
+}
