@@ -10,7 +10,9 @@ use plan::{Observed, Options, Owned, OwnedService};
 
 fn run_case(dir: &Path) -> (String, String) {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    let desired = config::parse(&read("desired.yaml"), "desired.yaml").unwrap().desired;
+    let desired = config::parse(&read("desired.yaml"), "desired.yaml")
+        .unwrap()
+        .desired;
     let observed = Observed::from_rules(&ipvs::save::parse_rules(&read("observed.txt")).unwrap());
     let mut owned = Owned::default();
     for line in read("owned.txt").lines().filter(|l| !l.trim().is_empty()) {
@@ -26,7 +28,15 @@ fn run_case(dir: &Path) -> (String, String) {
         };
         owned.services.insert(*key, entry);
     }
-    let p = plan::plan(&desired, &observed, &owned, Options { exclusive: false, now: 0 });
+    let p = plan::plan(
+        &desired,
+        &observed,
+        &owned,
+        Options {
+            exclusive: false,
+            now: 0,
+        },
+    );
     let mut got: Vec<String> = p.ops.iter().map(ToString::to_string).collect();
     got.extend(p.foreign.iter().map(|k| format!("foreign: {k}")));
     let got = got.iter().map(|l| format!("{l}\n")).collect::<String>();
@@ -36,14 +46,20 @@ fn run_case(dir: &Path) -> (String, String) {
 #[test]
 fn plan_fixtures() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 5);
     let mut failures = vec![];
     for dir in &dirs {
         let (got, want) = run_case(dir);
         if got != want {
-            failures.push(format!("{}:\n--- want\n{want}--- got\n{got}", dir.display()));
+            failures.push(format!(
+                "{}:\n--- want\n{want}--- got\n{got}",
+                dir.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -41,31 +41,72 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often a pass runs while drains wait for connections to close.
 const DRAIN_POLL: Duration = Duration::from_secs(1);
 
-/// Watches the directory holding the config (and the one its symlink points into), which is
-/// what sees in-place writes, atomic renames and ConfigMap `..data` swaps alike.
-fn watch(config: &Path, tx: mpsc::UnboundedSender<()>) -> Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
+/// Watches the directory holding the config and the one its symlinks lead to, which is what
+/// sees in-place writes, atomic renames and ConfigMap `..data` swaps alike. Only events naming
+/// the config file (or `..data`) count, so unrelated files in `/etc/lvsd` cause no reloads.
+struct ConfigWatch {
+    watcher: notify::RecommendedWatcher,
+    dirs: BTreeSet<PathBuf>,
+    config: PathBuf,
+}
+
+fn parent(p: &Path) -> PathBuf {
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+impl ConfigWatch {
+    fn new(config: &Path, tx: mpsc::UnboundedSender<()>) -> Result<Self> {
+        let mut names: BTreeSet<std::ffi::OsString> = BTreeSet::new();
+        names.insert("..data".into());
+        if let Some(n) = config.file_name() {
+            names.insert(n.to_owned());
         }
-    })
-    .context("start the file watcher")?;
-    let mut dirs = BTreeSet::new();
-    let parent = |p: &Path| {
-        p.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    };
-    dirs.insert(parent(config));
-    if let Ok(real) = std::fs::canonicalize(config) {
-        dirs.insert(parent(&real));
+        if let Some(n) = std::fs::canonicalize(config)
+            .ok()
+            .and_then(|r| r.file_name().map(ToOwned::to_owned))
+        {
+            names.insert(n);
+        }
+        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            let Ok(ev) = ev else { return };
+            let relevant = !ev.kind.is_access()
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
+            if relevant {
+                let _ = tx.send(());
+            }
+        })
+        .context("start the file watcher")?;
+        let mut w = ConfigWatch {
+            watcher,
+            dirs: BTreeSet::new(),
+            config: config.to_path_buf(),
+        };
+        w.refresh()?;
+        Ok(w)
     }
-    for d in &dirs {
-        watcher
-            .watch(d, RecursiveMode::NonRecursive)
-            .with_context(|| format!("watch {}", d.display()))?;
+
+    /// Adds the directories the config resolves through now (a ConfigMap swap moves the file
+    /// into a new directory).
+    fn refresh(&mut self) -> Result<()> {
+        let mut want = vec![parent(&self.config)];
+        if let Ok(real) = std::fs::canonicalize(&self.config) {
+            want.push(parent(&real));
+        }
+        for d in want {
+            if !self.dirs.contains(&d) {
+                self.watcher
+                    .watch(&d, RecursiveMode::NonRecursive)
+                    .with_context(|| format!("watch {}", d.display()))?;
+                self.dirs.insert(d);
+            }
+        }
+        Ok(())
     }
-    Ok(watcher)
 }
 
 /// The services whose desired entry differs between two configs: in report mode only these
@@ -80,7 +121,7 @@ fn changed(old: &Desired, new: &Desired) -> BTreeSet<ipvs::ServiceKey> {
 /// Runs until SIGTERM or SIGINT; the table is left as it is on exit.
 pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watcher = watch(&settings.config, tx)?;
+    let mut watch = ConfigWatch::new(&settings.config, tx)?;
     let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
@@ -143,6 +184,9 @@ pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -
                 // Let the burst settle, then take everything it queued.
                 tokio::time::sleep(DEBOUNCE).await;
                 while rx.try_recv().is_ok() {}
+                if let Err(e) = watch.refresh() {
+                    tracing::warn!("{e:#}");
+                }
                 if let Some(new) = reload(&settings.config, &desired, &mut engine, settings.force).await {
                     pending.get_or_insert_with(BTreeSet::new).extend(changed(&desired, &new));
                     desired = new;

@@ -235,11 +235,24 @@ fn service_changes(a: &ServiceSpec, b: &ServiceSpec) -> String {
     }
     if a.pe_name != b.pe_name {
         let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "none".into());
-        parts.push(format!("engine {} → {}", name(&a.pe_name), name(&b.pe_name)));
+        parts.push(format!(
+            "engine {} → {}",
+            name(&a.pe_name),
+            name(&b.pe_name)
+        ));
     }
-    let (fa, fb) = (flag_names(a.flags, &a.scheduler), flag_names(b.flags, &b.scheduler));
+    let (fa, fb) = (
+        flag_names(a.flags, &a.scheduler),
+        flag_names(b.flags, &b.scheduler),
+    );
     if fa != fb {
-        let show = |f: &[String]| if f.is_empty() { "none".to_owned() } else { f.join(",") };
+        let show = |f: &[String]| {
+            if f.is_empty() {
+                "none".to_owned()
+            } else {
+                f.join(",")
+            }
+        };
         parts.push(format!("flags {} → {}", show(&fa), show(&fb)));
     }
     parts.join(", ")

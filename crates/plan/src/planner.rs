@@ -194,11 +194,15 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         };
         let active: u64 = os.reals.values().map(|r| u64::from(r.active)).sum();
         let prev_deadline = prev.and_then(|p| p.service_deadline);
+        let all_zero = os.reals.values().all(|r| r.spec.weight == 0);
         let why = match prev_deadline {
-            _ if active == 0 && prev_deadline.is_some() => Some(DelReason::Drained),
-            _ if active == 0 || (timeout == 0 && prev_deadline.is_none()) => Some(base),
+            // Drained by an earlier pass and idle now.
+            Some(_) if active == 0 && all_zero => Some(DelReason::Drained),
             Some(d) if opts.now >= d => Some(DelReason::DrainTimeout),
-            _ => None,
+            Some(_) => None,
+            None if timeout == 0 || (active == 0 && all_zero) => Some(base),
+            // Weight 0 first, as for a single real; the next pass deletes it.
+            None => None,
         };
         if let Some(why) = why {
             p.ops.push(Op::DelService { key: *key, why });
@@ -215,7 +219,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
                     deadline,
                 });
             }
-            if or.active > 0 {
+            {
                 p.waiting.push(Waiting {
                     service: *key,
                     real: *rk,
@@ -258,16 +262,13 @@ impl Removal {
             key: self.real,
             why,
         };
-        if self.observed.active == 0 {
-            let why = if self.deadline.is_some() {
-                DelReason::Drained
-            } else {
-                DelReason::NotInConfig
-            };
-            p.ops.push(del(why));
-            return None;
-        }
         let deadline = match self.deadline {
+            // Drained to weight 0 by an earlier pass and now idle: nothing can start there any
+            // more, so deleting drops nothing.
+            Some(_) if self.observed.active == 0 && self.observed.spec.weight == 0 => {
+                p.ops.push(del(DelReason::Drained));
+                return None;
+            }
             Some(d) if now >= d => {
                 p.ops.push(del(DelReason::DrainTimeout));
                 return None;
@@ -277,6 +278,13 @@ impl Removal {
                 p.ops.push(del(DelReason::NotInConfig));
                 return None;
             }
+            // Already at weight 0 and idle (drained by hand or by the config): delete.
+            None if self.observed.active == 0 && self.observed.spec.weight == 0 => {
+                p.ops.push(del(DelReason::NotInConfig));
+                return None;
+            }
+            // Always weight 0 first, even when idle right now: a connection may be starting
+            // between this read of the table and the delete. The next pass deletes it.
             None => now.saturating_add(self.timeout),
         };
         if self.observed.spec.weight != 0 {

@@ -1,6 +1,6 @@
 //! Table-driven planner cases: each builds desired, observed and owned state by hand and checks
 //! the exact operations, in order. No kernel.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
 
 use std::collections::BTreeMap;
 
@@ -155,16 +155,40 @@ fn scheduler_and_weight_change_in_place() {
 }
 
 #[test]
-fn idle_real_leaving_is_deleted_at_once() {
+fn idle_real_leaving_goes_to_weight_0_first_then_is_deleted() {
+    // Idle now, but a connection may start between reading the table and deleting: weight 0
+    // first, delete on the next pass.
     let before = desired(&[(50, "wlc", &[(101, 1), (102, 1), (103, 1)])]);
     let d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
     let o = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 0)])]);
     let p = run(&d, &o, &owned_of(&before));
     assert_eq!(
         lines(&p),
-        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (not in the config)"]
+        [
+            "~ real 172.16.1.103:80 of TCP 172.16.1.50:80: drain, weight 1 → 0 (0 active connections)"
+        ]
     );
     assert!(!p.guard.tripped());
+    let o2 = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 0, 0)])]);
+    let p2 = plan::plan(
+        &d,
+        &o2,
+        &p.owned,
+        Options {
+            exclusive: false,
+            now: NOW + 1,
+        },
+    );
+    assert_eq!(
+        lines(&p2),
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drained: no active connections left)"]
+    );
+    // A real already at weight 0 and idle when it leaves is deleted at once.
+    let o3 = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 0, 0)])]);
+    assert_eq!(
+        lines(&run(&d, &o3, &owned_of(&before))),
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (not in the config)"]
+    );
 }
 
 #[test]
@@ -283,7 +307,23 @@ fn foreign_services_are_listed_and_left_alone() {
     );
     assert_eq!(
         lines(&p),
-        ["- service TCP 172.16.1.60:80 (not in the config (--exclusive))"]
+        [
+            "~ real 172.16.1.111:80 of TCP 172.16.1.60:80: drain, weight 1 → 0 (0 active connections)"
+        ]
+    );
+    let o2 = observed(&[(50, "wlc", &[(101, 1, 0)]), (60, "rr", &[(111, 0, 0)])]);
+    let p2 = plan::plan(
+        &d,
+        &o2,
+        &p.owned,
+        Options {
+            exclusive: true,
+            now: NOW + 1,
+        },
+    );
+    assert_eq!(
+        lines(&p2),
+        ["- service TCP 172.16.1.60:80 (drained: no active connections left)"]
     );
 }
 
@@ -294,7 +334,9 @@ fn reals_added_behind_our_back_to_a_managed_service_are_removed() {
     let p = run(&d, &o, &owned_of(&d));
     assert_eq!(
         lines(&p),
-        ["- real 172.16.1.109:80 of TCP 172.16.1.50:80 (not in the config)"]
+        [
+            "~ real 172.16.1.109:80 of TCP 172.16.1.50:80: drain, weight 1 → 0 (0 active connections)"
+        ]
     );
     assert!(!p.guard.tripped(), "drift is not counted by the guard");
 }
@@ -370,7 +412,7 @@ fn operations_come_in_phase_order() {
         (52, "rr", &[]),
     ]);
     let o = observed(&[
-        (50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 0)]),
+        (50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 0, 0)]),
         (51, "wlc", &[]),
         (52, "rr", &[]),
     ]);
