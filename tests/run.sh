@@ -51,7 +51,7 @@ if [ "$host_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/host.log"; the
   failed=$((failed + 1)); echo "FAILED: cargo test did not build or run"
 fi
 
-note "kernel tests (VM, kernel $KVER)"
+note "kernel and end-to-end tests (VM, kernel $KVER)"
 payload="$work/payload"
 mkdir -p "$payload"
 kernel_tests=$(cargo_test_executables -p lvsd-ipvs --features kernel-tests --test kernel)
@@ -60,6 +60,11 @@ if [ -z "$kernel_tests" ]; then
   failed=$((failed + 1)); finish
 fi
 cp "$kernel_tests" "$payload/ipvs-kernel-tests"
+if ! cargo build --locked -p lvsd; then
+  echo "FAILED: lvsd did not build"
+  failed=$((failed + 1)); finish
+fi
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/reconciler.sh examples/seed-dr.yaml "$payload/"
 cat >"$payload/pre-ipvs" <<'PAYLOAD'
 #!/bin/sh
 # Before the ip_vs module is loaded.
@@ -71,6 +76,8 @@ rc=0
 # One test at a time: the kernel resumes a multi-part service dump by a position in the table
 # of every namespace, so tests changing tables in parallel namespaces would skew each other.
 ./ipvs-kernel-tests --skip pre_ipvs:: --test-threads=1 || rc=1
+# End to end: the lvsd binary in the seed's lab.
+sh ./reconciler.sh || rc=1
 exit $rc
 PAYLOAD
 chmod 755 "$payload" "$payload"/*

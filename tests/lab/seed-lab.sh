@@ -15,24 +15,28 @@ lab_host() { # name address
   $IP -n "$1" link set lo up
 }
 
+# A real server host with a web page naming it, on ports 80 and 8080.
+lab_real_server() { # name address
+  lab_host "$1" "$2"
+  mkdir -p "/tmp/www-$1"
+  echo "<h1>this is $2</h1>" >"/tmp/www-$1/index.html"
+  $IP netns exec "$1" busybox httpd -p 80 -h "/tmp/www-$1"
+  $IP netns exec "$1" busybox httpd -p 8080 -h "/tmp/www-$1"
+}
+
 lab_up() {
   $IP link add br0 type bridge
   $IP link set br0 up
   lab_host director 172.16.1.100
-  lab_host rs1 172.16.1.101
-  lab_host rs2 172.16.1.102
+  lab_real_server rs1 172.16.1.101
+  lab_real_server rs2 172.16.1.102
   lab_host client 172.16.1.200
-  for rs in rs1 rs2; do
-    mkdir -p "/tmp/www-$rs"
-    addr=$($IP -n "$rs" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
-    echo "<h1>this is $addr</h1>" >"/tmp/www-$rs/index.html"
-    $IP netns exec "$rs" busybox httpd -p 80 -h "/tmp/www-$rs"
-  done
 }
 
 # The seed's real-server preparation (step 3-4 of the seed), until lvsd's host roles do it.
 lab_real_servers_by_hand() {
-  for rs in rs1 rs2; do
+  [ $# -gt 0 ] || set -- rs1 rs2
+  for rs in "$@"; do
     $IP -n "$rs" addr add "$VIP/32" dev lo
     $IP netns exec "$rs" sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce'
   done

@@ -39,7 +39,7 @@ pub struct Settings {
 /// write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often a pass runs while drains wait for connections to close.
-const DRAIN_POLL: Duration = Duration::from_secs(1);
+const DRAIN_POLL: Duration = Duration::from_millis(500);
 
 /// Watches the directory holding the config and the one its symlinks lead to, which is what
 /// sees in-place writes, atomic renames and ConfigMap `..data` swaps alike. Only events naming
@@ -76,6 +76,7 @@ impl ConfigWatch {
                     .paths
                     .iter()
                     .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
+            tracing::debug!(kind = ?ev.kind, paths = ?ev.paths, relevant, "file event");
             if relevant {
                 let _ = tx.send(());
             }
@@ -194,6 +195,9 @@ pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
+                if let Err(e) = watch.refresh() {
+                    tracing::warn!("{e:#}");
+                }
                 if let Some(new) = reload(&settings.config, &desired, &mut engine, settings.force).await {
                     pending.get_or_insert_with(BTreeSet::new).extend(changed(&desired, &new));
                     desired = new;
