@@ -139,6 +139,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -
         let allow = |op: &Op| !report || pending.as_ref().is_none_or(|a| a.contains(&op.service()));
         let waiting = match engine.converge(&desired, settings.force, &allow).await {
             Ok(pass) => {
+                let more = pass.after.ops.iter().any(allow);
                 let busy: BTreeSet<_> = pass
                     .after
                     .ops
@@ -158,7 +159,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -
                 for w in &pass.after.waiting {
                     tracing::info!(service = %w.service, real = %w.real, active = w.active, "draining: waiting for connections to close");
                 }
-                !pass.after.waiting.is_empty() || !pass.failed.is_empty()
+                !pass.after.waiting.is_empty() || !pass.failed.is_empty() || more
             }
             Err(e) if e.is::<Refused>() => {
                 tracing::error!("{e}");

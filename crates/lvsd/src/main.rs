@@ -225,7 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 changed += pass.applied.len();
                 failed += pass.failed.len();
-                if pass.after.waiting.is_empty() || no_wait || !pass.failed.is_empty() {
+                if pass.after.is_empty() || no_wait || !pass.failed.is_empty() {
                     print_plan(&pass.after, reconcile::now());
                     break;
                 }

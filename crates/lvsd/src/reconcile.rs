@@ -1,11 +1,12 @@
 //! One reconciliation pass against the kernel: observe, plan, guard, execute as one batch,
 //! verify by observing again. Shared by `plan`, `apply` and the daemon so they cannot disagree.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use ipvs::Client;
+use ipvs::{Client, DestKey, ServiceKey};
 use plan::{Desired, Observed, Op, Options, Owned, Plan};
 
 use crate::state_file;
@@ -35,7 +36,8 @@ pub struct Pass {
     pub failed: Vec<(Op, ipvs::Error)>,
     /// Operations held back by the caller's filter (drift in report mode).
     pub skipped: Vec<Op>,
-    /// The plan against the table as it is after the pass: empty when converged.
+    /// The plan against the table as it is after the pass: empty when converged. Deletions of
+    /// reals drained in this pass are left here for the next pass.
     pub after: Plan,
 }
 
@@ -103,9 +105,21 @@ impl Engine {
         }
         // A second round covers what the first could not see: the kernel's multi-part dump can
         // miss entries while other namespaces change, and connections may close meanwhile.
+        // Reals drained in this pass: deleting them waits for a later pass, so that a connection
+        // starting just before the weight went to 0 is seen as active first.
+        let mut drained_now: BTreeSet<(ServiceKey, DestKey)> = BTreeSet::new();
+        let deferred = |op: &Op, drained: &BTreeSet<(ServiceKey, DestKey)>| match op {
+            Op::DelReal { service, key, .. } => drained.contains(&(*service, *key)),
+            Op::DelService { key, .. } => drained.iter().any(|(s, _)| s == key),
+            _ => false,
+        };
         for _round in 0..2 {
-            let (todo, skip): (Vec<Op>, Vec<Op>) =
-                plan.ops.iter().cloned().partition(|op| allow(op));
+            let (todo, skip): (Vec<Op>, Vec<Op>) = plan
+                .ops
+                .iter()
+                .filter(|op| !deferred(op, &drained_now))
+                .cloned()
+                .partition(|op| allow(op));
             pass.skipped = skip;
             if !todo.is_empty() {
                 let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
@@ -113,6 +127,9 @@ impl Engine {
                 for (op, r) in todo.into_iter().zip(results) {
                     match r {
                         Ok(()) => {
+                            if let Op::DrainReal { service, key, .. } = &op {
+                                drained_now.insert((*service, *key));
+                            }
                             let name = desired
                                 .services
                                 .get(&op.service())
@@ -131,7 +148,12 @@ impl Engine {
             observed = self.observe().await?;
             self.remember(&plan, &observed)?;
             plan = self.plan(desired, &observed);
-            if !pass.failed.is_empty() || plan.ops.iter().all(|op| !allow(op)) {
+            if !pass.failed.is_empty()
+                || plan
+                    .ops
+                    .iter()
+                    .all(|op| !allow(op) || deferred(op, &drained_now))
+            {
                 break;
             }
         }
