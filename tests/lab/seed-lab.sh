@@ -3,6 +3,7 @@
 # one network namespace per host. Only the lab is built by hand here (links, addresses of the
 # hosts themselves, web servers); what the seed did with ipvsadm and sysctl is lvsd's job.
 #   director 172.16.1.100 (VIP 172.16.1.50), real servers 172.16.1.101 and .102, client .200
+# Every host also has 2001:db8::<last octet>/64, for the IPv6 services.
 IP=/sbin/ip
 VIP=172.16.1.50
 
@@ -11,8 +12,19 @@ lab_host() { # name address
   $IP link add "veth-$1" type veth peer name eth0 netns "$1"
   $IP link set "veth-$1" master br0 up
   $IP -n "$1" addr add "$2/16" dev eth0
+  $IP -n "$1" addr add "2001:db8::${2##*.}/64" dev eth0 nodad
   $IP -n "$1" link set eth0 up
   $IP -n "$1" link set lo up
+}
+
+# Takes the lab down, so another scenario can build it afresh in the same VM.
+lab_down() {
+  for pid in $(pidof httpd) $(pidof busybox); do
+    case "$(cat /proc/$pid/cmdline 2>/dev/null | tr '\0' ' ')" in *httpd*) kill "$pid" ;; esac
+  done
+  for ns in $($IP netns list | awk '{print $1}'); do $IP netns del "$ns"; done
+  $IP link del br0 2>/dev/null
+  return 0
 }
 
 # A real server host with a web page naming it, on ports 80 and 8080.
@@ -33,7 +45,8 @@ lab_up() {
   lab_host client 172.16.1.200
 }
 
-# The seed's real-server preparation (step 3-4 of the seed), until lvsd's host roles do it.
+# The seed's real-server preparation (step 3-4 of the seed) by hand: for the scenarios where
+# lvsd manages the table only and somebody else set up the hosts.
 lab_real_servers_by_hand() {
   [ $# -gt 0 ] || set -- rs1 rs2
   for rs in "$@"; do
@@ -42,13 +55,13 @@ lab_real_servers_by_hand() {
   done
 }
 
-# The director's VIP and forwarding (step 1-2 of the seed), until lvsd's director role does it.
+# The director's VIP and forwarding (step 1-2 of the seed) by hand, for the same scenarios.
 lab_director_by_hand() {
   $IP -n director addr add "$VIP/32" dev eth0
   $IP netns exec director sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 }
 
-# One HTTP request from the client to the VIP; prints the body.
+# One HTTP request from the client to the VIP (or $1, port $2); prints the body.
 lab_request() {
-  printf 'GET / HTTP/1.0\r\n\r\n' | $IP netns exec client busybox nc -w 2 "$VIP" 80 | tail -n 1
+  printf 'GET / HTTP/1.0\r\n\r\n' | $IP netns exec client busybox nc -w 2 "${1:-$VIP}" "${2:-80}" | tail -n 1
 }

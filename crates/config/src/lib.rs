@@ -5,6 +5,7 @@
 
 mod error;
 pub mod export;
+mod host;
 mod raw;
 mod validate;
 
@@ -12,6 +13,7 @@ use std::path::Path;
 
 pub use error::{Error, Problem};
 use plan::Desired;
+use plan::host::{HostSpec, Role};
 pub use validate::{SCHEDULERS, parse_duration};
 
 /// Largest config file accepted, in bytes.
@@ -22,10 +24,18 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Config {
     /// The IPVS table the file describes.
     pub desired: Desired,
+    /// This host's role and what it needs, with `--role` applied.
+    pub host: HostSpec,
 }
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
+    load_as(path, None)
+}
+
+/// Reads and validates the file at `path` for a host whose role the command line sets
+/// (`--role`), overriding `host.role`: one file for the director and every real server.
+pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
     let shown = path.display().to_string();
     let read = |source| Error::Read {
         path: shown.clone(),
@@ -40,7 +50,7 @@ pub fn load(path: &Path) -> Result<Config, Error> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(read)?;
-    parse(&text, &shown)
+    parse_as(&text, &shown, role)
 }
 
 fn options() -> serde_saphyr::Options {
@@ -64,6 +74,11 @@ fn options() -> serde_saphyr::Options {
 
 /// Validates config text; `path` is only used in messages.
 pub fn parse(text: &str, path: &str) -> Result<Config, Error> {
+    parse_as(text, path, None)
+}
+
+/// [`parse`] with the command line's role.
+pub fn parse_as(text: &str, path: &str, role: Option<Role>) -> Result<Config, Error> {
     let invalid = |problems| Error::Invalid {
         path: path.to_owned(),
         problems,
@@ -85,9 +100,9 @@ pub fn parse(text: &str, path: &str) -> Result<Config, Error> {
             .map_err(|e| invalid(vec![yaml_problem(&e)]))?
     };
     let mut checker = validate::Checker { problems: vec![] };
-    let desired = checker.file(raw);
+    let (desired, host) = checker.file(raw, role);
     if checker.problems.is_empty() {
-        Ok(Config { desired })
+        Ok(Config { desired, host })
     } else {
         checker.problems.sort_by_key(|p| (p.line, p.col));
         Err(invalid(checker.problems))

@@ -11,6 +11,16 @@ use serde_saphyr::Spanned;
 pub(crate) struct RawFile {
     #[serde(default)]
     pub services: Option<Vec<Spanned<RawService>>>,
+    pub host: Option<Spanned<RawHost>>,
+}
+
+/// The `host` section: what this machine is in the cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub role: Option<Spanned<String>>,
+    pub interface: Option<Spanned<String>>,
+    pub vips: Option<Vec<Spanned<String>>>,
 }
 
 /// One entry of `services`.

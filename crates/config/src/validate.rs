@@ -8,6 +8,7 @@ use ipvs::{
     DestKey, DestSpec, Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey,
     ServiceSpec,
 };
+use plan::host::{HostSpec, Role};
 use plan::{DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, normalize_dest, normalize_service};
 use serde_saphyr::{Location, Spanned};
 
@@ -37,7 +38,7 @@ pub(crate) struct Checker {
     pub problems: Vec<Problem>,
 }
 
-fn at(l: &Location) -> (u64, u64) {
+pub(crate) fn at(l: &Location) -> (u64, u64) {
     (l.line(), l.column())
 }
 
@@ -138,7 +139,7 @@ fn parse_socket(s: &str) -> Result<(IpAddr, Option<u16>), String> {
 }
 
 impl Checker {
-    fn err(&mut self, (line, col): (u64, u64), message: impl Into<String>) {
+    pub(crate) fn err(&mut self, (line, col): (u64, u64), message: impl Into<String>) {
         self.problems.push(Problem {
             line,
             col,
@@ -209,7 +210,8 @@ impl Checker {
         None
     }
 
-    pub(crate) fn file(&mut self, raw: RawFile) -> Desired {
+    pub(crate) fn file(&mut self, raw: RawFile, role: Option<Role>) -> (Desired, HostSpec) {
+        let host = self.host(raw.host, role);
         let mut desired = Desired::default();
         let mut first_at: HashMap<ServiceKey, u64> = HashMap::new();
         let mut names: HashMap<String, u64> = HashMap::new();
@@ -233,7 +235,7 @@ impl Checker {
             first_at.insert(key, key_at.0);
             desired.services.insert(key, ds);
         }
-        desired
+        (desired, host)
     }
 
     fn service(

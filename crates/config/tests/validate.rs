@@ -323,3 +323,73 @@ fn yaml_bombs_are_refused_quickly() {
         Err(config::Error::TooLarge { .. })
     ));
 }
+
+#[test]
+fn host_section() {
+    let with_host = |host: &str| format!("{SEED}host:\n{host}");
+    let c = config::parse(
+        &with_host("  role: director\n  interface: eth0\n"),
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(c.host.role, plan::host::Role::Director);
+    assert_eq!(c.host.interface.as_deref(), Some("eth0"));
+    // The same file, for a real server: --role wins over host.role.
+    let rs = config::parse_as(
+        &with_host("  role: director\n  interface: eth0\n  vips: [172.16.1.50]\n"),
+        "t.yaml",
+        Some(plan::host::Role::RealServer),
+    )
+    .unwrap();
+    assert_eq!(rs.host.role, plan::host::Role::RealServer);
+    assert_eq!(rs.host.vips, Some(vec!["172.16.1.50".parse().unwrap()]));
+    // No host section: manage the table only.
+    let none = config::parse(SEED, "t.yaml").unwrap();
+    assert_eq!(none.host, plan::host::HostSpec::default());
+    let cases: &[(&str, &str)] = &[
+        (
+            "  role: directr\n",
+            "t.yaml:10:9: unknown role `directr`; did you mean `director`? valid roles: none, director, real-server",
+        ),
+        (
+            "  role: director\n",
+            "t.yaml:10:3: the director role needs `host.interface`: the interface facing the clients",
+        ),
+        (
+            "  role: real-server\n  interface: eth0:1\n",
+            "t.yaml:11:14: `eth0:1` is not an interface name",
+        ),
+        (
+            "  role: real-server\n  interface: averyveryverylongname\n",
+            "t.yaml:11:14: `averyveryverylongname` is longer than an interface name can be (15 bytes)",
+        ),
+        (
+            "  vips: [172.16.1.50:80]\n",
+            "t.yaml:10:10: `172.16.1.50:80` is not an IP address (a VIP is an address without a port)",
+        ),
+        (
+            "  vips: [172.16.1.50, 172.16.1.50]\n",
+            "t.yaml:10:23: duplicate VIP 172.16.1.50 (first listed on line 10)",
+        ),
+        (
+            "  vips: [127.0.0.1]\n",
+            "t.yaml:10:10: `127.0.0.1` cannot be a VIP",
+        ),
+        (
+            "  rol: director\n",
+            "t.yaml:10:3: unknown key `rol`; did you mean `role`?",
+        ),
+    ];
+    for (host, expected) in cases {
+        assert_rejects(&with_host(host), expected);
+    }
+    // --role director on a file without a host section: located at the top.
+    match config::parse_as(SEED, "t.yaml", Some(plan::host::Role::Director)) {
+        Err(e) => assert!(
+            e.to_string()
+                .starts_with("t.yaml:1:1: the director role needs `host.interface`"),
+            "{e}"
+        ),
+        Ok(_) => panic!("a director without an interface was accepted"),
+    }
+}

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use config::Config;
 use notify::{RecursiveMode, Watcher};
+use plan::host::Role;
 use plan::{Desired, Op};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::reconcile::{Engine, Refused};
+use crate::reconcile::{Engine, Refused, Unfit};
 
 /// What to do about changes made behind lvsd's back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +29,8 @@ pub enum OnDrift {
 pub struct Settings {
     /// The config file.
     pub config: PathBuf,
+    /// `--role`, which every reload applies again.
+    pub role: Option<Role>,
     /// Full resync period.
     pub resync: Duration,
     /// Drift policy.
@@ -40,6 +44,8 @@ pub struct Settings {
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often a pass runs while drains wait for connections to close.
 const DRAIN_POLL: Duration = Duration::from_millis(500);
+/// First retry after a failed pass; doubled per failure up to the resync period.
+const BACKOFF_START: Duration = Duration::from_millis(500);
 
 /// Watches the directory holding the config and the one its symlinks lead to, which is what
 /// sees in-place writes, atomic renames and ConfigMap `..data` swaps alike. Only events naming
@@ -119,8 +125,8 @@ fn changed(old: &Desired, new: &Desired) -> BTreeSet<ipvs::ServiceKey> {
         .collect()
 }
 
-/// Runs until SIGTERM or SIGINT; the table is left as it is on exit.
-pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -> Result<()> {
+/// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
+pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watch = ConfigWatch::new(&settings.config, tx)?;
     let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
@@ -133,11 +139,18 @@ pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -
     // Report mode writes only what a config change asks for (at start: everything), until
     // those services have converged; any other difference is drift.
     let mut pending: Option<BTreeSet<ipvs::ServiceKey>> = None;
-    tracing::info!(config = %settings.config.display(), services = desired.services.len(), resync = ?settings.resync, "lvsd running");
+    // The same for the host: its changes are written at start and after a config change.
+    let mut host_pending = true;
+    let mut failures: u32 = 0;
+    tracing::info!(config = %settings.config.display(), role = cfg.host.role.name(), services = cfg.desired.services.len(), resync = ?settings.resync, "lvsd running");
     loop {
         let report = settings.on_drift == OnDrift::Report;
         let allow = |op: &Op| !report || pending.as_ref().is_none_or(|a| a.contains(&op.service()));
-        let waiting = match engine.converge(&desired, settings.force, &allow).await {
+        let allow_host = !report || host_pending;
+        let result = engine
+            .converge(&cfg, settings.force, &allow, allow_host)
+            .await;
+        let retry_in = match result {
             Ok(pass) => {
                 let more = pass.after.ops.iter().any(allow);
                 let busy: BTreeSet<_> = pass
@@ -150,80 +163,109 @@ pub async fn run(settings: Settings, mut engine: Engine, mut desired: Desired) -
                 let mut left = pending.take().unwrap_or_else(|| busy.clone());
                 left.retain(|k| busy.contains(k));
                 pending = Some(left);
-                if !pass.skipped.is_empty() {
-                    drift_total += pass.skipped.len() as u64;
+                if pass.host_skipped.is_empty() && pass.host_after.ops.is_empty() {
+                    host_pending = false;
+                }
+                if !pass.skipped.is_empty() || !pass.host_skipped.is_empty() {
+                    drift_total += (pass.skipped.len() + pass.host_skipped.len()) as u64;
                     for op in &pass.skipped {
                         tracing::warn!(service = %op.service(), drift_total, "drift (not repaired, --on-drift report): {op}");
+                    }
+                    for op in &pass.host_skipped {
+                        tracing::warn!(
+                            drift_total,
+                            "host drift (not repaired, --on-drift report): {op}"
+                        );
                     }
                 }
                 for w in &pass.after.waiting {
                     tracing::info!(service = %w.service, real = %w.real, active = w.active, "draining: waiting for connections to close");
                 }
-                !pass.after.waiting.is_empty() || !pass.failed.is_empty() || more
+                let failed = !pass.failed.is_empty() || pass.host_failed.is_some();
+                failures = if failed { failures + 1 } else { 0 };
+                if failed {
+                    Some(backoff(failures, settings.resync))
+                } else if !pass.after.waiting.is_empty()
+                    || more
+                    || (allow_host && !pass.host_after.ops.is_empty())
+                {
+                    Some(DRAIN_POLL)
+                } else {
+                    None
+                }
             }
             Err(e) if e.is::<Refused>() => {
                 tracing::error!("{e}");
-                false
+                None
             }
             Err(e) => {
-                tracing::error!("reconcile failed: {e:#}");
-                true
+                failures += 1;
+                let wait = backoff(failures, settings.resync);
+                if e.is::<Unfit>() {
+                    tracing::error!(
+                        "the host lacks what the role needs: {e}; checking again in {wait:?}"
+                    );
+                } else {
+                    tracing::error!("reconcile failed: {e:#}; retrying in {wait:?}");
+                }
+                Some(wait)
             }
         };
         let retry = async {
-            if waiting {
-                tokio::time::sleep(DRAIN_POLL).await;
-            } else {
-                std::future::pending::<()>().await;
+            match retry_in {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
             _ = tick.tick() => {
                 tracing::debug!("resync");
+                continue;
             }
-            _ = retry => {}
+            _ = retry => continue,
             Some(()) = rx.recv() => {
                 // Let the burst settle, then take everything it queued.
                 tokio::time::sleep(DEBOUNCE).await;
                 while rx.try_recv().is_ok() {}
-                if let Err(e) = watch.refresh() {
-                    tracing::warn!("{e:#}");
-                }
-                if let Some(new) = reload(&settings.config, &desired, &mut engine, settings.force).await {
-                    pending.get_or_insert_with(BTreeSet::new).extend(changed(&desired, &new));
-                    desired = new;
-                }
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
-                if let Err(e) = watch.refresh() {
-                    tracing::warn!("{e:#}");
-                }
-                if let Some(new) = reload(&settings.config, &desired, &mut engine, settings.force).await {
-                    pending.get_or_insert_with(BTreeSet::new).extend(changed(&desired, &new));
-                    desired = new;
-                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        // A file event or SIGHUP: read the config again.
+        if let Err(e) = watch.refresh() {
+            tracing::warn!("{e:#}");
+        }
+        if let Some(new) = reload(&settings, &cfg, &mut engine).await {
+            pending
+                .get_or_insert_with(BTreeSet::new)
+                .extend(changed(&cfg.desired, &new.desired));
+            host_pending = true;
+            failures = 0;
+            cfg = new;
+        }
     }
-    tracing::info!("stopping; the IPVS table stays as it is");
+    tracing::info!("stopping; the IPVS table and the host stay as they are");
     Ok(())
+}
+
+/// The wait before retry `n` (1-based) of a failing pass: 0.5 s doubling, capped at `max`.
+fn backoff(n: u32, max: Duration) -> Duration {
+    BACKOFF_START
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(max)
 }
 
 /// Reads the config again. An invalid or missing file, or one the removal guard refuses, is
 /// logged and ignored: the daemon keeps enforcing the last good config.
-async fn reload(
-    path: &Path,
-    current: &Desired,
-    engine: &mut Engine,
-    force: bool,
-) -> Option<Desired> {
-    match config::load(path) {
-        Ok(c) if c.desired == *current => None,
+async fn reload(settings: &Settings, current: &Config, engine: &mut Engine) -> Option<Config> {
+    let path = &settings.config;
+    match config::load_as(path, settings.role) {
+        Ok(c) if c == *current => None,
         Ok(c) => {
-            if !force {
+            if !settings.force && c.host.role != Role::RealServer {
                 match engine.observe().await {
                     Ok(observed) => {
                         let plan = engine.plan(&c.desired, &observed);
@@ -237,8 +279,12 @@ async fn reload(
                     }
                 }
             }
-            tracing::info!(services = c.desired.services.len(), "config changed");
-            Some(c.desired)
+            tracing::info!(
+                role = c.host.role.name(),
+                services = c.desired.services.len(),
+                "config changed"
+            );
+            Some(c)
         }
         Err(config::Error::Read { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>

@@ -14,9 +14,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use plan::Plan;
+use plan::host::{HostPlan, Role};
 
 use crate::daemon::OnDrift;
-use crate::reconcile::{Engine, Refused};
+use crate::reconcile::{Engine, FullPlan, Refused};
 
 /// Declarative reconciler for Linux IPVS: keeps the kernel's virtual-server table equal to a YAML file.
 #[derive(Debug, Parser)]
@@ -40,6 +41,27 @@ struct ConfigArg {
     /// The configuration file.
     #[arg(short, long, default_value = "/etc/lvsd/lvsd.yaml")]
     config: PathBuf,
+    /// This host's role, overriding `host.role`: push one file to the director and every real
+    /// server. `none` manages the IPVS table only (and undoes what a role had set up).
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Director,
+    RealServer,
+    None,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Director => Role::Director,
+            RoleArg::RealServer => Role::RealServer,
+            RoleArg::None => Role::None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -149,8 +171,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(arg: &ConfigArg) -> Result<config::Config> {
-    Ok(config::load(&arg.config)?)
+fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
+    config::load_as(&arg.config, arg.role.map(Role::from))
+}
+
+fn print_host_plan(plan: &HostPlan) {
+    for m in &plan.missing {
+        println!("! {m}");
+    }
+    for op in &plan.ops {
+        println!("{op}");
+    }
 }
 
 fn print_plan(plan: &Plan, now: u64) {
@@ -173,11 +204,16 @@ fn print_plan(plan: &Plan, now: u64) {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check(arg) => match config::load(&arg.config) {
+        Command::Check(arg) => match load(&arg) {
             Ok(c) => {
                 let reals: usize = c.desired.services.values().map(|s| s.reals.len()).sum();
+                let role = match (c.host.role, &c.host.interface) {
+                    (Role::None, _) => String::new(),
+                    (r, Some(i)) => format!("; role {} on {i}", r.name()),
+                    (r, None) => format!("; role {}", r.name()),
+                };
                 println!(
-                    "{}: valid ({} services, {} real servers)",
+                    "{}: valid ({} services, {} real servers{role})",
                     arg.config.display(),
                     c.desired.services.len(),
                     reals
@@ -191,18 +227,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Plan(t) => {
             let cfg = load(&t.config)?;
-            let mut engine = Engine::new(t.state_dir, t.exclusive).await?;
-            let observed = engine.observe().await?;
-            let plan = engine.plan(&cfg.desired, &observed);
-            print_plan(&plan, reconcile::now());
-            if plan.guard.tripped() {
-                println!("! {}", Refused(plan.clone()));
+            let mut engine = Engine::new(t.state_dir, t.exclusive);
+            let FullPlan { host, table } = engine.plan_all(&cfg).await?;
+            print_host_plan(&host);
+            let mut pending = host.ops.len();
+            if let Some(plan) = &table {
+                print_plan(plan, reconcile::now());
+                if plan.guard.tripped() {
+                    println!("! {}", Refused(plan.clone()));
+                }
+                pending += plan.ops.len() + plan.waiting.len();
             }
-            if plan.is_empty() {
-                println!("in sync: {} services", cfg.desired.services.len());
+            if !host.missing.is_empty() {
+                println!("! the host lacks what the role needs; apply would change nothing");
+                return Ok(ExitCode::FAILURE);
+            }
+            if pending == 0 {
+                match table {
+                    Some(_) => println!("in sync: {} services", cfg.desired.services.len()),
+                    None => println!("in sync: host set up as {}", cfg.host.role.name()),
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{} changes pending", plan.ops.len() + plan.waiting.len());
+                println!("{pending} changes pending");
                 Ok(ExitCode::from(2))
             }
         }
@@ -212,20 +259,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             no_wait,
         } => {
             let cfg = load(&table.config)?;
-            let mut engine = Engine::new(table.state_dir, table.exclusive).await?;
+            let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut changed = 0;
             let mut failed = 0;
             loop {
-                let pass = engine.converge(&cfg.desired, force, &|_| true).await?;
+                let pass = engine.converge(&cfg, force, &|_| true, true).await?;
+                for op in &pass.host_applied {
+                    println!("{op}");
+                }
+                if let Some((op, e)) = &pass.host_failed {
+                    println!("! {op}: {e}");
+                }
                 for op in &pass.applied {
                     println!("{op}");
                 }
                 for (op, e) in &pass.failed {
                     println!("! {op}: {e}");
                 }
-                changed += pass.applied.len();
-                failed += pass.failed.len();
-                if pass.after.is_empty() || no_wait || !pass.failed.is_empty() {
+                changed += pass.applied.len() + pass.host_applied.len();
+                failed += pass.failed.len() + usize::from(pass.host_failed.is_some());
+                if pass.converged()
+                    || no_wait
+                    || !pass.failed.is_empty()
+                    || pass.host_failed.is_some()
+                {
+                    print_host_plan(&pass.host_after);
                     print_plan(&pass.after, reconcile::now());
                     break;
                 }
@@ -248,14 +306,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             force,
         } => {
             let cfg = load(&table.config)?;
-            let engine = Engine::new(table.state_dir, table.exclusive).await?;
+            let engine = Engine::new(table.state_dir, table.exclusive);
             let settings = daemon::Settings {
                 config: table.config.config,
+                role: table.config.role.map(Role::from),
                 resync: resync_interval,
                 on_drift,
                 force,
             };
-            daemon::run(settings, engine, cfg.desired).await?;
+            daemon::run(settings, engine, cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export => {

@@ -1,12 +1,20 @@
 //! One reconciliation pass against the kernel: observe, plan, guard, execute as one batch,
 //! verify by observing again. Shared by `plan`, `apply` and the daemon so they cannot disagree.
+//! A host role is part of the same pass: its changes are planned with the table's, checked
+//! (an interface the config names must exist) before anything changes, and carried out around
+//! the table's: VIPs and sysctls first, a VIP whose service drains only after the service is gone.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use config::Config;
+use host::Host;
 use ipvs::{Client, DestKey, ServiceKey};
+use plan::host::{
+    HostOp, HostOwned, HostPlan, Missing, Role, host_desired, plan_host, sysctls_of_interest,
+};
 use plan::{Desired, Observed, Op, Options, Owned, Plan};
 
 use crate::state_file;
@@ -18,13 +26,18 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The kernel connection and what lvsd remembers about it.
+/// The kernel connections and what lvsd remembers about them. Each connection is opened on
+/// first use: a real server never opens the IPVS one (it may not even have the module), and
+/// a table-only lvsd never opens rtnetlink.
 pub struct Engine {
-    client: Client,
+    client: Option<Client>,
+    host: Option<Host>,
     state_dir: PathBuf,
     exclusive: bool,
-    /// What lvsd manages, as last saved.
+    /// What lvsd manages in the table, as last saved.
     pub owned: Owned,
+    /// What lvsd put on the host, as last saved.
+    pub host_owned: HostOwned,
 }
 
 /// What a pass did.
@@ -39,6 +52,43 @@ pub struct Pass {
     /// The plan against the table as it is after the pass: empty when converged. Deletions of
     /// reals drained in this pass are left here for the next pass.
     pub after: Plan,
+    /// Host operations carried out.
+    pub host_applied: Vec<HostOp>,
+    /// The host operation that failed (the ones after it were not tried: they rely on it).
+    pub host_failed: Option<(HostOp, host::Error)>,
+    /// Host operations held back (drift in report mode).
+    pub host_skipped: Vec<HostOp>,
+    /// Host changes still pending after the pass: empty when converged.
+    pub host_after: HostPlan,
+}
+
+impl Pass {
+    /// Nothing left to do.
+    pub fn converged(&self) -> bool {
+        self.after.is_empty() && self.host_after.is_empty()
+    }
+}
+
+/// What the config's role needs and this host lacks; nothing was changed.
+#[derive(Debug)]
+pub struct Unfit(pub Vec<Missing>);
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "{}; nothing was changed", list.join("; "))
+    }
+}
+
+impl std::error::Error for Unfit {}
+
+/// A whole plan: the host's changes and the table's (none for a real server).
+#[derive(Debug, Default)]
+pub struct FullPlan {
+    /// Host changes.
+    pub host: HostPlan,
+    /// Table changes; `None` when the role does not program IPVS.
+    pub table: Option<Plan>,
 }
 
 /// A plan the removal guard refused.
@@ -58,22 +108,105 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 impl Engine {
-    /// Connects to the kernel and loads the ownership record.
-    pub async fn new(state_dir: PathBuf, exclusive: bool) -> Result<Self> {
-        let client = Client::connect().await?;
+    /// Loads the ownership records; connections are opened when first needed.
+    pub fn new(state_dir: PathBuf, exclusive: bool) -> Self {
         let owned = state_file::load(&state_dir);
-        Ok(Engine {
-            client,
+        let host_owned = state_file::load_host(&state_dir);
+        Engine {
+            client: None,
+            host: None,
             state_dir,
             exclusive,
             owned,
-        })
+            host_owned,
+        }
+    }
+
+    async fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect().await?);
+        }
+        self.client
+            .as_mut()
+            .context("the IPVS connection is not open")
+    }
+
+    fn host(&mut self) -> Result<&Host> {
+        if self.host.is_none() {
+            self.host = Some(Host::connect()?);
+        }
+        self.host
+            .as_ref()
+            .context("the rtnetlink connection is not open")
     }
 
     /// The live table.
     pub async fn observe(&mut self) -> Result<Observed> {
-        let dump = self.client.dump().await.context("read the IPVS table")?;
+        let dump = self
+            .client()
+            .await?
+            .dump()
+            .await
+            .context("read the IPVS table")?;
         Ok(Observed::from_dump(&dump))
+    }
+
+    /// The live table, when the role programs one.
+    async fn observe_table(&mut self, cfg: &Config) -> Result<Option<Observed>> {
+        if cfg.host.role == Role::RealServer {
+            Ok(None)
+        } else {
+            Ok(Some(self.observe().await?))
+        }
+    }
+
+    /// Host changes against the host as it is now. Without a role and with nothing of lvsd's
+    /// on the host, there is nothing to look at.
+    async fn plan_host(&mut self, cfg: &Config, table: Option<&Observed>) -> Result<HostPlan> {
+        if cfg.host.role == Role::None && self.host_owned.is_empty() {
+            return Ok(HostPlan::default());
+        }
+        let desired = host_desired(&cfg.host, &cfg.desired, table, &self.owned);
+        let keys = sysctls_of_interest(&desired, &self.host_owned);
+        let observed = self.host()?.observe(&keys).await?;
+        Ok(plan_host(&desired, &observed, &self.host_owned))
+    }
+
+    /// Plans host and table without changing anything.
+    pub async fn plan_all(&mut self, cfg: &Config) -> Result<FullPlan> {
+        let table = self.observe_table(cfg).await?;
+        let host = self.plan_host(cfg, table.as_ref()).await?;
+        let table = table.map(|t| self.plan(&cfg.desired, &t));
+        Ok(FullPlan { host, table })
+    }
+
+    /// Carries out a host plan in order, stopping at the first failure: later steps rely on
+    /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet).
+    async fn execute_host(&mut self, plan: HostPlan, allow: bool, pass: &mut Pass) -> Result<()> {
+        let mut kept = plan.kept;
+        for op in plan.ops {
+            if !allow {
+                pass.host_skipped.push(op);
+                continue;
+            }
+            match self.host()?.execute(&op).await {
+                Ok(()) => {
+                    tracing::info!("{op}");
+                    kept.record(&op);
+                    pass.host_applied.push(op);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "{op} failed");
+                    pass.host_failed = Some((op, e));
+                    break;
+                }
+            }
+        }
+        if kept != self.host_owned {
+            state_file::save_host(&self.state_dir, &kept)?;
+            self.host_owned = kept;
+        }
+        Ok(())
     }
 
     /// Plans against the live table without changing anything.
@@ -89,20 +222,77 @@ impl Engine {
         )
     }
 
-    /// Converges the table on `desired`. Operations `allow` rejects are not carried out but
-    /// returned as skipped. A tripped guard refuses the whole pass unless `force`.
+    /// Converges host and table on `cfg`. Table operations `allow` rejects, and host operations
+    /// unless `allow_host`, are not carried out but returned as skipped. A host that lacks what
+    /// the role needs, or a tripped guard (unless `force`), refuses the whole pass.
     pub async fn converge(
         &mut self,
-        desired: &Desired,
+        cfg: &Config,
         force: bool,
         allow: &dyn Fn(&Op) -> bool,
+        allow_host: bool,
     ) -> Result<Pass> {
         let mut pass = Pass::default();
-        let mut observed = self.observe().await?;
-        let mut plan = self.plan(desired, &observed);
+        let table = self.observe_table(cfg).await?;
+        let host_plan = self.plan_host(cfg, table.as_ref()).await?;
+        if !host_plan.missing.is_empty() {
+            return Err(Unfit(host_plan.missing).into());
+        }
+        let Some(observed) = table else {
+            self.execute_host(host_plan, allow_host, &mut pass).await?;
+            return self.finish_host(cfg, None, allow_host, pass).await;
+        };
+        let plan = self.plan(&cfg.desired, &observed);
         if plan.guard.tripped() && !force {
             return Err(Refused(plan).into());
         }
+        self.execute_host(host_plan, allow_host, &mut pass).await?;
+        if pass.host_failed.is_some() {
+            pass.after = plan;
+            return self
+                .finish_host(cfg, Some(&observed), allow_host, pass)
+                .await;
+        }
+        let (pass, observed) = self
+            .converge_table(&cfg.desired, observed, plan, allow, pass)
+            .await?;
+        self.finish_host(cfg, Some(&observed), allow_host, pass)
+            .await
+    }
+
+    /// The host's second round, against the table as the pass left it: a director's VIP goes
+    /// once its service is deleted, a tunnel device created in the first round gets its
+    /// sysctls. Then verifies: what is still pending goes into `host_after`.
+    async fn finish_host(
+        &mut self,
+        cfg: &Config,
+        table: Option<&Observed>,
+        allow_host: bool,
+        mut pass: Pass,
+    ) -> Result<Pass> {
+        if pass.host_failed.is_none() {
+            let again = self.plan_host(cfg, table).await?;
+            if again.missing.is_empty() && !again.ops.is_empty() {
+                if allow_host {
+                    self.execute_host(again, true, &mut pass).await?;
+                } else {
+                    pass.host_skipped = again.ops;
+                }
+            }
+        }
+        pass.host_after = self.plan_host(cfg, table).await?;
+        Ok(pass)
+    }
+
+    /// The table's rounds of a pass; returns the table as it is afterwards.
+    async fn converge_table(
+        &mut self,
+        desired: &Desired,
+        mut observed: Observed,
+        mut plan: Plan,
+        allow: &dyn Fn(&Op) -> bool,
+        mut pass: Pass,
+    ) -> Result<(Pass, Observed)> {
         // A second round covers what the first could not see: the kernel's multi-part dump can
         // miss entries while other namespaces change, and connections may close meanwhile.
         // Reals drained in this pass: deleting them waits for a later pass, so that a connection
@@ -123,7 +313,7 @@ impl Engine {
             pass.skipped = skip;
             if !todo.is_empty() {
                 let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
-                let results = self.client.execute(&requests).await;
+                let results = self.client().await?.execute(&requests).await;
                 for (op, r) in todo.into_iter().zip(results) {
                     match r {
                         Ok(()) => {
@@ -158,7 +348,7 @@ impl Engine {
             }
         }
         pass.after = plan;
-        Ok(pass)
+        Ok((pass, observed))
     }
 
     /// Keeps the plan's ownership record, plus any managed service that should have gone but is

@@ -1,24 +1,27 @@
-//! The ownership record on disk: which services lvsd manages and which drains are under way.
-//! It lives under `/run/lvsd/` because it describes the kernel table, which does not survive a
-//! reboot either. One line per fact, written atomically (temp file + rename).
+//! The ownership records on disk: which services lvsd manages and which drains are under way
+//! (`owned`), and what a host role put on the host (`host`): addresses lvsd added, links it
+//! brought up, sysctls it changed with their original values. They live under `/run/lvsd/`
+//! because they describe kernel state, which does not survive a reboot either. One line per
+//! fact, written atomically (temp file + rename).
 //!
 //! ```text
 //! service tcp 172.16.1.50 80 drain_timeout=30 deadline=-
 //! real 172.16.1.101 80
 //! draining 172.16.1.102 80 1764000000
 //! ```
+//! ```text
+//! address lo 172.16.1.50
+//! link tunl0
+//! sysctl net/ipv4/conf/all/arp_ignore original=0 set=1
+//! ```
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use ipvs::{DestKey, Family, Protocol, ServiceKey};
+use plan::host::{HostAddr, HostOwned, OwnedSysctl, Sysctl};
 use plan::{Owned, OwnedService};
-
-/// Where the record of `dir` lives.
-pub fn path(dir: &Path) -> PathBuf {
-    dir.join("owned")
-}
 
 fn key_words(k: &ServiceKey) -> String {
     match k {
@@ -140,35 +143,121 @@ pub fn parse(text: &str) -> Result<Owned, usize> {
     Ok(owned)
 }
 
-/// Loads the record; a missing file means lvsd owns nothing yet. A damaged one is reported and
-/// treated as empty: lvsd then leaves unknown services alone, the safe side.
-pub fn load(dir: &Path) -> Owned {
-    let p = path(dir);
+/// Reads record `name` of `dir`; a missing file means lvsd owns nothing yet. A damaged one is
+/// reported and treated as empty: lvsd then touches nothing it cannot prove it made, the safe
+/// side (`consequence` says what that means for this record).
+fn load_with<T: Default>(
+    dir: &Path,
+    name: &str,
+    parse: fn(&str) -> Result<T, usize>,
+    consequence: &str,
+) -> T {
+    let p = dir.join(name);
     match std::fs::read_to_string(&p) {
         Ok(text) => match parse(&text) {
             Ok(o) => o,
             Err(line) => {
-                tracing::warn!(file = %p.display(), line, "ownership record is damaged; treating every service not in the config as foreign");
-                Owned::default()
+                tracing::warn!(file = %p.display(), line, "ownership record is damaged; {consequence}");
+                T::default()
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Owned::default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => T::default(),
         Err(e) => {
-            tracing::warn!(file = %p.display(), error = %e, "cannot read the ownership record; treating every service not in the config as foreign");
-            Owned::default()
+            tracing::warn!(file = %p.display(), error = %e, "cannot read the ownership record; {consequence}");
+            T::default()
         }
     }
 }
 
-/// Saves the record atomically.
-pub fn save(dir: &Path, owned: &Owned) -> Result<()> {
+/// Writes record `name` of `dir` atomically.
+fn save_as(dir: &Path, name: &str, text: &str) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("create the state directory {}", dir.display()))?;
-    let p = path(dir);
-    let tmp = dir.join(".owned.tmp");
-    std::fs::write(&tmp, render(owned)).with_context(|| format!("write {}", tmp.display()))?;
+    let p = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &p).with_context(|| format!("replace {}", p.display()))?;
     Ok(())
+}
+
+/// Loads the table record.
+pub fn load(dir: &Path) -> Owned {
+    load_with(
+        dir,
+        "owned",
+        parse,
+        "treating every service not in the config as foreign",
+    )
+}
+
+/// Saves the table record.
+pub fn save(dir: &Path, owned: &Owned) -> Result<()> {
+    save_as(dir, "owned", &render(owned))
+}
+
+/// Renders the host record.
+pub fn render_host(owned: &HostOwned) -> String {
+    let mut out =
+        String::from("# lvsd host record: what lvsd's role put on this host. Do not edit.\n");
+    for a in &owned.addresses {
+        out += &format!("address {} {}\n", a.interface, a.addr);
+    }
+    for l in &owned.links_up {
+        out += &format!("link {l}\n");
+    }
+    for (k, s) in &owned.sysctls {
+        out += &format!("sysctl {} original={} set={}\n", k.0, s.original, s.set);
+    }
+    out
+}
+
+/// Parses a host record; `Err` names the first line that makes no sense.
+pub fn parse_host(text: &str) -> Result<HostOwned, usize> {
+    let mut owned = HostOwned::default();
+    for (i, line) in text.lines().enumerate() {
+        let bad = i + 1;
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [] => {}
+            [c, ..] if c.starts_with('#') => {}
+            ["address", interface, addr] => {
+                owned.addresses.insert(HostAddr {
+                    interface: (*interface).to_owned(),
+                    addr: addr.parse().map_err(|_| bad)?,
+                });
+            }
+            ["link", name] => {
+                owned.links_up.insert((*name).to_owned());
+            }
+            ["sysctl", key, original, set] => {
+                let original = original.strip_prefix("original=").ok_or(bad)?;
+                let set = set.strip_prefix("set=").ok_or(bad)?;
+                owned.sysctls.insert(
+                    Sysctl((*key).to_owned()),
+                    OwnedSysctl {
+                        original: original.to_owned(),
+                        set: set.to_owned(),
+                    },
+                );
+            }
+            _ => return Err(bad),
+        }
+    }
+    Ok(owned)
+}
+
+/// Loads the host record.
+pub fn load_host(dir: &Path) -> HostOwned {
+    load_with(
+        dir,
+        "host",
+        parse_host,
+        "addresses and sysctls lvsd set earlier will not be undone",
+    )
+}
+
+/// Saves the host record.
+pub fn save_host(dir: &Path, owned: &HostOwned) -> Result<()> {
+    save_as(dir, "host", &render_host(owned))
 }
 
 #[cfg(test)]
@@ -209,5 +298,27 @@ mod tests {
             Err(2)
         );
         assert_eq!(parse("real 1.2.3.4 80\n"), Err(1));
+        assert_eq!(
+            parse_host("address lo 172.16.1.50\nsysctl a/b 0 1\n"),
+            Err(2)
+        );
+    }
+
+    #[test]
+    fn host_round_trip() {
+        let mut owned = HostOwned::default();
+        owned.addresses.insert(HostAddr {
+            interface: "eth0.100".into(),
+            addr: "2001:db8::50".parse().unwrap(),
+        });
+        owned.links_up.insert("tunl0".into());
+        owned.sysctls.insert(
+            Sysctl("net/ipv4/conf/all/arp_ignore".into()),
+            OwnedSysctl {
+                original: "0".into(),
+                set: "1".into(),
+            },
+        );
+        assert_eq!(parse_host(&render_host(&owned)), Ok(owned));
     }
 }

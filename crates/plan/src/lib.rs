@@ -1,7 +1,9 @@
 //! The pure core of lvsd: desired state + observed state + what lvsd owns → an ordered list of
 //! operations. No kernel, no clock, no I/O — so every rule of reconciliation (in-place edits,
-//! ownership, drains, the removal guard) is tested with plain tables of cases.
+//! ownership, drains, the removal guard) is tested with plain tables of cases. [`host`] does the
+//! same for the host's role: VIPs on interfaces, sysctls, tunnel devices.
 
+pub mod host;
 pub mod op;
 pub mod planner;
 pub mod state;

@@ -1,0 +1,532 @@
+//! Table-driven cases for host roles: each states the config's role and services, the host as
+//! it is (a few text lines) and lvsd's record, and checks the exact operations in order, as
+//! `lvsd plan` prints them. No kernel, no /proc.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use ipvs::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
+use plan::host::*;
+use plan::*;
+
+/// Services as (VIP, forwarding of its reals); the address decides the family.
+fn services(list: &[(&str, ForwardMethod)]) -> Desired {
+    let mut d = Desired::default();
+    for (vip, fwd) in list {
+        let addr: std::net::IpAddr = vip.parse().unwrap();
+        let family = ipvs::Family::of(&addr);
+        let real = if addr.is_ipv4() {
+            "172.16.1.101"
+        } else {
+            "2001:db8::101"
+        };
+        let mut reals = BTreeMap::new();
+        reals.insert(
+            DestKey {
+                addr: real.parse().unwrap(),
+                port: 80,
+            },
+            DestSpec::new(*fwd, 1),
+        );
+        d.services.insert(
+            ServiceKey::tcp(addr, 80),
+            DesiredService {
+                name: None,
+                spec: ServiceSpec::new("wlc", family),
+                drain_timeout: 30,
+                reals,
+            },
+        );
+    }
+    d
+}
+
+/// The host as lines: `link NAME up|down`, `addr NAME IP/LEN`, `sysctl PATH VALUE`.
+fn host(text: &str) -> HostObserved {
+    let mut h = HostObserved::default();
+    for (i, line) in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["link", name, state] => {
+                h.links.insert(
+                    (*name).into(),
+                    Link {
+                        index: i as u32 + 1,
+                        up: *state == "up",
+                    },
+                );
+            }
+            ["addr", name, cidr] => {
+                let (a, len) = cidr.split_once('/').unwrap();
+                h.addresses.insert(
+                    HostAddr {
+                        interface: (*name).into(),
+                        addr: a.parse().unwrap(),
+                    },
+                    len.parse().unwrap(),
+                );
+            }
+            ["sysctl", key, value] => {
+                h.sysctls
+                    .insert(Sysctl((*key).into()), Some((*value).to_owned()));
+            }
+            other => panic!("bad host line {other:?}"),
+        }
+    }
+    h
+}
+
+/// lvsd's record as lines: `address NAME IP`, `link NAME`, `sysctl PATH ORIGINAL SET`.
+fn record(text: &str) -> HostOwned {
+    let mut o = HostOwned::default();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["address", name, a] => {
+                o.addresses.insert(HostAddr {
+                    interface: (*name).into(),
+                    addr: a.parse().unwrap(),
+                });
+            }
+            ["link", name] => {
+                o.links_up.insert((*name).into());
+            }
+            ["sysctl", key, original, set] => {
+                o.sysctls.insert(
+                    Sysctl((*key).into()),
+                    OwnedSysctl {
+                        original: (*original).into(),
+                        set: (*set).into(),
+                    },
+                );
+            }
+            other => panic!("bad record line {other:?}"),
+        }
+    }
+    o
+}
+
+fn spec(role: Role, interface: Option<&str>, vips: Option<&[&str]>) -> HostSpec {
+    HostSpec {
+        role,
+        interface: interface.map(Into::into),
+        vips: vips.map(|v| v.iter().map(|a| a.parse().unwrap()).collect()),
+    }
+}
+
+/// A plain Linux host in the seed's lab: eth0 with its own address, defaults everywhere.
+const PLAIN: &str = "
+    link lo up
+    link eth0 up
+    addr lo 127.0.0.1/8
+    addr eth0 172.16.1.100/16
+    sysctl net/ipv4/ip_forward 0
+    sysctl net/ipv6/conf/all/forwarding 0
+    sysctl net/ipv4/conf/all/arp_ignore 0
+    sysctl net/ipv4/conf/all/arp_announce 0
+    sysctl net/ipv4/conf/eth0/arp_ignore 0
+    sysctl net/ipv4/conf/eth0/arp_announce 0
+    sysctl net/ipv4/conf/all/rp_filter 0
+";
+
+fn plan_for(spec: &HostSpec, d: &Desired, host_text: &str, owned: &HostOwned) -> HostPlan {
+    let want = host_desired(spec, d, None, &Owned::default());
+    plan_host(&want, &host(host_text), owned)
+}
+
+fn lines(p: &HostPlan) -> Vec<String> {
+    p.ops.iter().map(ToString::to_string).collect()
+}
+
+/// Applies a plan to the observed text's state the way the kernel would, for follow-up passes.
+fn executed(p: &HostPlan) -> HostOwned {
+    let mut o = p.kept.clone();
+    for op in &p.ops {
+        o.record(op);
+    }
+    o
+}
+
+#[test]
+fn director_adds_the_vip_and_forwarding() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = spec(Role::Director, Some("eth0"), None);
+    let p = plan_for(&s, &d, PLAIN, &HostOwned::default());
+    assert_eq!(
+        lines(&p),
+        [
+            "~ sysctl net.ipv4.ip_forward = 1 (was 0)",
+            "+ address 172.16.1.50/32 on eth0",
+        ]
+    );
+    assert!(p.missing.is_empty());
+    let o = executed(&p);
+    assert_eq!(
+        o,
+        record("address eth0 172.16.1.50\nsysctl net/ipv4/ip_forward 0 1")
+    );
+    // Once done, in sync.
+    let done = format!("{PLAIN}\naddr eth0 172.16.1.50/32\nsysctl net/ipv4/ip_forward 1");
+    assert!(plan_for(&s, &d, &done, &o).is_empty());
+}
+
+#[test]
+fn director_ipv6_gets_a_host_route_and_ipv6_forwarding() {
+    let d = services(&[("2001:db8::50", ForwardMethod::DirectRoute)]);
+    let p = plan_for(
+        &spec(Role::Director, Some("eth0"), None),
+        &d,
+        PLAIN,
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        lines(&p),
+        [
+            "~ sysctl net.ipv6.conf.all.forwarding = 1 (was 0)",
+            "+ address 2001:db8::50/128 on eth0",
+        ]
+    );
+}
+
+#[test]
+fn director_vips_add_to_the_services_addresses() {
+    // A fwmark service has no address; its VIP is listed.
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let p = plan_for(
+        &spec(Role::Director, Some("eth0"), Some(&["172.16.1.60"])),
+        &d,
+        "link eth0 up\nsysctl net/ipv4/ip_forward 1",
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        lines(&p),
+        [
+            "+ address 172.16.1.50/32 on eth0",
+            "+ address 172.16.1.60/32 on eth0"
+        ]
+    );
+}
+
+#[test]
+fn director_keeps_a_draining_services_vip_until_it_is_deleted() {
+    let vip = ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80);
+    let old = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let owned_table = plan::plan(
+        &old,
+        &Observed::default(),
+        &Owned::default(),
+        Options::default(),
+    )
+    .owned;
+    assert!(owned_table.services.contains_key(&vip));
+    let s = spec(Role::Director, Some("eth0"), None);
+    let on_host = format!("{PLAIN}\naddr eth0 172.16.1.50/32\nsysctl net/ipv4/ip_forward 1");
+    let mine = record("address eth0 172.16.1.50\nsysctl net/ipv4/ip_forward 0 1");
+    // The service left the file but is still in the table, draining: the VIP stays.
+    let mut table = Observed::default();
+    table.services.insert(
+        vip,
+        ObservedService {
+            spec: ServiceSpec::new("wlc", ipvs::Family::Inet),
+            reals: BTreeMap::new(),
+        },
+    );
+    let now = Desired::default();
+    let want = host_desired(&s, &now, Some(&table), &owned_table);
+    let p = plan_host(&want, &host(&on_host), &mine);
+    assert!(p.ops.is_empty(), "{:?}", lines(&p));
+    // A foreign service at the same address does not hold it.
+    let want = host_desired(&s, &now, Some(&table), &Owned::default());
+    let p = plan_host(&want, &host(&on_host), &mine);
+    assert_eq!(
+        lines(&p),
+        [
+            "- address 172.16.1.50/32 on eth0",
+            "~ sysctl net.ipv4.ip_forward = 0 (restored; lvsd had set 1)",
+        ]
+    );
+    // Deleted from the table: the VIP goes, and forwarding is restored.
+    let want = host_desired(&s, &now, Some(&Observed::default()), &owned_table);
+    let p = plan_host(&want, &host(&on_host), &mine);
+    assert_eq!(lines(&p).len(), 2);
+    assert!(executed(&p).is_empty());
+}
+
+#[test]
+fn never_removes_an_address_lvsd_did_not_add() {
+    let s = spec(Role::Director, Some("eth0"), None);
+    let before = format!("{PLAIN}\naddr eth0 172.16.1.50/32\nsysctl net/ipv4/ip_forward 1");
+    // The VIP was there before lvsd: not recorded, so not removed when the service goes.
+    let p = plan_for(&s, &Desired::default(), &before, &HostOwned::default());
+    assert!(p.ops.is_empty(), "{:?}", lines(&p));
+    // Recorded, but someone re-added it with their own prefix: theirs now.
+    let theirs = format!("{PLAIN}\naddr eth0 172.16.1.50/24");
+    let p = plan_for(
+        &s,
+        &Desired::default(),
+        &theirs,
+        &record("address eth0 172.16.1.50"),
+    );
+    assert!(p.ops.is_empty(), "{:?}", lines(&p));
+    assert!(p.kept.addresses.is_empty());
+}
+
+#[test]
+fn real_server_quiets_arp_before_the_vip_appears_on_lo() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let p = plan_for(
+        &spec(Role::RealServer, None, None),
+        &d,
+        PLAIN,
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        lines(&p),
+        [
+            "~ sysctl net.ipv4.conf.all.arp_announce = 2 (was 0)",
+            "~ sysctl net.ipv4.conf.all.arp_ignore = 1 (was 0)",
+            "+ address 172.16.1.50/32 on lo",
+        ]
+    );
+}
+
+#[test]
+fn real_server_sets_the_traffic_interface_too_and_accepts_arp_ignore_2() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let h = PLAIN.replace(
+        "sysctl net/ipv4/conf/all/arp_ignore 0",
+        "sysctl net/ipv4/conf/all/arp_ignore 2",
+    );
+    let p = plan_for(
+        &spec(Role::RealServer, Some("eth0"), None),
+        &d,
+        &h,
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        lines(&p),
+        [
+            "~ sysctl net.ipv4.conf.all.arp_announce = 2 (was 0)",
+            "~ sysctl net.ipv4.conf.eth0.arp_announce = 2 (was 0)",
+            "~ sysctl net.ipv4.conf.eth0.arp_ignore = 1 (was 0)",
+            "+ address 172.16.1.50/32 on lo",
+        ]
+    );
+}
+
+#[test]
+fn real_server_skips_nat_services_and_takes_listed_vips() {
+    let d = services(&[
+        ("172.16.1.50", ForwardMethod::Masq),
+        ("172.16.1.51", ForwardMethod::DirectRoute),
+    ]);
+    let s = spec(Role::RealServer, None, None);
+    let p = plan_for(&s, &d, PLAIN, &HostOwned::default());
+    assert!(lines(&p).contains(&"+ address 172.16.1.51/32 on lo".to_owned()));
+    assert!(!lines(&p).iter().any(|l| l.contains("172.16.1.50")));
+    // NAT only: nothing at all, not even the ARP sysctls.
+    let nat = services(&[("172.16.1.50", ForwardMethod::Masq)]);
+    assert!(plan_for(&s, &nat, PLAIN, &HostOwned::default()).is_empty());
+    // Listed VIPs replace the default.
+    let listed = spec(Role::RealServer, None, Some(&["172.16.1.77"]));
+    let p = plan_for(&listed, &d, PLAIN, &HostOwned::default());
+    assert_eq!(lines(&p)[2], "+ address 172.16.1.77/32 on lo");
+    assert_eq!(lines(&p).len(), 3);
+}
+
+#[test]
+fn real_server_ipv6_vip_needs_no_arp_sysctls() {
+    // IPv6 answers neighbour solicitations only for addresses on the receiving interface.
+    let d = services(&[("2001:db8::50", ForwardMethod::DirectRoute)]);
+    let p = plan_for(
+        &spec(Role::RealServer, None, None),
+        &d,
+        PLAIN,
+        &HostOwned::default(),
+    );
+    assert_eq!(lines(&p), ["+ address 2001:db8::50/128 on lo"]);
+}
+
+#[test]
+fn real_server_tunnel_brings_up_tunl0_and_loosens_rp_filter() {
+    let d = services(&[("172.16.1.50", ForwardMethod::Tunnel)]);
+    let s = spec(Role::RealServer, None, None);
+    let strict = PLAIN.replace(
+        "sysctl net/ipv4/conf/all/rp_filter 0",
+        "sysctl net/ipv4/conf/all/rp_filter 1",
+    );
+    // No tunl0 yet: created and brought up; its own rp_filter waits for the next pass.
+    let p = plan_for(&s, &d, &strict, &HostOwned::default());
+    assert_eq!(
+        lines(&p),
+        [
+            "+ link tunl0 (ipip)",
+            "~ link tunl0 up",
+            "~ sysctl net.ipv4.conf.all.arp_announce = 2 (was 0)",
+            "~ sysctl net.ipv4.conf.all.arp_ignore = 1 (was 0)",
+            "~ sysctl net.ipv4.conf.all.rp_filter = 2 (was 1)",
+            "+ address 172.16.1.50/32 on tunl0",
+        ]
+    );
+    assert!(p.missing.is_empty());
+    // The next pass sees tunl0 (down, as the module makes it) with rp_filter on.
+    let next = format!("{strict}\nlink tunl0 down\nsysctl net/ipv4/conf/tunl0/rp_filter 1");
+    let p = plan_for(&s, &d, &next, &HostOwned::default());
+    assert!(lines(&p).contains(&"~ link tunl0 up".to_owned()));
+    assert!(lines(&p).contains(&"~ sysctl net.ipv4.conf.tunl0.rp_filter = 0 (was 1)".to_owned()));
+    // Loose or off on `all` is left alone.
+    let p = plan_for(
+        &s,
+        &d,
+        &format!(
+            "{PLAIN}\nlink tunl0 up\nsysctl net/ipv4/conf/tunl0/rp_filter 0\naddr tunl0 172.16.1.50/32"
+        ),
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        lines(&p),
+        [
+            "~ sysctl net.ipv4.conf.all.arp_announce = 2 (was 0)",
+            "~ sysctl net.ipv4.conf.all.arp_ignore = 1 (was 0)",
+        ]
+    );
+}
+
+#[test]
+fn ipv6_tunnel_uses_ip6tnl0() {
+    let d = services(&[("2001:db8::50", ForwardMethod::Tunnel)]);
+    let p = plan_for(
+        &spec(Role::RealServer, None, None),
+        &d,
+        "link lo up\nlink ip6tnl0 down",
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        lines(&p),
+        ["~ link ip6tnl0 up", "+ address 2001:db8::50/128 on ip6tnl0"]
+    );
+}
+
+#[test]
+fn removing_the_role_undoes_in_reverse_order() {
+    let on = format!(
+        "{}\nlink tunl0 up\naddr lo 172.16.1.50/32\naddr tunl0 172.16.1.51/32\nsysctl net/ipv4/conf/tunl0/rp_filter 0",
+        PLAIN
+            .replace("all/arp_ignore 0", "all/arp_ignore 1")
+            .replace("all/arp_announce 0", "all/arp_announce 2")
+    );
+    let mine = record(
+        "address lo 172.16.1.50
+         address tunl0 172.16.1.51
+         link tunl0
+         sysctl net/ipv4/conf/all/arp_ignore 0 1
+         sysctl net/ipv4/conf/all/arp_announce 0 2
+         sysctl net/ipv4/conf/tunl0/rp_filter 1 0",
+    );
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let p = plan_for(&spec(Role::None, None, None), &d, &on, &mine);
+    assert_eq!(
+        lines(&p),
+        [
+            "- address 172.16.1.50/32 on lo",
+            "- address 172.16.1.51/32 on tunl0",
+            "~ sysctl net.ipv4.conf.all.arp_announce = 0 (restored; lvsd had set 2)",
+            "~ sysctl net.ipv4.conf.all.arp_ignore = 0 (restored; lvsd had set 1)",
+            "~ sysctl net.ipv4.conf.tunl0.rp_filter = 1 (restored; lvsd had set 0)",
+            "~ link tunl0 down",
+        ]
+    );
+    assert!(executed(&p).is_empty());
+}
+
+#[test]
+fn a_sysctl_changed_by_someone_else_is_theirs() {
+    // lvsd set arp_ignore to 1; an operator then set 2. The role goes: left at 2, forgotten.
+    let h = PLAIN.replace("all/arp_ignore 0", "all/arp_ignore 2");
+    let mine = record("sysctl net/ipv4/conf/all/arp_ignore 0 1");
+    let p = plan_for(
+        &spec(Role::None, None, None),
+        &Desired::default(),
+        &h,
+        &mine,
+    );
+    assert!(p.ops.is_empty(), "{:?}", lines(&p));
+    assert!(p.kept.is_empty());
+}
+
+#[test]
+fn drift_is_repaired_and_the_original_is_kept() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = spec(Role::RealServer, None, None);
+    let mine = record(
+        "address lo 172.16.1.50
+         sysctl net/ipv4/conf/all/arp_ignore 0 1
+         sysctl net/ipv4/conf/all/arp_announce 0 2",
+    );
+    // Someone reset arp_ignore and removed the VIP.
+    let h = PLAIN.replace("all/arp_announce 0", "all/arp_announce 2");
+    let p = plan_for(&s, &d, &h, &mine);
+    assert_eq!(
+        lines(&p),
+        [
+            "~ sysctl net.ipv4.conf.all.arp_ignore = 1 (was 0)",
+            "+ address 172.16.1.50/32 on lo",
+        ]
+    );
+    let after = executed(&p);
+    assert_eq!(
+        after, mine,
+        "the original value stays the one from before lvsd"
+    );
+}
+
+#[test]
+fn a_missing_interface_or_sysctl_is_named() {
+    let d = services(&[
+        ("172.16.1.50", ForwardMethod::DirectRoute),
+        ("2001:db8::50", ForwardMethod::DirectRoute),
+    ]);
+    let no_v6 = "link lo up\nlink eth0 up\nsysctl net/ipv4/ip_forward 0";
+    let p = plan_for(
+        &spec(Role::Director, Some("ens33"), None),
+        &d,
+        no_v6,
+        &HostOwned::default(),
+    );
+    assert_eq!(
+        p.missing,
+        [
+            Missing::Interface("ens33".into()),
+            Missing::Sysctl(Sysctl("net/ipv6/conf/all/forwarding".into()))
+        ]
+    );
+    assert!(
+        p.missing[0].to_string().contains("`ens33` does not exist"),
+        "{}",
+        p.missing[0]
+    );
+    // A real server's traffic interface too, reported once (not again for its sysctls).
+    let p = plan_for(
+        &spec(Role::RealServer, Some("ens33"), None),
+        &services(&[("172.16.1.50", ForwardMethod::DirectRoute)]),
+        PLAIN,
+        &HostOwned::default(),
+    );
+    assert_eq!(p.missing, [Missing::Interface("ens33".into())]);
+}
+
+#[test]
+fn roles_parse_as_operators_write_them() {
+    assert_eq!(Role::parse("real-server"), Some(Role::RealServer));
+    assert_eq!(Role::parse("real_server"), Some(Role::RealServer));
+    assert_eq!(Role::parse("director"), Some(Role::Director));
+    assert_eq!(Role::parse("none"), Some(Role::None));
+    assert_eq!(Role::parse("master"), None);
+    assert_eq!(
+        Sysctl("net/ipv4/conf/eth0.100/arp_ignore".into()).to_string(),
+        "net.ipv4.conf.eth0/100.arp_ignore"
+    );
+}
