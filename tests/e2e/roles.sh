@@ -75,6 +75,13 @@ services:
     reals:
       - address: 2001:db8::101
       - address: 2001:db8::102
+  - name: web6-tunnel
+    address: "[2001:db8::51]:80"
+    scheduler: rr
+    forward: tunnel
+    reals:
+      - address: 2001:db8::101
+      - address: 2001:db8::102
 $1
 YAML
 }
@@ -135,18 +142,21 @@ on rs1 $IP addr show dev lo
 on rs1 $IP addr show dev tunl0
 check "director: VIP 172.16.1.50/32 on eth0" has_addr director eth0 172.16.1.50/32
 check "director: VIP 2001:db8::50/128 on eth0" has_addr director eth0 2001:db8::50/128
+check "director: ... deprecated, so never a source address (the IPv6 tunnel needs that)" sh -c "$IP -n director -6 addr show dev eth0 | grep '2001:db8::50/128' | grep -q deprecated"
 check "director: ... without duplicate address detection (usable at once, not tentative)" sh -c "$IP -n director -6 addr show dev eth0 | grep -A0 '2001:db8::50/128' | grep -q nodad && ! $IP -n director -6 addr show dev eth0 | grep '2001:db8::50/128' | grep -q tentative"
 check "director: ip_forward = 1" is director net/ipv4/ip_forward 1
 check "director: IPv6 forwarding = 1" is director net/ipv6/conf/all/forwarding 1
-check "director: the IPVS table has the three services" [ "$(on director ipvsadm -Sn | grep -c '^-A')" -eq 3 ]
+check "director: the IPVS table has the four services" [ "$(on director ipvsadm -Sn | grep -c '^-A')" -eq 4 ]
 for rs in rs1 rs2; do
   check "$rs: VIP 172.16.1.50/32 on lo" has_addr $rs lo 172.16.1.50/32
   check "$rs: VIP 2001:db8::50/128 on lo" has_addr $rs lo 2001:db8::50/128
+  check "$rs: ... deprecated: the host's own connections never come from the VIP" sh -c "$IP -n $rs -6 addr show dev lo | grep '2001:db8::50/128' | grep -q deprecated"
   check "$rs: tunnel VIP 172.16.1.51/32 on tunl0" has_addr $rs tunl0 172.16.1.51/32
   check "$rs: tunl0 is up" sh -c "$IP -n $rs link show tunl0 | grep -q '[<,]UP[,>]'"
   check "$rs: arp_ignore = 1" is $rs net/ipv4/conf/all/arp_ignore 1
   check "$rs: arp_announce = 2" is $rs net/ipv4/conf/all/arp_announce 2
   check "$rs: tunl0 rp_filter = 0" is $rs net/ipv4/conf/tunl0/rp_filter 0
+  check "$rs: IPv6 tunnel VIP 2001:db8::51/128 on ip6tnl0" has_addr $rs ip6tnl0 2001:db8::51/128
   check "$rs: no IPVS table (a real server never programs IPVS)" [ -z "$(on $rs ipvsadm -Sn)" ]
 done
 check "rs1: strict rp_filter on all loosened to 2 (tunnelled packets would be dropped)" is rs1 net/ipv4/conf/all/rp_filter 2
@@ -181,11 +191,13 @@ ask 6 2001:db8::50 80
 # (the pages name each server by its IPv4 address; nc to 2001:db8::50 can only go over IPv6)
 check "IPv6 DR: both real servers answer" both_answered 172.16.1.101 172.16.1.102
 check "IPv6 DR: the client's neighbour entry for the VIP is the director's MAC" sh -c "$IP -n client -6 neigh show 2001:db8::50 | grep -q -i 'lladdr $mac'"
+ask 6 2001:db8::51 80
+check "IPv6 tunnel (ip6ip6 to ip6tnl0): both real servers answer" both_answered 172.16.1.101 172.16.1.102
 
 echo "--- the director's counters (summed by the kernel's 2 s estimator): requests in, no replies out"
 sleep 3
 on director ipvsadm -Ln --stats
-for svc in 172.16.1.50:80 172.16.1.51:80 '[2001:db8::50]:80'; do
+for svc in 172.16.1.50:80 172.16.1.51:80 '[2001:db8::50]:80' '[2001:db8::51]:80'; do
   check "$svc: the director saw the requests (InPkts > 0)" [ "$(in_pkts "$svc")" -gt 0 ]
   check "$svc: and no replies (OutPkts 0: true direct return)" [ "$(out_pkts "$svc")" = 0 ]
 done
@@ -242,10 +254,10 @@ done
 check "director: lvsd's VIPs are gone" sh -c "! $IP -n director addr show dev eth0 | grep -q -E '172.16.1.50/|2001:db8::50/'"
 check "director: the VIP that was there before lvsd stays" has_addr director eth0 172.16.1.51/32
 check "director: its own address stays" has_addr director eth0 172.16.1.100/16
-check "rs1: lvsd's VIPs are gone from lo and tunl0" sh -c "! $IP -n rs1 addr | grep -q -E '172.16.1.5[01]/|2001:db8::50/'"
+check "rs1: lvsd's VIPs are gone from lo, tunl0 and ip6tnl0" sh -c "! $IP -n rs1 addr | grep -q -E '172.16.1.5[01]/|2001:db8::5[01]/'"
 check "rs1: tunl0 is down again" sh -c "! $IP -n rs1 link show tunl0 | grep -q '[<,]UP[,>]'"
 check "rs2: the address lvsd did not add stays on lo" has_addr rs2 lo 10.9.9.9/32
-check "the director's IPVS table is still there (role none manages the table only)" [ "$(on director ipvsadm -Sn | grep -c '^-A')" -eq 3 ]
+check "the director's IPVS table is still there (role none manages the table only)" [ "$(on director ipvsadm -Sn | grep -c '^-A')" -eq 4 ]
 
 echo "--- control: the ARP check can fail. The VIP on a real server's lo without the sysctls"
 on rs2 $IP addr add 172.16.1.50/32 dev lo

@@ -13,7 +13,7 @@ use futures_util::TryStreamExt;
 use plan::host::{HostAddr, HostObserved, HostOp, Link, Sysctl, TUNL6};
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{AddressMessageBuilder, Handle, LinkIp6Tnl, LinkIpIp, LinkUnspec};
@@ -172,6 +172,16 @@ impl Host {
                     m.header.flags |= AddressHeaderFlags::Nodad;
                     m.attributes
                         .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                    // Deprecated (preferred lifetime 0, valid forever): it still accepts
+                    // traffic, but is never picked as a source address. A /128 VIP would
+                    // otherwise win source selection (longest match) for every peer in the
+                    // LAN's /64: the director would tunnel from the VIP (which real servers
+                    // reject as their own address) and real servers would open connections
+                    // from it (whose answers go to the director).
+                    let mut life = CacheInfo::default();
+                    life.ifa_preferred = 0;
+                    life.ifa_valid = u32::MAX;
+                    m.attributes.push(AddressAttribute::CacheInfo(life));
                 }
                 match req.execute().await {
                     Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code().abs() == EEXIST => {
