@@ -231,9 +231,25 @@ check "removed: the service leaves the table within 3 s" within 3 sh -c "! $IP n
 check "... and its VIP leaves the director" within 2 lacks_addr director eth0 172.16.1.52/32
 check "... and rs1's lo" within 2 lacks_addr rs1 lo 172.16.1.52/32
 check "the other VIPs stay" has_addr director eth0 172.16.1.50/32
+echo "--- guards: a file that lost its host section does not take the director's role away"
+conf | sed '/^host:/,/^  interface:/d' >$E/next.yaml
+mv $E/next.yaml $E/lvsd.yaml
+check "the director daemon refuses it and says why" within 3 grep -q "takes this host's role away" $E/director.log
+check "... and keeps its VIPs" has_addr director eth0 172.16.1.50/32
+check "... and forwarding" is director net/ipv4/ip_forward 1
+conf >$E/next.yaml
+mv $E/next.yaml $E/lvsd.yaml
 kill $rs1_pid $dir_pid
 sleep 1
 cat $E/rs1.log $E/director.log
+echo "# emptied by a failed push" >$E/empty.yaml
+lvsd_on rs2 apply -c $E/empty.yaml --role real-server >$E/out 2>&1; rc=$?
+cat $E/out
+check "an emptied file on a real server is refused (exit 1)" [ $rc -eq 1 ]
+check "... saying why" grep -q 'refusing to apply: the plan removes 4 of the 4 VIPs' $E/out
+check "... and the VIPs stay" has_addr rs2 lo 172.16.1.50/32
+lvsd_on rs2 plan -c $E/lvsd.yaml --role real-server >$E/out 2>&1; rc=$?
+check "... so the real server is still in sync with the real file" [ $rc -eq 0 ]
 
 echo "--- 8. removing the role restores everything lvsd changed, and only that"
 lvsd_on director apply -c $E/lvsd.yaml --role none; rc=$?

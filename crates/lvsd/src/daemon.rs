@@ -14,7 +14,7 @@ use plan::{Desired, Op};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::reconcile::{Engine, Refused, Unfit};
+use crate::reconcile::{Engine, HostRefused, Refused, Unfit};
 
 /// What to do about changes made behind lvsd's back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -194,7 +194,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                     None
                 }
             }
-            Err(e) if e.is::<Refused>() => {
+            Err(e) if e.is::<Refused>() || e.is::<HostRefused>() => {
                 tracing::error!("{e}");
                 None
             }
@@ -265,17 +265,22 @@ async fn reload(settings: &Settings, current: &Config, engine: &mut Engine) -> O
     match config::load_as(path, settings.role) {
         Ok(c) if c == *current => None,
         Ok(c) => {
-            if !settings.force && c.host.role != Role::RealServer {
-                match engine.observe().await {
-                    Ok(observed) => {
-                        let plan = engine.plan(&c.desired, &observed);
-                        if plan.guard.tripped() {
-                            tracing::error!(config = %path.display(), "{}; keeping the last good config", Refused(plan));
+            if !settings.force {
+                if current.host.role != Role::None && c.host.role == Role::None {
+                    tracing::error!(config = %path.display(), role = current.host.role.name(), "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force");
+                    return None;
+                }
+                match engine.plan_all(&c).await {
+                    Ok(plan) => {
+                        if let Some(why) = engine.refusal(&c, &plan) {
+                            tracing::error!(config = %path.display(), "{why}; keeping the last good config");
                             return None;
                         }
                     }
                     Err(e) => {
-                        tracing::warn!("cannot read the table to check the new config: {e:#}")
+                        tracing::warn!(
+                            "cannot read the table and host to check the new config: {e:#}"
+                        )
                     }
                 }
             }

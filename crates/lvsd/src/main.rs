@@ -17,7 +17,7 @@ use plan::Plan;
 use plan::host::{HostPlan, Role};
 
 use crate::daemon::OnDrift;
-use crate::reconcile::{Engine, FullPlan, Refused};
+use crate::reconcile::{Engine, FullPlan};
 
 /// Declarative reconciler for Linux IPVS: keeps the kernel's virtual-server table equal to a YAML file.
 #[derive(Debug, Parser)]
@@ -228,15 +228,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(t) => {
             let cfg = load(&t.config)?;
             let mut engine = Engine::new(t.state_dir, t.exclusive);
-            let FullPlan { host, table } = engine.plan_all(&cfg).await?;
+            let full = engine.plan_all(&cfg).await?;
+            let refusal = engine.refusal(&cfg, &full);
+            let FullPlan { host, table } = full;
             print_host_plan(&host);
             let mut pending = host.ops.len();
             if let Some(plan) = &table {
                 print_plan(plan, reconcile::now());
-                if plan.guard.tripped() {
-                    println!("! {}", Refused(plan.clone()));
-                }
                 pending += plan.ops.len() + plan.waiting.len();
+            }
+            if let Some(why) = refusal {
+                println!("! {why}");
             }
             if !host.missing.is_empty() {
                 println!("! the host lacks what the role needs; apply would change nothing");

@@ -69,6 +69,27 @@ impl Pass {
     }
 }
 
+/// A host plan the removal guard refused.
+#[derive(Debug)]
+pub struct HostRefused {
+    /// VIPs the plan removes.
+    pub removed: usize,
+    /// VIPs lvsd holds.
+    pub held: usize,
+}
+
+impl std::fmt::Display for HostRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing to apply: the plan removes {} of the {} VIPs lvsd holds on this host while it keeps its role (an emptied or truncated config?). Check the file, use --role none to take the role away, or pass --force",
+            self.removed, self.held
+        )
+    }
+}
+
+impl std::error::Error for HostRefused {}
+
 /// What the config's role needs and this host lacks; nothing was changed.
 #[derive(Debug)]
 pub struct Unfit(pub Vec<Missing>);
@@ -180,6 +201,17 @@ impl Engine {
         Ok(FullPlan { host, table })
     }
 
+    /// Why a plan must not be carried out without `--force`: one of the removal guards.
+    pub fn refusal(&self, cfg: &Config, plan: &FullPlan) -> Option<anyhow::Error> {
+        if let Some((removed, held)) = plan.host.guard(cfg.host.role, &self.host_owned) {
+            return Some(HostRefused { removed, held }.into());
+        }
+        match &plan.table {
+            Some(t) if t.guard.tripped() => Some(Refused(t.clone()).into()),
+            _ => None,
+        }
+    }
+
     /// Carries out a host plan in order, stopping at the first failure: later steps rely on
     /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet).
     async fn execute_host(&mut self, plan: HostPlan, allow: bool, pass: &mut Pass) -> Result<()> {
@@ -237,6 +269,10 @@ impl Engine {
         let host_plan = self.plan_host(cfg, table.as_ref()).await?;
         if !host_plan.missing.is_empty() {
             return Err(Unfit(host_plan.missing).into());
+        }
+        let host_guard = host_plan.guard(cfg.host.role, &self.host_owned);
+        if let (Some((removed, held)), false) = (host_guard, force) {
+            return Err(HostRefused { removed, held }.into());
         }
         let Some(observed) = table else {
             self.execute_host(host_plan, allow_host, &mut pass).await?;

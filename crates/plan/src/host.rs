@@ -344,6 +344,20 @@ impl HostPlan {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.missing.is_empty()
     }
+
+    /// The host's removal guard: `(removed, held)` when this plan takes away more than half of
+    /// the VIPs lvsd holds while the host keeps a role, which is what an emptied or truncated
+    /// file looks like (a real server without its VIPs drops the director's traffic). Taking
+    /// the role away (`none`) is deliberate and never trips it.
+    pub fn guard(&self, role: Role, owned: &HostOwned) -> Option<(usize, usize)> {
+        let removed = self
+            .ops
+            .iter()
+            .filter(|o| matches!(o, HostOp::DelAddress(_)))
+            .count();
+        let held = owned.addresses.len();
+        (role != Role::None && removed > 0 && removed * 2 > held).then_some((removed, held))
+    }
 }
 
 /// A service's VIP, if it has one.

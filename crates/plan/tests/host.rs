@@ -519,6 +519,21 @@ fn a_missing_interface_or_sysctl_is_named() {
 }
 
 #[test]
+fn the_guard_stops_an_emptied_file_but_not_a_role_removal() {
+    let on = format!("{PLAIN}\naddr lo 172.16.1.50/32\naddr lo 172.16.1.51/32");
+    let mine = record("address lo 172.16.1.50\naddress lo 172.16.1.51");
+    let rs = spec(Role::RealServer, None, None);
+    let one_left = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let p = plan_for(&rs, &one_left, &on, &mine);
+    assert_eq!(p.guard(rs.role, &mine), None, "half is not more than half");
+    let p = plan_for(&rs, &Desired::default(), &on, &mine);
+    assert_eq!(p.guard(rs.role, &mine), Some((2, 2)));
+    let none = spec(Role::None, None, None);
+    let p = plan_for(&none, &Desired::default(), &on, &mine);
+    assert_eq!(p.guard(none.role, &mine), None);
+}
+
+#[test]
 fn roles_parse_as_operators_write_them() {
     assert_eq!(Role::parse("real-server"), Some(Role::RealServer));
     assert_eq!(Role::parse("real_server"), Some(Role::RealServer));
