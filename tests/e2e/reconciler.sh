@@ -50,6 +50,9 @@ services:
     reals:
 $1
 $3
+host:                     # as in examples/seed-dr.yaml: the director's VIP is there already
+  role: director
+  interface: eth0
 YAML
 }
 r() { printf '      - address: %s\n        weight: %s\n' "$1" "${2:-1}"; }
@@ -217,7 +220,7 @@ check "a restarted daemon writes nothing" sh -c "! grep -q ' INFO [-+~] ' $E/dae
 check "the table is unchanged after the restart" same_table "$before"
 
 echo "### 8. the guard refuses an emptied file"
-printf 'services: []\n' | edit_in_place
+printf 'services: []\nhost: {role: director, interface: eth0}\n' | edit_in_place
 check "the daemon refuses the emptied file" within 2 grep -q "refusing to apply" $E/daemon2.log
 check "... and keeps the table" same_table "$before"
 kill -TERM $pid; wait $pid
