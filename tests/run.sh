@@ -64,7 +64,7 @@ if ! cargo build --locked -p lvsd; then
   echo "FAILED: lvsd did not build"
   failed=$((failed + 1)); finish
 fi
-cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/reconciler.sh tests/e2e/roles.sh examples/seed-dr.yaml "$payload/"
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/checks.sh tests/e2e/reconciler.sh tests/e2e/roles.sh examples/seed-dr.yaml "$payload/"
 cat >"$payload/pre-ipvs" <<'PAYLOAD'
 #!/bin/sh
 # Before the ip_vs module is loaded.

@@ -5,32 +5,16 @@
 # kernel table (ipvsadm -Sn) or on real traffic from the client. Convergence deadlines are
 # measured on /proc/uptime. Ends with a cargo-style "test result:" line for tests/run.sh.
 . ./seed-lab.sh
-PASS=0 FAIL=0
+. ./checks.sh
 E=/tmp/e2e
 C=$E/cm                 # the config, laid out as a Kubernetes ConfigMap volume
 ST=$E/state
 mkdir -p $E $ST
-ok() { PASS=$((PASS + 1)); echo "e2e ok: $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "e2e FAILED: $*"; }
-check() { # description command...
-  d=$1; shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
 D() { $IP netns exec director "$@"; }
 lvsd() { $IP netns exec director ./lvsd "$@"; }
 table() { D ipvsadm -Sn | sort; }
 has() { D ipvsadm -Sn | grep -q -F -- "$1"; }
 lacks() { ! has "$1"; }
-cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
-within() { # seconds command...: true once command succeeds, polling, within the deadline
-  limit=$(($1 * 100)); shift
-  t0=$(cs)
-  while :; do
-    if "$@" >/dev/null 2>&1; then echo "   (after $(( $(cs) - t0 ))0 ms)"; return 0; fi
-    [ $(( $(cs) - t0 )) -gt "$limit" ] && return 1
-    sleep 0.1
-  done
-}
 same_table() { [ "$(table)" = "$1" ]; }
 gone() { [ ! -e /proc/$1 ] || grep -q '^[0-9]* ([^)]*) Z' /proc/$1/stat; }
 table_without_foreign_is() { [ "$(D ipvsadm -Sn | grep -v 172.16.1.60 | sort)" = "$1" ]; }
@@ -260,6 +244,4 @@ D ipvsadm -Sn | lvsd import - >$E/import2.yaml
 check "import reads standard input too" cmp -s $E/import.yaml $E/import2.yaml
 
 echo "--- daemon log ---"; cat $E/daemon.log; echo "--- restarted daemon log ---"; cat $E/daemon2.log
-if [ "$FAIL" -eq 0 ]; then res=ok; else res=FAILED; fi
-echo "test result: $res. $PASS passed; $FAIL failed; e2e reconciler"
-[ "$FAIL" -eq 0 ]
+result reconciler

@@ -6,15 +6,9 @@
 # Checks are on the kernel (addresses, /proc/sys, ipvsadm), the client's neighbour table and real
 # traffic. Ends with a cargo-style "test result:" line for tests/run.sh.
 . ./seed-lab.sh
-PASS=0 FAIL=0
+. ./checks.sh
 E=/tmp/roles
 mkdir -p $E
-ok() { PASS=$((PASS + 1)); echo "e2e ok: $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "e2e FAILED: $*"; }
-check() { # description command...
-  d=$1; shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
 on() { h=$1; shift; $IP netns exec "$h" "$@"; }
 # lvsd as host H with its own state directory (each host has its own /run in real life).
 lvsd_on() { h=$1; shift; $IP netns exec "$h" ./lvsd "$@" --state-dir "$E/state-$h"; }
@@ -22,16 +16,6 @@ sysctl_on() { on "$1" cat "/proc/sys/$2"; }
 is() { [ "$(sysctl_on "$1" "$2")" = "$3" ]; } # host path value
 has_addr() { on "$1" $IP -o addr show dev "$2" | grep -q " $3 "; } # host dev addr/len
 lacks_addr() { ! has_addr "$@"; }
-cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
-within() { # seconds command...: true once command succeeds, polling, within the deadline
-  limit=$(($1 * 100)); shift
-  t0=$(cs)
-  while :; do
-    if "$@" >/dev/null 2>&1; then echo "   (after $(( $(cs) - t0 ))0 ms)"; return 0; fi
-    [ $(( $(cs) - t0 )) -gt "$limit" ] && return 1
-    sleep 0.1
-  done
-}
 ask() { # n vip port: n requests from the client; leaves the answers in $E/answers
   i=0; : >$E/answers
   while [ $i -lt "$1" ]; do lab_request "$2" "$3" >>$E/answers; i=$((i + 1)); done
@@ -282,6 +266,4 @@ cat $E/arping
 check "control: a real server without arp_ignore answers ARP for the VIP (the seed's problem)" sh -c "grep -i 'reply from' $E/arping | grep -v -q -i '$mac'"
 on rs2 $IP addr del 172.16.1.50/32 dev lo
 
-if [ "$FAIL" -eq 0 ]; then res=ok; else res=FAILED; fi
-echo "test result: $res. $PASS passed; $FAIL failed; e2e roles"
-[ "$FAIL" -eq 0 ]
+result roles
