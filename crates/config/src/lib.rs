@@ -5,6 +5,7 @@
 
 mod error;
 pub mod export;
+mod health;
 mod host;
 mod raw;
 mod validate;
@@ -12,6 +13,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{Error, Problem};
+pub use health::parse_check_duration;
 use plan::Desired;
 use plan::host::{HostSpec, Role};
 pub use validate::{SCHEDULERS, parse_duration};
@@ -105,6 +107,8 @@ pub fn parse_as(text: &str, path: &str, role: Option<Role>) -> Result<Config, Er
         Ok(Config { desired, host })
     } else {
         checker.problems.sort_by_key(|p| (p.line, p.col));
+        // A service's check is checked for each of its reals too: say each problem once.
+        checker.problems.dedup();
         Err(invalid(checker.problems))
     }
 }

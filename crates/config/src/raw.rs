@@ -37,8 +37,58 @@ pub(crate) struct RawService {
     pub persistence: Option<Spanned<Persistence>>,
     pub flags: Option<Vec<Spanned<String>>>,
     pub drain_timeout: Option<Spanned<Scalar>>,
+    pub check: Option<Spanned<RawCheck>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub fallback: Option<Spanned<String>>,
+    pub quorum: Option<Spanned<i64>>,
     #[serde(default)]
     pub reals: Vec<Spanned<RawReal>>,
+}
+
+/// A health check, on a service (for all its reals) or on one real (its fields override the
+/// service's).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub path: Option<Spanned<String>>,
+    pub expect_status: Option<Vec<Spanned<i64>>>,
+    pub expect_body: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub command: Option<Vec<Spanned<String>>>,
+    pub interval: Option<Spanned<Scalar>>,
+    pub timeout: Option<Spanned<Scalar>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub initial: Option<Spanned<String>>,
+}
+
+impl RawCheck {
+    /// This check with `over`'s fields taking precedence.
+    pub fn overridden_by(&self, over: &RawCheck) -> RawCheck {
+        RawCheck {
+            kind: over.kind.clone().or_else(|| self.kind.clone()),
+            port: over.port.clone().or_else(|| self.port.clone()),
+            path: over.path.clone().or_else(|| self.path.clone()),
+            expect_status: over
+                .expect_status
+                .clone()
+                .or_else(|| self.expect_status.clone()),
+            expect_body: over
+                .expect_body
+                .clone()
+                .or_else(|| self.expect_body.clone()),
+            host: over.host.clone().or_else(|| self.host.clone()),
+            command: over.command.clone().or_else(|| self.command.clone()),
+            interval: over.interval.clone().or_else(|| self.interval.clone()),
+            timeout: over.timeout.clone().or_else(|| self.timeout.clone()),
+            rise: over.rise.clone().or_else(|| self.rise.clone()),
+            fall: over.fall.clone().or_else(|| self.fall.clone()),
+            initial: over.initial.clone().or_else(|| self.initial.clone()),
+        }
+    }
 }
 
 /// One entry of `reals`.
@@ -50,6 +100,7 @@ pub(crate) struct RawReal {
     pub forward: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub min_connections: Option<Spanned<i64>>,
+    pub check: Option<Spanned<RawCheck>>,
 }
 
 /// A scalar that may be written as a number or a string (`300`, `300s`, `255.255.255.0`, `24`).

@@ -8,6 +8,7 @@ use ipvs::{
     DestKey, DestSpec, Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey,
     ServiceSpec,
 };
+use plan::health::{OnFailure, ServiceHealth};
 use plan::host::{HostSpec, Role};
 use plan::{DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, normalize_dest, normalize_service};
 use serde_saphyr::{Location, Spanned};
@@ -448,10 +449,23 @@ impl Checker {
             Some(f) => self.forward(f).unwrap_or(ForwardMethod::DirectRoute),
         };
 
+        let svc_check = s
+            .check
+            .as_ref()
+            .map(|c| (c.value.clone(), at(&c.referenced)));
+        if let Some((c, l)) = &svc_check {
+            let _ = self.check(c, *l);
+        }
+        let mut checks = BTreeMap::new();
         let mut reals = BTreeMap::new();
         let mut real_lines: HashMap<DestKey, u64> = HashMap::new();
         for r in s.reals {
             let rloc = at(&r.referenced);
+            let rcheck = r
+                .value
+                .check
+                .as_ref()
+                .map(|c| (c.value.clone(), at(&c.referenced)));
             if let Some((k, spec)) = self.real(r.value, rloc, key, forward) {
                 if let Some(line) = real_lines.insert(k, rloc.0) {
                     self.err(
@@ -460,8 +474,34 @@ impl Checker {
                     );
                 }
                 reals.insert(k, spec);
+                let merged = match (&svc_check, rcheck) {
+                    (None, None) => None,
+                    (Some((c, l)), None) => Some((c.clone(), *l)),
+                    (None, Some(own)) => Some(own),
+                    (Some((c, _)), Some((o, l))) => Some((c.overridden_by(&o), l)),
+                };
+                if let Some((c, l)) = merged {
+                    if let Ok(Some(check)) = self.check(&c, l) {
+                        checks.insert(k, check);
+                    }
+                }
             }
         }
+        let on_failure = s
+            .on_failure
+            .as_ref()
+            .map_or(OnFailure::Drain, |v| self.on_failure(v));
+        let quorum = s.quorum.as_ref().and_then(|q| self.quorum(q, reals.len()));
+        let fallback = match (&s.fallback, key) {
+            (Some(f), Some(k)) => self.fallback(f, k, forward, &reals),
+            _ => None,
+        };
+        let health = ServiceHealth {
+            checks,
+            on_failure,
+            fallback,
+            quorum,
+        };
         let name = s.name.map(|n| n.value);
         let key = key?;
         if self.problems.len() > before {
@@ -475,6 +515,7 @@ impl Checker {
                 spec,
                 drain_timeout,
                 reals,
+                health,
             },
             key_at,
         ))
@@ -534,40 +575,11 @@ impl Checker {
             self.err(loc, "a real server needs `address`");
             return None;
         };
-        let (addr, port) = match parse_socket(&a.value) {
-            Ok(v) => v,
-            Err(e) => {
-                self.err(at(&a.referenced), e);
-                return None;
-            }
-        };
         let forward = match &r.forward {
             None => default_forward,
             Some(f) => self.forward(f)?,
         };
-        let service = service?;
-        let (svc_port, svc_family) = match service {
-            ServiceKey::Addr { port, .. } => (Some(port), service.family()),
-            ServiceKey::Fwmark { family, .. } => (None, family),
-        };
-        let port = port.or(svc_port).unwrap_or(0);
-        if Family::of(&addr) != svc_family && forward != ForwardMethod::Tunnel {
-            self.err(
-                at(&a.referenced),
-                format!("real server {addr} is not in the service's address family; only `forward: tunnel` can cross families"),
-            );
-        }
-        if let Some(sp) = svc_port {
-            if sp != 0 && port != sp && forward != ForwardMethod::Masq {
-                self.err(
-                    at(&a.referenced),
-                    format!(
-                        "with `forward: {}` packets reach the real server unchanged, so its port must be the service's ({sp}); use `forward: nat` to map to port {port}",
-                        plan::forward_name(forward)
-                    ),
-                );
-            }
-        }
+        let key = self.dest(a, service?, forward)?;
         let mut spec = DestSpec::new(forward, 1);
         if let Some(w) = &r.weight {
             match u32::try_from(w.value) {
@@ -608,6 +620,46 @@ impl Checker {
                 }
             }
         }
-        Some((DestKey { addr, port }, normalize_dest(spec)))
+        Some((key, normalize_dest(spec)))
+    }
+
+    /// A real server's (or fallback's) address and port: the port defaults to the service's,
+    /// and only NAT can map it; only tunnel forwarding can cross address families.
+    pub(crate) fn dest(
+        &mut self,
+        a: &Spanned<String>,
+        service: ServiceKey,
+        forward: ForwardMethod,
+    ) -> Option<DestKey> {
+        let (addr, port) = match parse_socket(&a.value) {
+            Ok(v) => v,
+            Err(e) => {
+                self.err(at(&a.referenced), e);
+                return None;
+            }
+        };
+        let (svc_port, svc_family) = match service {
+            ServiceKey::Addr { port, .. } => (Some(port), service.family()),
+            ServiceKey::Fwmark { family, .. } => (None, family),
+        };
+        let port = port.or(svc_port).unwrap_or(0);
+        if Family::of(&addr) != svc_family && forward != ForwardMethod::Tunnel {
+            self.err(
+                at(&a.referenced),
+                format!("real server {addr} is not in the service's address family; only `forward: tunnel` can cross families"),
+            );
+        }
+        if let Some(sp) = svc_port {
+            if sp != 0 && port != sp && forward != ForwardMethod::Masq {
+                self.err(
+                    at(&a.referenced),
+                    format!(
+                        "with `forward: {}` packets reach the real server unchanged, so its port must be the service's ({sp}); use `forward: nat` to map to port {port}",
+                        plan::forward_name(forward)
+                    ),
+                );
+            }
+        }
+        Some(DestKey { addr, port })
     }
 }

@@ -10,7 +10,7 @@ use ipvs::{
 use plan::{Observed, normalize_dest, normalize_service};
 use proptest::prelude::*;
 
-const SEED: &str = "services:\n  - name: web\n    address: 172.16.1.50:80\n    scheduler: wlc\n    persistence: {timeout: 5m, netmask: 255.255.255.0}\n    reals:\n      - address: 172.16.1.101\n        weight: 2\nhost:\n  role: real-server\n  interface: eth0\n  vips: [172.16.1.50, 2001:db8::50]\n";
+const SEED: &str = "services:\n  - name: web\n    address: 172.16.1.50:80\n    scheduler: wlc\n    persistence: {timeout: 5m, netmask: 255.255.255.0}\n    check: {type: http, path: /h, expect_status: [200], interval: 500ms, rise: 2}\n    on_failure: drain\n    fallback: 172.16.1.110\n    reals:\n      - address: 172.16.1.101\n        weight: 2\nhost:\n  role: real-server\n  interface: eth0\n  vips: [172.16.1.50, 2001:db8::50]\n";
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]

@@ -393,3 +393,100 @@ fn host_section() {
         Ok(_) => panic!("a director without an interface was accepted"),
     }
 }
+
+#[test]
+fn health_checks() {
+    let yaml = "services:
+  - name: web
+    address: 172.16.1.50:80
+    check: {type: http, path: /healthz, interval: 500ms, timeout: 300ms, rise: 1, fall: 2}
+    on_failure: remove
+    fallback: 172.16.1.110
+    quorum: 1
+    reals:
+      - address: 172.16.1.101
+      - address: 172.16.1.102
+        check: {port: 8080}
+      - address: 172.16.1.103
+        check: {type: none}
+";
+    let c = config::parse(yaml, "t.yaml").unwrap();
+    let svc = c.desired.services.values().next().unwrap();
+    let h = &svc.health;
+    assert_eq!(h.checks.len(), 2, "the real with `type: none` has no check");
+    let r102 = h
+        .checks
+        .iter()
+        .find(|(k, _)| k.addr.to_string() == "172.16.1.102")
+        .unwrap()
+        .1;
+    assert_eq!(
+        r102.port,
+        Some(8080),
+        "a real's fields override the service's"
+    );
+    assert_eq!(r102.interval, std::time::Duration::from_millis(500));
+    assert_eq!((r102.rise, r102.fall), (1, 2));
+    assert_eq!(h.on_failure, plan::health::OnFailure::Remove);
+    assert_eq!(h.fallback.unwrap().0.to_string(), "172.16.1.110:80");
+    assert_eq!(h.quorum, Some(1));
+    let with = |check: &str| {
+        format!(
+            "services:\n  - address: 172.16.1.50:80\n    {check}\n    reals:\n      - address: 172.16.1.101\n      - address: 172.16.1.102\n"
+        )
+    };
+    let cases: &[(&str, &str)] = &[
+        (
+            "check: {type: htp}",
+            "t.yaml:3:19: unknown check type `htp`; did you mean `http`?",
+        ),
+        ("check: {port: 80}", "t.yaml:3:12: a check needs `type`"),
+        (
+            "check: {type: tcp, path: /x}",
+            "t.yaml:3:30: `path` is for http and https checks, and this one is `type: tcp`",
+        ),
+        (
+            "check: {type: exec}",
+            "t.yaml:3:19: an exec check needs `command`",
+        ),
+        (
+            "check: {type: exec, command: [check-db]}",
+            "t.yaml:3:35: `check-db`: give the program's absolute path",
+        ),
+        (
+            "check: {type: http, expect_status: [700]}",
+            "t.yaml:3:41: 700 is not an HTTP status",
+        ),
+        (
+            "check: {type: tcp, interval: 0s}",
+            "t.yaml:3:34: interval must be a duration from 1ms to 1h",
+        ),
+        (
+            "check: {type: tcp, fall: 0}",
+            "t.yaml:3:30: fall 0 is out of range",
+        ),
+        (
+            "check: {type: tcp, initial: maybe}",
+            "t.yaml:3:33: initial: `maybe` is neither `up` nor `down`",
+        ),
+        (
+            "on_failure: delete",
+            "t.yaml:3:17: on_failure: `delete`; use `drain`",
+        ),
+        ("quorum: 3", "t.yaml:3:13: quorum 3 cannot be met"),
+        (
+            "fallback: 172.16.1.101",
+            "t.yaml:3:15: the fallback 172.16.1.101:80 is also a real server",
+        ),
+        (
+            "fallback: 172.16.1.110:8080",
+            "t.yaml:3:15: with `forward: dr` packets reach the real server unchanged",
+        ),
+    ];
+    for (check, expected) in cases {
+        assert_rejects(&with(check), expected);
+    }
+    // A service-level problem is said once, not once per real.
+    let got = problems(&with("check: {type: tcp, rise: 200}"));
+    assert_eq!(got.len(), 1, "{got:#?}");
+}

@@ -2,18 +2,21 @@
 //! changes (file watch, SIGHUP), the resync tick and drain deadlines. Level-triggered: every pass
 //! diffs the whole desired state against the whole live table.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use config::Config;
+use health::Monitor;
 use notify::{RecursiveMode, Watcher};
+use plan::health::{HealthTable, ServiceStatus, Standing};
 use plan::host::Role;
 use plan::{Desired, Op};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::health_status;
 use crate::reconcile::{Engine, HostRefused, Refused, Unfit};
 
 /// What to do about changes made behind lvsd's back.
@@ -142,13 +145,30 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
     // The same for the host: its changes are written at start and after a config change.
     let mut host_pending = true;
     let mut failures: u32 = 0;
-    tracing::info!(config = %settings.config.display(), role = cfg.host.role.name(), services = cfg.desired.services.len(), resync = ?settings.resync, "lvsd running");
+    // Health: the state of every checked real, the probes, and what was last said about each
+    // service (so a standing is logged once per change).
+    let mut health = HealthTable::default();
+    let (mut monitor, mut reports) = Monitor::new(CHECK_CONCURRENCY);
+    if let Err(e) = engine.adopt_health(&cfg, &mut health).await {
+        tracing::warn!("cannot read the table to adopt health states: {e:#}");
+    }
+    monitor.sync(health.checks());
+    let mut standings: BTreeMap<ipvs::ServiceKey, (Standing, bool)> = BTreeMap::new();
+    tracing::info!(config = %settings.config.display(), role = cfg.host.role.name(), services = cfg.desired.services.len(), checks = monitor.len(), resync = ?settings.resync, "lvsd running");
     loop {
         let report = settings.on_drift == OnDrift::Report;
         let allow = |op: &Op| !report || pending.as_ref().is_none_or(|a| a.contains(&op.service()));
         let allow_host = !report || host_pending;
+        let (table_desired, statuses) = health.effective(&cfg.desired);
+        log_standings(&statuses, &mut standings);
+        if !monitor.is_empty() {
+            health_status::save(
+                engine.state_dir(),
+                &health_status::lines(&health, &statuses),
+            );
+        }
         let result = engine
-            .converge(&cfg, settings.force, &allow, allow_host)
+            .converge(&cfg, &table_desired, settings.force, &allow, allow_host)
             .await;
         let retry_in = match result {
             Ok(pass) => {
@@ -217,24 +237,46 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
-            _ = tick.tick() => {
-                tracing::debug!("resync");
-                continue;
+        tokio::pin!(retry);
+        let wake = loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    tracing::debug!("resync");
+                    break Wake::Pass;
+                }
+                _ = &mut retry => break Wake::Pass,
+                Some(r) = reports.recv() => {
+                    if let Some(up) = health.record(&r.id, r.outcome.ok, &r.outcome.reason) {
+                        let (service, real) = r.id;
+                        // Health changes are the config's wishes, not drift, in report mode too.
+                        pending.get_or_insert_with(BTreeSet::new).insert(service);
+                        if up {
+                            tracing::info!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is up, back in rotation");
+                        } else {
+                            tracing::warn!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is DOWN ({}), out of rotation", r.outcome.reason);
+                        }
+                        break Wake::Pass;
+                    }
+                }
+                Some(()) = rx.recv() => {
+                    // Let the burst settle, then take everything it queued.
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while rx.try_recv().is_ok() {}
+                    break Wake::Reload;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    break Wake::Reload;
+                }
+                _ = term.recv() => break Wake::Stop,
+                _ = int.recv() => break Wake::Stop,
             }
-            _ = retry => continue,
-            Some(()) = rx.recv() => {
-                // Let the burst settle, then take everything it queued.
-                tokio::time::sleep(DEBOUNCE).await;
-                while rx.try_recv().is_ok() {}
-            }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the config");
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+        };
+        match wake {
+            Wake::Pass => continue,
+            Wake::Stop => break,
+            Wake::Reload => {}
         }
-        // A file event or SIGHUP: read the config again.
         if let Err(e) = watch.refresh() {
             tracing::warn!("{e:#}");
         }
@@ -245,10 +287,52 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
             host_pending = true;
             failures = 0;
             cfg = new;
+            // Unchanged checks keep their state and rhythm; new ones adopt the kernel's weights.
+            if let Err(e) = engine.adopt_health(&cfg, &mut health).await {
+                tracing::warn!("cannot read the table to adopt health states: {e:#}");
+            }
+            monitor.sync(health.checks());
         }
     }
     tracing::info!("stopping; the IPVS table and the host stay as they are");
     Ok(())
+}
+
+/// Why the daemon woke up.
+enum Wake {
+    /// Run a pass (resync, retry, a health transition).
+    Pass,
+    /// Read the config again, then run a pass.
+    Reload,
+    /// SIGTERM or SIGINT.
+    Stop,
+}
+
+/// Probes running at once, at most (each is short and bounded by its timeout).
+const CHECK_CONCURRENCY: usize = 64;
+
+/// Logs each service's health standing when it changes: loudly when no real is healthy.
+fn log_standings(
+    statuses: &[ServiceStatus],
+    last: &mut BTreeMap<ipvs::ServiceKey, (Standing, bool)>,
+) {
+    let mut seen = BTreeMap::new();
+    for s in statuses {
+        let now = (s.standing, s.fallback_active);
+        let before = last
+            .get(&s.service)
+            .copied()
+            .unwrap_or((Standing::Ok, false));
+        if now != before {
+            match s.standing {
+                Standing::Down => tracing::error!(service = %s.service, "health: {s}"),
+                Standing::Degraded => tracing::warn!(service = %s.service, "health: {s}"),
+                Standing::Ok => tracing::info!(service = %s.service, "health: {s}"),
+            }
+        }
+        seen.insert(s.service, now);
+    }
+    *last = seen;
 }
 
 /// The wait before retry `n` (1-based) of a failing pass: 0.5 s doubling, capped at `max`.
@@ -270,7 +354,7 @@ async fn reload(settings: &Settings, current: &Config, engine: &mut Engine) -> O
                     tracing::error!(config = %path.display(), role = current.host.role.name(), "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force");
                     return None;
                 }
-                match engine.plan_all(&c).await {
+                match engine.plan_all(&c, &c.desired).await {
                     Ok(plan) => {
                         if let Some(why) = engine.refusal(&c, &plan) {
                             tracing::error!(config = %path.display(), "{why}; keeping the last good config");

@@ -3,6 +3,7 @@
 //! `ipvs` crates and in [`reconcile`] and [`daemon`].
 
 mod daemon;
+mod health_status;
 mod reconcile;
 mod state_file;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use plan::Plan;
+use plan::health::HealthTable;
 use plan::host::{HostPlan, Role};
 
 use crate::daemon::OnDrift;
@@ -227,8 +229,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Plan(t) => {
             let cfg = load(&t.config)?;
-            let mut engine = Engine::new(t.state_dir, t.exclusive);
-            let full = engine.plan_all(&cfg).await?;
+            let mut engine = Engine::new(t.state_dir.clone(), t.exclusive);
+            let mut health = HealthTable::default();
+            engine.adopt_health(&cfg, &mut health).await?;
+            let (table_desired, statuses) = health.effective(&cfg.desired);
+            let full = engine.plan_all(&cfg, &table_desired).await?;
             let refusal = engine.refusal(&cfg, &full);
             let FullPlan { host, table } = full;
             print_host_plan(&host);
@@ -239,6 +244,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(why) = refusal {
                 println!("! {why}");
+            }
+            match health_status::load(&t.state_dir) {
+                Some(daemon_view) => print!("{daemon_view}"),
+                None => {
+                    for l in health_status::lines(&health, &statuses) {
+                        println!(
+                            "  {l} (as the kernel's weights show; checks run under `lvsd run`)"
+                        );
+                    }
+                }
             }
             if !host.missing.is_empty() {
                 println!("! the host lacks what the role needs; apply would change nothing");
@@ -262,10 +277,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let cfg = load(&table.config)?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
+            let mut health = HealthTable::default();
+            engine.adopt_health(&cfg, &mut health).await?;
+            let (table_desired, _) = health.effective(&cfg.desired);
             let mut changed = 0;
             let mut failed = 0;
             loop {
-                let pass = engine.converge(&cfg, force, &|_| true, true).await?;
+                let pass = engine
+                    .converge(&cfg, &table_desired, force, &|_| true, true)
+                    .await?;
                 for op in &pass.host_applied {
                     println!("{op}");
                 }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use config::Config;
 use host::Host;
 use ipvs::{Client, DestKey, ServiceKey};
+use plan::health::HealthTable;
 use plan::host::{
     HostOp, HostOwned, HostPlan, Missing, Role, host_desired, plan_host, sysctls_of_interest,
 };
@@ -161,6 +162,11 @@ impl Engine {
             .context("the rtnetlink connection is not open")
     }
 
+    /// Where the ownership records (and the daemon's health file) live.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     /// The live table.
     pub async fn observe(&mut self) -> Result<Observed> {
         let dump = self
@@ -193,12 +199,22 @@ impl Engine {
         Ok(plan_host(&desired, &observed, &self.host_owned))
     }
 
-    /// Plans host and table without changing anything.
-    pub async fn plan_all(&mut self, cfg: &Config) -> Result<FullPlan> {
+    /// Plans host and table (against `table_desired`) without changing anything.
+    pub async fn plan_all(&mut self, cfg: &Config, table_desired: &Desired) -> Result<FullPlan> {
         let table = self.observe_table(cfg).await?;
         let host = self.plan_host(cfg, table.as_ref()).await?;
-        let table = table.map(|t| self.plan(&cfg.desired, &t));
+        let table = table.map(|t| self.plan(table_desired, &t));
         Ok(FullPlan { host, table })
+    }
+
+    /// Brings `health` in line with the config, adopting what the kernel shows for checks that
+    /// are new: a real at weight 0 is down, one above 0 is up. A real server runs no checks.
+    pub async fn adopt_health(&mut self, cfg: &Config, health: &mut HealthTable) -> Result<()> {
+        match self.observe_table(cfg).await? {
+            Some(observed) => health.sync(&cfg.desired, Some(&observed)),
+            None => health.sync(&Desired::default(), None),
+        }
+        Ok(())
     }
 
     /// Why a plan must not be carried out without `--force`: one of the removal guards.
@@ -254,12 +270,14 @@ impl Engine {
         )
     }
 
-    /// Converges host and table on `cfg`. Table operations `allow` rejects, and host operations
+    /// Converges host and table on `cfg`, the table on `table_desired` (the config's table with
+    /// health applied). Table operations `allow` rejects, and host operations
     /// unless `allow_host`, are not carried out but returned as skipped. A host that lacks what
     /// the role needs, or a tripped guard (unless `force`), refuses the whole pass.
     pub async fn converge(
         &mut self,
         cfg: &Config,
+        table_desired: &Desired,
         force: bool,
         allow: &dyn Fn(&Op) -> bool,
         allow_host: bool,
@@ -278,7 +296,7 @@ impl Engine {
             self.execute_host(host_plan, allow_host, &mut pass).await?;
             return self.finish_host(cfg, None, allow_host, pass).await;
         };
-        let plan = self.plan(&cfg.desired, &observed);
+        let plan = self.plan(table_desired, &observed);
         if plan.guard.tripped() && !force {
             return Err(Refused(plan).into());
         }
@@ -290,7 +308,7 @@ impl Engine {
                 .await;
         }
         let (pass, observed) = self
-            .converge_table(&cfg.desired, observed, plan, allow, pass)
+            .converge_table(table_desired, observed, plan, allow, pass)
             .await?;
         self.finish_host(cfg, Some(&observed), allow_host, pass)
             .await

@@ -144,7 +144,11 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
                 for (rk, or) in os.reals.iter().filter(|(rk, _)| !ds.reals.contains_key(rk)) {
                     let prev_deadline = prev.and_then(|p| p.draining.get(rk)).copied();
                     let was_owned = prev.is_some_and(|p| p.reals.contains(rk));
-                    if was_owned && prev_deadline.is_none() {
+                    // Health decides whether a checked real or the fallback is in: its leaving
+                    // is not a config losing its reals.
+                    let by_health = ds.health.checks.contains_key(rk)
+                        || ds.health.fallback.is_some_and(|(f, _)| f == *rk);
+                    if was_owned && prev_deadline.is_none() && !by_health {
                         p.guard.removed_reals += 1;
                     }
                     if was_owned {

@@ -24,6 +24,8 @@ pub struct DesiredService {
     pub drain_timeout: u64,
     /// Real servers by address and port, with normalised settings.
     pub reals: BTreeMap<DestKey, DestSpec>,
+    /// Health checks, failure policy, fallback and quorum.
+    pub health: crate::health::ServiceHealth,
 }
 
 /// The whole table as the configuration wants it.

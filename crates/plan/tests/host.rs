@@ -35,6 +35,7 @@ fn services(list: &[(&str, ForwardMethod)]) -> Desired {
                 spec: ServiceSpec::new("wlc", family),
                 drain_timeout: 30,
                 reals,
+                health: Default::default(),
             },
         );
     }

@@ -148,6 +148,7 @@ fn services_strategy() -> impl Strategy<Value = Desired> {
                     spec: ServiceSpec::new("rr", ipvs::Family::of(&addr)),
                     drain_timeout: 0,
                     reals,
+                    health: Default::default(),
                 },
             );
         }

@@ -36,6 +36,7 @@ fn desired(services: &[(u8, &str, &[(u8, u32)])]) -> Desired {
                 spec: spec(sched),
                 drain_timeout: 30,
                 reals: reals.iter().map(|(r, w)| (real(*r), dr(*w))).collect(),
+                health: Default::default(),
             },
         );
     }

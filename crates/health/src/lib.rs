@@ -1,0 +1,10 @@
+//! Health checks, the effectful half: [`probe`] runs one tcp, http, https (rustls) or exec check
+//! with a hard timeout; [`Monitor`] keeps one task per checked real, bounded in concurrency, and
+//! reports every result on a channel. What a result means (rise/fall, drain, fallback) is
+//! decided by the pure `plan::health`.
+
+mod monitor;
+mod probe;
+
+pub use monitor::{Monitor, Report};
+pub use probe::{Outcome, judge, probe};
