@@ -64,7 +64,7 @@ if ! cargo build --locked -p lvsd; then
   echo "FAILED: lvsd did not build"
   failed=$((failed + 1)); finish
 fi
-cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/checks.sh tests/e2e/reconciler.sh tests/e2e/roles.sh examples/seed-dr.yaml "$payload/"
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/checks.sh tests/e2e/reconciler.sh tests/e2e/roles.sh tests/e2e/health.sh examples/seed-dr.yaml "$payload/"
 cat >"$payload/pre-ipvs" <<'PAYLOAD'
 #!/bin/sh
 # Before the ip_vs module is loaded.
@@ -76,9 +76,11 @@ rc=0
 # One test at a time: the kernel resumes a multi-part service dump by a position in the table
 # of every namespace, so tests changing tables in parallel namespaces would skew each other.
 ./ipvs-kernel-tests --skip pre_ipvs:: --test-threads=1 || rc=1
-# End to end: the lvsd binary in the seed's lab; the table alone, then with host roles.
+# End to end: the lvsd binary in the seed's lab; the table alone, with host roles, with health
+# checks.
 sh ./reconciler.sh || rc=1
 sh ./roles.sh || rc=1
+sh ./health.sh || rc=1
 exit $rc
 PAYLOAD
 chmod 755 "$payload" "$payload"/*

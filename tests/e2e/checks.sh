@@ -10,7 +10,7 @@ check() { # description command...
 }
 cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 within() { # seconds command...: true once command succeeds, polling, within the deadline
-  limit=$(($1 * 100)); shift
+  limit=$(awk "BEGIN { printf \"%d\", $1 * 100 }"); shift
   t0=$(cs)
   while :; do
     if "$@" >/dev/null 2>&1; then echo "   (after $(( $(cs) - t0 ))0 ms)"; return 0; fi

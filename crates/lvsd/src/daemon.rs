@@ -325,6 +325,11 @@ fn log_standings(
             .unwrap_or((Standing::Ok, false));
         if now != before {
             match s.standing {
+                // New reals start drained until their first checks pass: that is not an outage
+                // to shout about yet.
+                Standing::Down if s.waiting > 0 && s.waiting >= s.serving => {
+                    tracing::info!(service = %s.service, "health: {s}; waiting for the first check results")
+                }
                 Standing::Down => tracing::error!(service = %s.service, "health: {s}"),
                 Standing::Degraded => tracing::warn!(service = %s.service, "health: {s}"),
                 Standing::Ok => tracing::info!(service = %s.service, "health: {s}"),

@@ -158,6 +158,8 @@ pub struct ServiceStatus {
     pub standing: Standing,
     /// The sorry server is in.
     pub fallback_active: bool,
+    /// Reals still waiting for their first check result (new ones start drained).
+    pub waiting: usize,
 }
 
 impl fmt::Display for ServiceStatus {
@@ -241,6 +243,7 @@ pub fn effective(
             serving,
             standing,
             fallback_active,
+            waiting: 0,
         });
     }
     (out, statuses)
@@ -310,8 +313,17 @@ impl HealthTable {
         self.entries.get(id).map(|(_, h)| h)
     }
 
-    /// The table the planner should aim for.
+    /// The table the planner should aim for, and each service's standing (with the reals
+    /// that are down only because they have not been checked yet).
     pub fn effective(&self, desired: &Desired) -> (Desired, Vec<ServiceStatus>) {
-        effective(desired, &|s, d| self.is_up(s, d))
+        let (table, mut statuses) = effective(desired, &|s, d| self.is_up(s, d));
+        for st in &mut statuses {
+            st.waiting = self
+                .entries
+                .iter()
+                .filter(|((s, _), (_, h))| *s == st.service && !h.up && h.reason.is_empty())
+                .count();
+        }
+        (table, statuses)
     }
 }
