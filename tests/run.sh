@@ -64,7 +64,16 @@ if ! cargo build --locked -p lvsd; then
   echo "FAILED: lvsd did not build"
   failed=$((failed + 1)); finish
 fi
-cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/checks.sh tests/e2e/reconciler.sh tests/e2e/roles.sh tests/e2e/health.sh examples/seed-dr.yaml "$payload/"
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/checks.sh tests/e2e/reconciler.sh tests/e2e/roles.sh tests/e2e/health.sh tests/e2e/ops.sh examples/seed-dr.yaml "$payload/"
+# The container's binary: static, so `FROM scratch` needs nothing else. The ops scenario runs it.
+check "static binary builds (glibc, crt-static) and is statically linked" sh -c \
+  'RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked -p lvsd --target x86_64-unknown-linux-gnu &&
+   file target/x86_64-unknown-linux-gnu/debug/lvsd | grep -q "static" &&
+   cp target/x86_64-unknown-linux-gnu/debug/lvsd '"$payload"'/lvsd-static'
+if cargo build --locked -p lvsd --example notify-receiver; then
+  cp target/debug/examples/notify-receiver "$payload/"
+fi
+check "every example passes lvsd check" sh -c 'for f in examples/*.yaml; do target/debug/lvsd check -c "$f" || exit 1; done'
 cat >"$payload/pre-ipvs" <<'PAYLOAD'
 #!/bin/sh
 # Before the ip_vs module is loaded.
@@ -81,6 +90,7 @@ rc=0
 sh ./reconciler.sh || rc=1
 sh ./roles.sh || rc=1
 sh ./health.sh || rc=1
+sh ./ops.sh || rc=1
 exit $rc
 PAYLOAD
 chmod 755 "$payload" "$payload"/*

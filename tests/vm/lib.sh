@@ -81,6 +81,7 @@ vm_build_initramfs() {
   vm_add_binary "$tree" /sbin/ip
   vm_add_binary "$tree" "$(command -v ipvsadm)" /sbin/ipvsadm
   vm_add_binary "$tree" "$(command -v tcpdump)" /usr/bin/tcpdump
+  vm_add_binary "$tree" /usr/bin/setpriv  # util-linux: run as another user with chosen capabilities
   local modfile="$tree/modules.order" m dep
   : >"$modfile"
   for m in $VM_NET_MODULES -- $VM_IPVS_MODULES; do

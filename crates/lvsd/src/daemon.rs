@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::health_status;
 use crate::reconcile::{Engine, HostRefused, Refused, Unfit};
+use crate::telemetry::{PassRecord, Telemetry};
 
 /// What to do about changes made behind lvsd's back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +41,8 @@ pub struct Settings {
     pub on_drift: OnDrift,
     /// Apply plans the removal guard refuses.
     pub force: bool,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Quiet time after a file event before the config is read (editors and config management
@@ -154,6 +157,22 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
     }
     monitor.sync(health.checks());
     let mut standings: BTreeMap<ipvs::ServiceKey, (Standing, bool)> = BTreeMap::new();
+    let telemetry = Telemetry::new(&settings.config, cfg.host.role.name());
+    telemetry.config_loaded(
+        crate::telemetry::config_hash(&settings.config),
+        cfg.host.role.name(),
+        false,
+    );
+    crate::telemetry::serve_status(engine.state_dir(), telemetry.clone())?;
+    if let Some(addr) = settings.metrics {
+        crate::telemetry::serve_metrics(addr, telemetry.clone()).await?;
+    }
+    let mut ready = false;
+    // Changes are expected after a start, a reload or a health transition; a pass that finds
+    // something to do otherwise is repairing drift.
+    let mut expect_changes = true;
+    let watchdog = crate::telemetry::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     tracing::info!(config = %settings.config.display(), role = cfg.host.role.name(), services = cfg.desired.services.len(), checks = monitor.len(), resync = ?settings.resync, "lvsd running");
     loop {
         let report = settings.on_drift == OnDrift::Report;
@@ -167,9 +186,68 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                 &health_status::lines(&health, &statuses),
             );
         }
+        telemetry.health(
+            health_status::lines(&health, &statuses),
+            health_status::up_labels(&health),
+        );
+        let started = std::time::Instant::now();
         let result = engine
             .converge(&cfg, &table_desired, settings.force, &allow, allow_host)
             .await;
+        let mut record = PassRecord {
+            managed: engine.owned.services.len(),
+            ..PassRecord::default()
+        };
+        match &result {
+            Ok(pass) => {
+                for op in &pass.host_applied {
+                    record.ops.push((op.kind(), "ok"));
+                    record.changes.push(op.to_string());
+                }
+                if let Some((op, e)) = &pass.host_failed {
+                    record.ops.push((op.kind(), "failed"));
+                    record.failed.push(format!("{op}: {e}"));
+                }
+                for op in &pass.applied {
+                    record.ops.push((op.kind(), "ok"));
+                    record.changes.push(op.to_string());
+                }
+                for (op, e) in &pass.failed {
+                    record.ops.push((op.kind(), "failed"));
+                    record.failed.push(format!("{op}: {e}"));
+                }
+                record.foreign = pass.after.foreign.len();
+                record.converged = pass.converged();
+                let applied = (pass.applied.len() + pass.host_applied.len()) as u64;
+                let skipped = (pass.skipped.len() + pass.host_skipped.len()) as u64;
+                record.drift = skipped + if expect_changes { 0 } else { applied };
+            }
+            Err(e) => record.error = Some(format!("{e:#}")),
+        }
+        let summary = match &result {
+            Ok(p) if p.converged() => format!(
+                "in sync: {} services, {} changes in the last pass",
+                cfg.desired.services.len(),
+                record.changes.len()
+            ),
+            Ok(p) => format!(
+                "converging: {} changes, {} failed, {} pending",
+                record.changes.len(),
+                record.failed.len(),
+                p.after.ops.len() + p.after.waiting.len() + p.host_after.ops.len()
+            ),
+            Err(e) => format!("last pass failed: {e}"),
+        };
+        if result.is_ok() && !ready {
+            crate::telemetry::notify_ready(&summary);
+            ready = true;
+        } else {
+            crate::telemetry::notify_status(&summary);
+        }
+        if matches!(&result, Ok(p) if p.converged()) {
+            expect_changes = false;
+        }
+        telemetry.pass(started.elapsed(), record);
         let retry_in = match result {
             Ok(pass) => {
                 let more = pass.after.ops.iter().any(allow);
@@ -250,6 +328,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                         let (service, real) = r.id;
                         // Health changes are the config's wishes, not drift, in report mode too.
                         pending.get_or_insert_with(BTreeSet::new).insert(service);
+                        expect_changes = true;
                         if up {
                             tracing::info!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is up, back in rotation");
                         } else {
@@ -268,6 +347,9 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                     tracing::info!("SIGHUP: reloading the config");
                     break Wake::Reload;
                 }
+                _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                    crate::telemetry::notify_watchdog();
+                }
                 _ = term.recv() => break Wake::Stop,
                 _ = int.recv() => break Wake::Stop,
             }
@@ -280,7 +362,20 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
         if let Err(e) = watch.refresh() {
             tracing::warn!("{e:#}");
         }
-        if let Some(new) = reload(&settings, &cfg, &mut engine).await {
+        let new = match reload(&settings, &cfg, &mut engine).await {
+            Ok(new) => new,
+            Err(why) => {
+                telemetry.config_rejected(&why);
+                None
+            }
+        };
+        if let Some(new) = new {
+            telemetry.config_loaded(
+                crate::telemetry::config_hash(&settings.config),
+                new.host.role.name(),
+                true,
+            );
+            expect_changes = true;
             pending
                 .get_or_insert_with(BTreeSet::new)
                 .extend(changed(&cfg.desired, &new.desired));
@@ -294,6 +389,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
             monitor.sync(health.checks());
         }
     }
+    let _ = std::fs::remove_file(crate::telemetry::socket_path(engine.state_dir()));
     tracing::info!("stopping; the IPVS table and the host stay as they are");
     Ok(())
 }
@@ -349,21 +445,27 @@ fn backoff(n: u32, max: Duration) -> Duration {
 
 /// Reads the config again. An invalid or missing file, or one the removal guard refuses, is
 /// logged and ignored: the daemon keeps enforcing the last good config.
-async fn reload(settings: &Settings, current: &Config, engine: &mut Engine) -> Option<Config> {
+/// `Ok(None)`: nothing new (unchanged, or the file is gone); `Err`: rejected, with why.
+async fn reload(
+    settings: &Settings,
+    current: &Config,
+    engine: &mut Engine,
+) -> Result<Option<Config>, String> {
     let path = &settings.config;
     match config::load_as(path, settings.role) {
-        Ok(c) if c == *current => None,
+        Ok(c) if c == *current => Ok(None),
         Ok(c) => {
             if !settings.force {
                 if current.host.role != Role::None && c.host.role == Role::None {
-                    tracing::error!(config = %path.display(), role = current.host.role.name(), "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force");
-                    return None;
+                    let why = "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force";
+                    tracing::error!(config = %path.display(), role = current.host.role.name(), "{why}");
+                    return Err(why.to_owned());
                 }
                 match engine.plan_all(&c, &c.desired).await {
                     Ok(plan) => {
                         if let Some(why) = engine.refusal(&c, &plan) {
                             tracing::error!(config = %path.display(), "{why}; keeping the last good config");
-                            return None;
+                            return Err(why.to_string());
                         }
                     }
                     Err(e) => {
@@ -378,20 +480,20 @@ async fn reload(settings: &Settings, current: &Config, engine: &mut Engine) -> O
                 services = c.desired.services.len(),
                 "config changed"
             );
-            Some(c)
+            Ok(Some(c))
         }
         Err(config::Error::Read { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
             tracing::warn!(config = %path.display(), "config file is gone; keeping the last good config (a missing file never means remove everything)");
-            None
+            Ok(None)
         }
         Err(e) => {
             for line in e.to_string().lines() {
                 tracing::error!("{line}");
             }
             tracing::error!("config rejected; keeping the last good config");
-            None
+            Err(e.to_string())
         }
     }
 }

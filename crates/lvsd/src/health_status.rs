@@ -26,6 +26,21 @@ pub fn lines(health: &HealthTable, statuses: &[ServiceStatus]) -> Vec<String> {
     out
 }
 
+/// Each checked real's state as metric labels (service, real) and up/down.
+pub fn up_labels(health: &HealthTable) -> Vec<(Vec<(String, String)>, bool)> {
+    health
+        .checks()
+        .filter_map(|(id, _)| {
+            let h = health.get(id)?;
+            let labels = vec![
+                ("service".to_owned(), id.0.to_string()),
+                ("real".to_owned(), id.1.to_string()),
+            ];
+            Some((labels, h.up))
+        })
+        .collect()
+}
+
 /// Writes the daemon's view atomically.
 pub fn save(dir: &Path, lines: &[String]) {
     let text = format!(

@@ -6,6 +6,7 @@ mod daemon;
 mod health_status;
 mod reconcile;
 mod state_file;
+mod telemetry;
 
 use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
@@ -109,6 +110,19 @@ enum Command {
         /// Apply configs even if they remove more than half of what lvsd manages.
         #[arg(long)]
         force: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off unless given; e.g.
+        /// 127.0.0.1:9474).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Ask the running daemon how it is doing (over its Unix socket in the state directory).
+    Status {
+        /// The daemon's state directory.
+        #[arg(long, default_value = "/run/lvsd")]
+        state_dir: PathBuf,
+        /// Print JSON, for machines.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the live table as lvsd YAML (what `apply` accepts unchanged).
     Export,
@@ -321,11 +335,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { state_dir, json } => {
+            print!("{}", telemetry::query(&state_dir, json).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             table,
             resync_interval,
             on_drift,
             force,
+            metrics_listen,
         } => {
             let cfg = load(&table.config)?;
             let engine = Engine::new(table.state_dir, table.exclusive);
@@ -335,6 +354,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 resync: resync_interval,
                 on_drift,
                 force,
+                metrics: metrics_listen,
             };
             daemon::run(settings, engine, cfg).await?;
             Ok(ExitCode::SUCCESS)

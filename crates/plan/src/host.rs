@@ -287,6 +287,21 @@ pub enum HostOp {
     },
 }
 
+impl HostOp {
+    /// A short name of the operation, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostOp::CreateTunnel { .. } => "host_create_tunnel",
+            HostOp::LinkUp { .. } => "host_link_up",
+            HostOp::SetSysctl { .. } => "host_set_sysctl",
+            HostOp::AddAddress(_) => "host_add_address",
+            HostOp::DelAddress(_) => "host_del_address",
+            HostOp::RestoreSysctl { .. } => "host_restore_sysctl",
+            HostOp::LinkDown { .. } => "host_link_down",
+        }
+    }
+}
+
 impl fmt::Display for HostOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

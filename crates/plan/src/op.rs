@@ -103,6 +103,19 @@ pub enum Op {
 }
 
 impl Op {
+    /// A short name of the operation, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::AddService { .. } => "add_service",
+            Op::AddReal { .. } => "add_real",
+            Op::EditService { .. } => "edit_service",
+            Op::EditReal { .. } => "edit_real",
+            Op::DrainReal { .. } => "drain_real",
+            Op::DelReal { .. } => "del_real",
+            Op::DelService { .. } => "del_service",
+        }
+    }
+
     /// Execution phase: services are created before their reals, edits come next, removals
     /// last, reals before their services.
     pub fn phase(&self) -> u8 {

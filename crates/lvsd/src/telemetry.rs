@@ -1,0 +1,598 @@
+//! What the daemon tells the outside: Prometheus metrics on an opt-in HTTP listener, the
+//! `lvsd status` answer on a 0600 Unix socket, and systemd's notify protocol. The daemon loop
+//! records into [`Telemetry`]; the listeners only read it (and, for metrics, the kernel's own
+//! counters, fetched at each scrape so they are true at that moment).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Labels = Vec<(String, String)>;
+
+/// The daemon's recent history, as `lvsd status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// lvsd's version.
+    pub version: String,
+    /// The daemon's pid.
+    pub pid: u32,
+    /// The config file.
+    pub config: String,
+    /// The role in force.
+    pub role: String,
+    /// FNV-1a hash of the last good config's bytes.
+    pub config_hash: String,
+    /// When the last good config was loaded (Unix seconds).
+    pub config_loaded_at: u64,
+    /// The last reload: when, and whether it was taken.
+    pub last_reload: Option<Reload>,
+    /// The last pass.
+    pub last_reconcile: Option<Reconcile>,
+    /// Passes so far.
+    pub passes: u64,
+    /// Changes made behind lvsd's back that it repaired (or, in report mode, saw).
+    pub drift_total: u64,
+    /// Services lvsd manages.
+    pub managed_services: usize,
+    /// Services in the table that are not lvsd's.
+    pub foreign_services: usize,
+    /// Health per checked real and per service that is not ok.
+    pub health: Vec<String>,
+    /// The latest errors, newest last.
+    pub errors: Vec<Stamped>,
+}
+
+/// A config reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reload {
+    /// Unix seconds.
+    pub at: u64,
+    /// `ok` or `rejected`.
+    pub result: String,
+    /// Why it was rejected (the config problems, the guard).
+    pub message: String,
+}
+
+/// A reconcile pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconcile {
+    /// Unix seconds.
+    pub at: u64,
+    /// Seconds it took.
+    pub duration_seconds: f64,
+    /// The operations carried out, as `plan` prints them.
+    pub changes: Vec<String>,
+    /// Operations that failed, with the error.
+    pub failed: Vec<String>,
+    /// Whether the table and host matched the config afterwards.
+    pub converged: bool,
+}
+
+/// A timestamped message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stamped {
+    /// Unix seconds.
+    pub at: u64,
+    /// The message.
+    pub message: String,
+}
+
+const MAX_ERRORS: usize = 20;
+
+/// Metric handles and the status, shared by the daemon and its listeners.
+#[derive(Debug)]
+pub struct Telemetry {
+    status: Mutex<Status>,
+    registry: Mutex<Registry>,
+    passes: Counter,
+    duration: Histogram,
+    operations: Family<Labels, Counter>,
+    drift: Counter,
+    reloads: Family<Labels, Counter>,
+    config_time: Gauge,
+    services: Family<Labels, Gauge>,
+    kernel: Arc<KernelSnapshot>,
+}
+
+impl Telemetry {
+    /// Everything registered, nothing recorded yet.
+    pub fn new(config: &Path, role: &str) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("lvsd");
+        let passes = Counter::default();
+        registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconcile pass took (observe, plan, apply, verify)",
+            duration.clone(),
+        );
+        let operations = Family::<Labels, Counter>::default();
+        registry.register(
+            "operations",
+            "Operations carried out, by kind and result",
+            operations.clone(),
+        );
+        let drift = Counter::default();
+        registry.register(
+            "drift_repairs",
+            "Changes made behind lvsd's back that a resync repaired (or saw, in report mode)",
+            drift.clone(),
+        );
+        let reloads = Family::<Labels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result (ok, rejected)",
+            reloads.clone(),
+        );
+        let config_time = Gauge::default();
+        registry.register(
+            "config_last_good_timestamp_seconds",
+            "When the config in force was loaded",
+            config_time.clone(),
+        );
+        let services = Family::<Labels, Gauge>::default();
+        registry.register(
+            "services",
+            "Services in the table, by owner (managed, foreign)",
+            services.clone(),
+        );
+        let kernel = Arc::new(KernelSnapshot::default());
+        registry.register_collector(Box::new(kernel.clone()));
+        let status = Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            config: config.display().to_string(),
+            role: role.to_owned(),
+            ..Status::default()
+        };
+        Arc::new(Telemetry {
+            status: Mutex::new(status),
+            registry: Mutex::new(registry),
+            passes,
+            duration,
+            operations,
+            drift,
+            reloads,
+            config_time,
+            services,
+            kernel,
+        })
+    }
+
+    fn status(&self) -> MutexGuard<'_, Status> {
+        // A panic while holding the lock cannot leave the status inconsistent in a way that
+        // matters more than reporting it: take the data either way.
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the status.
+    pub fn snapshot(&self) -> Status {
+        self.status().clone()
+    }
+
+    /// A config was taken (at start or by a reload).
+    pub fn config_loaded(&self, bytes_hash: String, role: &str, reload: bool) {
+        let now = crate::reconcile::now();
+        self.config_time.set(i64::try_from(now).unwrap_or(i64::MAX));
+        let mut s = self.status();
+        s.config_hash = bytes_hash;
+        s.config_loaded_at = now;
+        role.clone_into(&mut s.role);
+        if reload {
+            self.reloads
+                .get_or_create(&vec![("result".into(), "ok".into())])
+                .inc();
+            s.last_reload = Some(Reload {
+                at: now,
+                result: "ok".into(),
+                message: String::new(),
+            });
+        }
+    }
+
+    /// A reload was refused; the last good config stays.
+    pub fn config_rejected(&self, message: &str) {
+        self.reloads
+            .get_or_create(&vec![("result".into(), "rejected".into())])
+            .inc();
+        let now = crate::reconcile::now();
+        let mut s = self.status();
+        s.last_reload = Some(Reload {
+            at: now,
+            result: "rejected".into(),
+            message: message.to_owned(),
+        });
+        push_error(&mut s, now, format!("config rejected: {message}"));
+    }
+
+    /// A pass ended (or failed before doing anything, with `error`).
+    pub fn pass(&self, took: Duration, record: PassRecord) {
+        self.passes.inc();
+        self.duration.observe(took.as_secs_f64());
+        for (kind, result) in &record.ops {
+            self.operations
+                .get_or_create(&vec![
+                    ("kind".into(), (*kind).into()),
+                    ("result".into(), (*result).into()),
+                ])
+                .inc();
+        }
+        self.drift.inc_by(record.drift);
+        for (owner, n) in [("managed", record.managed), ("foreign", record.foreign)] {
+            self.services
+                .get_or_create(&vec![("owner".into(), owner.into())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let now = crate::reconcile::now();
+        let mut s = self.status();
+        s.passes += 1;
+        s.drift_total += record.drift;
+        s.managed_services = record.managed;
+        s.foreign_services = record.foreign;
+        if let Some(e) = &record.error {
+            push_error(&mut s, now, e.clone());
+        }
+        for f in &record.failed {
+            push_error(&mut s, now, f.clone());
+        }
+        s.last_reconcile = Some(Reconcile {
+            at: now,
+            duration_seconds: took.as_secs_f64(),
+            changes: record.changes,
+            failed: record.failed,
+            converged: record.converged,
+        });
+    }
+
+    /// The health lines and per-real states for status and metrics.
+    pub fn health(&self, lines: Vec<String>, up: Vec<(Labels, bool)>) {
+        self.status().health = lines;
+        *self.kernel.health.lock().unwrap_or_else(|p| p.into_inner()) = up;
+    }
+
+    /// The metrics text, with the kernel's counters taken from `dump` just now.
+    pub fn metrics(&self, dump: &[(ipvs::Service, Vec<ipvs::Dest>)]) -> String {
+        self.kernel.set(dump);
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+            out.push_str("# encoding failed\n");
+        }
+        out
+    }
+}
+
+fn push_error(s: &mut Status, at: u64, message: String) {
+    s.errors.push(Stamped { at, message });
+    let excess = s.errors.len().saturating_sub(MAX_ERRORS);
+    s.errors.drain(..excess);
+}
+
+/// What a pass did, in the terms metrics and status use.
+#[derive(Debug, Default)]
+pub struct PassRecord {
+    /// (kind, result) per operation.
+    pub ops: Vec<(&'static str, &'static str)>,
+    /// Operations applied, as printed.
+    pub changes: Vec<String>,
+    /// Operations failed, with the error.
+    pub failed: Vec<String>,
+    /// Drift repaired or seen.
+    pub drift: u64,
+    /// Managed services.
+    pub managed: usize,
+    /// Foreign services.
+    pub foreign: usize,
+    /// Converged afterwards.
+    pub converged: bool,
+    /// The pass's own error, if it failed as a whole.
+    pub error: Option<String>,
+}
+
+/// The kernel's counters and the health states, as of the last scrape.
+#[derive(Debug, Default)]
+struct KernelSnapshot {
+    dump: Mutex<Vec<(ipvs::Service, Vec<ipvs::Dest>)>>,
+    health: Mutex<Vec<(Labels, bool)>>,
+}
+
+impl KernelSnapshot {
+    fn set(&self, dump: &[(ipvs::Service, Vec<ipvs::Dest>)]) {
+        *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump.to_vec();
+    }
+}
+
+impl prometheus_client::collector::Collector for KernelSnapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let dump = self.dump.lock().unwrap_or_else(|p| p.into_inner());
+        let svc_labels =
+            |s: &ipvs::Service| -> Labels { vec![("service".into(), s.key.to_string())] };
+        let real_labels = |s: &ipvs::Service, d: &ipvs::Dest| -> Labels {
+            vec![
+                ("service".into(), s.key.to_string()),
+                ("real".into(), d.key.to_string()),
+            ]
+        };
+        type Pick = fn(&ipvs::Stats) -> u64;
+        let counters: [(&str, &str, Pick); 5] = [
+            (
+                "service_connections",
+                "Connections scheduled (kernel counter)",
+                |s| s.conns,
+            ),
+            ("service_in_packets", "Packets in (kernel counter)", |s| {
+                s.inpkts
+            }),
+            (
+                "service_out_packets",
+                "Packets out (kernel counter; 0 with DR and tunnel)",
+                |s| s.outpkts,
+            ),
+            ("service_in_bytes", "Bytes in (kernel counter)", |s| {
+                s.inbytes
+            }),
+            ("service_out_bytes", "Bytes out (kernel counter)", |s| {
+                s.outbytes
+            }),
+        ];
+        for (name, help, pick) in counters {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (s, _) in dump.iter() {
+                ConstCounter::new(pick(&s.stats)).encode(m.encode_family(&svc_labels(s))?)?;
+            }
+        }
+        for (name, help, pick) in counters {
+            let name = name.replacen("service_", "real_", 1);
+            let mut m = encoder.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            for (s, dests) in dump.iter() {
+                for d in dests {
+                    ConstCounter::new(pick(&d.stats))
+                        .encode(m.encode_family(&real_labels(s, d))?)?;
+                }
+            }
+        }
+        type PickConns = fn(&ipvs::Dest) -> i64;
+        let gauges: [(&str, &str, PickConns); 3] = [
+            (
+                "real_active_connections",
+                "Established connections now",
+                |d| i64::from(d.conns.active),
+            ),
+            (
+                "real_inactive_connections",
+                "Connections in other states now",
+                |d| i64::from(d.conns.inactive),
+            ),
+            ("real_weight", "Scheduling weight in the kernel now", |d| {
+                i64::from(d.spec.weight)
+            }),
+        ];
+        for (name, help, pick) in gauges {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (s, dests) in dump.iter() {
+                for d in dests {
+                    ConstGauge::new(pick(d)).encode(m.encode_family(&real_labels(s, d))?)?;
+                }
+            }
+        }
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = encoder.encode_descriptor(
+            "real_up",
+            "Health check state per checked real (1 up, 0 down)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (labels, up) in health.iter() {
+            ConstGauge::new(i64::from(*up)).encode(m.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a over the config's bytes: a stable fingerprint to compare hosts and pushes.
+pub fn config_hash(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Serves `GET /metrics` on `addr` (read-only; anything else gets 404). Each scrape reads the
+/// kernel's counters through its own IPVS connection.
+pub async fn serve_metrics(addr: std::net::SocketAddr, t: Arc<Telemetry>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen for metrics on {addr}"))?;
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        let mut client: Option<ipvs::Client> = None;
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let mut buf = [0u8; 2048];
+            let n = match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => continue,
+            };
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?")
+            {
+                if client.is_none() {
+                    client = ipvs::Client::connect().await.ok();
+                }
+                let dump = match client.as_mut() {
+                    Some(c) => c.dump().await.unwrap_or_default(),
+                    None => vec![],
+                };
+                let body = t.metrics(&dump);
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntry GET /metrics\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = conn.write_all(response.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    });
+    Ok(())
+}
+
+/// Where the status socket of a state directory is.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("lvsd.sock")
+}
+
+/// Answers each connection on the status socket (mode 0600) with the status as JSON.
+pub fn serve_status(state_dir: &Path, t: Arc<Telemetry>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("create the state directory {}", state_dir.display()))?;
+    let path = socket_path(state_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("listen on {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("make {} private", path.display()))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let body = serde_json::to_string(&t.snapshot()).unwrap_or_else(|_| "{}".into());
+            let _ = conn.write_all(body.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    });
+    Ok(())
+}
+
+/// `lvsd status`: the running daemon's answer, as JSON or for people.
+pub async fn query(state_dir: &Path, json: bool) -> Result<String> {
+    let path = socket_path(state_dir);
+    let mut conn = tokio::net::UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "no daemon answers on {} (is `lvsd run` running with this --state-dir, and are you its user or root?)",
+            path.display()
+        )
+    })?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text)
+        .await
+        .context("read the daemon's status")?;
+    if json {
+        return Ok(text + "\n");
+    }
+    let s: serde_json::Value =
+        serde_json::from_str(&text).context("the daemon's status is not JSON")?;
+    Ok(human(&s))
+}
+
+fn human(s: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let g = |k: &str| s.get(k).cloned().unwrap_or_default();
+    let str_of = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let _ = writeln!(
+        out,
+        "lvsd {} (pid {}), role {}",
+        str_of(&g("version")),
+        g("pid"),
+        str_of(&g("role"))
+    );
+    let _ = writeln!(
+        out,
+        "config:     {} (hash {}, loaded at {})",
+        str_of(&g("config")),
+        str_of(&g("config_hash")),
+        g("config_loaded_at")
+    );
+    if let Some(r) = s.get("last_reload").filter(|r| !r.is_null()) {
+        let _ = writeln!(
+            out,
+            "reload:     {} at {} {}",
+            str_of(&r["result"]),
+            r["at"],
+            str_of(&r["message"])
+        );
+    }
+    if let Some(r) = s.get("last_reconcile").filter(|r| !r.is_null()) {
+        let _ = writeln!(
+            out,
+            "reconcile:  at {}, {:.3} s, {} changes, {} failed, {}",
+            r["at"],
+            r["duration_seconds"].as_f64().unwrap_or_default(),
+            r["changes"].as_array().map_or(0, Vec::len),
+            r["failed"].as_array().map_or(0, Vec::len),
+            if r["converged"].as_bool() == Some(true) {
+                "in sync"
+            } else {
+                "not in sync yet"
+            }
+        );
+        for c in r["changes"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  {}", str_of(c));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "passes:     {}; drift repaired {}; services managed {}, foreign {}",
+        g("passes"),
+        g("drift_total"),
+        g("managed_services"),
+        g("foreign_services")
+    );
+    for h in g("health").as_array().into_iter().flatten() {
+        let _ = writeln!(out, "{}", str_of(h));
+    }
+    let errors = g("errors");
+    let errors = errors.as_array().cloned().unwrap_or_default();
+    if !errors.is_empty() {
+        let _ = writeln!(out, "recent errors:");
+        for e in &errors {
+            let _ = writeln!(out, "  at {}: {}", e["at"], str_of(&e["message"]));
+        }
+    }
+    out
+}
+
+/// systemd's notify protocol (a no-op outside systemd: no NOTIFY_SOCKET).
+pub fn notify_ready(status: &str) {
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
+/// A STATUS line for `systemctl status`.
+pub fn notify_status(status: &str) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
+}
+
+/// A watchdog keep-alive.
+pub fn notify_watchdog() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+}
+
+/// How often to ping the watchdog: half of `WatchdogSec`, when systemd set one.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled().map(|d| d / 2)
+}
