@@ -74,6 +74,16 @@ if cargo build --locked -p lvsd --example notify-receiver; then
   cp target/debug/examples/notify-receiver "$payload/"
 fi
 check "every example passes lvsd check" sh -c 'for f in examples/*.yaml; do target/debug/lvsd check -c "$f" || exit 1; done'
+check "the man page and shell completions are generated from the CLI" sh -c \
+  'target/debug/lvsd man | grep -q "^\.TH lvsd 1" && target/debug/lvsd man | grep -q "lvsd\\\\-status(1)" &&
+   for sh in bash zsh fish; do target/debug/lvsd completions $sh | grep -q status || exit 1; done'
+if command -v systemd-analyze >/dev/null; then
+  # The unit as shipped, pointed at the binary just built (verify wants it to exist).
+  unit_dir=$(mktemp -d)
+  sed "s|/usr/local/bin/lvsd|$PWD/target/debug/lvsd|g; /^Documentation=/d" deploy/systemd/lvsd.service >"$unit_dir/lvsd.service"
+  check "systemd-analyze verify deploy/systemd/lvsd.service" systemd-analyze verify "$unit_dir/lvsd.service"
+  rm -rf "$unit_dir"
+fi
 cat >"$payload/pre-ipvs" <<'PAYLOAD'
 #!/bin/sh
 # Before the ip_vs module is loaded.

@@ -136,6 +136,14 @@ enum Command {
     Dump,
     /// Print the kernel's IPVS version and connection-table size.
     Info,
+    /// Print the man page (roff): `lvsd man > /usr/local/share/man/man1/lvsd.1`.
+    Man,
+    /// Print shell completions: `lvsd completions bash > /etc/bash_completion.d/lvsd`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -398,6 +406,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut client = ipvs::Client::connect().await?;
             let dump = client.dump().await?;
             print!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut out)
+                .context("render the man page")?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out)
+                .context("write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "lvsd", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
