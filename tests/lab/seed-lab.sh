@@ -24,6 +24,10 @@ lab_down() {
   done
   for ns in $($IP netns list | awk '{print $1}'); do $IP netns del "$ns"; done
   $IP link del br0 2>/dev/null
+  # A namespace goes away asynchronously, and its veth peers with it: wait until the names are
+  # free again, or the next lab_up cannot create them.
+  i=0
+  while $IP -o link show | grep -q 'veth-' && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
   return 0
 }
 

@@ -102,6 +102,7 @@ pub struct Telemetry {
     drift: Counter,
     reloads: Family<Labels, Counter>,
     config_time: Gauge,
+    config_info: Family<Labels, Gauge>,
     services: Family<Labels, Gauge>,
     kernel: Arc<KernelSnapshot>,
 }
@@ -142,6 +143,12 @@ impl Telemetry {
             "When the config in force was loaded",
             config_time.clone(),
         );
+        let config_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "config_info",
+            "The config in force: its path and the FNV-1a hash of its bytes (value 1)",
+            config_info.clone(),
+        );
         let services = Family::<Labels, Gauge>::default();
         registry.register(
             "services",
@@ -166,6 +173,7 @@ impl Telemetry {
             drift,
             reloads,
             config_time,
+            config_info,
             services,
             kernel,
         })
@@ -187,6 +195,13 @@ impl Telemetry {
         let now = crate::reconcile::now();
         self.config_time.set(i64::try_from(now).unwrap_or(i64::MAX));
         let mut s = self.status();
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&vec![
+                ("path".into(), s.config.clone()),
+                ("hash".into(), bytes_hash.clone()),
+            ])
+            .set(1);
         s.config_hash = bytes_hash;
         s.config_loaded_at = now;
         role.clone_into(&mut s.role);
