@@ -22,7 +22,11 @@ lab_down() {
   for pid in $(pidof httpd) $(pidof busybox); do
     case "$(cat /proc/$pid/cmdline 2>/dev/null | tr '\0' ' ')" in *httpd*) kill "$pid" ;; esac
   done
-  for ns in $($IP netns list | awk '{print $1}'); do $IP netns del "$ns"; done
+  for ns in $($IP netns list | awk '{print $1}'); do
+    # Anything still running there (a health check's child…) would keep the namespace alive.
+    for pid in $($IP netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    $IP netns del "$ns"
+  done
   $IP link del br0 2>/dev/null
   # A namespace goes away asynchronously, and its veth peers with it: wait until the names are
   # free again, or the next lab_up cannot create them.

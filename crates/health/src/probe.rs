@@ -217,7 +217,9 @@ async fn exec(target: SocketAddr, command: &[String], timeout: Duration) -> Outc
         Ok(c) => c,
         Err(e) => return Outcome::fail(format!("cannot run {program}: {}", words(&e))),
     };
-    let pid = child.id();
+    // Kills the whole group if this probe is abandoned (the daemon stops, the check is
+    // removed): dropping the child alone would kill only the program, not what it started.
+    let group = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
     tokio::select! {
         status = child.wait() => match status {
             Ok(s) if s.success() => Outcome::ok("exit 0"),
@@ -229,12 +231,31 @@ async fn exec(target: SocketAddr, command: &[String], timeout: Duration) -> Outc
             Err(e) => Outcome::fail(format!("cannot wait for {program}: {}", words(&e))),
         },
         _ = tokio::time::sleep(timeout) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
+            group.kill();
             let _ = child.wait().await;
             Outcome::fail(format!("timeout after {} (killed)", show(timeout)))
         }
+    }
+}
+
+/// An exec check's process group, killed when the probe ends in any way.
+struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn kill(&self) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    /// Also after a normal exit: a check's leftover background children go with it.
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

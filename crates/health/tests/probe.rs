@@ -223,3 +223,30 @@ fn judging_responses() {
     );
     assert!(judge(b"HTTP/1.1 200 OK\r\n\r\nall ready", &[200], Some("ready")).ok);
 }
+
+#[tokio::test]
+async fn an_abandoned_exec_check_takes_its_children_along() {
+    // The daemon stops (or the check is removed) while a check runs: nothing may stay behind.
+    let pidfile = std::env::temp_dir().join(format!("lvsd-exec-drop-{}", std::process::id()));
+    let s = script(
+        "drop.sh",
+        &format!("sleep 30 & echo $! > {}; wait", pidfile.display()),
+    );
+    let spec = exec(vec![s], 60_000);
+    let _ = tokio::time::timeout(
+        Duration::from_millis(300),
+        probe("127.0.0.1:1".parse().unwrap(), &spec),
+    )
+    .await;
+    let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let mut gone = false;
+    for _ in 0..50 {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the abandoned check's child {child} survived");
+}
