@@ -64,7 +64,7 @@ if ! cargo build --locked -p lvsd; then
   echo "FAILED: lvsd did not build"
   failed=$((failed + 1)); finish
 fi
-cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/checks.sh tests/e2e/reconciler.sh tests/e2e/roles.sh tests/e2e/health.sh tests/e2e/ops.sh examples/seed-dr.yaml "$payload/"
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml "$payload/"
 # The container's binary: static, so `FROM scratch` needs nothing else. The ops scenario runs it.
 check "static binary builds (glibc, crt-static) and is statically linked" sh -c \
   'RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked -p lvsd --target x86_64-unknown-linux-gnu &&
@@ -87,11 +87,16 @@ fi
 cat >"$payload/pre-ipvs" <<'PAYLOAD'
 #!/bin/sh
 # Before the ip_vs module is loaded.
-./ipvs-kernel-tests pre_ipvs:: --test-threads=1
+rc=0
+./ipvs-kernel-tests pre_ipvs:: --test-threads=1 || rc=1
+sh ./early-pre.sh
+exit $rc
 PAYLOAD
 cat >"$payload/run" <<'PAYLOAD'
 #!/bin/sh
 rc=0
+# First what started before ip_vs was loaded (a daemon waiting for it), then stop it.
+sh ./early.sh || rc=1
 # One test at a time: the kernel resumes a multi-part service dump by a position in the table
 # of every namespace, so tests changing tables in parallel namespaces would skew each other.
 ./ipvs-kernel-tests --skip pre_ipvs:: --test-threads=1 || rc=1
@@ -101,6 +106,7 @@ sh ./reconciler.sh || rc=1
 sh ./roles.sh || rc=1
 sh ./health.sh || rc=1
 sh ./ops.sh || rc=1
+sh ./faults.sh || rc=1
 exit $rc
 PAYLOAD
 chmod 755 "$payload" "$payload"/*

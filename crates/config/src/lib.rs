@@ -51,7 +51,35 @@ pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
             limit: MAX_FILE_BYTES,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(read)?;
+    let bytes = std::fs::read(path).map_err(read)?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let before = &bytes[..at];
+            let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            let line_start = before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count() as u64
+                + 1;
+            return Err(Error::Invalid {
+                path: shown,
+                problems: vec![Problem {
+                    line,
+                    col,
+                    message: format!(
+                        "the file is not UTF-8 text (byte 0x{:02x}); save it as UTF-8",
+                        bytes.get(at).copied().unwrap_or_default()
+                    ),
+                }],
+            });
+        }
+    };
     parse_as(&text, &shown, role)
 }
 

@@ -2,7 +2,7 @@
 //! `tests/fixtures/plan/` holds `desired.yaml` (a config), `observed.txt` (the live table in
 //! `ipvsadm -Sn` form), optionally `owned.txt` (services lvsd manages, one per line) and
 //! `expected.txt` (the plan, one operation per line, then the foreign services).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 

@@ -1,5 +1,5 @@
 //! Property tests: the parser never panics, and `export` output parses back to the same table.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,6 +1,6 @@
 //! Config validation, case by case: each bad file must be refused with the exact location and
 //! a message that says how to fix it; good files must produce the expected table.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 fn problems(yaml: &str) -> Vec<String> {
     match config::parse(yaml, "t.yaml") {
@@ -489,4 +489,44 @@ fn health_checks() {
     // A service-level problem is said once, not once per real.
     let got = problems(&with("check: {type: tcp, rise: 200}"));
     assert_eq!(got.len(), 1, "{got:#?}");
+}
+
+#[test]
+fn hostile_files_are_clear_errors_fast() {
+    let dir = std::env::temp_dir().join(format!("lvsd-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 100 MiB (sparse): refused from its size, before a byte is read.
+    let big = dir.join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(100 * 1024 * 1024)
+        .unwrap();
+    let t = std::time::Instant::now();
+    let e = config::load(&big).unwrap_err().to_string();
+    assert!(e.contains("the limit is 16777216 bytes"), "{e}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    // Invalid UTF-8: located.
+    let bad = dir.join("latin1.yaml");
+    std::fs::write(&bad, b"services:\n  - name: caf\xe9\n").unwrap();
+    let e = config::load(&bad).unwrap_err().to_string();
+    assert!(
+        e.ends_with("latin1.yaml:2:14: the file is not UTF-8 text (byte 0xe9); save it as UTF-8"),
+        "{e}"
+    );
+    // Deep nesting far past the limit: an error, no stack overflow.
+    let deep = format!("services: {}\n", "[".repeat(100_000));
+    let t = std::time::Instant::now();
+    assert!(!problems(&deep).is_empty());
+    let deep_map = format!("services: {}\n", "{a: ".repeat(50_000));
+    assert!(!problems(&deep_map).is_empty());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

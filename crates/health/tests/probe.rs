@@ -1,7 +1,7 @@
 //! Probes against real sockets and processes on this machine: tiny TCP, HTTP and HTTPS
 //! (rustls, a self-signed fixture certificate) servers on 127.0.0.1, and shell scripts for exec
 //! checks, including one that hangs with a child and must be killed, child and all.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -249,4 +249,30 @@ async fn an_abandoned_exec_check_takes_its_children_along() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(gone, "the abandoned check's child {child} survived");
+}
+
+#[tokio::test]
+async fn exec_arguments_never_reach_a_shell() {
+    let marker = std::env::temp_dir().join(format!("lvsd-exec-pwned-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("lvsd-exec-literal-{}", std::process::id()));
+    let s = script(
+        "literal.sh",
+        &format!("printf '%s|' \"$@\" > {}", out.display()),
+    );
+    let evil = format!(
+        "$(touch {}); `touch {}`",
+        marker.display(),
+        marker.display()
+    );
+    let o = probe(
+        "127.0.0.1:1".parse().unwrap(),
+        &exec(vec![s, evil.clone(), "{address}&&true".into()], 2000),
+    )
+    .await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("{evil}|127.0.0.1&&true|")
+    );
+    assert!(!marker.exists(), "an argument was run by a shell");
 }

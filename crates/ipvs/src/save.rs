@@ -329,6 +329,7 @@ pub fn rules_of(dump: &[(Service, Vec<Dest>)]) -> Vec<Rule> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! The decoder never panics: not on arbitrary bytes, not on real kernel messages that were cut
 //! short or had bytes flipped (seeded from the golden fixtures), not on arbitrary attribute blocks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
 

@@ -3,6 +3,7 @@
 //! `tests/vm/capture-golden.sh`). Each captured IPVS message must decode and re-encode to the
 //! same bytes; our encoder must produce what ipvsadm sends for the same request; replies must
 //! decode to the values ipvsadm printed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

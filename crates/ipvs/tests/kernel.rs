@@ -2,6 +2,7 @@
 //! inside the VM, as root). Each test gets a fresh network namespace — IPVS state is per namespace
 //! — by unsharing it on its own test thread. Every state is checked twice: read back through the
 //! client, and through `ipvsadm -Sn`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;

@@ -35,6 +35,8 @@ pub struct Settings {
     pub config: PathBuf,
     /// `--role`, which every reload applies again.
     pub role: Option<Role>,
+    /// Act on a config others can write (checked again at every reload).
+    pub allow_insecure_config: bool,
     /// Full resync period.
     pub resync: Duration,
     /// Drift policy.
@@ -45,9 +47,11 @@ pub struct Settings {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// Quiet time after a file event before the config is read (editors and config management
-/// write in bursts).
+/// Quiet time after the last file event before the config is read (editors and config
+/// management write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// The longest a stream of file events can hold a reload back.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
 /// How often a pass runs while drains wait for connections to close.
 const DRAIN_POLL: Duration = Duration::from_millis(500);
 /// First retry after a failed pass; doubled per failure up to the resync period.
@@ -58,7 +62,8 @@ const BACKOFF_START: Duration = Duration::from_millis(500);
 /// the config file (or `..data`) count, so unrelated files in `/etc/lvsd` cause no reloads.
 struct ConfigWatch {
     watcher: notify::RecommendedWatcher,
-    dirs: BTreeSet<PathBuf>,
+    /// Watched directories and the inode each was when watched.
+    dirs: BTreeMap<PathBuf, u64>,
     config: PathBuf,
 }
 
@@ -96,7 +101,7 @@ impl ConfigWatch {
         .context("start the file watcher")?;
         let mut w = ConfigWatch {
             watcher,
-            dirs: BTreeSet::new(),
+            dirs: BTreeMap::new(),
             config: config.to_path_buf(),
         };
         w.refresh()?;
@@ -111,12 +116,22 @@ impl ConfigWatch {
             want.push(parent(&real));
         }
         for d in want {
-            if !self.dirs.contains(&d) {
-                self.watcher
-                    .watch(&d, RecursiveMode::NonRecursive)
-                    .with_context(|| format!("watch {}", d.display()))?;
-                self.dirs.insert(d);
+            use std::os::unix::fs::MetadataExt as _;
+            let Ok(ino) = std::fs::metadata(&d).map(|m| m.ino()) else {
+                continue;
+            };
+            match self.dirs.get(&d) {
+                Some(&watched) if watched == ino => continue,
+                // The directory was replaced: the old watch sees nothing any more.
+                Some(_) => {
+                    let _ = self.watcher.unwatch(&d);
+                }
+                None => {}
             }
+            self.watcher
+                .watch(&d, RecursiveMode::NonRecursive)
+                .with_context(|| format!("watch {}", d.display()))?;
+            self.dirs.insert(d, ino);
         }
         Ok(())
     }
@@ -168,6 +183,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
         crate::telemetry::serve_metrics(addr, telemetry.clone()).await?;
     }
     let mut ready = false;
+    let mut loaded_identity = file_identity(&settings.config);
     // Changes are expected after a start, a reload or a health transition; a pass that finds
     // something to do otherwise is repairing drift.
     let mut expect_changes = true;
@@ -320,6 +336,11 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
             tokio::select! {
                 _ = tick.tick() => {
                     tracing::debug!("resync");
+                    // Events can be lost (the directory replaced, a watch on a dead inode):
+                    // the resync also notices a different file behind the path.
+                    if file_identity(&settings.config) != loaded_identity {
+                        break Wake::Reload;
+                    }
                     break Wake::Pass;
                 }
                 _ = &mut retry => break Wake::Pass,
@@ -338,9 +359,14 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                     }
                 }
                 Some(()) = rx.recv() => {
-                    // Let the burst settle, then take everything it queued.
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while rx.try_recv().is_ok() {}
+                    // Wait until the writer is done: no event for DEBOUNCE (a file written in
+                    // pieces is read whole), but never longer than DEBOUNCE_MAX.
+                    let give_up = tokio::time::Instant::now() + DEBOUNCE_MAX;
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                        if tokio::time::Instant::now() >= give_up {
+                            break;
+                        }
+                    }
                     break Wake::Reload;
                 }
                 _ = hup.recv() => {
@@ -362,6 +388,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
         if let Err(e) = watch.refresh() {
             tracing::warn!("{e:#}");
         }
+        loaded_identity = file_identity(&settings.config);
         let new = match reload(&settings, &cfg, &mut engine).await {
             Ok(new) => new,
             Err(why) => {
@@ -392,6 +419,13 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
     let _ = std::fs::remove_file(crate::telemetry::socket_path(engine.state_dir()));
     tracing::info!("stopping; the IPVS table and the host stay as they are");
     Ok(())
+}
+
+/// What the config path leads to now: device, inode, size and modification time.
+fn file_identity(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 /// Why the daemon woke up.
@@ -452,6 +486,12 @@ async fn reload(
     engine: &mut Engine,
 ) -> Result<Option<Config>, String> {
     let path = &settings.config;
+    if !settings.allow_insecure_config {
+        if let Some(why) = crate::perms::insecure(path) {
+            tracing::error!("{why}; keeping the last good config");
+            return Err(why);
+        }
+    }
     match config::load_as(path, settings.role) {
         Ok(c) if c == *current => Ok(None),
         Ok(c) => {

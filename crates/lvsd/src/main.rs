@@ -4,6 +4,7 @@
 
 mod daemon;
 mod health_status;
+mod perms;
 mod reconcile;
 mod state_file;
 mod telemetry;
@@ -48,6 +49,10 @@ struct ConfigArg {
     /// server. `none` manages the IPVS table only (and undoes what a role had set up).
     #[arg(long, value_enum)]
     role: Option<RoleArg>,
+    /// Act on a config file (or directory) that users other than root and lvsd's own can write.
+    /// Refused by default: whoever can write the config controls the traffic.
+    #[arg(long)]
+    allow_insecure_config: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -199,6 +204,16 @@ fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
     config::load_as(&arg.config, arg.role.map(Role::from))
 }
 
+/// Loads a config lvsd is about to act on: its permissions are checked first.
+fn load_trusted(arg: &ConfigArg) -> Result<config::Config> {
+    if !arg.allow_insecure_config {
+        if let Some(why) = perms::insecure(&arg.config) {
+            bail!("{why}");
+        }
+    }
+    Ok(load(arg)?)
+}
+
 fn print_host_plan(plan: &HostPlan) {
     for m in &plan.missing {
         println!("! {m}");
@@ -297,7 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             force,
             no_wait,
         } => {
-            let cfg = load(&table.config)?;
+            let cfg = load_trusted(&table.config)?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
@@ -354,11 +369,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             force,
             metrics_listen,
         } => {
-            let cfg = load(&table.config)?;
+            let cfg = load_trusted(&table.config)?;
             let engine = Engine::new(table.state_dir, table.exclusive);
             let settings = daemon::Settings {
                 config: table.config.config,
                 role: table.config.role.map(Role::from),
+                allow_insecure_config: table.config.allow_insecure_config,
                 resync: resync_interval,
                 on_drift,
                 force,

@@ -1,6 +1,6 @@
 //! The rise/fall state machine and what health does to the desired table, case by case. No
 //! kernel, no probes, no clock.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Table-driven cases for host roles: each states the config's role and services, the host as
 //! it is (a few text lines) and lvsd's record, and checks the exact operations in order, as
 //! `lvsd plan` prints them. No kernel, no /proc.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 

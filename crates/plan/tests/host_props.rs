@@ -2,7 +2,7 @@
 //! the kernel does with each operation: applying a plan converges in at most two passes (the
 //! second only for a tunnel device created in the first), a converged host plans nothing, and
 //! taking the role away puts every sysctl and address back as it was before lvsd.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

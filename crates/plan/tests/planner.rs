@@ -1,6 +1,11 @@
 //! Table-driven planner cases: each builds desired, observed and owned state by hand and checks
 //! the exact operations, in order. No kernel.
-#![allow(clippy::unwrap_used, clippy::type_complexity)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,96 @@
+//! Whoever can write the config controls the traffic. Before acting on a config, lvsd checks
+//! that the file and the directory it is in can be written only by root or by lvsd's own user
+//! (and group), or refuses, naming the path and the fix.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+
+/// Why `path` may not be trusted, if it may not. Symlinks are followed (a ConfigMap's file is
+/// a link into a timestamped directory): the real file and its directory are checked.
+pub fn insecure(path: &Path) -> Option<String> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let egid = nix::unistd::getegid().as_raw();
+    let real = std::fs::canonicalize(path).ok()?;
+    let dir = real.parent()?.to_path_buf();
+    for (what, p) in [
+        ("config file", real.as_path()),
+        ("config directory", dir.as_path()),
+    ] {
+        let Ok(m) = std::fs::metadata(p) else {
+            continue;
+        };
+        let mode = m.mode() & 0o7777;
+        let shown = p.display();
+        if mode & 0o002 != 0 {
+            return Some(format!(
+                "the {what} {shown} is writable by every user (mode {mode:o}): whoever can write it controls the traffic. `chmod o-w {shown}`, or pass --allow-insecure-config"
+            ));
+        }
+        if mode & 0o020 != 0 && m.gid() != 0 && m.gid() != egid {
+            return Some(format!(
+                "the {what} {shown} is writable by group {} (mode {mode:o}): whoever can write it controls the traffic. `chmod g-w {shown}`, or pass --allow-insecure-config",
+                m.gid()
+            ));
+        }
+        if m.uid() != 0 && m.uid() != euid {
+            return Some(format!(
+                "the {what} {shown} belongs to user {}, not root or lvsd's user: whoever can write it controls the traffic. `chown root {shown}`, or pass --allow-insecure-config",
+                m.uid()
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn setup(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("lvsd-perms-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = dir.join("lvsd.yaml");
+        std::fs::write(&f, "services: []\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        (dir, f)
+    }
+
+    #[test]
+    fn private_files_pass_and_writable_ones_are_named() {
+        let (dir, f) = setup("a");
+        assert_eq!(insecure(&f), None);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let why = insecure(&f).unwrap();
+        assert!(why.contains("writable by every user (mode 646)"), "{why}");
+        assert!(why.contains(&f.display().to_string()), "{why}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let why = insecure(&f).unwrap();
+        assert!(why.starts_with("the config directory"), "{why}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Through a symlink, the real file is what counts.
+        let link = dir.join("link.yaml");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert_eq!(insecure(&link), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_owner_or_group_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // chown needs root; CI runs as root
+        }
+        let (dir, f) = setup("b");
+        std::os::unix::fs::chown(&f, Some(1000), None).unwrap();
+        assert!(insecure(&f).unwrap().contains("belongs to user 1000"));
+        std::os::unix::fs::chown(&f, Some(0), Some(1000)).unwrap();
+        assert_eq!(insecure(&f), None, "group 1000 cannot write 0644");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(insecure(&f).unwrap().contains("writable by group 1000"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# After the modules are loaded: what tests/e2e/early-pre.sh saw and started before ip_vs existed.
+. ./checks.sh
+E=/tmp/early
+cat $E/check.out $E/apply.out
+check "lvsd check works without the ip_vs module" sh -c "[ \"\$(cat $E/check.rc)\" = 0 ] && grep -q valid $E/check.out"
+check "lvsd apply without it exits 1" [ "$(cat $E/apply.rc)" = 1 ]
+check "... and says exactly what to do" grep -q 'modprobe ip_vs' $E/apply.out
+converged() { /sbin/ip netns exec early ipvsadm -Sn | grep -q -- '-a -t 172.16.1.50:80 -r 172.16.1.101:80'; }
+check "a daemon started before the module converges once it is loaded" within 10 converged
+cat $E/daemon.log
+check "... having retried with backoff meanwhile" sh -c "grep -q 'retrying in 500ms' $E/daemon.log && grep -q 'modprobe ip_vs' $E/daemon.log"
+kill "$(cat $E/daemon.pid)"
+/sbin/ip netns del early
+result early
