@@ -20,4 +20,7 @@ YAML
 /sbin/ip netns exec early ./lvsd apply -c $E/lvsd.yaml --state-dir $E/st >$E/apply.out 2>&1; echo $? >$E/apply.rc
 /sbin/ip netns exec early ./lvsd run -c $E/lvsd.yaml --state-dir $E/st --resync-interval 2s >$E/daemon.log 2>&1 &
 echo $! >$E/daemon.pid
+# Return (and let the modules load) only once the daemon has met the missing module.
+i=0
+while ! grep -q 'retrying in' $E/daemon.log 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 true

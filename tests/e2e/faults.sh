@@ -26,6 +26,9 @@ gen() { # N: N services of two reals each
       printf "  - address: 10.10.%d.%d:80\n    scheduler: rr\n    reals:\n      - address: 10.20.0.1\n      - address: 10.20.0.2\n", int(i / 250), i % 250 + 1
   }'
 }
+first_write() { # ns pid: returns once a service of lvsd's is in the kernel (or pid ended)
+  $IP netns exec "$1" sh -c "until grep -q ' 0A0A' /proc/net/ip_vs || [ ! -e /proc/$2 ]; do :; done"
+}
 foreign() { # a service somebody else owns, in namespace $1
   on "$1" ipvsadm -A -t 10.99.0.1:80 -s lc
   on "$1" ipvsadm -a -t 10.99.0.1:80 -r 10.99.0.2 -g -w 7
@@ -49,8 +52,9 @@ while [ $caught -eq 0 ] && [ $attempt -lt 8 ]; do
   foreign $ns
   $IP netns exec $ns ./lvsd apply -c $E/big.yaml --state-dir $E/st-$ns >/dev/null 2>&1 &
   pid=$!
-  # Most of an apply is reading and planning; the writes come last. Kill later each time.
-  usleep $((took * (60 + attempt * 5) / 100))
+  # The writes go out in chunks of about 800 operations, each acknowledged before the next:
+  # kill as soon as the first of lvsd's services (10.10.x.y = 0A0A…) is in the kernel.
+  first_write $ns $pid
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   n=$(($(services $ns) - 1))
@@ -70,7 +74,7 @@ fresh_ns d1
 foreign d1
 $IP netns exec d1 ./lvsd apply -c $E/big.yaml --state-dir $E/st-d1 >/dev/null 2>&1 &
 pid=$!
-usleep $((took * (60 + attempt * 5) / 100)) # where the loop above caught it
+first_write d1 $pid
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 echo "   killed with $(($(services d1) - 1)) services in the table; starting the daemon"
 $IP netns exec d1 ./lvsd run -c $E/big.yaml --state-dir $E/st-d1 >$E/d1.log 2>&1 &

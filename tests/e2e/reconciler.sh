@@ -55,7 +55,7 @@ edit_swap() { # what the kubelet does: new timestamped dir, ..data symlink renam
   ln -s ..v$n $C/..data_tmp
   mv -T $C/..data_tmp $C/..data 2>/dev/null || { rm $C/..data && mv $C/..data_tmp $C/..data; }
 }
-edit_unseen() { # through a hard link with another name: the watcher ignores it, SIGHUP does not
+edit_unseen() { # through a hard link with another name: the watcher ignores it; SIGHUP and the resync do not
   ln -f $C/..data/lvsd.yaml $C/..data/hup-edit
   cat >$C/..data/hup-edit
 }
@@ -118,10 +118,10 @@ check "change a weight (atomic rename)" within 2 has "-r 172.16.1.101:80 -g -w 3
 conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" | edit_swap
 check "drain a real, weight 0 (ConfigMap ..data swap)" within 2 has "-r 172.16.1.102:80 -g -w 0"
 conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" rr | edit_unseen
-sleep 1
-check "an edit under another name is not picked up by the watcher" has "-A -t 172.16.1.50:80 -s wlc"
 kill -HUP $pid
-check "change the scheduler (SIGHUP)" within 2 has "-A -t 172.16.1.50:80 -s rr"
+check "change the scheduler (an edit the watcher cannot see, then SIGHUP)" within 2 has "-A -t 172.16.1.50:80 -s rr"
+conf "$(r 172.16.1.101 4; r 172.16.1.102 0; r 172.16.1.103)" rr | edit_unseen
+check "an edit the watcher cannot see, without SIGHUP, is taken by the next resync (3 s)" within 4 has "-r 172.16.1.101:80 -g -w 4"
 conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" rr "$web8080" | edit_in_place
 check "add a service (in-place write)" within 2 has "-A -t 172.16.1.50:8080 -s wlc"
 conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" rr | edit_rename

@@ -21,6 +21,16 @@ proptest! {
     }
 
     #[test]
+    fn load_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        // Any bytes at all in the file, valid UTF-8 or not: an error or a config, never a panic.
+        let p = std::env::temp_dir().join(format!("lvsd-random-{}.yaml", std::process::id()));
+        std::fs::write(&p, &bytes).unwrap();
+        if let Err(e) = config::load(&p) {
+            prop_assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
     fn parse_never_panics_on_mutated_config(pos in 0usize..SEED.len(), byte in any::<u8>(), cut in 0usize..SEED.len()) {
         let mut b = SEED.as_bytes().to_vec();
         b[pos] = byte;
