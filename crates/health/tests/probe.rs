@@ -144,6 +144,18 @@ fn script(name: &str, body: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// True once process `pid` is gone or a zombie (killed; reaped by init soon after), within 1 s.
+async fn dies(pid: &str) -> bool {
+    for _ in 0..50 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn exec(command: Vec<String>, timeout_ms: u64) -> CheckSpec {
     let mut c = CheckSpec::new(CheckKind::Exec { command });
     c.timeout = Duration::from_millis(timeout_ms);
@@ -195,17 +207,10 @@ async fn a_hanging_exec_check_is_killed_with_its_children() {
     );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    // Reaped by init shortly after the kill; never still sleeping.
-    let mut gone = false;
-    for _ in 0..50 {
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        if stat.is_empty() || stat.contains(") Z ") {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "the check's child {child} survived the kill");
+    assert!(
+        dies(&child).await,
+        "the check's child {child} survived the kill"
+    );
 }
 
 #[test]
@@ -239,16 +244,10 @@ async fn an_abandoned_exec_check_takes_its_children_along() {
     )
     .await;
     let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    let mut gone = false;
-    for _ in 0..50 {
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        if stat.is_empty() || stat.contains(") Z ") {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "the abandoned check's child {child} survived");
+    assert!(
+        dies(&child).await,
+        "the abandoned check's child {child} survived"
+    );
 }
 
 #[tokio::test]
