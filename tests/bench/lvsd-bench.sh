@@ -6,20 +6,14 @@
 # the daemon's own log), then the daemon's peak RSS and its CPU over a minute of resyncs.
 # Prints one table. Times are wall-clock from /proc/uptime (10 ms resolution) or from the
 # daemon's log (microseconds).
-IP=/sbin/ip
+. ./seed-lab.sh
 B=/tmp/bench
 mkdir -p $B
 REALS=${REALS:-10}
 cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 secs() { awk -v c="$1" 'BEGIN { printf "%.2f", c / 100 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else printf "n/a" }'; }
-fresh_ns() {
-  $IP netns add "$1"
-  $IP -n "$1" link set lo up
-  $IP -n "$1" link add d0 type dummy
-  $IP -n "$1" addr add 10.0.0.254/8 dev d0
-  $IP -n "$1" link set d0 up
-}
+fresh_ns() { lab_routed_ns "$@"; }
 gen_yaml() { # services
   awk -v n="$1" -v r="$REALS" 'BEGIN {
     print "services:"

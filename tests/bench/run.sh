@@ -14,7 +14,7 @@ cargo build --locked --release -p lvsd
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/payload"
-cp target/release/lvsd tests/bench/lvsd-bench.sh "$work/payload/"
+cp target/release/lvsd tests/bench/lvsd-bench.sh tests/lab/seed-lab.sh "$work/payload/"
 printf '#!/bin/sh\nSIZES="%s" REALS=%s sh ./lvsd-bench.sh\n' "${1:-100 1000 10000}" "${2:-10}" >"$work/payload/run"
 chmod 755 "$work/payload" "$work/payload/run"
 vm_build_initramfs "$work/payload" "$work/initrd.gz"

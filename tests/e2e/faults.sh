@@ -9,15 +9,7 @@ E=/tmp/faults
 mkdir -p $E
 on() { h=$1; shift; $IP netns exec "$h" "$@"; }
 services() { on "$1" ipvsadm -Sn | grep -c '^-A'; }
-# A namespace where 10/8 is reachable: the kernel takes a DR real server only at an address it
-# can route to (an unroutable one is EINVAL).
-fresh_ns() {
-  $IP netns add "$1"
-  $IP -n "$1" link set lo up
-  $IP -n "$1" link add d0 type dummy
-  $IP -n "$1" addr add 10.0.0.254/8 dev d0
-  $IP -n "$1" link set d0 up
-}
+fresh_ns() { lab_routed_ns "$@"; }
 table() { on "$1" ipvsadm -Sn | grep -v 10.99.0.1 | sort; }
 gen() { # N: N services of two reals each
   awk -v n="$1" 'BEGIN {

@@ -17,6 +17,16 @@ lab_host() { # name address
   $IP -n "$1" link set lo up
 }
 
+# An empty namespace where 10/8 is reachable (through a dummy interface): the kernel takes a DR
+# real server only at an address it can route to (an unroutable one is EINVAL).
+lab_routed_ns() { # name
+  $IP netns add "$1"
+  $IP -n "$1" link set lo up
+  $IP -n "$1" link add d0 type dummy
+  $IP -n "$1" addr add 10.0.0.254/8 dev d0
+  $IP -n "$1" link set d0 up
+}
+
 # Takes the lab down, so another scenario can build it afresh in the same VM.
 lab_down() {
   for pid in $(pidof httpd) $(pidof busybox); do
