@@ -326,12 +326,15 @@ impl Engine {
     ) -> Result<Pass> {
         if pass.host_failed.is_none() {
             let again = self.plan_host(cfg, table).await?;
-            if again.missing.is_empty() && !again.ops.is_empty() {
-                if allow_host {
-                    self.execute_host(again, true, &mut pass).await?;
-                } else {
-                    pass.host_skipped = again.ops;
+            if again.missing.is_empty() && !again.ops.is_empty() && allow_host {
+                self.execute_host(again, true, &mut pass).await?;
+            } else {
+                // Nothing carried out: this plan already is the host as the pass leaves it.
+                if again.missing.is_empty() && !allow_host {
+                    pass.host_skipped.clone_from(&again.ops);
                 }
+                pass.host_after = again;
+                return Ok(pass);
             }
         }
         pass.host_after = self.plan_host(cfg, table).await?;
