@@ -5,13 +5,43 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use crate::validate::{Checker, Collected};
+
 /// The top level.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFile {
     #[serde(default)]
-    pub services: Option<Vec<Spanned<RawService>>>,
+    pub services: Option<Services>,
     pub host: Option<Spanned<RawHost>>,
+}
+
+/// `services`, validated entry by entry as the parser hands them over: the raw tree of a large
+/// file is never held whole (10,000 services with 10 reals each would take ~50 MB as spanned
+/// values, and allocating it cost more than parsing).
+#[derive(Debug, Default)]
+pub(crate) struct Services(pub Collected);
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Services;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of services")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Services, A::Error> {
+                let mut checker = Checker { problems: vec![] };
+                let mut out = Collected::default();
+                while let Some(s) = seq.next_element::<Spanned<RawService>>()? {
+                    checker.collect(s, &mut out);
+                }
+                out.problems = checker.problems;
+                Ok(Services(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// The `host` section: what this machine is in the cluster.
@@ -37,7 +67,8 @@ pub(crate) struct RawService {
     pub persistence: Option<Spanned<Persistence>>,
     pub flags: Option<Vec<Spanned<String>>>,
     pub drain_timeout: Option<Spanned<Scalar>>,
-    pub check: Option<Spanned<RawCheck>>,
+    // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
+    pub check: Option<Box<Spanned<RawCheck>>>,
     pub on_failure: Option<Spanned<String>>,
     pub fallback: Option<Spanned<String>>,
     pub quorum: Option<Spanned<i64>>,
@@ -100,7 +131,8 @@ pub(crate) struct RawReal {
     pub forward: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub min_connections: Option<Spanned<i64>>,
-    pub check: Option<Spanned<RawCheck>>,
+    // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
+    pub check: Option<Box<Spanned<RawCheck>>>,
 }
 
 /// A scalar that may be written as a number or a string (`300`, `300s`, `255.255.255.0`, `24`).

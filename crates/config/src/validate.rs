@@ -39,6 +39,21 @@ pub(crate) struct Checker {
     pub problems: Vec<Problem>,
 }
 
+/// Services validated so far, in file order.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    /// The valid ones.
+    pub desired: Desired,
+    /// Each entry's identity in file order; `None` for an entry with a problem.
+    pub keys: Vec<Option<ServiceKey>>,
+    /// Problems found.
+    pub problems: Vec<Problem>,
+    /// Where each identity was first defined (line).
+    first_at: HashMap<ServiceKey, u64>,
+    /// Where each name was first used (line).
+    names: HashMap<String, u64>,
+}
+
 pub(crate) fn at(l: &Location) -> (u64, u64) {
     (l.line(), l.column())
 }
@@ -213,30 +228,35 @@ impl Checker {
 
     pub(crate) fn file(&mut self, raw: RawFile, role: Option<Role>) -> (Desired, HostSpec) {
         let host = self.host(raw.host, role);
-        let mut desired = Desired::default();
-        let mut first_at: HashMap<ServiceKey, u64> = HashMap::new();
-        let mut names: HashMap<String, u64> = HashMap::new();
-        for svc in raw.services.unwrap_or_default() {
-            let loc = at(&svc.referenced);
-            let Some((key, ds, key_at)) = self.service(svc.value, loc) else {
-                continue;
-            };
-            if let Some(name) = &ds.name {
-                if let Some(line) = names.insert(name.clone(), loc.0) {
-                    self.err(loc, format!("duplicate service name `{name}` (first used on line {line}); names must be unique"));
-                }
+        let services = raw.services.map(|s| s.0).unwrap_or_default();
+        self.problems.extend(services.problems);
+        (services.desired, host)
+    }
+
+    /// Validates one entry of `services` into `out`, with the checks that span entries
+    /// (unique identities and names).
+    pub(crate) fn collect(&mut self, svc: Spanned<RawService>, out: &mut Collected) {
+        let loc = at(&svc.referenced);
+        let Some((key, ds, key_at)) = self.service(svc.value, loc) else {
+            out.keys.push(None);
+            return;
+        };
+        if let Some(name) = &ds.name {
+            if let Some(line) = out.names.insert(name.clone(), loc.0) {
+                self.err(loc, format!("duplicate service name `{name}` (first used on line {line}); names must be unique"));
             }
-            if let Some(line) = first_at.get(&key) {
-                self.err(
-                    key_at,
-                    format!("duplicate service {key} (first defined on line {line}); merge the two entries"),
-                );
-                continue;
-            }
-            first_at.insert(key, key_at.0);
-            desired.services.insert(key, ds);
         }
-        (desired, host)
+        if let Some(line) = out.first_at.get(&key) {
+            self.err(
+                key_at,
+                format!("duplicate service {key} (first defined on line {line}); merge the two entries"),
+            );
+            out.keys.push(None);
+            return;
+        }
+        out.first_at.insert(key, key_at.0);
+        out.keys.push(Some(key));
+        out.desired.services.insert(key, ds);
     }
 
     fn service(

@@ -1,6 +1,7 @@
 //! `lvsd run`: one task owns the desired state and the kernel connection and reacts to config
-//! changes (file watch, SIGHUP), the resync tick and drain deadlines. Level-triggered: every pass
-//! diffs the whole desired state against the whole live table.
+//! changes (file watch, SIGHUP), the resync tick and drain deadlines. Level-triggered: the
+//! periodic resync diffs the whole desired state against the whole live table; a config edit or
+//! a health change passes only the services it touched, against the table the last pass left.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,8 @@ pub struct Settings {
 }
 
 /// Quiet time after the last file event before the config is read (editors and config
-/// management write in bursts).
+/// management write in bursts). A rename into place (an atomic write, a ConfigMap swap) is a
+/// whole file at once and is read without waiting.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// The longest a stream of file events can hold a reload back.
 const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
@@ -74,7 +76,7 @@ fn parent(p: &Path) -> PathBuf {
 }
 
 impl ConfigWatch {
-    fn new(config: &Path, tx: mpsc::UnboundedSender<()>) -> Result<Self> {
+    fn new(config: &Path, tx: mpsc::UnboundedSender<bool>) -> Result<Self> {
         let mut names: BTreeSet<std::ffi::OsString> = BTreeSet::new();
         names.insert("..data".into());
         if let Some(n) = config.file_name() {
@@ -95,7 +97,13 @@ impl ConfigWatch {
                     .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
             tracing::debug!(kind = ?ev.kind, paths = ?ev.paths, relevant, "file event");
             if relevant {
-                let _ = tx.send(());
+                let whole = matches!(
+                    ev.kind,
+                    notify::EventKind::Modify(notify::event::ModifyKind::Name(
+                        notify::event::RenameMode::To | notify::event::RenameMode::Both
+                    ))
+                );
+                let _ = tx.send(whole);
             }
         })
         .context("start the file watcher")?;
@@ -137,6 +145,67 @@ impl ConfigWatch {
     }
 }
 
+/// Services a derived value or the next pass has to look at again.
+#[derive(Debug)]
+enum Dirty {
+    /// All of them: a full pass, a full recomputation.
+    All,
+    /// Just these.
+    Services(BTreeSet<ipvs::ServiceKey>),
+}
+
+impl Dirty {
+    fn none() -> Self {
+        Dirty::Services(BTreeSet::new())
+    }
+
+    fn add(&mut self, keys: impl IntoIterator<Item = ipvs::ServiceKey>) {
+        if let Dirty::Services(s) = self {
+            s.extend(keys);
+        }
+    }
+
+    fn take(&mut self) -> Option<BTreeSet<ipvs::ServiceKey>> {
+        match std::mem::replace(self, Dirty::none()) {
+            Dirty::All => None,
+            Dirty::Services(s) => Some(s),
+        }
+    }
+}
+
+/// Brings the table the planner aims for (the config with health applied) and the services'
+/// standings up to date for the services in `dirty` (`None`: all).
+fn refresh_effective(
+    health: &HealthTable,
+    desired: &Desired,
+    dirty: Option<BTreeSet<ipvs::ServiceKey>>,
+    table: &mut Desired,
+    statuses: &mut BTreeMap<ipvs::ServiceKey, ServiceStatus>,
+) {
+    let Some(keys) = dirty else {
+        let (t, st) = health.effective(desired);
+        *table = t;
+        *statuses = st.into_iter().map(|s| (s.service, s)).collect();
+        return;
+    };
+    for k in keys {
+        match desired.services.get(&k) {
+            Some(svc) => {
+                let (svc, st) = health.effective_service(&k, svc);
+                table.services.insert(k, svc);
+                match st {
+                    Some(st) => statuses.insert(k, st),
+                    None => statuses.remove(&k),
+                };
+            }
+            None => {
+                table.services.remove(&k);
+                statuses.remove(&k);
+            }
+        }
+    }
+}
+
 /// The services whose desired entry differs between two configs: in report mode only these
 /// are written, everything else the table does differently is drift.
 fn changed(old: &Desired, new: &Desired) -> BTreeSet<ipvs::ServiceKey> {
@@ -172,6 +241,12 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
     }
     monitor.sync(health.checks());
     let mut standings: BTreeMap<ipvs::ServiceKey, (Standing, bool)> = BTreeMap::new();
+    // The config with health applied and each service's standing, kept between passes and
+    // recomputed for what changed; and what the next pass looks at.
+    let mut table_desired = Desired::default();
+    let mut statuses: BTreeMap<ipvs::ServiceKey, ServiceStatus> = BTreeMap::new();
+    let mut stale = Dirty::All;
+    let mut scope = Dirty::All;
     let telemetry = Telemetry::new(&settings.config, cfg.host.role.name());
     telemetry.config_loaded(
         crate::telemetry::config_hash(&settings.config),
@@ -194,21 +269,36 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
         let report = settings.on_drift == OnDrift::Report;
         let allow = |op: &Op| !report || pending.as_ref().is_none_or(|a| a.contains(&op.service()));
         let allow_host = !report || host_pending;
-        let (table_desired, statuses) = health.effective(&cfg.desired);
-        log_standings(&statuses, &mut standings);
+        refresh_effective(
+            &health,
+            &cfg.desired,
+            stale.take(),
+            &mut table_desired,
+            &mut statuses,
+        );
+        let standing_list: Vec<ServiceStatus> = statuses.values().cloned().collect();
+        log_standings(&standing_list, &mut standings);
         if !monitor.is_empty() {
             health_status::save(
                 engine.state_dir(),
-                &health_status::lines(&health, &statuses),
+                &health_status::lines(&health, &standing_list),
             );
         }
         telemetry.health(
-            health_status::lines(&health, &statuses),
+            health_status::lines(&health, &standing_list),
             health_status::up_labels(&health),
         );
         let started = std::time::Instant::now();
+        let pass_scope = scope.take();
         let result = engine
-            .converge(&cfg, &table_desired, settings.force, &allow, allow_host)
+            .converge(
+                &cfg,
+                &table_desired,
+                pass_scope.as_ref(),
+                settings.force,
+                &allow,
+                allow_host,
+            )
             .await;
         let mut record = PassRecord {
             managed: engine.owned.services.len(),
@@ -298,11 +388,14 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                 let failed = !pass.failed.is_empty() || pass.host_failed.is_some();
                 failures = if failed { failures + 1 } else { 0 };
                 if failed {
+                    scope = Dirty::All;
                     Some(backoff(failures, settings.resync))
                 } else if !pass.after.waiting.is_empty()
                     || more
                     || (allow_host && !pass.host_after.ops.is_empty())
                 {
+                    // Only the services still busy need another look meanwhile.
+                    scope.add(busy);
                     Some(DRAIN_POLL)
                 } else {
                     None
@@ -314,6 +407,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
             }
             Err(e) => {
                 failures += 1;
+                scope = Dirty::All;
                 let wait = backoff(failures, settings.resync);
                 if e.is::<Unfit>() {
                     tracing::error!(
@@ -338,6 +432,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                     tracing::debug!("resync");
                     // Events can be lost (the directory replaced, a watch on a dead inode):
                     // the resync also notices a different file behind the path.
+                    scope = Dirty::All;
                     if file_identity(&settings.config) != loaded_identity {
                         break Wake::Reload;
                     }
@@ -349,6 +444,8 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                         let (service, real) = r.id;
                         // Health changes are the config's wishes, not drift, in report mode too.
                         pending.get_or_insert_with(BTreeSet::new).insert(service);
+                        stale.add([service]);
+                        scope.add([service]);
                         expect_changes = true;
                         if up {
                             tracing::info!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is up, back in rotation");
@@ -358,15 +455,19 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                         break Wake::Pass;
                     }
                 }
-                Some(()) = rx.recv() => {
+                Some(whole) = rx.recv() => {
                     // Wait until the writer is done: no event for DEBOUNCE (a file written in
-                    // pieces is read whole), but never longer than DEBOUNCE_MAX.
-                    let give_up = tokio::time::Instant::now() + DEBOUNCE_MAX;
-                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                        if tokio::time::Instant::now() >= give_up {
-                            break;
+                    // pieces is read whole), but never longer than DEBOUNCE_MAX. A rename into
+                    // place is already whole.
+                    if !whole {
+                        let give_up = tokio::time::Instant::now() + DEBOUNCE_MAX;
+                        while let Ok(Some(whole)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                            if whole || tokio::time::Instant::now() >= give_up {
+                                break;
+                            }
                         }
                     }
+                    while rx.try_recv().is_ok() {}
                     break Wake::Reload;
                 }
                 _ = hup.recv() => {
@@ -396,7 +497,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                 None
             }
         };
-        if let Some(new) = new {
+        if let Some((new, touched)) = new {
             telemetry.config_loaded(
                 crate::telemetry::config_hash(&settings.config),
                 new.host.role.name(),
@@ -405,15 +506,17 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
             expect_changes = true;
             pending
                 .get_or_insert_with(BTreeSet::new)
-                .extend(changed(&cfg.desired, &new.desired));
+                .extend(touched.iter().copied());
             host_pending = true;
             failures = 0;
             cfg = new;
             // Unchanged checks keep their state and rhythm; new ones adopt the kernel's weights.
-            if let Err(e) = engine.adopt_health(&cfg, &mut health).await {
+            if let Err(e) = engine.adopt_health_kept(&cfg, &mut health).await {
                 tracing::warn!("cannot read the table to adopt health states: {e:#}");
             }
             monitor.sync(health.checks());
+            stale.add(touched.iter().copied());
+            scope.add(touched);
         }
     }
     let _ = std::fs::remove_file(crate::telemetry::socket_path(engine.state_dir()));
@@ -479,12 +582,13 @@ fn backoff(n: u32, max: Duration) -> Duration {
 
 /// Reads the config again. An invalid or missing file, or one the removal guard refuses, is
 /// logged and ignored: the daemon keeps enforcing the last good config.
-/// `Ok(None)`: nothing new (unchanged, or the file is gone); `Err`: rejected, with why.
+/// `Ok(None)`: nothing new (unchanged, or the file is gone); `Err`: rejected, with why. A new
+/// config comes with the services whose entries changed.
 async fn reload(
     settings: &Settings,
     current: &Config,
     engine: &mut Engine,
-) -> Result<Option<Config>, String> {
+) -> Result<Option<(Config, BTreeSet<ipvs::ServiceKey>)>, String> {
     let path = &settings.config;
     if !settings.allow_insecure_config {
         if let Some(why) = crate::perms::insecure(path) {
@@ -492,16 +596,27 @@ async fn reload(
             return Err(why);
         }
     }
-    match config::load_as(path, settings.role) {
-        Ok(c) if c == *current => Ok(None),
+    let started = std::time::Instant::now();
+    let loaded = config::load_as(path, settings.role);
+    tracing::debug!(elapsed = ?started.elapsed(), "read and validated the config");
+    match loaded {
         Ok(c) => {
+            let touched = changed(&current.desired, &c.desired);
+            if touched.is_empty() && c.host == current.host {
+                return Ok(None);
+            }
             if !settings.force {
                 if current.host.role != Role::None && c.host.role == Role::None {
                     let why = "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force";
                     tracing::error!(config = %path.display(), role = current.host.role.name(), "{why}");
                     return Err(why.to_owned());
                 }
-                match engine.plan_all(&c, &c.desired).await {
+                let plan = match engine.plan_scoped(&c, &c.desired, &touched).await {
+                    Ok(Some(plan)) => Ok(plan),
+                    Ok(None) => engine.plan_all(&c, &c.desired).await,
+                    Err(e) => Err(e),
+                };
+                match plan {
                     Ok(plan) => {
                         if let Some(why) = engine.refusal(&c, &plan) {
                             tracing::error!(config = %path.display(), "{why}; keeping the last good config");
@@ -518,9 +633,10 @@ async fn reload(
             tracing::info!(
                 role = c.host.role.name(),
                 services = c.desired.services.len(),
+                changed = touched.len(),
                 "config changed"
             );
-            Ok(Some(c))
+            Ok(Some((c, touched)))
         }
         Err(config::Error::Read { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>

@@ -201,7 +201,10 @@ fn main() -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
-    config::load_as(&arg.config, arg.role.map(Role::from))
+    let started = std::time::Instant::now();
+    let c = config::load_as(&arg.config, arg.role.map(Role::from));
+    tracing::debug!(elapsed = ?started.elapsed(), "read and validated the config");
+    c
 }
 
 /// Loads a config lvsd is about to act on: its permissions are checked first.
@@ -223,10 +226,21 @@ fn print_host_plan(plan: &HostPlan) {
     }
 }
 
-fn print_plan(plan: &Plan, now: u64) {
-    for op in &plan.ops {
-        println!("{op}");
+/// Prints one line per item through one buffer: a cold apply of a large table has a hundred
+/// thousand lines, and a write per line cost more than the kernel's work.
+fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in items {
+        if writeln!(out, "{i}").is_err() {
+            return;
+        }
     }
+    let _ = out.flush();
+}
+
+fn print_plan(plan: &Plan, now: u64) {
+    print_lines(&plan.ops);
     for w in &plan.waiting {
         println!(
             "  waiting: real {} of {} has {} active connections; deleted when they close or in {}s at the latest",
@@ -321,7 +335,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = 0;
             loop {
                 let pass = engine
-                    .converge(&cfg, &table_desired, force, &|_| true, true)
+                    .converge(&cfg, &table_desired, None, force, &|_| true, true)
                     .await?;
                 for op in &pass.host_applied {
                     println!("{op}");
@@ -329,9 +343,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 if let Some((op, e)) = &pass.host_failed {
                     println!("! {op}: {e}");
                 }
-                for op in &pass.applied {
-                    println!("{op}");
-                }
+                print_lines(&pass.applied);
                 for (op, e) in &pass.failed {
                     println!("! {op}: {e}");
                 }

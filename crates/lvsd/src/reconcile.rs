@@ -39,7 +39,19 @@ pub struct Engine {
     pub owned: Owned,
     /// What lvsd put on the host, as last saved.
     pub host_owned: HostOwned,
+    /// The table as the last pass left it: read back, or known write by write from the
+    /// kernel's answers. A pass for a small edit starts from it and reads back only the
+    /// services it touches instead of the whole table.
+    table: Option<Observed>,
+    /// `table` was read just now and nothing was written since: the next full pass may use it
+    /// instead of reading the table again (`apply` reads once, not twice).
+    fresh: bool,
 }
+
+/// A pass that touched at most this many services reads them back one by one to verify them;
+/// above it, the kernel's answer to every write is the verification (reading a 10,000-service
+/// table back costs more than writing it).
+const VERIFY_MAX: usize = 256;
 
 /// What a pass did.
 #[derive(Debug, Default)]
@@ -141,6 +153,8 @@ impl Engine {
             exclusive,
             owned,
             host_owned,
+            table: None,
+            fresh: false,
         }
     }
 
@@ -169,22 +183,58 @@ impl Engine {
 
     /// The live table.
     pub async fn observe(&mut self) -> Result<Observed> {
+        let started = std::time::Instant::now();
         let dump = self
             .client()
             .await?
             .dump()
             .await
             .context("read the IPVS table")?;
-        Ok(Observed::from_dump(&dump))
+        let observed = Observed::from_dump(&dump);
+        tracing::debug!(elapsed = ?started.elapsed(), services = observed.services.len(), "read the IPVS table");
+        Ok(observed)
     }
 
     /// The live table, when the role programs one.
     async fn observe_table(&mut self, cfg: &Config) -> Result<Option<Observed>> {
         if cfg.host.role == Role::RealServer {
-            Ok(None)
-        } else {
-            Ok(Some(self.observe().await?))
+            return Ok(None);
         }
+        match (self.fresh, self.table.take()) {
+            (true, Some(t)) => {
+                self.fresh = false;
+                Ok(Some(t))
+            }
+            _ => Ok(Some(self.observe().await?)),
+        }
+    }
+
+    /// Keeps a table just read for the next pass.
+    fn keep_fresh(&mut self, table: Option<Observed>) {
+        self.fresh = table.is_some();
+        self.table = table;
+    }
+
+    /// Reads back the services in `keys` into `table`: a service the kernel does not have
+    /// leaves it.
+    async fn refresh(&mut self, keys: &BTreeSet<ServiceKey>, table: &mut Observed) -> Result<()> {
+        let started = std::time::Instant::now();
+        let client = self.client().await?;
+        for k in keys {
+            match client.service(k).await? {
+                Some(s) => {
+                    let dests = client.dests(k).await?;
+                    table
+                        .services
+                        .insert(*k, plan::ObservedService::from_kernel(&s, &dests));
+                }
+                None => {
+                    table.services.remove(k);
+                }
+            }
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), services = keys.len(), "read back services");
+        Ok(())
     }
 
     /// Host changes against the host as it is now. Without a role and with nothing of lvsd's
@@ -203,18 +253,64 @@ impl Engine {
     pub async fn plan_all(&mut self, cfg: &Config, table_desired: &Desired) -> Result<FullPlan> {
         let table = self.observe_table(cfg).await?;
         let host = self.plan_host(cfg, table.as_ref()).await?;
-        let table = table.map(|t| self.plan(table_desired, &t));
-        Ok(FullPlan { host, table })
+        let plan = table.as_ref().map(|t| self.plan(table_desired, t));
+        self.keep_fresh(table);
+        Ok(FullPlan { host, table: plan })
+    }
+
+    /// [`Engine::plan_all`] for the services in `scope`, against the table as the last pass
+    /// left it (no reading): how the daemon checks a small edit against the removal guards.
+    /// `None` when there is no such table yet.
+    pub async fn plan_scoped(
+        &mut self,
+        cfg: &Config,
+        table_desired: &Desired,
+        scope: &BTreeSet<ServiceKey>,
+    ) -> Result<Option<FullPlan>> {
+        if cfg.host.role == Role::RealServer || !self.scoped(scope) {
+            return Ok(None);
+        }
+        let table = self.table.take();
+        let host = self.plan_host(cfg, table.as_ref()).await;
+        let plan = table
+            .as_ref()
+            .map(|t| self.plan_services(table_desired, t, scope));
+        self.table = table;
+        Ok(Some(FullPlan { host: host?, table: plan }))
+    }
+
+    /// A pass for `scope` can start from the kept table (reading a few services one by one
+    /// is cheaper than reading them all; for many, a full read is).
+    fn scoped(&self, scope: &BTreeSet<ServiceKey>) -> bool {
+        self.table.is_some() && scope.len() <= VERIFY_MAX
     }
 
     /// Brings `health` in line with the config, adopting what the kernel shows for checks that
     /// are new: a real at weight 0 is down, one above 0 is up. A real server runs no checks.
     pub async fn adopt_health(&mut self, cfg: &Config, health: &mut HealthTable) -> Result<()> {
-        match self.observe_table(cfg).await? {
-            Some(observed) => health.sync(&cfg.desired, Some(&observed)),
+        let table = self.observe_table(cfg).await?;
+        match &table {
+            Some(observed) => health.sync(&cfg.desired, Some(observed)),
             None => health.sync(&Desired::default(), None),
         }
+        self.keep_fresh(table);
         Ok(())
+    }
+
+    /// [`Engine::adopt_health`] against the table as the last pass left it, when there is one
+    /// (after a small edit: no reading of the whole table).
+    pub async fn adopt_health_kept(
+        &mut self,
+        cfg: &Config,
+        health: &mut HealthTable,
+    ) -> Result<()> {
+        match (&self.table, cfg.host.role) {
+            (Some(t), r) if r != Role::RealServer => {
+                health.sync(&cfg.desired, Some(t));
+                Ok(())
+            }
+            _ => self.adopt_health(cfg, health).await,
+        }
     }
 
     /// Why a plan must not be carried out without `--force`: one of the removal guards.
@@ -257,9 +353,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Plans against the live table without changing anything.
-    pub fn plan(&self, desired: &Desired, observed: &Observed) -> Plan {
-        plan::plan(
+    /// Plans the services in `scope` against `observed`.
+    fn plan_services(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        scope: &BTreeSet<ServiceKey>,
+    ) -> Plan {
+        plan::plan_services(
             desired,
             observed,
             &self.owned,
@@ -267,51 +368,112 @@ impl Engine {
                 exclusive: self.exclusive,
                 now: now(),
             },
+            scope,
         )
+    }
+
+    /// Plans against `observed`: the whole table, or the services in `scope`.
+    fn plan_in(
+        &self,
+        desired: &Desired,
+        observed: &Observed,
+        scope: Option<&BTreeSet<ServiceKey>>,
+    ) -> Plan {
+        match scope {
+            Some(s) => self.plan_services(desired, observed, s),
+            None => self.plan(desired, observed),
+        }
+    }
+
+    /// Plans against the live table without changing anything.
+    pub fn plan(&self, desired: &Desired, observed: &Observed) -> Plan {
+        let started = std::time::Instant::now();
+        let p = plan::plan(
+            desired,
+            observed,
+            &self.owned,
+            Options {
+                exclusive: self.exclusive,
+                now: now(),
+            },
+        );
+        tracing::debug!(elapsed = ?started.elapsed(), ops = p.ops.len(), "planned");
+        p
     }
 
     /// Converges host and table on `cfg`, the table on `table_desired` (the config's table with
     /// health applied). Table operations `allow` rejects, and host operations
     /// unless `allow_host`, are not carried out but returned as skipped. A host that lacks what
     /// the role needs, or a tripped guard (unless `force`), refuses the whole pass.
+    ///
+    /// With a `scope` (the services a small edit or a health change touched) and a table kept
+    /// from the last pass, only those services are read, planned, written and read back; the
+    /// periodic resync passes no scope and reads and diffs the whole table.
     pub async fn converge(
         &mut self,
         cfg: &Config,
         table_desired: &Desired,
+        scope: Option<&BTreeSet<ServiceKey>>,
         force: bool,
         allow: &dyn Fn(&Op) -> bool,
         allow_host: bool,
     ) -> Result<Pass> {
         let mut pass = Pass::default();
-        let table = self.observe_table(cfg).await?;
-        let host_plan = self.plan_host(cfg, table.as_ref()).await?;
+        let scope = scope.filter(|s| cfg.host.role != Role::RealServer && self.scoped(s));
+        let table = match scope {
+            Some(s) => {
+                let mut t = self.table.take().unwrap_or_default();
+                self.fresh = false;
+                self.refresh(s, &mut t).await?;
+                Some(t)
+            }
+            None => self.observe_table(cfg).await?,
+        };
+        let host_plan = match self.plan_host(cfg, table.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.table = table;
+                return Err(e);
+            }
+        };
         if !host_plan.missing.is_empty() {
+            self.table = table;
             return Err(Unfit(host_plan.missing).into());
         }
         let host_guard = host_plan.guard(cfg.host.role, &self.host_owned);
         if let (Some((removed, held)), false) = (host_guard, force) {
+            self.table = table;
             return Err(HostRefused { removed, held }.into());
         }
         let Some(observed) = table else {
             self.execute_host(host_plan, allow_host, &mut pass).await?;
             return self.finish_host(cfg, None, allow_host, pass).await;
         };
-        let plan = self.plan(table_desired, &observed);
+        let plan = self.plan_in(table_desired, &observed, scope);
         if plan.guard.tripped() && !force {
+            self.table = Some(observed);
             return Err(Refused(plan).into());
         }
-        self.execute_host(host_plan, allow_host, &mut pass).await?;
+        if let Err(e) = self.execute_host(host_plan, allow_host, &mut pass).await {
+            self.table = Some(observed);
+            return Err(e);
+        }
         if pass.host_failed.is_some() {
             pass.after = plan;
-            return self
+            let pass = self
                 .finish_host(cfg, Some(&observed), allow_host, pass)
                 .await;
+            self.table = Some(observed);
+            return pass;
         }
         let (pass, observed) = self
-            .converge_table(table_desired, observed, plan, allow, pass)
+            .converge_table(table_desired, observed, plan, scope, allow, pass)
             .await?;
-        self.finish_host(cfg, Some(&observed), allow_host, pass)
-            .await
+        let pass = self
+            .finish_host(cfg, Some(&observed), allow_host, pass)
+            .await;
+        self.table = Some(observed);
+        pass
     }
 
     /// The host's second round, against the table as the pass left it: a director's VIP goes
@@ -347,6 +509,7 @@ impl Engine {
         desired: &Desired,
         mut observed: Observed,
         mut plan: Plan,
+        scope: Option<&BTreeSet<ServiceKey>>,
         allow: &dyn Fn(&Op) -> bool,
         mut pass: Pass,
     ) -> Result<(Pass, Observed)> {
@@ -368,33 +531,52 @@ impl Engine {
                 .cloned()
                 .partition(|op| allow(op));
             pass.skipped = skip;
-            if !todo.is_empty() {
-                let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
-                let results = self.client().await?.execute(&requests).await;
-                for (op, r) in todo.into_iter().zip(results) {
-                    match r {
-                        Ok(()) => {
-                            if let Op::DrainReal { service, key, .. } = &op {
-                                drained_now.insert((*service, *key));
-                            }
-                            let name = desired
-                                .services
-                                .get(&op.service())
-                                .and_then(|s| s.name.as_deref())
-                                .unwrap_or("");
-                            tracing::info!(service = %op.service(), name, "{op}");
-                            pass.applied.push(op);
+            if todo.is_empty() {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
+            let results = self.client().await?.execute(&requests).await;
+            tracing::debug!(elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
+            let applied_before = pass.applied.len();
+            let failed_before = pass.failed.len();
+            let mut touched = BTreeSet::new();
+            for (op, r) in todo.into_iter().zip(results) {
+                touched.insert(op.service());
+                match r {
+                    Ok(()) => {
+                        if let Op::DrainReal { service, key, .. } = &op {
+                            drained_now.insert((*service, *key));
                         }
-                        Err(e) => {
-                            tracing::error!(service = %op.service(), error = %e, "{op} failed");
-                            pass.failed.push((op, e));
-                        }
+                        let name = desired
+                            .services
+                            .get(&op.service())
+                            .and_then(|s| s.name.as_deref())
+                            .unwrap_or("");
+                        tracing::info!(service = %op.service(), name, "{op}");
+                        pass.applied.push(op);
+                    }
+                    Err(e) => {
+                        tracing::error!(service = %op.service(), error = %e, "{op} failed");
+                        pass.failed.push((op, e));
                     }
                 }
             }
-            observed = self.observe().await?;
-            self.remember(&plan, &observed)?;
-            plan = self.plan(desired, &observed);
+            // Verify: read back what was touched, or the whole table after a failure (the
+            // plan's picture of it was wrong); a large pass is verified by the kernel's
+            // answer to every write.
+            if scope.is_none() && pass.failed.len() > failed_before {
+                observed = self.observe().await?;
+            } else {
+                for op in &pass.applied[applied_before..] {
+                    observed.apply(op);
+                }
+                if scope.is_some() || touched.len() <= VERIFY_MAX {
+                    self.refresh(&touched, &mut observed).await?;
+                }
+            }
+            self.remember(&plan, &observed, scope)?;
+            plan = self.plan_in(desired, &observed, scope);
             if !pass.failed.is_empty()
                 || plan
                     .ops
@@ -409,8 +591,40 @@ impl Engine {
     }
 
     /// Keeps the plan's ownership record, plus any managed service that should have gone but is
-    /// still in the table (a failed delete must not turn it foreign).
-    fn remember(&mut self, plan: &Plan, observed: &Observed) -> Result<()> {
+    /// still in the table (a failed delete must not turn it foreign). A scoped plan's record
+    /// replaces the entries of its services only.
+    fn remember(
+        &mut self,
+        plan: &Plan,
+        observed: &Observed,
+        scope: Option<&BTreeSet<ServiceKey>>,
+    ) -> Result<()> {
+        let Some(scope) = scope else {
+            return self.remember_all(plan, observed);
+        };
+        let mut changed = false;
+        for k in scope {
+            let next = match plan.owned.services.get(k) {
+                Some(s) => Some(s),
+                // Should have gone but is still there: stays ours.
+                None if observed.services.contains_key(k) => self.owned.services.get(k),
+                None => None,
+            };
+            if next != self.owned.services.get(k) {
+                changed = true;
+                match next.cloned() {
+                    Some(s) => self.owned.services.insert(*k, s),
+                    None => self.owned.services.remove(k),
+                };
+            }
+        }
+        if changed {
+            state_file::save(&self.state_dir, &self.owned)?;
+        }
+        Ok(())
+    }
+
+    fn remember_all(&mut self, plan: &Plan, observed: &Observed) -> Result<()> {
         let mut next = plan.owned.clone();
         for (k, s) in &self.owned.services {
             if observed.services.contains_key(k) && !next.services.contains_key(k) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ipvs::{DestKey, DestSpec, ServiceKey};
 
-use crate::state::Desired;
+use crate::state::{Desired, DesiredService};
 
 /// How a real server is probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,59 +194,76 @@ pub fn effective(
     desired: &Desired,
     up: &dyn Fn(&ServiceKey, &DestKey) -> bool,
 ) -> (Desired, Vec<ServiceStatus>) {
-    let mut out = desired.clone();
+    let mut out = Desired::default();
     let mut statuses = vec![];
-    for (key, svc) in out.services.iter_mut() {
-        let h = &svc.health;
-        let mut healthy = 0;
-        let mut serving = 0;
-        let mut leaving = vec![];
-        for (dest, spec) in svc.reals.iter_mut() {
-            let ok = !h.checks.contains_key(dest) || up(key, dest);
-            if spec.weight > 0 {
-                serving += 1;
-                if ok {
-                    healthy += 1;
-                }
-            }
-            if !ok {
-                match h.on_failure {
-                    OnFailure::Drain => spec.weight = 0,
-                    OnFailure::Remove => leaving.push(*dest),
-                }
-            }
-        }
-        for d in leaving {
-            svc.reals.remove(&d);
-        }
-        let quorum = h.quorum.map_or(1, |q| q.max(1) as usize);
-        let standing = if healthy == 0 && (serving > 0 || !h.checks.is_empty()) {
-            Standing::Down
-        } else if healthy < quorum && h.quorum.is_some() {
-            Standing::Degraded
-        } else {
-            Standing::Ok
-        };
-        let mut fallback_active = false;
-        if let (Some((fk, fs)), Standing::Down | Standing::Degraded) = (&h.fallback, standing) {
-            // The sorry server takes over: what is left of the pool takes no new connections.
-            for spec in svc.reals.values_mut() {
-                spec.weight = 0;
-            }
-            svc.reals.insert(*fk, *fs);
-            fallback_active = true;
-        }
-        statuses.push(ServiceStatus {
-            service: *key,
-            name: svc.name.clone(),
-            healthy,
-            serving,
-            standing,
-            fallback_active,
-            waiting: 0,
-        });
+    for (key, svc) in &desired.services {
+        let (svc, status) = effective_service(key, svc, up);
+        out.services.insert(*key, svc);
+        statuses.extend(status);
     }
     (out, statuses)
+}
+
+/// [`effective`] for one service: a health change or an edit recomputes only its service. The
+/// standing is `None` for a service without checks, quorum or fallback: it is always ok.
+pub fn effective_service(
+    key: &ServiceKey,
+    svc: &DesiredService,
+    up: &dyn Fn(&ServiceKey, &DestKey) -> bool,
+) -> (DesiredService, Option<ServiceStatus>) {
+    let mut svc = svc.clone();
+    let h = &svc.health;
+    if h.checks.is_empty() && h.quorum.is_none() && h.fallback.is_none() {
+        return (svc, None);
+    }
+    let mut healthy = 0;
+    let mut serving = 0;
+    let mut leaving = vec![];
+    for (dest, spec) in svc.reals.iter_mut() {
+        let ok = !h.checks.contains_key(dest) || up(key, dest);
+        if spec.weight > 0 {
+            serving += 1;
+            if ok {
+                healthy += 1;
+            }
+        }
+        if !ok {
+            match h.on_failure {
+                OnFailure::Drain => spec.weight = 0,
+                OnFailure::Remove => leaving.push(*dest),
+            }
+        }
+    }
+    for d in leaving {
+        svc.reals.remove(&d);
+    }
+    let quorum = h.quorum.map_or(1, |q| q.max(1) as usize);
+    let standing = if healthy == 0 && (serving > 0 || !h.checks.is_empty()) {
+        Standing::Down
+    } else if healthy < quorum && h.quorum.is_some() {
+        Standing::Degraded
+    } else {
+        Standing::Ok
+    };
+    let mut fallback_active = false;
+    if let (Some((fk, fs)), Standing::Down | Standing::Degraded) = (&h.fallback, standing) {
+        // The sorry server takes over: what is left of the pool takes no new connections.
+        for spec in svc.reals.values_mut() {
+            spec.weight = 0;
+        }
+        svc.reals.insert(*fk, *fs);
+        fallback_active = true;
+    }
+    let status = ServiceStatus {
+        service: *key,
+        name: svc.name.clone(),
+        healthy,
+        serving,
+        standing,
+        fallback_active,
+        waiting: 0,
+    };
+    (svc, Some(status))
 }
 
 /// A check's identity: the service and the real it probes.
@@ -316,14 +333,35 @@ impl HealthTable {
     /// The table the planner should aim for, and each service's standing (with the reals
     /// that are down only because they have not been checked yet).
     pub fn effective(&self, desired: &Desired) -> (Desired, Vec<ServiceStatus>) {
-        let (table, mut statuses) = effective(desired, &|s, d| self.is_up(s, d));
-        for st in &mut statuses {
-            st.waiting = self
-                .entries
-                .iter()
-                .filter(|((s, _), (_, h))| *s == st.service && !h.up && h.reason.is_empty())
-                .count();
+        let mut table = Desired::default();
+        let mut statuses = vec![];
+        for (key, svc) in &desired.services {
+            let (svc, status) = self.effective_service(key, svc);
+            table.services.insert(*key, svc);
+            statuses.extend(status);
         }
         (table, statuses)
+    }
+
+    /// [`HealthTable::effective`] for one service.
+    pub fn effective_service(
+        &self,
+        key: &ServiceKey,
+        svc: &DesiredService,
+    ) -> (DesiredService, Option<ServiceStatus>) {
+        let (svc, mut status) = effective_service(key, svc, &|s, d| self.is_up(s, d));
+        if let Some(st) = &mut status {
+            let first = DestKey {
+                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                port: 0,
+            };
+            st.waiting = self
+                .entries
+                .range((*key, first)..)
+                .take_while(|((s, _), _)| s == key)
+                .filter(|(_, (_, h))| !h.up && h.reason.is_empty())
+                .count();
+        }
+        (svc, status)
     }
 }

@@ -1,6 +1,8 @@
 //! `plan`: desired + observed + owned → ordered operations. Pure and deterministic: the same
 //! inputs give the same plan, and time enters only as the `now` the caller passes.
 
+use std::collections::BTreeSet;
+
 use ipvs::{DestKey, ServiceKey};
 
 use crate::op::{DelReason, Op};
@@ -245,6 +247,41 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         );
     }
     p.ops.sort_by_key(Op::phase);
+    p
+}
+
+/// [`plan`] for the services in `scope` only: a daemon carrying out a one-line edit plans what
+/// the edit touched, not the whole table. Operations and ownership records cover `scope`; the
+/// guard weighs the removals in `scope` against everything lvsd manages (from `owned`), so a
+/// small scope cannot trip it by being small.
+pub fn plan_services(
+    desired: &Desired,
+    observed: &Observed,
+    owned: &Owned,
+    opts: Options,
+    scope: &BTreeSet<ServiceKey>,
+) -> Plan {
+    let desired = Desired {
+        services: scope
+            .iter()
+            .filter_map(|k| desired.services.get(k).map(|s| (*k, s.clone())))
+            .collect(),
+    };
+    let observed = Observed {
+        services: scope
+            .iter()
+            .filter_map(|k| observed.services.get(k).map(|s| (*k, s.clone())))
+            .collect(),
+    };
+    let mut p = plan(&desired, &observed, owned, opts);
+    for (_, o) in owned
+        .services
+        .iter()
+        .filter(|(k, o)| !scope.contains(k) && o.service_deadline.is_none())
+    {
+        p.guard.owned_services += 1;
+        p.guard.owned_reals += o.reals.len().saturating_sub(o.draining.len());
+    }
     p
 }
 

@@ -55,6 +55,27 @@ pub struct ObservedService {
     pub reals: BTreeMap<DestKey, ObservedReal>,
 }
 
+impl ObservedService {
+    /// One service as the kernel reports it, normalised.
+    pub fn from_kernel(s: &Service, dests: &[Dest]) -> Self {
+        let reals = dests
+            .iter()
+            .map(|d| {
+                let real = ObservedReal {
+                    spec: normalize_dest(d.spec),
+                    active: d.conns.active,
+                    inactive: d.conns.inactive,
+                };
+                (d.key, real)
+            })
+            .collect();
+        ObservedService {
+            spec: normalize_service(s.spec.clone(), s.key),
+            reals,
+        }
+    }
+}
+
 /// The live table, normalised so it compares equal to a `Desired` that matches it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -63,25 +84,70 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The table after the kernel accepted `op`: what a pass that wrote many objects knows
+    /// without reading them all back (the kernel answers every failed write, so a write without
+    /// an error took effect as sent).
+    pub fn apply(&mut self, op: &crate::Op) {
+        use crate::Op;
+        match op {
+            Op::AddService { key, spec, .. } => {
+                self.services
+                    .entry(*key)
+                    .or_insert_with(|| ObservedService {
+                        spec: spec.clone(),
+                        reals: BTreeMap::new(),
+                    })
+                    .spec = spec.clone();
+            }
+            Op::EditService { key, to, .. } => {
+                if let Some(s) = self.services.get_mut(key) {
+                    s.spec = to.clone();
+                }
+            }
+            Op::DelService { key, .. } => {
+                self.services.remove(key);
+            }
+            Op::AddReal { service, key, spec } => {
+                if let Some(s) = self.services.get_mut(service) {
+                    s.reals.insert(
+                        *key,
+                        ObservedReal {
+                            spec: *spec,
+                            active: 0,
+                            inactive: 0,
+                        },
+                    );
+                }
+            }
+            Op::EditReal {
+                service, key, to, ..
+            } => {
+                if let Some(r) = self.real_mut(service, key) {
+                    r.spec = *to;
+                }
+            }
+            Op::DrainReal { service, key, .. } => {
+                if let Some(r) = self.real_mut(service, key) {
+                    r.spec.weight = 0;
+                }
+            }
+            Op::DelReal { service, key, .. } => {
+                if let Some(s) = self.services.get_mut(service) {
+                    s.reals.remove(key);
+                }
+            }
+        }
+    }
+
+    fn real_mut(&mut self, service: &ServiceKey, key: &DestKey) -> Option<&mut ObservedReal> {
+        self.services.get_mut(service)?.reals.get_mut(key)
+    }
+
     /// Builds the observed state from a kernel dump.
     pub fn from_dump(dump: &[(Service, Vec<Dest>)]) -> Self {
         let services = dump
             .iter()
-            .map(|(s, dests)| {
-                let reals = dests
-                    .iter()
-                    .map(|d| {
-                        let real = ObservedReal {
-                            spec: normalize_dest(d.spec),
-                            active: d.conns.active,
-                            inactive: d.conns.inactive,
-                        };
-                        (d.key, real)
-                    })
-                    .collect();
-                let spec = normalize_service(s.spec.clone(), s.key);
-                (s.key, ObservedService { spec, reals })
-            })
+            .map(|(s, dests)| (s.key, ObservedService::from_kernel(s, dests)))
             .collect();
         Observed { services }
     }
