@@ -7,6 +7,7 @@ mod error;
 pub mod export;
 mod health;
 mod host;
+mod incremental;
 mod raw;
 mod validate;
 
@@ -14,8 +15,10 @@ use std::path::Path;
 
 pub use error::{Error, Problem};
 pub use health::parse_check_duration;
+pub use incremental::{Loaded, Reread, Undo};
 use plan::Desired;
 use plan::host::{HostSpec, Role};
+pub(crate) use validate::Collected as Entries;
 pub use validate::{SCHEDULERS, parse_duration};
 
 /// Largest config file accepted, in bytes.
@@ -38,6 +41,13 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 /// Reads and validates the file at `path` for a host whose role the command line sets
 /// (`--role`), overriding `host.role`: one file for the director and every real server.
 pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
+    let text = read_text(path)?;
+    parse_as(&text, &path.display().to_string(), role)
+}
+
+/// Reads the file at `path` as text: refused when larger than any sane config, or not UTF-8
+/// (with where the first bad byte is).
+pub fn read_text(path: &Path) -> Result<String, Error> {
     let shown = path.display().to_string();
     let read = |source| Error::Read {
         path: shown.clone(),
@@ -80,7 +90,7 @@ pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
             });
         }
     };
-    parse_as(&text, &shown, role)
+    Ok(text)
 }
 
 fn options() -> serde_saphyr::Options {
@@ -109,6 +119,23 @@ pub fn parse(text: &str, path: &str) -> Result<Config, Error> {
 
 /// [`parse`] with the command line's role.
 pub fn parse_as(text: &str, path: &str, role: Option<Role>) -> Result<Config, Error> {
+    parse_entries(text, path, role).map(|(c, _)| c)
+}
+
+/// Parses the entries of a `services` list on their own (a stretch of a file, lines counted
+/// from its start); `None` when it is not valid YAML.
+pub(crate) fn parse_services(text: &str) -> Option<Entries> {
+    serde_saphyr::from_str_with_options::<raw::Services>(text, options())
+        .ok()
+        .map(|s| s.0)
+}
+
+/// [`parse_as`], with each entry's identity and line.
+pub(crate) fn parse_entries(
+    text: &str,
+    path: &str,
+    role: Option<Role>,
+) -> Result<(Config, Entries), Error> {
     let invalid = |problems| Error::Invalid {
         path: path.to_owned(),
         problems,
@@ -130,9 +157,10 @@ pub fn parse_as(text: &str, path: &str, role: Option<Role>) -> Result<Config, Er
             .map_err(|e| invalid(vec![yaml_problem(&e)]))?
     };
     let mut checker = validate::Checker { problems: vec![] };
-    let (desired, host) = checker.file(raw, role);
+    let (host, mut entries) = checker.file(raw, role);
     if checker.problems.is_empty() {
-        Ok(Config { desired, host })
+        let desired = std::mem::take(&mut entries.desired);
+        Ok((Config { desired, host }, entries))
     } else {
         checker.problems.sort_by_key(|p| (p.line, p.col));
         // A service's check is checked for each of its reals too: say each problem once.

@@ -46,6 +46,8 @@ pub(crate) struct Collected {
     pub desired: Desired,
     /// Each entry's identity in file order; `None` for an entry with a problem.
     pub keys: Vec<Option<ServiceKey>>,
+    /// Each entry's line.
+    pub lines: Vec<u64>,
     /// Problems found.
     pub problems: Vec<Problem>,
     /// Where each identity was first defined (line).
@@ -226,17 +228,18 @@ impl Checker {
         None
     }
 
-    pub(crate) fn file(&mut self, raw: RawFile, role: Option<Role>) -> (Desired, HostSpec) {
+    pub(crate) fn file(&mut self, raw: RawFile, role: Option<Role>) -> (HostSpec, Collected) {
         let host = self.host(raw.host, role);
-        let services = raw.services.map(|s| s.0).unwrap_or_default();
-        self.problems.extend(services.problems);
-        (services.desired, host)
+        let mut services = raw.services.map(|s| s.0).unwrap_or_default();
+        self.problems.append(&mut services.problems);
+        (host, services)
     }
 
     /// Validates one entry of `services` into `out`, with the checks that span entries
     /// (unique identities and names).
     pub(crate) fn collect(&mut self, svc: Spanned<RawService>, out: &mut Collected) {
         let loc = at(&svc.referenced);
+        out.lines.push(loc.0);
         let Some((key, ds, key_at)) = self.service(svc.value, loc) else {
             out.keys.push(None);
             return;
@@ -249,7 +252,9 @@ impl Checker {
         if let Some(line) = out.first_at.get(&key) {
             self.err(
                 key_at,
-                format!("duplicate service {key} (first defined on line {line}); merge the two entries"),
+                format!(
+                    "duplicate service {key} (first defined on line {line}); merge the two entries"
+                ),
             );
             out.keys.push(None);
             return;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use config::Config;
+use config::{Config, Loaded, Reread};
 use health::Monitor;
 use notify::{RecursiveMode, Watcher};
 use plan::health::{HealthTable, ServiceStatus, Standing};
@@ -216,7 +216,8 @@ fn changed(old: &Desired, new: &Desired) -> BTreeSet<ipvs::ServiceKey> {
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
-pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Result<()> {
+pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> Result<()> {
+    let cfg = &loaded.config;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watch = ConfigWatch::new(&settings.config, tx)?;
     let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
@@ -236,7 +237,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
     // service (so a standing is logged once per change).
     let mut health = HealthTable::default();
     let (mut monitor, mut reports) = Monitor::new(CHECK_CONCURRENCY);
-    if let Err(e) = engine.adopt_health(&cfg, &mut health).await {
+    if let Err(e) = engine.adopt_health(cfg, &mut health).await {
         tracing::warn!("cannot read the table to adopt health states: {e:#}");
     }
     monitor.sync(health.checks());
@@ -266,6 +267,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     tracing::info!(config = %settings.config.display(), role = cfg.host.role.name(), services = cfg.desired.services.len(), checks = monitor.len(), resync = ?settings.resync, "lvsd running");
     loop {
+        let cfg = &loaded.config;
         let report = settings.on_drift == OnDrift::Report;
         let allow = |op: &Op| !report || pending.as_ref().is_none_or(|a| a.contains(&op.service()));
         let allow_host = !report || host_pending;
@@ -292,7 +294,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
         let pass_scope = scope.take();
         let result = engine
             .converge(
-                &cfg,
+                cfg,
                 &table_desired,
                 pass_scope.as_ref(),
                 settings.force,
@@ -490,17 +492,18 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
             tracing::warn!("{e:#}");
         }
         loaded_identity = file_identity(&settings.config);
-        let new = match reload(&settings, &cfg, &mut engine).await {
+        let new = match reload(&settings, &mut loaded, &mut engine).await {
             Ok(new) => new,
             Err(why) => {
                 telemetry.config_rejected(&why);
                 None
             }
         };
-        if let Some((new, touched)) = new {
+        if let Some(touched) = new {
+            let cfg = &loaded.config;
             telemetry.config_loaded(
                 crate::telemetry::config_hash(&settings.config),
-                new.host.role.name(),
+                cfg.host.role.name(),
                 true,
             );
             expect_changes = true;
@@ -509,9 +512,8 @@ pub async fn run(settings: Settings, mut engine: Engine, mut cfg: Config) -> Res
                 .extend(touched.iter().copied());
             host_pending = true;
             failures = 0;
-            cfg = new;
             // Unchanged checks keep their state and rhythm; new ones adopt the kernel's weights.
-            if let Err(e) = engine.adopt_health_kept(&cfg, &mut health).await {
+            if let Err(e) = engine.adopt_health_kept(cfg, &mut health).await {
                 tracing::warn!("cannot read the table to adopt health states: {e:#}");
             }
             monitor.sync(health.checks());
@@ -581,14 +583,16 @@ fn backoff(n: u32, max: Duration) -> Duration {
 }
 
 /// Reads the config again. An invalid or missing file, or one the removal guard refuses, is
-/// logged and ignored: the daemon keeps enforcing the last good config.
-/// `Ok(None)`: nothing new (unchanged, or the file is gone); `Err`: rejected, with why. A new
-/// config comes with the services whose entries changed.
+/// logged and ignored: the daemon keeps enforcing the last good config. An edit of a few
+/// services is read in place (only its entries are parsed again).
+/// `Ok(None)`: nothing new (unchanged, or the file is gone); `Ok(Some(touched))`: `loaded`
+/// holds the new config, and `touched` the services whose entries changed; `Err`: rejected,
+/// with why.
 async fn reload(
     settings: &Settings,
-    current: &Config,
+    loaded: &mut Loaded,
     engine: &mut Engine,
-) -> Result<Option<(Config, BTreeSet<ipvs::ServiceKey>)>, String> {
+) -> Result<Option<BTreeSet<ipvs::ServiceKey>>, String> {
     let path = &settings.config;
     if !settings.allow_insecure_config {
         if let Some(why) = crate::perms::insecure(path) {
@@ -597,59 +601,91 @@ async fn reload(
         }
     }
     let started = std::time::Instant::now();
-    let loaded = config::load_as(path, settings.role);
-    tracing::debug!(elapsed = ?started.elapsed(), "read and validated the config");
-    match loaded {
-        Ok(c) => {
-            let touched = changed(&current.desired, &c.desired);
-            if touched.is_empty() && c.host == current.host {
+    let reread = config::read_text(path)
+        .and_then(|text| loaded.reread(text, &path.display().to_string(), settings.role));
+    tracing::debug!(elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
+    let touched = match reread {
+        Ok(Reread::Same) => return Ok(None),
+        Ok(Reread::Edited { touched, undo }) => {
+            if touched.is_empty() {
                 return Ok(None);
             }
-            if !settings.force {
-                if current.host.role != Role::None && c.host.role == Role::None {
-                    let why = "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force";
-                    tracing::error!(config = %path.display(), role = current.host.role.name(), "{why}");
-                    return Err(why.to_owned());
-                }
-                let plan = match engine.plan_scoped(&c, &c.desired, &touched).await {
-                    Ok(Some(plan)) => Ok(plan),
-                    Ok(None) => engine.plan_all(&c, &c.desired).await,
-                    Err(e) => Err(e),
-                };
-                match plan {
-                    Ok(plan) => {
-                        if let Some(why) = engine.refusal(&c, &plan) {
-                            tracing::error!(config = %path.display(), "{why}; keeping the last good config");
-                            return Err(why.to_string());
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "cannot read the table and host to check the new config: {e:#}"
-                        )
-                    }
-                }
+            if let Err(why) = guard(settings, None, &loaded.config, &touched, engine).await {
+                loaded.undo(undo);
+                return Err(why);
             }
-            tracing::info!(
-                role = c.host.role.name(),
-                services = c.desired.services.len(),
-                changed = touched.len(),
-                "config changed"
-            );
-            Ok(Some((c, touched)))
+            touched
+        }
+        Ok(Reread::Whole(new)) => {
+            let touched = changed(&loaded.config.desired, &new.config.desired);
+            if touched.is_empty() && new.config.host == loaded.config.host {
+                *loaded = *new;
+                return Ok(None);
+            }
+            let role = loaded.config.host.role;
+            guard(settings, Some(role), &new.config, &touched, engine).await?;
+            *loaded = *new;
+            touched
         }
         Err(config::Error::Read { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
             tracing::warn!(config = %path.display(), "config file is gone; keeping the last good config (a missing file never means remove everything)");
-            Ok(None)
+            return Ok(None);
         }
         Err(e) => {
             for line in e.to_string().lines() {
                 tracing::error!("{line}");
             }
             tracing::error!("config rejected; keeping the last good config");
-            Err(e.to_string())
+            return Err(e.to_string());
+        }
+    };
+    tracing::info!(
+        role = loaded.config.host.role.name(),
+        services = loaded.config.desired.services.len(),
+        changed = touched.len(),
+        "config changed"
+    );
+    Ok(Some(touched))
+}
+
+/// The removal guards for a new config (unless `--force`): a role taken away (`current`: the
+/// role before), or a plan removing most of what lvsd manages. For a small edit the plan covers
+/// the touched services against the table the last pass left.
+async fn guard(
+    settings: &Settings,
+    current: Option<Role>,
+    new: &Config,
+    touched: &BTreeSet<ipvs::ServiceKey>,
+    engine: &mut Engine,
+) -> Result<(), String> {
+    if settings.force {
+        return Ok(());
+    }
+    let path = &settings.config;
+    if let Some(role) = current.filter(|r| *r != Role::None) {
+        if new.host.role == Role::None {
+            let why = "the new config takes this host's role away (its host section is gone: a truncated file?); keeping the last good config. To remove the role, stop lvsd and run `lvsd apply --role none`, or run with --force";
+            tracing::error!(config = %path.display(), role = role.name(), "{why}");
+            return Err(why.to_owned());
         }
     }
+    let plan = match engine.plan_scoped(new, &new.desired, touched).await {
+        Ok(Some(plan)) => Ok(plan),
+        Ok(None) => engine.plan_all(new, &new.desired).await,
+        Err(e) => Err(e),
+    };
+    match plan {
+        Ok(plan) => {
+            if let Some(why) = engine.refusal(new, &plan) {
+                tracing::error!(config = %path.display(), "{why}; keeping the last good config");
+                return Err(why.to_string());
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot read the table and host to check the new config: {e:#}")
+        }
+    }
+    Ok(())
 }

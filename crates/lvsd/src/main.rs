@@ -209,12 +209,18 @@ fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
 
 /// Loads a config lvsd is about to act on: its permissions are checked first.
 fn load_trusted(arg: &ConfigArg) -> Result<config::Config> {
+    check_trusted(arg)?;
+    Ok(load(arg)?)
+}
+
+/// Refuses a config others can write (unless `--allow-insecure-config`).
+fn check_trusted(arg: &ConfigArg) -> Result<()> {
     if !arg.allow_insecure_config {
         if let Some(why) = perms::insecure(&arg.config) {
             bail!("{why}");
         }
     }
-    Ok(load(arg)?)
+    Ok(())
 }
 
 fn print_host_plan(plan: &HostPlan) {
@@ -381,7 +387,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             force,
             metrics_listen,
         } => {
-            let cfg = load_trusted(&table.config)?;
+            check_trusted(&table.config)?;
+            let cfg =
+                config::Loaded::load(&table.config.config, table.config.role.map(Role::from))?;
             let engine = Engine::new(table.state_dir, table.exclusive);
             let settings = daemon::Settings {
                 config: table.config.config,

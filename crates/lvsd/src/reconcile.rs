@@ -184,13 +184,18 @@ impl Engine {
     /// The live table.
     pub async fn observe(&mut self) -> Result<Observed> {
         let started = std::time::Instant::now();
-        let dump = self
-            .client()
-            .await?
-            .dump()
-            .await
-            .context("read the IPVS table")?;
-        let observed = Observed::from_dump(&dump);
+        // The kept picture is replaced: not holding both keeps the peak memory down.
+        self.table = None;
+        self.fresh = false;
+        let client = self.client().await?;
+        let services = client.services().await.context("read the IPVS table")?;
+        let mut observed = Observed::default();
+        for s in services {
+            let dests = client.dests(&s.key).await.context("read the IPVS table")?;
+            observed
+                .services
+                .insert(s.key, plan::ObservedService::from_kernel(&s, &dests));
+        }
         tracing::debug!(elapsed = ?started.elapsed(), services = observed.services.len(), "read the IPVS table");
         Ok(observed)
     }
@@ -276,7 +281,10 @@ impl Engine {
             .as_ref()
             .map(|t| self.plan_services(table_desired, t, scope));
         self.table = table;
-        Ok(Some(FullPlan { host: host?, table: plan }))
+        Ok(Some(FullPlan {
+            host: host?,
+            table: plan,
+        }))
     }
 
     /// A pass for `scope` can start from the kept table (reading a few services one by one

@@ -505,13 +505,22 @@ fn a_scoped_plan_is_the_full_plan_restricted_to_its_services() {
         assert_eq!(p.ops, expect, "scope {scope:?}");
         assert!(p.owned.services.keys().all(|k| scope.contains(k)));
         // The guard weighs the scope's removals against all of lvsd's services.
-        assert_eq!(p.guard.owned_services, full.guard.owned_services, "scope {scope:?}");
-        assert_eq!(p.guard.owned_reals, full.guard.owned_reals, "scope {scope:?}");
+        assert_eq!(
+            p.guard.owned_services, full.guard.owned_services,
+            "scope {scope:?}"
+        );
+        assert_eq!(
+            p.guard.owned_reals, full.guard.owned_reals,
+            "scope {scope:?}"
+        );
     }
     let one: std::collections::BTreeSet<_> = [svc(4)].into();
     let p = plan_services(&d, &o, &owned, opts, &one);
     assert_eq!((p.guard.removed_services, p.guard.removed_reals), (1, 1));
-    assert!(!p.guard.tripped(), "one service of four is not an emptied config");
+    assert!(
+        !p.guard.tripped(),
+        "one service of four is not an emptied config"
+    );
 }
 
 #[test]

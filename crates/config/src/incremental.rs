@@ -1,0 +1,359 @@
+//! Reading a new version of the config by re-parsing only the services an edit touched. A
+//! 10,000-service file takes seconds to parse on a slow machine; a one-line edit should not.
+//!
+//! The file's text is kept with its layout: where each entry of `services` starts, and which
+//! service it defines. A new version is compared with the old one byte by byte from both ends;
+//! the entries holding the difference are parsed and validated alone, and replace the old
+//! entries' services. Anything this cannot prove equivalent to a full parse falls back to one:
+//! an edit outside the `services` block, anchors, aliases, tags or tabs anywhere, entries that do
+//! not line up, any problem (the full parse reports it with the right line), or a new entry
+//! that collides with one it did not replace.
+
+use std::collections::BTreeSet;
+
+use ipvs::ServiceKey;
+use plan::DesiredService;
+use plan::host::Role;
+
+use crate::{Config, Error};
+
+/// A valid config together with the text it was read from, so that the next version of the
+/// file can be read by re-parsing only what changed.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    text: String,
+    layout: Option<Layout>,
+}
+
+/// Where the entries of `services` are in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    /// The entries' indentation.
+    indent: usize,
+    /// The byte where each entry's first line starts.
+    starts: Vec<usize>,
+    /// The service each entry defines.
+    keys: Vec<ServiceKey>,
+    /// The byte after the last entry (the start of the next top-level key, or the end).
+    end: usize,
+}
+
+/// What reading a new version found.
+#[derive(Debug)]
+pub enum Reread {
+    /// The same text.
+    Same,
+    /// Only entries of `services` changed, and the config was updated in place: `touched` holds
+    /// the services whose definition changed (added, removed or different). `undo` puts the old
+    /// version back (when the edit is refused after all).
+    Edited {
+        /// Services that may differ.
+        touched: BTreeSet<ServiceKey>,
+        /// The way back.
+        undo: Undo,
+    },
+    /// The whole file was parsed again; the caller decides whether to take it.
+    Whole(Box<Loaded>),
+}
+
+/// The way back from an in-place edit.
+#[derive(Debug)]
+pub struct Undo {
+    text: String,
+    layout: Option<Layout>,
+    removed: Vec<(ServiceKey, DesiredService)>,
+    added: Vec<ServiceKey>,
+}
+
+/// Bytes that make an entry's meaning depend on text outside it (anchors, aliases, tags,
+/// directives) or that YAML forbids in indentation (tabs).
+fn unsafe_byte(b: &u8) -> bool {
+    matches!(b, b'&' | b'*' | b'!' | b'%' | b'\t')
+}
+
+/// A line's content without its end of line.
+fn lines(text: &str, from: usize) -> impl Iterator<Item = (usize, &str)> {
+    let mut pos = from;
+    std::iter::from_fn(move || {
+        if pos >= text.len() {
+            return None;
+        }
+        let start = pos;
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        pos = end + 1;
+        Some((start, text[start..end].trim_end_matches('\r')))
+    })
+}
+
+/// What a line is, inside a block of entries at `indent`.
+enum Line {
+    /// Blank or a comment: belongs to the entry before it.
+    Blank,
+    /// A document marker: never handled here.
+    Marker,
+    /// Indented by this much, starting an entry (`- `) or not.
+    Content(usize, bool),
+}
+
+fn classify(line: &str) -> Line {
+    let trimmed = line.trim_start_matches(' ');
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Line::Blank;
+    }
+    if line.starts_with("---") || line.starts_with("...") {
+        return Line::Marker;
+    }
+    let item = trimmed == "-" || trimmed.starts_with("- ");
+    Line::Content(line.len() - trimmed.len(), item)
+}
+
+/// Finds the entries of the top-level `services` block as lines of text: their starts, their
+/// 1-based lines, the indentation and where the block ends.
+fn scan(text: &str) -> Option<(usize, Vec<usize>, Vec<u64>, usize)> {
+    if text.as_bytes().iter().any(unsafe_byte) {
+        return None;
+    }
+    let mut in_block = false;
+    let mut indent = None;
+    let mut starts = vec![];
+    let mut line_nos = vec![];
+    let mut end = None;
+    for (n, (start, line)) in lines(text, 0).enumerate() {
+        let class = classify(line);
+        if matches!(class, Line::Marker) {
+            return None;
+        }
+        if end.is_some() {
+            // A second `services` key is the parser's to report.
+            if line.starts_with("services:") {
+                return None;
+            }
+            continue;
+        }
+        if !in_block {
+            if let Some(rest) = line.strip_prefix("services:") {
+                let rest = rest.trim_start_matches(' ');
+                if !(rest.is_empty() || rest.starts_with('#')) {
+                    return None;
+                }
+                in_block = true;
+            }
+            continue;
+        }
+        let Line::Content(ind, item) = class else {
+            continue;
+        };
+        match indent {
+            None if item => indent = Some(ind),
+            None => return None,
+            Some(i) if ind > i => continue,
+            Some(i) if ind == i && item => {}
+            Some(_) if ind == 0 => {
+                end = Some(start);
+                continue;
+            }
+            Some(_) => return None,
+        }
+        starts.push(start);
+        line_nos.push(n as u64 + 1);
+    }
+    let indent = indent?;
+    Some((indent, starts, line_nos, end.unwrap_or(text.len())))
+}
+
+/// The entries of a stretch of text that must hold whole entries at `indent` and nothing
+/// else: their starts (from `base`) and 1-based lines within the stretch.
+fn scan_region(region: &str, indent: usize, base: usize) -> Option<(Vec<usize>, Vec<u64>)> {
+    let mut starts = vec![];
+    let mut line_nos = vec![];
+    for (n, (start, line)) in lines(region, 0).enumerate() {
+        match classify(line) {
+            Line::Blank => {}
+            Line::Marker => return None,
+            Line::Content(ind, true) if ind == indent => {
+                starts.push(base + start);
+                line_nos.push(n as u64 + 1);
+            }
+            Line::Content(ind, _) if ind > indent && !starts.is_empty() => {}
+            Line::Content(..) => return None,
+        }
+    }
+    Some((starts, line_nos))
+}
+
+impl Loaded {
+    /// Parses and validates `text` whole (see [`crate::parse_as`]) and keeps what a later
+    /// [`Loaded::reread`] needs.
+    pub fn parse(text: String, path: &str, role: Option<Role>) -> Result<Loaded, Error> {
+        let (config, entries) = crate::parse_entries(&text, path, role)?;
+        let layout = scan(&text).and_then(|(indent, starts, line_nos, end)| {
+            let keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;
+            (line_nos == entries.lines && keys.len() == starts.len()).then_some(Layout {
+                indent,
+                starts,
+                keys,
+                end,
+            })
+        });
+        Ok(Loaded {
+            config,
+            text,
+            layout,
+        })
+    }
+
+    /// Reads the file at `path` (see [`crate::load_as`]).
+    pub fn load(path: &std::path::Path, role: Option<Role>) -> Result<Loaded, Error> {
+        let text = crate::read_text(path)?;
+        Loaded::parse(text, &path.display().to_string(), role)
+    }
+
+    /// True when the next [`Loaded::reread`] can take the short way for an edit of the
+    /// services (for tests and logs).
+    pub fn incremental(&self) -> bool {
+        self.layout.is_some()
+    }
+
+    /// Reads a new version of the file: in place when only entries of `services` changed and
+    /// they are valid, else by a full parse (which reports any problem with its line).
+    pub fn reread(
+        &mut self,
+        text: String,
+        path: &str,
+        role: Option<Role>,
+    ) -> Result<Reread, Error> {
+        if text == self.text {
+            return Ok(Reread::Same);
+        }
+        if let Some(touched) = self.edit(&text) {
+            let (touched, undo) = touched;
+            return Ok(Reread::Edited {
+                touched,
+                undo: Undo {
+                    text: std::mem::replace(&mut self.text, text),
+                    ..undo
+                },
+            });
+        }
+        Ok(Reread::Whole(Box::new(Loaded::parse(text, path, role)?)))
+    }
+
+    /// Puts the version before an in-place edit back.
+    pub fn undo(&mut self, undo: Undo) {
+        for k in &undo.added {
+            self.config.desired.services.remove(k);
+        }
+        self.config.desired.services.extend(undo.removed);
+        self.text = undo.text;
+        self.layout = undo.layout;
+    }
+
+    /// The short way: `None` when it does not apply. On success the config and layout are
+    /// updated; the text is the caller's to swap in.
+    fn edit(&mut self, new: &str) -> Option<(BTreeSet<ServiceKey>, Undo)> {
+        let layout = self.layout.as_ref()?;
+        if new.as_bytes().iter().any(unsafe_byte) {
+            return None;
+        }
+        let (old_b, new_b) = (self.text.as_bytes(), new.as_bytes());
+        let prefix = old_b.iter().zip(new_b).take_while(|(a, b)| a == b).count();
+        let room = old_b.len().min(new_b.len()) - prefix;
+        let suffix = old_b
+            .iter()
+            .rev()
+            .zip(new_b.iter().rev())
+            .take(room)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (lo, hi) = (prefix, old_b.len() - suffix);
+        let first = *layout.starts.first()?;
+        if lo < first || hi > layout.end {
+            return None;
+        }
+        // The entries holding the difference: from the one where it starts to the one where
+        // it ends (at least one, for an insertion). Lines added at the start of an entry's
+        // line may continue the entry before it: that one is read again too.
+        let line_start = self.text[..lo].rfind('\n').map_or(0, |i| i + 1);
+        let probe = line_start.saturating_sub(1).max(first);
+        let a = layout
+            .starts
+            .partition_point(|&s| s <= probe)
+            .checked_sub(1)?;
+        let b = layout.starts.partition_point(|&s| s < hi).max(a + 1);
+        let old_end = layout.starts.get(b).copied().unwrap_or(layout.end);
+        let new_end = (old_end + new_b.len()).checked_sub(old_b.len())?;
+        let start = layout.starts[a];
+        let region = new.get(start..new_end)?;
+        if new_end < new_b.len() && new_b.get(new_end.checked_sub(1)?) != Some(&b'\n') {
+            return None;
+        }
+        let (starts, line_nos) = scan_region(region, layout.indent, start)?;
+        let entries = if starts.is_empty() {
+            crate::Entries::default()
+        } else {
+            crate::parse_services(region)?
+        };
+        if !entries.problems.is_empty() || entries.lines != line_nos {
+            return None;
+        }
+        let keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;
+        let old_keys: BTreeSet<ServiceKey> = layout.keys[a..b].iter().copied().collect();
+        let services = &self.config.desired.services;
+        // A new entry may not collide with one it did not replace (the full parse says how).
+        if keys
+            .iter()
+            .any(|k| !old_keys.contains(k) && services.contains_key(k))
+        {
+            return None;
+        }
+        let names: BTreeSet<&str> = entries
+            .desired
+            .services
+            .values()
+            .filter_map(|s| s.name.as_deref())
+            .collect();
+        if !names.is_empty()
+            && services.iter().any(|(k, s)| {
+                !old_keys.contains(k) && s.name.as_deref().is_some_and(|n| names.contains(n))
+            })
+        {
+            return None;
+        }
+        let touched: BTreeSet<ServiceKey> = old_keys
+            .iter()
+            .chain(&keys)
+            .filter(|k| services.get(k) != entries.desired.services.get(k))
+            .copied()
+            .collect();
+        // Take it.
+        let delta = new_b.len() as isize - old_b.len() as isize;
+        let shift = |s: &usize| s.checked_add_signed(delta);
+        let mut next = Layout {
+            indent: layout.indent,
+            starts: layout.starts[..a].to_vec(),
+            keys: layout.keys[..a].to_vec(),
+            end: shift(&layout.end)?,
+        };
+        next.starts.extend(starts);
+        next.keys.extend(keys.iter().copied());
+        for s in &layout.starts[b..] {
+            next.starts.push(shift(s)?);
+        }
+        next.keys.extend(layout.keys[b..].iter().copied());
+        let services = &mut self.config.desired.services;
+        let removed: Vec<(ServiceKey, DesiredService)> = old_keys
+            .iter()
+            .filter_map(|k| services.remove(k).map(|s| (*k, s)))
+            .collect();
+        services.extend(entries.desired.services);
+        let undo = Undo {
+            text: String::new(),
+            layout: self.layout.replace(next),
+            removed,
+            added: keys,
+        };
+        Some((touched, undo))
+    }
+}
