@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use ipvs::{DestKey, DestSpec, ServiceKey};
 use plan::health::{CheckKind, CheckSpec, OnFailure};
-use serde_saphyr::Spanned;
 
-use crate::raw::{RawCheck, Scalar};
+use crate::raw::{RawCheck, Scalar, Spanned};
 use crate::validate::{Checker, at, suggest};
 
 const KINDS: &[&str] = &["tcp", "http", "https", "exec", "none"];

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use plan::host::{HostSpec, Role};
-use serde_saphyr::Spanned;
 
-use crate::raw::RawHost;
+use crate::raw::{RawHost, Spanned};
 use crate::validate::{Checker, at, suggest};
 
 /// Linux's limit on interface names (IFNAMSIZ - 1).

@@ -5,6 +5,7 @@
 
 mod error;
 pub mod export;
+mod fast;
 mod health;
 mod host;
 mod incremental;
@@ -122,6 +123,23 @@ pub fn parse_as(text: &str, path: &str, role: Option<Role>) -> Result<Config, Er
     parse_entries(text, path, role).map(|(c, _)| c)
 }
 
+/// [`parse`] without the fast reader: everything through serde-saphyr. For tests that hold the
+/// fast reader to it.
+#[doc(hidden)]
+pub fn parse_with_yaml_library(text: &str, path: &str) -> Result<Config, Error> {
+    parse_inner(text, path, None, false).map(|(c, _)| c)
+}
+
+/// True when the fast reader takes `text` (valid, in its subset). For tests.
+#[doc(hidden)]
+pub fn fast_reader_takes(text: &str) -> bool {
+    fast::read(text).is_some_and(|raw| {
+        let mut checker = validate::Checker { problems: vec![] };
+        checker.file(raw, None);
+        checker.problems.is_empty()
+    })
+}
+
 /// Parses the entries of a `services` list on their own (a stretch of a file, lines counted
 /// from its start); `None` when it is not valid YAML.
 pub(crate) fn parse_services(text: &str) -> Option<Entries> {
@@ -135,6 +153,15 @@ pub(crate) fn parse_entries(
     text: &str,
     path: &str,
     role: Option<Role>,
+) -> Result<(Config, Entries), Error> {
+    parse_inner(text, path, role, true)
+}
+
+fn parse_inner(
+    text: &str,
+    path: &str,
+    role: Option<Role>,
+    fast: bool,
 ) -> Result<(Config, Entries), Error> {
     let invalid = |problems| Error::Invalid {
         path: path.to_owned(),
@@ -150,6 +177,16 @@ pub(crate) fn parse_entries(
     let empty = text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+    // The fast reader takes the plain block style large files are written in, when it is
+    // valid; anything else, and every problem, is serde-saphyr's to read and report.
+    if let Some(raw) = fast.then(|| fast::read(text)).flatten() {
+        let mut checker = validate::Checker { problems: vec![] };
+        let (host, mut entries) = checker.file(raw, role);
+        if checker.problems.is_empty() {
+            let desired = std::mem::take(&mut entries.desired);
+            return Ok((Config { desired, host }, entries));
+        }
+    }
     let raw: raw::RawFile = if empty {
         raw::RawFile::default()
     } else {

@@ -3,9 +3,44 @@
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_saphyr::Spanned;
 
 use crate::validate::{Checker, Collected};
+
+/// Where a value stands in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+}
+
+/// A value and where it stands: what validation needs to say `file:line:col`. Read through
+/// serde-saphyr's `Spanned`, or built by the fast reader (`fast`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Spanned<T> {
+    pub value: T,
+    pub referenced: Loc,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, referenced: Loc) -> Self {
+        Spanned { value, referenced }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(Spanned {
+            value: s.value,
+            referenced: Loc {
+                line: s.referenced.line(),
+                column: s.referenced.column(),
+            },
+        })
+    }
+}
 
 /// The top level.
 #[derive(Debug, Deserialize, Default)]

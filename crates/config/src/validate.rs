@@ -11,10 +11,9 @@ use ipvs::{
 use plan::health::{OnFailure, ServiceHealth};
 use plan::host::{HostSpec, Role};
 use plan::{DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, normalize_dest, normalize_service};
-use serde_saphyr::{Location, Spanned};
 
 use crate::error::Problem;
-use crate::raw::{Persistence, RawFile, RawReal, RawService, Scalar};
+use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, Scalar, Spanned};
 
 /// Schedulers IPVS has (the kernel loads `ip_vs_<name>` on first use).
 pub const SCHEDULERS: &[&str] = &[
@@ -56,8 +55,8 @@ pub(crate) struct Collected {
     names: HashMap<String, u64>,
 }
 
-pub(crate) fn at(l: &Location) -> (u64, u64) {
-    (l.line(), l.column())
+pub(crate) fn at(l: &Loc) -> (u64, u64) {
+    (l.line, l.column)
 }
 
 /// Parses a duration: `300`, `300s`, `5m`, `1h`, `1m30s`.
@@ -385,7 +384,7 @@ impl Checker {
             spec.flags = spec.flags | ServiceFlags::PERSISTENT;
             let (timeout, netmask, engine) = match &p.value {
                 Persistence::Short(v) => {
-                    let v = Spanned::new(v.clone(), p.referenced, p.defined);
+                    let v = Spanned::new(v.clone(), p.referenced);
                     (self.duration(&v, "persistence"), None, None)
                 }
                 Persistence::Full(m) => {

@@ -1,0 +1,428 @@
+//! A fast reader for the plain block style that large configs are written in (and generated
+//! in): `key: value` mappings, `- ` lists, plain scalars and comments. A 10,000-service file
+//! reads in a fraction of the YAML library's time, which matters most where lvsd runs under
+//! emulation or on small machines.
+//!
+//! It is deliberately strict and partial: it returns `None` at the first thing it does not
+//! handle — quotes, flow collections, anchors, aliases, tags, block scalars, multi-line
+//! scalars, nulls, floats, booleans, numbers where text is expected, health checks, long-form
+//! persistence, unknown or repeated keys, any indentation it does not expect — and the caller
+//! then reads the file with serde-saphyr, which also reports every error. What it does accept,
+//! it reads exactly as serde-saphyr does (a property test holds the two to the same result on
+//! random and mutated files).
+
+use crate::raw::{
+    Loc, Persistence, RawFile, RawHost, RawReal, RawService, Scalar, Services, Spanned,
+};
+use crate::validate::{Checker, Collected};
+
+/// One meaningful line: its number, indentation and content without comment or trailing
+/// blanks.
+#[derive(Debug, Clone, Copy)]
+struct Line<'a> {
+    no: u64,
+    indent: usize,
+    text: &'a str,
+}
+
+/// A node of the subset.
+enum Node<'a> {
+    Scalar(&'a str, Loc),
+    Map(Vec<(&'a str, Node<'a>)>, Loc),
+    Seq(Vec<Node<'a>>),
+}
+
+/// Splits the text into meaningful lines; `None` when a byte outside the subset appears.
+fn lines(text: &str) -> Option<Vec<Line<'_>>> {
+    let mut out = Vec::with_capacity(text.len() / 24);
+    for (i, raw) in text.split('\n').enumerate() {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if raw.bytes().any(|b| {
+            matches!(
+                b,
+                b'\t'
+                    | b'&'
+                    | b'*'
+                    | b'!'
+                    | b'%'
+                    | b'|'
+                    | b'>'
+                    | b'{'
+                    | b'}'
+                    | b'['
+                    | b']'
+                    | b'"'
+                    | b'\''
+                    | b'@'
+                    | b'`'
+                    | b'?'
+                    | b','
+            ) || b < b' '
+        }) {
+            return None;
+        }
+        let text = match raw.find('#') {
+            // A comment starts at a `#` at the start or after a blank; elsewhere it is text
+            // (which the subset does not take).
+            Some(0) => "",
+            Some(i) if raw.as_bytes()[i - 1] == b' ' => &raw[..i],
+            Some(_) => return None,
+            None => raw,
+        };
+        let text = text.trim_end_matches(' ');
+        let body = text.trim_start_matches(' ');
+        if body.is_empty() {
+            continue;
+        }
+        if raw.starts_with("---") || raw.starts_with("...") {
+            return None;
+        }
+        out.push(Line {
+            no: i as u64 + 1,
+            indent: text.len() - body.len(),
+            text: body,
+        });
+    }
+    Some(out)
+}
+
+/// Reads lines into nodes.
+struct Reader<'a> {
+    lines: Vec<Line<'a>>,
+    at: usize,
+    /// Blocks open now: the config nests four deep, so a deeper file is not ours to read (and
+    /// recursion stays bounded whatever the input).
+    depth: usize,
+}
+
+/// The deepest nesting read here.
+const MAX_DEPTH: usize = 8;
+
+/// `key: value` or `key:` when `s` is a mapping entry of the subset.
+fn split_key(s: &str) -> Option<(&str, &str)> {
+    let (k, v) = match s.find(": ") {
+        Some(i) => (&s[..i], s[i + 2..].trim_start_matches(' ')),
+        None => (s.strip_suffix(':')?, ""),
+    };
+    let key = !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    key.then_some((k, v))
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Option<Line<'a>> {
+        self.lines.get(self.at).copied()
+    }
+
+    /// The block starting at the next line, which must be indented by exactly `indent`.
+    fn block(&mut self, indent: usize) -> Option<Node<'a>> {
+        let first = self.peek()?;
+        if first.indent != indent {
+            return None;
+        }
+        if first.text == "-" || first.text.starts_with("- ") {
+            self.seq(indent)
+        } else {
+            self.map(indent, first.text, first.indent)
+        }
+    }
+
+    /// A mapping whose keys stand at `indent`; its first entry is `first` (already taken off a
+    /// `- ` line when `column` differs from the line's indentation).
+    fn map(&mut self, indent: usize, first: &'a str, column: usize) -> Option<Node<'a>> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let node = self.map_entries(indent, first, column);
+        self.depth -= 1;
+        node
+    }
+
+    fn map_entries(&mut self, indent: usize, first: &'a str, column: usize) -> Option<Node<'a>> {
+        let start = self.peek()?;
+        let loc = Loc {
+            line: start.no,
+            column: column as u64 + 1,
+        };
+        let mut entries: Vec<(&str, Node<'a>)> = vec![];
+        let mut text = first;
+        let mut line = start;
+        loop {
+            let (key, value) = split_key(text)?;
+            if entries.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            self.at += 1;
+            let node = if value.is_empty() {
+                match self.peek() {
+                    Some(n) if n.indent > indent => self.block(n.indent)?,
+                    // A list may stand at its key's indentation.
+                    Some(n)
+                        if n.indent == indent && (n.text == "-" || n.text.starts_with("- ")) =>
+                    {
+                        self.seq(indent)?
+                    }
+                    // An empty value is null: serde-saphyr's business.
+                    _ => return None,
+                }
+            } else {
+                if self.peek().is_some_and(|n| n.indent > indent) {
+                    return None;
+                }
+                // Keys stand at `indent`; the value follows its key on the line.
+                let column = indent + (text.len() - value.len()) + 1;
+                Node::Scalar(
+                    value,
+                    Loc {
+                        line: line.no,
+                        column: column as u64,
+                    },
+                )
+            };
+            entries.push((key, node));
+            match self.peek() {
+                Some(n) if n.indent == indent && !(n.text == "-" || n.text.starts_with("- ")) => {
+                    line = n;
+                    text = n.text;
+                }
+                Some(n) if n.indent > indent => return None,
+                _ => break,
+            }
+        }
+        Some(Node::Map(entries, loc))
+    }
+
+    /// A list whose `- ` marks stand at `indent`.
+    fn seq(&mut self, indent: usize) -> Option<Node<'a>> {
+        let mut items = vec![];
+        self.items(indent, |n| {
+            items.push(n);
+            Some(())
+        })?;
+        Some(Node::Seq(items))
+    }
+
+    /// Hands each item of the list whose `- ` marks stand at `indent` to `each` as it is read
+    /// (a long list is never held whole).
+    fn items(&mut self, indent: usize, mut each: impl FnMut(Node<'a>) -> Option<()>) -> Option<()> {
+        while let Some(line) = self.peek() {
+            if line.indent != indent {
+                if line.indent > indent {
+                    return None;
+                }
+                break;
+            }
+            let Some(rest) = line.text.strip_prefix("- ") else {
+                // The next key of the mapping holding this list at its own indentation.
+                break;
+            };
+            let rest = rest.trim_start_matches(' ');
+            let column = indent + (line.text.len() - rest.len());
+            if rest.starts_with("- ") || rest == "-" {
+                return None;
+            }
+            if split_key(rest).is_some() {
+                // A mapping that starts on the `- ` line: its keys line up after the mark.
+                each(self.map(column, rest, column)?)?;
+            } else {
+                self.at += 1;
+                if self.peek().is_some_and(|n| n.indent > indent) {
+                    return None;
+                }
+                each(Node::Scalar(
+                    rest,
+                    Loc {
+                        line: line.no,
+                        column: column as u64 + 1,
+                    },
+                ))?;
+            }
+        }
+        Some(())
+    }
+}
+
+/// Text as serde-saphyr gives it for a string field: only plain words it cannot take for
+/// anything else (a null, a boolean, a number).
+fn text(node: &Node<'_>) -> Option<Spanned<String>> {
+    let Node::Scalar(s, loc) = node else {
+        return None;
+    };
+    let lower = s.to_ascii_lowercase();
+    let special = matches!(
+        lower.as_str(),
+        "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
+    );
+    let first = s.as_bytes().first()?;
+    let numeric = first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.');
+    let number = s.parse::<f64>().is_ok() || lower.starts_with("0x") || lower.starts_with("0o");
+    if special || (numeric && number) || matches!(first, b'-' | b'+' | b':') || s.ends_with(':') {
+        return None;
+    }
+    Some(Spanned::new((*s).to_owned(), *loc))
+}
+
+/// A decimal integer as serde-saphyr reads it; anything fancier is left to it.
+fn int(node: &Node<'_>) -> Option<Spanned<i64>> {
+    let Node::Scalar(s, loc) = node else {
+        return None;
+    };
+    let plain = s.len() <= 18
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && !(s.len() > 1 && s.starts_with('0'));
+    plain.then(|| s.parse().ok().map(|v| Spanned::new(v, *loc)))?
+}
+
+/// A number or a string (durations).
+fn scalar(node: &Node<'_>) -> Option<Spanned<Scalar>> {
+    if let Some(i) = int(node) {
+        return Some(Spanned::new(Scalar::Int(i.value.into()), i.referenced));
+    }
+    let t = text(node)?;
+    Some(Spanned::new(Scalar::Str(t.value), t.referenced))
+}
+
+fn texts(node: &Node<'_>) -> Option<Vec<Spanned<String>>> {
+    let Node::Seq(items) = node else {
+        return None;
+    };
+    items.iter().map(text).collect()
+}
+
+fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
+    let Node::Map(entries, loc) = node else {
+        return None;
+    };
+    let mut r = RawReal {
+        address: None,
+        weight: None,
+        forward: None,
+        max_connections: None,
+        min_connections: None,
+        check: None,
+    };
+    for (k, v) in entries {
+        match *k {
+            "address" => r.address = Some(text(v)?),
+            "weight" => r.weight = Some(int(v)?),
+            "forward" => r.forward = Some(text(v)?),
+            "max_connections" => r.max_connections = Some(int(v)?),
+            "min_connections" => r.min_connections = Some(int(v)?),
+            _ => return None,
+        }
+    }
+    Some(Spanned::new(r, *loc))
+}
+
+fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
+    let Node::Map(entries, loc) = node else {
+        return None;
+    };
+    let mut s = RawService {
+        name: None,
+        address: None,
+        fwmark: None,
+        family: None,
+        protocol: None,
+        scheduler: None,
+        forward: None,
+        persistence: None,
+        flags: None,
+        drain_timeout: None,
+        check: None,
+        on_failure: None,
+        fallback: None,
+        quorum: None,
+        reals: vec![],
+    };
+    for (k, v) in entries {
+        match *k {
+            "name" => s.name = Some(text(v)?),
+            "address" => s.address = Some(text(v)?),
+            "fwmark" => s.fwmark = Some(int(v)?),
+            "family" => s.family = Some(text(v)?),
+            "protocol" => s.protocol = Some(text(v)?),
+            "scheduler" => s.scheduler = Some(text(v)?),
+            "forward" => s.forward = Some(text(v)?),
+            "persistence" => {
+                let p = scalar(v)?;
+                s.persistence = Some(Spanned::new(Persistence::Short(p.value), p.referenced));
+            }
+            "flags" => s.flags = Some(texts(v)?),
+            "drain_timeout" => s.drain_timeout = Some(scalar(v)?),
+            "on_failure" => s.on_failure = Some(text(v)?),
+            "fallback" => s.fallback = Some(text(v)?),
+            "quorum" => s.quorum = Some(int(v)?),
+            "reals" => {
+                let Node::Seq(items) = v else {
+                    return None;
+                };
+                s.reals = items.iter().map(real).collect::<Option<_>>()?;
+            }
+            _ => return None,
+        }
+    }
+    Some(Spanned::new(s, *loc))
+}
+
+fn host(node: &Node<'_>) -> Option<Spanned<RawHost>> {
+    let Node::Map(entries, loc) = node else {
+        return None;
+    };
+    let mut h = RawHost {
+        role: None,
+        interface: None,
+        vips: None,
+    };
+    for (k, v) in entries {
+        match *k {
+            "role" => h.role = Some(text(v)?),
+            "interface" => h.interface = Some(text(v)?),
+            "vips" => h.vips = Some(texts(v)?),
+            _ => return None,
+        }
+    }
+    Some(Spanned::new(h, *loc))
+}
+
+/// Reads `text` if it keeps to the subset, validating each service as it goes (as the YAML
+/// path does); `None` sends the caller to serde-saphyr.
+pub(crate) fn read(text: &str) -> Option<RawFile> {
+    let mut r = Reader {
+        lines: lines(text)?,
+        at: 0,
+        depth: 0,
+    };
+    let mut file = RawFile::default();
+    let mut seen: Vec<&str> = vec![];
+    // The top level, by hand: `services` is read item by item and each service validated as it
+    // comes, like the YAML path does.
+    while let Some(line) = r.peek() {
+        if line.indent != 0 {
+            return None;
+        }
+        let (key, value) = split_key(line.text)?;
+        if !value.is_empty() || seen.contains(&key) {
+            return None;
+        }
+        seen.push(key);
+        r.at += 1;
+        let next = r.peek()?;
+        let list = next.text == "-" || next.text.starts_with("- ");
+        match key {
+            "services" if next.indent > 0 || list => {
+                let mut checker = Checker { problems: vec![] };
+                let mut out = Collected::default();
+                r.items(next.indent, |item| {
+                    checker.collect(service(&item)?, &mut out);
+                    Some(())
+                })?;
+                out.problems = checker.problems;
+                file.services = Some(Services(out));
+            }
+            "host" if next.indent > 0 => file.host = Some(host(&r.block(next.indent)?)?),
+            _ => return None,
+        }
+    }
+    Some(file)
+}
