@@ -25,7 +25,9 @@ use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::constants::*;
-use crate::convert::{daemon_from_attrs, dest_from_bytes, service_from_attrs, service_key_attrs};
+use crate::convert::{
+    daemon_from_attrs, dest_from_bytes, service_from_attrs, service_from_bytes, service_key_attrs,
+};
 use crate::error::Error;
 use crate::message::{IpvsAttr, IpvsCmd, IpvsMessage};
 use crate::model::*;
@@ -252,7 +254,17 @@ impl Client {
 
     async fn recv(&mut self, op: &str) -> Result<(), Error> {
         self.rx.clear();
-        self.sock.recv(&mut self.rx).await.map_err(io_err(op))
+        // The kernel answers during `sendmsg` and continues a dump during `recvmsg`, so the
+        // reply is usually queued already: read it straight away (the socket does not block)
+        // and wait for readiness only when there is nothing yet.
+        match self.sock.socket_ref().recv(&mut self.rx, 0) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.rx.clear();
+                self.sock.recv(&mut self.rx).await.map_err(io_err(op))
+            }
+            Err(e) => Err(io_err(op)(e)),
+        }
     }
 
     fn push(&mut self, msg: IpvsMessage, flags: u16, seq: u32) {
@@ -359,7 +371,7 @@ impl Client {
         msg: IpvsMessage,
         dump: bool,
         op: &str,
-        mut each: F,
+        each: F,
     ) -> Result<(), Error>
     where
         F: FnMut(u8, &[u8]) -> Result<(), DecodeError>,
@@ -372,44 +384,20 @@ impl Client {
         };
         self.tx.clear();
         self.push(msg, flags, seq);
+        self.exchange(seq, op, each).await
+    }
+
+    /// Sends what `tx` holds and hands every IPVS message of the reply to request `seq` to
+    /// `each`, until the dump ends or the kernel acknowledges.
+    async fn exchange<F>(&mut self, seq: u32, op: &str, mut each: F) -> Result<(), Error>
+    where
+        F: FnMut(u8, &[u8]) -> Result<(), DecodeError>,
+    {
         self.sock.send(&self.tx).await.map_err(io_err(op))?;
         loop {
             self.recv(op).await?;
-            for m in messages(&self.rx) {
-                let m = m.map_err(decode_err(op))?;
-                if m.sequence_number() != seq {
-                    continue;
-                }
-                match m.message_type() {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let code = error_code(m.payload()).map_err(decode_err(op))?;
-                        return match code {
-                            0 => Ok(()),
-                            c if c == Errno::EPERM as i32 => {
-                                Err(Error::PermissionDenied { op: op.to_string() })
-                            }
-                            c => Err(Error::Kernel {
-                                op: op.to_string(),
-                                errno: Errno::from_raw(c),
-                            }),
-                        };
-                    }
-                    t if t == self.family_id => {
-                        let payload = m.payload();
-                        let (cmd, attrs) = match (payload.first(), payload.get(4..)) {
-                            (Some(cmd), Some(attrs)) => (*cmd, attrs),
-                            _ => {
-                                return Err(decode_err(op)(DecodeError::buffer_too_small(
-                                    payload.len(),
-                                    4,
-                                )));
-                            }
-                        };
-                        each(cmd, attrs).map_err(decode_err(op))?;
-                    }
-                    _ => {}
-                }
+            if walk_replies(&self.rx, seq, self.family_id, op, &mut each)? {
+                return Ok(());
             }
         }
     }
@@ -443,13 +431,24 @@ impl Client {
     /// they write, or dump again.
     pub async fn services(&mut self) -> Result<Vec<Service>, Error> {
         let op = "list IPVS services";
-        let replies = self
-            .query(IpvsMessage::new(IpvsCmd::GetService, vec![]), true, op)
-            .await?;
-        blocks(&replies, op, |a| match a {
-            IpvsAttr::Service(s) => Some(service_from_attrs(s)),
-            _ => None,
-        })
+        let mut out = Vec::new();
+        // Decoded straight from the reply's bytes, like destinations.
+        self.query_each(
+            IpvsMessage::new(IpvsCmd::GetService, vec![]),
+            true,
+            op,
+            |_, attrs| {
+                for nla in NlasIterator::new(attrs) {
+                    let nla = nla?;
+                    if nla.kind() == IPVS_CMD_ATTR_SERVICE {
+                        out.push(service_from_bytes(nla.value())?);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     /// One virtual service, or `None` when the kernel has no such service.
@@ -480,35 +479,78 @@ impl Client {
     /// a destination dump of a missing service with an empty dump). Decodes straight from the
     /// reply's bytes: on a large table this is most of the work of a dump.
     pub async fn dests(&mut self, key: &ServiceKey) -> Result<Vec<Dest>, Error> {
-        let op = format!("list real servers of {key}");
-        let msg = IpvsMessage::new(
-            IpvsCmd::GetDest,
-            vec![IpvsAttr::Service(service_key_attrs(key))],
+        // A table read sends one of these per service: the request is written straight into
+        // the buffer, and the operation named only if it fails.
+        let seq = self.next_seq(1);
+        self.tx.clear();
+        crate::wire::push_get_dests(
+            &mut self.tx,
+            key,
+            self.family_id,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
         );
         let af = Some(key.family().to_raw());
         let mut out = Vec::new();
-        self.query_each(msg, true, &op, |_, attrs| {
-            for nla in NlasIterator::new(attrs) {
-                let nla = nla?;
-                if nla.kind() == IPVS_CMD_ATTR_DEST {
-                    out.push(dest_from_bytes(nla.value(), af)?);
-                }
-            }
-            Ok(())
+        self.exchange(seq, "list real servers", |_, attrs| {
+            push_dests(&mut out, attrs, af)
         })
-        .await?;
+        .await
+        .map_err(|e| e.with_op(|| format!("list real servers of {key}")))?;
+        Ok(out)
+    }
+
+    /// The destinations of each of `keys`, in order. A large table is read by worker threads
+    /// with a socket each (the kernel answers one destination dump per service, and the
+    /// answering is CPU work that spreads over cores); a small one over this socket.
+    pub async fn dests_of(&mut self, keys: &[ServiceKey]) -> Result<Vec<Vec<Dest>>, Error> {
+        self.dests_with(keys, |d| d).await
+    }
+
+    /// [`Client::dests_of`], handing each service's destinations to `f` as soon as they are
+    /// read (a large table is never held twice, once as `Dest`s and once as what the caller
+    /// makes of them).
+    pub async fn dests_with<T: Send + 'static>(
+        &mut self,
+        keys: &[ServiceKey],
+        f: fn(Vec<Dest>) -> T,
+    ) -> Result<Vec<T>, Error> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(4);
+        if keys.len() < PARALLEL_FROM || workers < 2 {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(f(self.dests(k).await?));
+            }
+            return Ok(out);
+        }
+        let family_id = self.family_id;
+        let per = keys.len().div_ceil(workers);
+        let jobs: Vec<_> = keys
+            .chunks(per)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                tokio::task::spawn_blocking(move || read_dests_blocking(family_id, &chunk, f))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for job in jobs {
+            let part = job.await.map_err(|e| Error::Io {
+                op: "list real servers".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+            out.extend(part);
+        }
         Ok(out)
     }
 
     /// The whole table: every service with its destinations, in kernel order.
     pub async fn dump(&mut self) -> Result<Vec<(Service, Vec<Dest>)>, Error> {
         let services = self.services().await?;
-        let mut out = Vec::with_capacity(services.len());
-        for s in services {
-            let d = self.dests(&s.key).await?;
-            out.push((s, d));
-        }
-        Ok(out)
+        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
+        let dests = self.dests_of(&keys).await?;
+        Ok(services.into_iter().zip(dests).collect())
     }
 
     /// Version and connection-table size.
@@ -581,6 +623,108 @@ fn blocks<T>(
         .map(|r| r.map_err(decode_err(op)))
         .collect()
 }
+
+/// Hands every IPVS message in `rx` that answers request `seq` to `each`; true once the answer
+/// is complete (the dump's end, or the kernel's acknowledgement).
+fn walk_replies<F>(
+    rx: &[u8],
+    seq: u32,
+    family_id: u16,
+    op: &str,
+    each: &mut F,
+) -> Result<bool, Error>
+where
+    F: FnMut(u8, &[u8]) -> Result<(), DecodeError>,
+{
+    for m in messages(rx) {
+        let m = m.map_err(decode_err(op))?;
+        if m.sequence_number() != seq {
+            continue;
+        }
+        match m.message_type() {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let code = error_code(m.payload()).map_err(decode_err(op))?;
+                return match code {
+                    0 => Ok(true),
+                    c if c == Errno::EPERM as i32 => {
+                        Err(Error::PermissionDenied { op: op.to_string() })
+                    }
+                    c => Err(Error::Kernel {
+                        op: op.to_string(),
+                        errno: Errno::from_raw(c),
+                    }),
+                };
+            }
+            t if t == family_id => {
+                let payload = m.payload();
+                let (cmd, attrs) = match (payload.first(), payload.get(4..)) {
+                    (Some(cmd), Some(attrs)) => (*cmd, attrs),
+                    _ => {
+                        return Err(decode_err(op)(DecodeError::buffer_too_small(
+                            payload.len(),
+                            4,
+                        )));
+                    }
+                };
+                each(cmd, attrs).map_err(decode_err(op))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// Collects the destinations in one reply's attributes.
+fn push_dests(out: &mut Vec<Dest>, attrs: &[u8], af: Option<u16>) -> Result<(), DecodeError> {
+    for nla in NlasIterator::new(attrs) {
+        let nla = nla?;
+        if nla.kind() == IPVS_CMD_ATTR_DEST {
+            out.push(dest_from_bytes(nla.value(), af)?);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the destinations of `keys` over a socket of its own, blocking: one of the workers of
+/// [`Client::dests_of`].
+fn read_dests_blocking<T>(
+    family_id: u16,
+    keys: &[ServiceKey],
+    f: fn(Vec<Dest>) -> T,
+) -> Result<Vec<T>, Error> {
+    let op = "list real servers";
+    let mut sock = netlink_sys::Socket::new(NETLINK_GENERIC).map_err(io_err(op))?;
+    sock.bind_auto().map_err(io_err(op))?;
+    let _ = sock.set_cap_ack(true);
+    let mut tx = Vec::with_capacity(128);
+    let mut rx: Vec<u8> = Vec::with_capacity(RX_BYTES);
+    let mut out = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let seq = i as u32 + 1;
+        tx.clear();
+        crate::wire::push_get_dests(&mut tx, key, family_id, NLM_F_REQUEST | NLM_F_DUMP, seq);
+        sock.send(&tx, 0).map_err(io_err(op))?;
+        let af = Some(key.family().to_raw());
+        let mut dests = Vec::new();
+        loop {
+            rx.clear();
+            sock.recv(&mut rx, 0).map_err(io_err(op))?;
+            let done = walk_replies(&rx, seq, family_id, op, &mut |_, attrs| {
+                push_dests(&mut dests, attrs, af)
+            })
+            .map_err(|e| e.with_op(|| format!("list real servers of {key}")))?;
+            if done {
+                break;
+            }
+        }
+        out.push(f(dests));
+    }
+    Ok(out)
+}
+
+/// Services above which a table read spreads over worker threads.
+const PARALLEL_FROM: usize = 512;
 
 /// Appends one netlink message to `tx`.
 fn push_message<F>(tx: &mut Vec<u8>, genl: GenlMessage<F>, flags: u16, seq: u32)

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{
-    DecodeError, ErrorContext, NlasIterator, parse_u8, parse_u16, parse_u16_be, parse_u32,
-    parse_u64,
+    DecodeError, ErrorContext, NlasIterator, parse_string, parse_u8, parse_u16, parse_u16_be,
+    parse_u32, parse_u64,
 };
 
 use crate::message::{
@@ -96,13 +96,50 @@ pub fn service_from_attrs(attrs: &[ServiceAttr]) -> Result<Service, DecodeError>
             ServiceAttr::Other(_) => {}
         }
     }
-    let raw_af = af.ok_or_else(|| missing("IPVS_SVC_ATTR_AF"))?;
+    let stats = stats64
+        .or(stats32)
+        .map(|s| stats_from_attrs(s))
+        .unwrap_or_default();
+    finish_service(ServiceParts {
+        af,
+        proto,
+        addr,
+        port,
+        fwmark,
+        sched,
+        flags,
+        timeout,
+        netmask,
+        pe,
+        stats,
+    })
+}
+
+/// What a service's attributes said, before the required ones are checked.
+struct ServiceParts {
+    af: Option<u16>,
+    proto: Option<u16>,
+    addr: Option<IpAddr>,
+    port: Option<u16>,
+    fwmark: Option<u32>,
+    sched: Option<String>,
+    flags: Option<u32>,
+    timeout: Option<u32>,
+    netmask: Option<u32>,
+    pe: Option<String>,
+    stats: Stats,
+}
+
+/// The required parts of a service, checked, with the rest: shared by both decoders so that
+/// they report a missing attribute the same way.
+fn finish_service(p: ServiceParts) -> Result<Service, DecodeError> {
+    let raw_af = p.af.ok_or_else(|| missing("IPVS_SVC_ATTR_AF"))?;
     let family = Family::from_raw(raw_af)
         .ok_or_else(|| DecodeError::from(format!("unknown service address family {raw_af}")))?;
-    let key = match (fwmark, proto, addr, port) {
+    let key = match (p.fwmark, p.proto, p.addr, p.port) {
         (Some(mark), _, _, _) if mark != 0 => ServiceKey::Fwmark { mark, family },
-        (_, Some(p), Some(addr), Some(port)) => ServiceKey::Addr {
-            protocol: Protocol::from_raw(p),
+        (_, Some(proto), Some(addr), Some(port)) => ServiceKey::Addr {
+            protocol: Protocol::from_raw(proto),
             addr,
             port,
         },
@@ -113,20 +150,74 @@ pub fn service_from_attrs(attrs: &[ServiceAttr]) -> Result<Service, DecodeError>
         }
     };
     let spec = ServiceSpec {
-        scheduler: sched.ok_or_else(|| missing("IPVS_SVC_ATTR_SCHED_NAME"))?,
-        flags: ServiceFlags(flags.ok_or_else(|| missing("IPVS_SVC_ATTR_FLAGS"))?),
-        timeout: timeout.ok_or_else(|| missing("IPVS_SVC_ATTR_TIMEOUT"))?,
+        scheduler: p.sched.ok_or_else(|| missing("IPVS_SVC_ATTR_SCHED_NAME"))?,
+        flags: ServiceFlags(p.flags.ok_or_else(|| missing("IPVS_SVC_ATTR_FLAGS"))?),
+        timeout: p.timeout.ok_or_else(|| missing("IPVS_SVC_ATTR_TIMEOUT"))?,
         netmask: Netmask::from_raw(
-            netmask.ok_or_else(|| missing("IPVS_SVC_ATTR_NETMASK"))?,
+            p.netmask.ok_or_else(|| missing("IPVS_SVC_ATTR_NETMASK"))?,
             family,
         ),
-        pe_name: pe.filter(|s| !s.is_empty()),
+        pe_name: p.pe.filter(|s| !s.is_empty()),
     };
-    let stats = stats64
-        .or(stats32)
-        .map(|s| stats_from_attrs(s))
-        .unwrap_or_default();
-    Ok(Service { key, spec, stats })
+    Ok(Service {
+        key,
+        spec,
+        stats: p.stats,
+    })
+}
+
+/// Reads a service straight from the bytes of its attribute block: the table-read hot path.
+/// Gives exactly what `service_from_attrs(&parse_service_attrs(payload)?)` gives (a property
+/// test holds it to that).
+pub fn service_from_bytes(payload: &[u8]) -> Result<Service, DecodeError> {
+    use crate::constants::*;
+    let scanned_af = scan_u16(payload, IPVS_SVC_ATTR_AF);
+    let (mut af, mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None, None);
+    let (mut sched, mut flags, mut timeout, mut netmask, mut pe) = (None, None, None, None, None);
+    let (mut stats32, mut stats64) = (None, None);
+    for nla in NlasIterator::new(payload) {
+        let nla = nla.with_context(|| "invalid attribute in service".to_string())?;
+        let v = nla.value();
+        match nla.kind() {
+            IPVS_SVC_ATTR_AF => af = Some(parse_u16(v)?),
+            IPVS_SVC_ATTR_PROTOCOL => proto = Some(parse_u16(v)?),
+            IPVS_SVC_ATTR_ADDR => {
+                if let Some(a) = parse_inet_addr(v, scanned_af)? {
+                    addr = Some(a);
+                }
+            }
+            IPVS_SVC_ATTR_PORT => port = Some(parse_u16_be(v)?),
+            IPVS_SVC_ATTR_FWMARK => fwmark = Some(parse_u32(v)?),
+            IPVS_SVC_ATTR_SCHED_NAME => sched = Some(parse_string(v)?),
+            IPVS_SVC_ATTR_FLAGS => {
+                if v.len() != 8 {
+                    return Err(DecodeError::from(
+                        "invalid IPVS_SVC_ATTR_FLAGS: not 8 bytes",
+                    ));
+                }
+                flags = Some(parse_u32(&v[..4])?);
+            }
+            IPVS_SVC_ATTR_TIMEOUT => timeout = Some(parse_u32(v)?),
+            IPVS_SVC_ATTR_NETMASK => netmask = Some(parse_u32(v)?),
+            IPVS_SVC_ATTR_STATS => stats32 = Some(stats_from_bytes(v)?),
+            IPVS_SVC_ATTR_STATS64 => stats64 = Some(stats_from_bytes(v)?),
+            IPVS_SVC_ATTR_PE_NAME => pe = Some(parse_string(v)?),
+            _ => {}
+        }
+    }
+    finish_service(ServiceParts {
+        af,
+        proto,
+        addr,
+        port,
+        fwmark,
+        sched,
+        flags,
+        timeout,
+        netmask,
+        pe,
+        stats: stats64.or(stats32).unwrap_or_default(),
+    })
 }
 
 /// The attributes that identify a destination (for `DEL_DEST`).

@@ -88,6 +88,22 @@ fn forwarding_hint(scheduler: &str) -> String {
 }
 
 impl Error {
+    /// The same error, naming the operation as `op` says (the hot paths name it only when
+    /// something fails).
+    pub fn with_op(mut self, op: impl FnOnce() -> String) -> Self {
+        match &mut self {
+            Error::ModuleNotLoaded => {}
+            Error::PermissionDenied { op: o }
+            | Error::SchedulerMissing { op: o, .. }
+            | Error::Exists { op: o, .. }
+            | Error::NotFound { op: o, .. }
+            | Error::Kernel { op: o, .. }
+            | Error::Io { op: o, .. }
+            | Error::Decode { op: o, .. } => *o = op(),
+        }
+        self
+    }
+
     /// The errno behind this error, when the kernel or the socket gave one.
     pub fn errno(&self) -> Option<Errno> {
         match self {

@@ -131,6 +131,21 @@ fn command(req: &Request) -> u8 {
     }
 }
 
+/// Appends a request for the destinations of `key` (a dump): the read hot path, one per service
+/// when a whole table is read.
+pub fn push_get_dests(tx: &mut Vec<u8>, key: &ServiceKey, family_id: u16, flags: u16, seq: u32) {
+    let start = tx.len();
+    tx.extend_from_slice(&[0; 4]); // length, patched below
+    tx.extend_from_slice(&family_id.to_ne_bytes());
+    tx.extend_from_slice(&flags.to_ne_bytes());
+    tx.extend_from_slice(&seq.to_ne_bytes());
+    tx.extend_from_slice(&[0; 4]);
+    tx.extend_from_slice(&[IPVS_CMD_GET_DEST, IPVS_GENL_VERSION, 0, 0]);
+    service_block(tx, key, None);
+    let len = (tx.len() - start) as u32;
+    tx[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
 /// Appends `req` to `tx` as one netlink message of the IPVS family.
 pub fn push_request(tx: &mut Vec<u8>, req: &Request, family_id: u16, flags: u16, seq: u32) {
     let start = tx.len();

@@ -55,6 +55,29 @@ fn fixture_dest_blocks_tagged() -> Vec<(bool, Vec<u8>)> {
     out
 }
 
+fn fixture_service_blocks() -> Vec<(bool, Vec<u8>)> {
+    let mut out = vec![];
+    for m in fixture_messages() {
+        if u16::from_ne_bytes([m[4], m[5]]) <= 0x10 || matches!(m.get(16), Some(14 | 15)) {
+            continue;
+        }
+        let Some(attrs) = m.get(20..) else { continue };
+        let from_kernel = m[6] & 1 == 0;
+        for nla in netlink_packet_core::NlasIterator::new(attrs).flatten() {
+            if nla.kind() == ipvs::constants::IPVS_CMD_ATTR_SERVICE {
+                out.push((from_kernel, nla.value().to_vec()));
+            }
+        }
+    }
+    out
+}
+
+fn typed_service(b: &[u8]) -> Option<ipvs::Service> {
+    ipvs::message::parse_service_attrs(b)
+        .and_then(|a| ipvs::convert::service_from_attrs(&a))
+        .ok()
+}
+
 fn typed_dest(b: &[u8], af: Option<u16>) -> Option<ipvs::Dest> {
     ipvs::message::parse_dest_attrs(b, af)
         .and_then(|a| ipvs::convert::dest_from_attrs(&a))
@@ -80,8 +103,44 @@ fn the_fast_destination_decoder_agrees_on_every_captured_block() {
     assert!(from_kernel >= 5, "{from_kernel}");
 }
 
+#[test]
+fn the_fast_service_decoder_agrees_on_every_captured_block() {
+    let blocks = fixture_service_blocks();
+    let from_kernel: Vec<_> = blocks.iter().filter(|(k, _)| *k).collect();
+    assert!(from_kernel.len() >= 5, "{}", from_kernel.len());
+    for (kernel, b) in &blocks {
+        let fast = ipvs::convert::service_from_bytes(b).ok();
+        assert_eq!(fast, typed_service(b));
+        assert!(
+            !kernel || fast.is_some(),
+            "every service the kernel reports decodes"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn the_fast_service_decoder_agrees_with_the_typed_one(
+        pick in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let blocks = fixture_service_blocks();
+        let mut b = blocks[pick.index(blocks.len())].1.clone();
+        for (at, v) in flips {
+            let i = at.index(b.len());
+            b[i] ^= v;
+        }
+        b.truncate(cut.index(b.len() + 1));
+        prop_assert_eq!(ipvs::convert::service_from_bytes(&b).ok(), typed_service(&b));
+    }
+
+    #[test]
+    fn the_fast_service_decoder_agrees_on_random_bytes(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+        prop_assert_eq!(ipvs::convert::service_from_bytes(&b).ok(), typed_service(&b));
+    }
 
     #[test]
     fn the_fast_destination_decoder_agrees_with_the_typed_one(
@@ -273,6 +332,23 @@ mod encoder {
             let typed = encode_message(req.to_message(), 0x20, 5, seq);
             prop_assert_eq!(&fast, &typed);
             prop_assert_eq!(decode_message(&fast).expect("decodes"), req.to_message());
+        }
+
+        /// The table reader's destination-dump request is the typed one.
+        #[test]
+        fn the_dest_dump_request_is_the_typed_request(k in key(), seq in any::<u32>()) {
+            let mut fast = Vec::new();
+            ipvs::wire::push_get_dests(&mut fast, &k, 0x20, 0x301, seq);
+            let typed = encode_message(
+                IpvsMessage::new(
+                    IpvsCmd::GetDest,
+                    vec![IpvsAttr::Service(ipvs::convert::service_key_attrs(&k))],
+                ),
+                0x20,
+                0x301,
+                seq,
+            );
+            prop_assert_eq!(fast, typed);
         }
     }
 }

@@ -603,7 +603,7 @@ async fn reload(
     let started = std::time::Instant::now();
     let reread = config::read_text(path)
         .and_then(|text| loaded.reread(text, &path.display().to_string(), settings.role));
-    tracing::debug!(elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
+    tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
     let touched = match reread {
         Ok(Reread::Same) => return Ok(None),
         Ok(Reread::Edited { touched, undo }) => {

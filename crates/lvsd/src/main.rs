@@ -203,7 +203,7 @@ fn main() -> ExitCode {
 fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
     let started = std::time::Instant::now();
     let c = config::load_as(&arg.config, arg.role.map(Role::from));
-    tracing::debug!(elapsed = ?started.elapsed(), "read and validated the config");
+    tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "read and validated the config");
     c
 }
 
@@ -349,7 +349,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 if let Some((op, e)) = &pass.host_failed {
                     println!("! {op}: {e}");
                 }
+                let started = std::time::Instant::now();
                 print_lines(&pass.applied);
+                tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "printed the changes");
                 for (op, e) in &pass.failed {
                     println!("! {op}: {e}");
                 }

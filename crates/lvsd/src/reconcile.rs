@@ -189,14 +189,20 @@ impl Engine {
         self.fresh = false;
         let client = self.client().await?;
         let services = client.services().await.context("read the IPVS table")?;
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
         let mut observed = Observed::default();
-        for s in services {
-            let dests = client.dests(&s.key).await.context("read the IPVS table")?;
+        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
+        let reals = client
+            .dests_with(&keys, plan::ObservedService::reals_from_kernel)
+            .await
+            .context("read the IPVS table")?;
+        for (s, reals) in services.into_iter().zip(reals) {
+            let spec = plan::normalize_service(s.spec, s.key);
             observed
                 .services
-                .insert(s.key, plan::ObservedService::from_kernel(&s, &dests));
+                .insert(s.key, plan::ObservedService { spec, reals });
         }
-        tracing::debug!(elapsed = ?started.elapsed(), services = observed.services.len(), "read the IPVS table");
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = observed.services.len(), "read the IPVS table");
         Ok(observed)
     }
 
@@ -238,7 +244,7 @@ impl Engine {
                 }
             }
         }
-        tracing::debug!(elapsed = ?started.elapsed(), services = keys.len(), "read back services");
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = keys.len(), "read back services");
         Ok(())
     }
 
@@ -405,7 +411,7 @@ impl Engine {
                 now: now(),
             },
         );
-        tracing::debug!(elapsed = ?started.elapsed(), ops = p.ops.len(), "planned");
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = p.ops.len(), "planned");
         p
     }
 
@@ -545,7 +551,7 @@ impl Engine {
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
             let results = self.client().await?.execute(&requests).await;
-            tracing::debug!(elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
+            tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
             let applied_before = pass.applied.len();
             let failed_before = pass.failed.len();
             let mut touched = BTreeSet::new();
@@ -640,7 +646,9 @@ impl Engine {
             }
         }
         if next != self.owned {
+            let started = std::time::Instant::now();
             state_file::save(&self.state_dir, &next)?;
+            tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "saved the ownership record");
             self.owned = next;
         }
         Ok(())

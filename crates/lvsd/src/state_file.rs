@@ -75,19 +75,26 @@ fn parse_key(w: &[&str]) -> Option<ServiceKey> {
 
 /// Renders the record.
 pub fn render(owned: &Owned) -> String {
+    use std::fmt::Write as _;
     let mut out = String::from("# lvsd ownership record: services lvsd manages. Do not edit.\n");
+    // One buffer, no string per line: the record of 10,000 services is written after every
+    // pass that changes it.
     for (k, s) in &owned.services {
-        let deadline = s.service_deadline.map_or("-".to_owned(), |d| d.to_string());
-        out += &format!(
-            "service {} drain_timeout={} deadline={deadline}\n",
+        let _ = write!(
+            out,
+            "service {} drain_timeout={} deadline=",
             key_words(k),
             s.drain_timeout
         );
+        let _ = match s.service_deadline {
+            Some(d) => writeln!(out, "{d}"),
+            None => writeln!(out, "-"),
+        };
         for r in &s.reals {
-            out += &format!("real {} {}\n", r.addr, r.port);
+            let _ = writeln!(out, "real {} {}", r.addr, r.port);
         }
         for (r, d) in &s.draining {
-            out += &format!("draining {} {} {d}\n", r.addr, r.port);
+            let _ = writeln!(out, "draining {} {} {d}", r.addr, r.port);
         }
     }
     out

@@ -58,7 +58,20 @@ pub struct ObservedService {
 impl ObservedService {
     /// One service as the kernel reports it, normalised.
     pub fn from_kernel(s: &Service, dests: &[Dest]) -> Self {
-        let reals = dests
+        ObservedService {
+            spec: normalize_service(s.spec.clone(), s.key),
+            reals: Self::reals_of(dests),
+        }
+    }
+
+    /// A service's real servers as the kernel reports them, normalised (taking the list, for
+    /// [`ipvs::Client::dests_with`]).
+    pub fn reals_from_kernel(dests: Vec<Dest>) -> BTreeMap<DestKey, ObservedReal> {
+        Self::reals_of(&dests)
+    }
+
+    fn reals_of(dests: &[Dest]) -> BTreeMap<DestKey, ObservedReal> {
+        dests
             .iter()
             .map(|d| {
                 let real = ObservedReal {
@@ -68,11 +81,7 @@ impl ObservedService {
                 };
                 (d.key, real)
             })
-            .collect();
-        ObservedService {
-            spec: normalize_service(s.spec.clone(), s.key),
-            reals,
-        }
+            .collect()
     }
 }
 
