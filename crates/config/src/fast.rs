@@ -87,8 +87,8 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
 }
 
 /// Reads lines into nodes.
-struct Reader<'a> {
-    lines: Vec<Line<'a>>,
+struct Reader<'a, 'b> {
+    lines: &'b [Line<'a>],
     at: usize,
     /// Blocks open now: the config nests four deep, so a deeper file is not ours to read (and
     /// recursion stays bounded whatever the input).
@@ -108,7 +108,7 @@ fn split_key(s: &str) -> Option<(&str, &str)> {
     key.then_some((k, v))
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn peek(&self) -> Option<Line<'a>> {
         self.lines.get(self.at).copied()
     }
@@ -388,8 +388,9 @@ fn host(node: &Node<'_>) -> Option<Spanned<RawHost>> {
 /// Reads `text` if it keeps to the subset, validating each service as it goes (as the YAML
 /// path does); `None` sends the caller to serde-saphyr.
 pub(crate) fn read(text: &str) -> Option<RawFile> {
+    let lines = lines(text)?;
     let mut r = Reader {
-        lines: lines(text)?,
+        lines: &lines,
         at: 0,
         depth: 0,
     };
@@ -411,18 +412,89 @@ pub(crate) fn read(text: &str) -> Option<RawFile> {
         let list = next.text == "-" || next.text.starts_with("- ");
         match key {
             "services" if next.indent > 0 || list => {
-                let mut checker = Checker { problems: vec![] };
-                let mut out = Collected::default();
-                r.items(next.indent, |item| {
-                    checker.collect(service(&item)?, &mut out);
-                    Some(())
-                })?;
-                out.problems = checker.problems;
-                file.services = Some(Services(out));
+                let end = block_end(&lines, r.at, next.indent);
+                file.services = Some(Services(services(&lines[r.at..end], next.indent)?));
+                r.at = end;
             }
             "host" if next.indent > 0 => file.host = Some(host(&r.block(next.indent)?)?),
             _ => return None,
         }
     }
     Some(file)
+}
+
+/// Where the list whose `- ` marks stand at `indent`, starting at line `from`, ends.
+fn block_end(lines: &[Line<'_>], from: usize, indent: usize) -> usize {
+    lines[from..]
+        .iter()
+        .position(|l| l.indent < indent || (l.indent == indent && !is_item(l.text)))
+        .map_or(lines.len(), |i| from + i)
+}
+
+fn is_item(text: &str) -> bool {
+    text == "-" || text.starts_with("- ")
+}
+
+/// Services from this many on are read by several threads, each a run of whole entries.
+const PARALLEL_FROM: usize = 2048;
+
+/// Reads and validates the entries of `services` (exactly `lines`, entries at `indent`).
+fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.indent == indent)
+        .map(|(i, _)| i)
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(4);
+    if starts.len() < PARALLEL_FROM || workers < 2 {
+        return services_in(lines, indent);
+    }
+    let per = starts.len().div_ceil(workers);
+    let bounds: Vec<usize> = starts
+        .iter()
+        .step_by(per)
+        .copied()
+        .chain([lines.len()])
+        .collect();
+    let parts: Vec<Option<Collected>> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let part = &lines[w[0]..w[1]];
+                scope.spawn(move || services_in(part, indent))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().ok().flatten()).collect()
+    });
+    let mut out = Collected::default();
+    for part in parts {
+        // A service defined in two parts is a duplicate: serde-saphyr's path reports it.
+        if !out.append(part?) {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// [`services`] on one thread.
+fn services_in(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
+    let mut r = Reader {
+        lines,
+        at: 0,
+        depth: 0,
+    };
+    let mut checker = Checker { problems: vec![] };
+    let mut out = Collected::default();
+    r.items(indent, |item| {
+        checker.collect(service(&item)?, &mut out);
+        Some(())
+    })?;
+    if r.at != lines.len() {
+        return None;
+    }
+    out.problems = checker.problems;
+    Some(out)
 }

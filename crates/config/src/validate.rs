@@ -155,6 +155,25 @@ fn parse_socket(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     }
 }
 
+impl Collected {
+    /// Adds the services of the entries that follow this part of the file; false (and
+    /// nothing to rely on) when an identity or a name appears in both.
+    pub(crate) fn append(&mut self, next: Collected) -> bool {
+        if next.first_at.keys().any(|k| self.first_at.contains_key(k))
+            || next.names.keys().any(|n| self.names.contains_key(n))
+        {
+            return false;
+        }
+        self.desired.services.extend(next.desired.services);
+        self.keys.extend(next.keys);
+        self.lines.extend(next.lines);
+        self.problems.extend(next.problems);
+        self.first_at.extend(next.first_at);
+        self.names.extend(next.names);
+        true
+    }
+}
+
 impl Checker {
     pub(crate) fn err(&mut self, (line, col): (u64, u64), message: impl Into<String>) {
         self.problems.push(Problem {

@@ -218,3 +218,48 @@ fn deep_nesting_is_declined_not_recursed_into() {
     }
     assert!(!config::fast_reader_takes(&chain));
 }
+
+/// A file large enough to be read by several threads.
+fn large(n: usize) -> String {
+    let mut t = String::from("services:\n");
+    for i in 0..n {
+        t.push_str(&format!(
+            "  - address: 10.{}.{}.{}:80\n    name: s{i}\n    scheduler: {}\n    reals:\n      - address: 10.200.0.1\n        weight: {}\n      - address: 10.200.0.2\n",
+            i / 65536 % 256,
+            i / 256 % 256,
+            i % 256,
+            ["wlc", "rr", "sh"][i % 3],
+            i % 7,
+        ));
+    }
+    t.push_str("host:\n  role: director\n  interface: eth0\n");
+    t
+}
+
+#[test]
+fn a_large_file_read_in_parts_equals_the_yaml_librarys_reading() {
+    let text = large(5000);
+    assert!(config::fast_reader_takes(&text));
+    let fast = config::parse(&text, "lvsd.yaml").unwrap();
+    assert_eq!(fast.desired.services.len(), 5000);
+    assert_eq!(
+        fast,
+        config::parse_with_yaml_library(&text, "lvsd.yaml").unwrap()
+    );
+    // A duplicate across parts (the first entry's address again at the end, and a name used
+    // in two parts) is reported as the YAML library reports it.
+    for dup in [
+        text.replace("10.0.19.135:80", "10.0.0.0:80"),
+        text.replace("name: s4990\n", "name: s3\n"),
+    ] {
+        assert!(!config::fast_reader_takes(&dup));
+        let e = config::parse(&dup, "lvsd.yaml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            config::parse_with_yaml_library(&dup, "lvsd.yaml")
+                .unwrap_err()
+                .to_string()
+        );
+        assert!(e.contains("duplicate"), "{e}");
+    }
+}
