@@ -23,7 +23,8 @@ use crate::{Config, Error};
 pub struct Loaded {
     /// The configuration.
     pub config: Config,
-    text: String,
+    /// The file's bytes (valid UTF-8: an edit is checked where it changed).
+    text: Vec<u8>,
     layout: Option<Layout>,
 }
 
@@ -59,18 +60,60 @@ pub enum Reread {
 }
 
 /// The way back from an in-place edit.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Undo {
-    text: String,
+    text: Vec<u8>,
     layout: Option<Layout>,
     removed: Vec<(ServiceKey, DesiredService)>,
     added: Vec<ServiceKey>,
+}
+
+impl Undo {
+    /// The old version's buffer, for reading the next version into (a large file read into
+    /// fresh memory costs a page fault per page).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.text
+    }
 }
 
 /// Bytes that make an entry's meaning depend on text outside it (anchors, aliases, tags,
 /// directives) or that YAML forbids in indentation (tabs).
 fn unsafe_byte(b: &u8) -> bool {
     matches!(b, b'&' | b'*' | b'!' | b'%' | b'\t')
+}
+
+/// Bytes compared at once when looking for where two versions differ: whole blocks compare as
+/// one `memcmp`, which matters on a large file under emulation.
+const BLOCK: usize = 4096;
+
+/// How many leading bytes `a` and `b` share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut at = 0;
+    while at + BLOCK <= n && a[at..at + BLOCK] == b[at..at + BLOCK] {
+        at += BLOCK;
+    }
+    at + a[at..n]
+        .iter()
+        .zip(&b[at..n])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many trailing bytes `a` and `b` share.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut at = 0;
+    while at + BLOCK <= n && a[n - at - BLOCK..n - at] == b[n - at - BLOCK..n - at] {
+        at += BLOCK;
+    }
+    at + a[..n - at]
+        .iter()
+        .rev()
+        .zip(b[..n - at].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// A line's content without its end of line.
@@ -199,7 +242,7 @@ impl Loaded {
         });
         Ok(Loaded {
             config,
-            text,
+            text: text.into_bytes(),
             layout,
         })
     }
@@ -210,6 +253,11 @@ impl Loaded {
         Loaded::parse(text, &path.display().to_string(), role)
     }
 
+    /// The bytes the config was read from.
+    pub fn bytes(&self) -> &[u8] {
+        &self.text
+    }
+
     /// True when the next [`Loaded::reread`] can take the short way for an edit of the
     /// services (for tests and logs).
     pub fn incremental(&self) -> bool {
@@ -218,13 +266,15 @@ impl Loaded {
 
     /// Reads a new version of the file: in place when only entries of `services` changed and
     /// they are valid, else by a full parse (which reports any problem with its line).
+    /// The new bytes are checked as UTF-8 where they changed (the rest is the text read
+    /// before), or whole on the long way.
     pub fn reread(
         &mut self,
-        text: String,
+        text: Vec<u8>,
         path: &str,
         role: Option<Role>,
     ) -> Result<Reread, Error> {
-        if text == self.text {
+        if text.len() == self.text.len() && common_prefix(&text, &self.text) == text.len() {
             return Ok(Reread::Same);
         }
         if let Some(touched) = self.edit(&text) {
@@ -237,6 +287,7 @@ impl Loaded {
                 },
             });
         }
+        let text = crate::text_of(text, path)?;
         Ok(Reread::Whole(Box::new(Loaded::parse(text, path, role)?)))
     }
 
@@ -252,22 +303,18 @@ impl Loaded {
 
     /// The short way: `None` when it does not apply. On success the config and layout are
     /// updated; the text is the caller's to swap in.
-    fn edit(&mut self, new: &str) -> Option<(BTreeSet<ServiceKey>, Undo)> {
+    fn edit(&mut self, new: &[u8]) -> Option<(BTreeSet<ServiceKey>, Undo)> {
         let layout = self.layout.as_ref()?;
-        if new.as_bytes().iter().any(unsafe_byte) {
+        let (old_b, new_b) = (self.text.as_slice(), new);
+        let prefix = common_prefix(old_b, new_b);
+        let room = old_b.len().min(new_b.len()) - prefix;
+        let suffix = common_suffix(&old_b[prefix..], &new_b[prefix..]).min(room);
+        let (lo, hi) = (prefix, old_b.len() - suffix);
+        // The old text had none of the bytes that end the short way (or it would have no
+        // layout); only what changed needs looking at.
+        if new_b[prefix..new_b.len() - suffix].iter().any(unsafe_byte) {
             return None;
         }
-        let (old_b, new_b) = (self.text.as_bytes(), new.as_bytes());
-        let prefix = old_b.iter().zip(new_b).take_while(|(a, b)| a == b).count();
-        let room = old_b.len().min(new_b.len()) - prefix;
-        let suffix = old_b
-            .iter()
-            .rev()
-            .zip(new_b.iter().rev())
-            .take(room)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let (lo, hi) = (prefix, old_b.len() - suffix);
         let first = *layout.starts.first()?;
         if lo < first || hi > layout.end {
             return None;
@@ -275,7 +322,10 @@ impl Loaded {
         // The entries holding the difference: from the one where it starts to the one where
         // it ends (at least one, for an insertion). Lines added at the start of an entry's
         // line may continue the entry before it: that one is read again too.
-        let line_start = self.text[..lo].rfind('\n').map_or(0, |i| i + 1);
+        let line_start = old_b[..lo]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
         let probe = line_start.saturating_sub(1).max(first);
         let a = layout
             .starts
@@ -285,7 +335,8 @@ impl Loaded {
         let old_end = layout.starts.get(b).copied().unwrap_or(layout.end);
         let new_end = (old_end + new_b.len()).checked_sub(old_b.len())?;
         let start = layout.starts[a];
-        let region = new.get(start..new_end)?;
+        // Whole lines, starting and ending at ASCII: valid UTF-8 here makes the file valid.
+        let region = std::str::from_utf8(new.get(start..new_end)?).ok()?;
         if new_end < new_b.len() && new_b.get(new_end.checked_sub(1)?) != Some(&b'\n') {
             return None;
         }
@@ -349,11 +400,49 @@ impl Loaded {
             .collect();
         services.extend(entries.desired.services);
         let undo = Undo {
-            text: String::new(),
+            text: Vec::new(),
             layout: self.layout.replace(next),
             removed,
             added: keys,
         };
         Some((touched, undo))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn naive_prefix(a: &[u8], b: &[u8]) -> usize {
+        a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    }
+
+    fn naive_suffix(a: &[u8], b: &[u8]) -> usize {
+        a.iter()
+            .rev()
+            .zip(b.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count()
+    }
+
+    #[test]
+    fn block_comparison_finds_the_same_difference_as_byte_by_byte() {
+        let base: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for at in [0, 1, 4095, 4096, 4097, 8191, 12_288, 19_999] {
+            for delta in [-3i32, 0, 5] {
+                let mut b = base.clone();
+                b[at] ^= 1;
+                let b: Vec<u8> = match delta {
+                    d if d < 0 => b[..b.len() - 3].to_vec(),
+                    0 => b,
+                    _ => [b.as_slice(), &[1, 2, 3, 4, 5]].concat(),
+                };
+                assert_eq!(common_prefix(&base, &b), naive_prefix(&base, &b), "at {at}");
+                assert_eq!(common_suffix(&base, &b), naive_suffix(&base, &b), "at {at}");
+            }
+        }
+        assert_eq!(common_prefix(&base, &base), base.len());
+        assert_eq!(common_suffix(&base, &base[5000..]), base.len() - 5000);
     }
 }

@@ -49,6 +49,17 @@ pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
 /// Reads the file at `path` as text: refused when larger than any sane config, or not UTF-8
 /// (with where the first bad byte is).
 pub fn read_text(path: &Path) -> Result<String, Error> {
+    text_of(read_bytes(path)?, &path.display().to_string())
+}
+
+/// Reads the file at `path`: refused when larger than any sane config.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
+    read_bytes_into(path, Vec::new())
+}
+
+/// [`read_bytes`] into `buf` (its memory reused: a daemon reading a large file again and
+/// again does not fault in fresh pages each time).
+pub fn read_bytes_into(path: &Path, mut buf: Vec<u8>) -> Result<Vec<u8>, Error> {
     let shown = path.display().to_string();
     let read = |source| Error::Read {
         path: shown.clone(),
@@ -62,7 +73,16 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
             limit: MAX_FILE_BYTES,
         });
     }
-    let bytes = std::fs::read(path).map_err(read)?;
+    use std::io::Read as _;
+    buf.clear();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut buf))
+        .map_err(read)?;
+    Ok(buf)
+}
+
+/// The file's bytes as text, or where the first byte that is not UTF-8 stands.
+pub fn text_of(bytes: Vec<u8>, shown: &str) -> Result<String, Error> {
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -79,7 +99,7 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
                 .count() as u64
                 + 1;
             return Err(Error::Invalid {
-                path: shown,
+                path: shown.to_owned(),
                 problems: vec![Problem {
                     line,
                     col,

@@ -181,7 +181,7 @@ proptest! {
             }
             let expect = full(&next);
             let old = loaded.config.clone();
-            match loaded.reread(next.clone(), "lvsd.yaml", None) {
+            match loaded.reread(next.clone().into_bytes(), "lvsd.yaml", None) {
                 Ok(Reread::Same) => prop_assert_eq!(Ok(old.clone()), expect),
                 Ok(Reread::Edited { touched, .. }) => {
                     IN_PLACE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -242,8 +242,9 @@ fn a_one_line_edit_is_read_in_place_and_can_be_undone() {
         "      - address: 10.1.0.2\n        weight: 3\n",
         1,
     );
-    let Reread::Edited { touched, undo } =
-        loaded.reread(edited.clone(), "lvsd.yaml", None).unwrap()
+    let Reread::Edited { touched, undo } = loaded
+        .reread(edited.clone().into_bytes(), "lvsd.yaml", None)
+        .unwrap()
     else {
         panic!("expected an in-place edit");
     };
@@ -253,13 +254,15 @@ fn a_one_line_edit_is_read_in_place_and_can_be_undone() {
     assert_eq!(loaded.config, before);
     // After the undo the old text is the reference again.
     assert!(matches!(
-        loaded.reread(text, "lvsd.yaml", None).unwrap(),
+        loaded.reread(text.into_bytes(), "lvsd.yaml", None).unwrap(),
         Reread::Same
     ));
     // An edit of the host section is read whole.
     let host_edit = render(&services, 2, Some(false)).replace("eth0", "eth1");
     assert!(matches!(
-        loaded.reread(host_edit, "lvsd.yaml", None).unwrap(),
+        loaded
+            .reread(host_edit.into_bytes(), "lvsd.yaml", None)
+            .unwrap(),
         Reread::Whole(_)
     ));
     // Anchors and aliases anywhere: whole.
@@ -269,4 +272,21 @@ fn a_one_line_edit_is_read_in_place_and_can_be_undone() {
             .map(|l| l.incremental())
             .unwrap_or(false)
     );
+}
+
+#[test]
+fn an_edit_that_is_not_utf8_is_refused_with_its_place_and_changes_nothing() {
+    let text = "services:\n  - address: 10.0.0.1:80\n    reals:\n      - address: 10.1.0.1\n  - address: 10.0.0.2:80\n    reals:\n      - address: 10.1.0.1\n";
+    let mut loaded = Loaded::parse(text.to_owned(), "lvsd.yaml", None).unwrap();
+    assert!(loaded.incremental());
+    let before = loaded.config.clone();
+    let mut bad = text.as_bytes().to_vec();
+    let at = text.find("10.1.0.1\n  -").unwrap();
+    bad[at] = 0xff;
+    let e = loaded
+        .reread(bad, "lvsd.yaml", None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lvsd.yaml:4:") && e.contains("not UTF-8"), "{e}");
+    assert_eq!(loaded.config, before);
 }

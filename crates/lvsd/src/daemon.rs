@@ -95,8 +95,13 @@ impl ConfigWatch {
                     .paths
                     .iter()
                     .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
+            if !relevant {
+                // Writers make thousands of these (a large file written in pieces).
+                tracing::trace!(kind = ?ev.kind, paths = ?ev.paths, "file event, not the config");
+                return;
+            }
             tracing::debug!(kind = ?ev.kind, paths = ?ev.paths, relevant, "file event");
-            if relevant {
+            {
                 let whole = matches!(
                     ev.kind,
                     notify::EventKind::Modify(notify::event::ModifyKind::Name(
@@ -250,7 +255,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
     let mut scope = Dirty::All;
     let telemetry = Telemetry::new(&settings.config, cfg.host.role.name());
     telemetry.config_loaded(
-        crate::telemetry::config_hash(&settings.config),
+        crate::telemetry::config_hash(loaded.bytes()),
         cfg.host.role.name(),
         false,
     );
@@ -259,6 +264,13 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
         crate::telemetry::serve_metrics(addr, telemetry.clone()).await?;
     }
     let mut ready = false;
+    let mut hash_due = false;
+    // The previous version's buffer, to read the next one into; touched once now, so that
+    // even the first edit of a large file reads into memory that is already mapped.
+    let mut spare: Vec<u8> = Vec::with_capacity(loaded.bytes().len() + 4096);
+    // Written, not just allocated: zeroed memory from the allocator is not mapped yet.
+    spare.resize(spare.capacity(), b' ');
+    spare.clear();
     let mut loaded_identity = file_identity(&settings.config);
     // Changes are expected after a start, a reload or a health transition; a pass that finds
     // something to do otherwise is repairing drift.
@@ -302,6 +314,13 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
                 allow_host,
             )
             .await;
+        if std::mem::take(&mut hash_due) {
+            telemetry.config_loaded(
+                crate::telemetry::config_hash(loaded.bytes()),
+                cfg.host.role.name(),
+                true,
+            );
+        }
         let mut record = PassRecord {
             managed: engine.owned.services.len(),
             ..PassRecord::default()
@@ -492,7 +511,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
             tracing::warn!("{e:#}");
         }
         loaded_identity = file_identity(&settings.config);
-        let new = match reload(&settings, &mut loaded, &mut engine).await {
+        let new = match reload(&settings, &mut loaded, &mut spare, &mut engine).await {
             Ok(new) => new,
             Err(why) => {
                 telemetry.config_rejected(&why);
@@ -501,11 +520,9 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
         };
         if let Some(touched) = new {
             let cfg = &loaded.config;
-            telemetry.config_loaded(
-                crate::telemetry::config_hash(&settings.config),
-                cfg.host.role.name(),
-                true,
-            );
+            // Said once the pass has carried the change out: hashing a large file is not
+            // worth delaying it for.
+            hash_due = true;
             expect_changes = true;
             pending
                 .get_or_insert_with(BTreeSet::new)
@@ -591,6 +608,7 @@ fn backoff(n: u32, max: Duration) -> Duration {
 async fn reload(
     settings: &Settings,
     loaded: &mut Loaded,
+    spare: &mut Vec<u8>,
     engine: &mut Engine,
 ) -> Result<Option<BTreeSet<ipvs::ServiceKey>>, String> {
     let path = &settings.config;
@@ -601,19 +619,21 @@ async fn reload(
         }
     }
     let started = std::time::Instant::now();
-    let reread = config::read_text(path)
+    let reread = config::read_bytes_into(path, std::mem::take(spare))
         .and_then(|text| loaded.reread(text, &path.display().to_string(), settings.role));
     tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
     let touched = match reread {
         Ok(Reread::Same) => return Ok(None),
         Ok(Reread::Edited { touched, undo }) => {
             if touched.is_empty() {
+                *spare = undo.into_buffer();
                 return Ok(None);
             }
             if let Err(why) = guard(settings, None, &loaded.config, &touched, engine).await {
                 loaded.undo(undo);
                 return Err(why);
             }
+            *spare = undo.into_buffer();
             touched
         }
         Ok(Reread::Whole(new)) => {

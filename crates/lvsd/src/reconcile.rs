@@ -554,20 +554,30 @@ impl Engine {
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
             let applied_before = pass.applied.len();
             let failed_before = pass.failed.len();
+            // The services touched, as long as there are few enough to read back.
             let mut touched = BTreeSet::new();
+            let mut many = false;
             for (op, r) in todo.into_iter().zip(results) {
-                touched.insert(op.service());
+                if !many {
+                    touched.insert(op.service());
+                    many = touched.len() > VERIFY_MAX;
+                }
                 match r {
                     Ok(()) => {
                         if let Op::DrainReal { service, key, .. } = &op {
                             drained_now.insert((*service, *key));
                         }
-                        let name = desired
-                            .services
-                            .get(&op.service())
-                            .and_then(|s| s.name.as_deref())
-                            .unwrap_or("");
-                        tracing::info!(service = %op.service(), name, "{op}");
+                        // Fields are evaluated only when the line is logged (not for every
+                        // object of a cold apply).
+                        tracing::info!(
+                            service = %op.service(),
+                            name = desired
+                                .services
+                                .get(&op.service())
+                                .and_then(|s| s.name.as_deref())
+                                .unwrap_or(""),
+                            "{op}"
+                        );
                         pass.applied.push(op);
                     }
                     Err(e) => {
@@ -585,11 +595,11 @@ impl Engine {
                 for op in &pass.applied[applied_before..] {
                     observed.apply(op);
                 }
-                if scope.is_some() || touched.len() <= VERIFY_MAX {
+                if scope.is_some() || !many {
                     self.refresh(&touched, &mut observed).await?;
                 }
             }
-            self.remember(&plan, &observed, scope)?;
+            self.remember(std::mem::take(&mut plan.owned), &observed, scope)?;
             plan = self.plan_in(desired, &observed, scope);
             if !pass.failed.is_empty()
                 || plan
@@ -609,16 +619,16 @@ impl Engine {
     /// replaces the entries of its services only.
     fn remember(
         &mut self,
-        plan: &Plan,
+        owned: Owned,
         observed: &Observed,
         scope: Option<&BTreeSet<ServiceKey>>,
     ) -> Result<()> {
         let Some(scope) = scope else {
-            return self.remember_all(plan, observed);
+            return self.remember_all(owned, observed);
         };
         let mut changed = false;
         for k in scope {
-            let next = match plan.owned.services.get(k) {
+            let next = match owned.services.get(k) {
                 Some(s) => Some(s),
                 // Should have gone but is still there: stays ours.
                 None if observed.services.contains_key(k) => self.owned.services.get(k),
@@ -638,8 +648,7 @@ impl Engine {
         Ok(())
     }
 
-    fn remember_all(&mut self, plan: &Plan, observed: &Observed) -> Result<()> {
-        let mut next = plan.owned.clone();
+    fn remember_all(&mut self, mut next: Owned, observed: &Observed) -> Result<()> {
         for (k, s) in &self.owned.services {
             if observed.services.contains_key(k) && !next.services.contains_key(k) {
                 next.services.insert(*k, s.clone());

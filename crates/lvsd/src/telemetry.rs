@@ -418,11 +418,19 @@ impl prometheus_client::collector::Collector for KernelSnapshot {
 }
 
 /// FNV-1a over the config's bytes: a stable fingerprint to compare hosts and pushes.
-pub fn config_hash(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
+pub fn config_hash(text: &[u8]) -> String {
+    // FNV-1a over 8-byte words: an identity for `lvsd status`, not a checksum, and cheap on a
+    // large file (a byte at a time took longer than a one-line edit).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
+    let mut words = text.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h ^= u64::from_le_bytes(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    for b in words.remainder() {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
