@@ -5,6 +5,7 @@
 # `ipvsadm -Sn`, the daemon's latency and writes for one weight change and one added service,
 # then its peak RSS and idle CPU at the largest size.
 # Usage: tests/bench/run.sh ["100 1000 10000"] [REALS]
+# The README and BENCHMARKS.md describe what it measures and the last results.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/vm/lib.sh
@@ -18,7 +19,9 @@ cp target/release/lvsd tests/bench/lvsd-bench.sh tests/lab/seed-lab.sh "$work/pa
 printf '#!/bin/sh\nSIZES="%s" REALS=%s sh ./lvsd-bench.sh\n' "${1:-100 1000 10000}" "${2:-10}" >"$work/payload/run"
 chmod 755 "$work/payload" "$work/payload/run"
 vm_build_initramfs "$work/payload" "$work/initrd.gz"
-echo "kernel $KVER under qemu TCG, $(nproc) host cores"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+echo "host: $cpu, $(nproc) cores; $(qemu-system-x86_64 --version | head -n 1)"
+echo "guest: Debian kernel $KVER under TCG (software emulation), 2 vCPUs, ${VM_MEM:-2048M} memory"
 vm_boot "$work/initrd.gz" "$work/vm.log" >/dev/null || true
 sed -n '/^services /,/^daemon at/p' "$work/vm.log"
 grep -q 'LVSD-VM-EXIT=0' "$work/vm.log"
