@@ -423,6 +423,17 @@ pub(crate) fn read(text: &str) -> Option<RawFile> {
     Some(file)
 }
 
+/// Reads a stretch of a file that holds whole entries of `services` and nothing else (lines
+/// counted from its start): what an in-place edit parses again.
+pub(crate) fn read_services(text: &str) -> Option<Collected> {
+    let lines = lines(text)?;
+    let first = lines.first()?;
+    if !is_item(first.text) || block_end(&lines, 0, first.indent) != lines.len() {
+        return None;
+    }
+    services(&lines, first.indent)
+}
+
 /// Where the list whose `- ` marks stand at `indent`, starting at line `from`, ends.
 fn block_end(lines: &[Line<'_>], from: usize, indent: usize) -> usize {
     lines[from..]

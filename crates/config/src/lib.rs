@@ -163,6 +163,9 @@ pub fn fast_reader_takes(text: &str) -> bool {
 /// Parses the entries of a `services` list on their own (a stretch of a file, lines counted
 /// from its start); `None` when it is not valid YAML.
 pub(crate) fn parse_services(text: &str) -> Option<Entries> {
+    if let Some(e) = fast::read_services(text).filter(|e| e.problems.is_empty()) {
+        return Some(e);
+    }
     serde_saphyr::from_str_with_options::<raw::Services>(text, options())
         .ok()
         .map(|s| s.0)

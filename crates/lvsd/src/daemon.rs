@@ -179,18 +179,39 @@ impl Dirty {
 }
 
 /// Brings the table the planner aims for (the config with health applied) and the services'
-/// standings up to date for the services in `dirty` (`None`: all).
+/// standings up to date for the services in `dirty` (`None`: all). `table` is `None` while no
+/// service has health settings: the planner then aims for the config itself (no copy of a
+/// large table).
 fn refresh_effective(
     health: &HealthTable,
     desired: &Desired,
     dirty: Option<BTreeSet<ipvs::ServiceKey>>,
-    table: &mut Desired,
+    table: &mut Option<Desired>,
     statuses: &mut BTreeMap<ipvs::ServiceKey, ServiceStatus>,
 ) {
+    let whole = |table: &mut Option<Desired>, statuses: &mut BTreeMap<_, _>| {
+        if desired.services.values().all(|s| s.health.is_inert()) {
+            *table = None;
+            statuses.clear();
+        } else {
+            let (t, st) = health.effective(desired);
+            *table = Some(t);
+            *statuses = st.into_iter().map(|s| (s.service, s)).collect();
+        }
+    };
     let Some(keys) = dirty else {
-        let (t, st) = health.effective(desired);
-        *table = t;
-        *statuses = st.into_iter().map(|s| (s.service, s)).collect();
+        whole(table, statuses);
+        return;
+    };
+    let Some(table) = table else {
+        // Still the config itself, unless one of these services brought health settings.
+        if keys
+            .iter()
+            .filter_map(|k| desired.services.get(k))
+            .any(|s| !s.health.is_inert())
+        {
+            whole(table, statuses);
+        }
         return;
     };
     for k in keys {
@@ -249,7 +270,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
     let mut standings: BTreeMap<ipvs::ServiceKey, (Standing, bool)> = BTreeMap::new();
     // The config with health applied and each service's standing, kept between passes and
     // recomputed for what changed; and what the next pass looks at.
-    let mut table_desired = Desired::default();
+    let mut table_desired: Option<Desired> = None;
     let mut statuses: BTreeMap<ipvs::ServiceKey, ServiceStatus> = BTreeMap::new();
     let mut stale = Dirty::All;
     let mut scope = Dirty::All;
@@ -307,7 +328,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
         let result = engine
             .converge(
                 cfg,
-                &table_desired,
+                table_desired.as_ref().unwrap_or(&cfg.desired),
                 pass_scope.as_ref(),
                 settings.force,
                 &allow,

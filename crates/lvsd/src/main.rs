@@ -336,7 +336,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
-            let (table_desired, _) = health.effective(&cfg.desired);
+            // Without health settings the table to aim for is the config itself: no copy.
+            let table_desired = if cfg.desired.services.values().all(|s| s.health.is_inert()) {
+                std::borrow::Cow::Borrowed(&cfg.desired)
+            } else {
+                std::borrow::Cow::Owned(health.effective(&cfg.desired).0)
+            };
             let mut changed = 0;
             let mut failed = 0;
             loop {

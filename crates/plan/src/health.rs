@@ -94,6 +94,13 @@ pub struct ServiceHealth {
     pub quorum: Option<u32>,
 }
 
+impl ServiceHealth {
+    /// No checks, quorum or fallback: health never changes what the planner sees.
+    pub fn is_inert(&self) -> bool {
+        self.checks.is_empty() && self.quorum.is_none() && self.fallback.is_none()
+    }
+}
+
 /// One real's health: up or down, and the streak that may change it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
@@ -213,7 +220,7 @@ pub fn effective_service(
 ) -> (DesiredService, Option<ServiceStatus>) {
     let mut svc = svc.clone();
     let h = &svc.health;
-    if h.checks.is_empty() && h.quorum.is_none() && h.fallback.is_none() {
+    if h.is_inert() {
         return (svc, None);
     }
     let mut healthy = 0;
