@@ -254,9 +254,19 @@ fn text(node: &Node<'_>) -> Option<Spanned<String>> {
         "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
     );
     let first = s.as_bytes().first()?;
-    let numeric = first.is_ascii_digit() || matches!(first, b'+' | b'-' | b'.');
-    let number = s.parse::<f64>().is_ok() || lower.starts_with("0x") || lower.starts_with("0o");
-    if special || (numeric && number) || matches!(first, b'-' | b'+' | b':') || s.ends_with(':') {
+    // Starting like a number, it is taken only when no YAML schema could read a number in it:
+    // an address (a `:` or two dots: 10.0.0.1, 10.0.0.1:80) or a duration (30s, 1m30s).
+    if first.is_ascii_digit() || *first == b'.' {
+        let address = s.contains(':') || s.matches('.').count() >= 2;
+        let duration = s.bytes().any(|b| !b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b's' | b'm' | b'h' | b'd'));
+        if !(address || duration) || s.parse::<f64>().is_ok() {
+            return None;
+        }
+    }
+    // `: ` inside a plain value is a YAML error ("mapping values are not allowed here").
+    if special || matches!(first, b'-' | b'+' | b':') || s.ends_with(':') || s.contains(": ") {
         return None;
     }
     Some(Spanned::new((*s).to_owned(), *loc))

@@ -198,6 +198,11 @@ fn the_fast_reader_takes_the_examples_style_and_declines_the_rest() {
         "services:\n  - address: 10.0.0.1:80\n    check:\n      type: tcp\n",
         "services:\n  - address: 10.0.0.1:80\n    name:\n",
         "services:\n  - address: 10.0.0.1:80\n    name: null\n",
+        "services:\n  - address: 10.0.0.1:80\n    name: x: y\n",
+        "services:\n  - address: 10.0.0.1:80\n    name: .inf\n",
+        "services:\n  - address: 10.0.0.1:80\n    name: 1_000\n",
+        "services:\n  - address: 10.0.0.1:80\n    name: 0x1f\n",
+        "services:\n  - address: 10.0.0.1:80\n    name: 1e5\n",
     ] {
         assert!(!config::fast_reader_takes(declined), "{declined}");
     }
