@@ -40,7 +40,7 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Args)]
 struct ConfigArg {
     /// The configuration file.
     #[arg(short, long, default_value = "/etc/lvsd/lvsd.yaml")]
@@ -332,24 +332,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             force,
             no_wait,
         } => {
-            // The file is read while the table is: on a large table both take a while, and
-            // they use different cores. The table is read ahead only where IPVS is already
-            // loaded (never loading the module on a real server) and the command line does not
-            // make this a real server; a real server's config drops it unread.
-            let arg = table.config.clone();
-            let parsing = tokio::task::spawn_blocking(move || load_trusted(&arg));
+            let cfg = load_trusted(&table.config)?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
-            let ahead = std::path::Path::new("/proc/net/ip_vs").exists()
-                && !matches!(table.config.role, Some(RoleArg::RealServer));
-            if ahead {
-                if let Err(e) = engine.read_ahead().await {
-                    tracing::debug!("reading the table ahead failed: {e:#}");
-                }
-            }
-            let cfg = parsing.await.context("read the config")??;
-            if cfg.host.role == Role::RealServer {
-                engine.forget_table();
-            }
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
             // Without health settings the table to aim for is the config itself: no copy.
@@ -397,11 +381,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("applied {changed} changes");
             }
-            // The process ends here: freeing a large config and table piece by piece would
-            // only delay the exit (by a tenth of a second at 10,000 services under emulation).
-            std::mem::forget(table_desired);
-            std::mem::forget(cfg);
-            std::mem::forget(engine);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { state_dir, json } => {

@@ -220,18 +220,6 @@ impl Engine {
         }
     }
 
-    /// Reads the table now, for the next pass to use (see [`Engine::adopt_health`]).
-    pub async fn read_ahead(&mut self) -> Result<()> {
-        let table = self.observe().await?;
-        self.keep_fresh(Some(table));
-        Ok(())
-    }
-
-    /// Drops a table read ahead (a real server does not look at IPVS).
-    pub fn forget_table(&mut self) {
-        self.keep_fresh(None);
-    }
-
     /// Keeps a table just read for the next pass.
     fn keep_fresh(&mut self, table: Option<Observed>) {
         self.fresh = table.is_some();
