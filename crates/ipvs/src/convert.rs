@@ -76,46 +76,34 @@ fn missing(what: &str) -> DecodeError {
 
 /// Reads a service from a dump or get reply.
 pub fn service_from_attrs(attrs: &[ServiceAttr]) -> Result<Service, DecodeError> {
-    let (mut af, mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None, None);
-    let (mut sched, mut flags, mut timeout, mut netmask, mut pe) = (None, None, None, None, None);
+    let mut p = ServiceParts::default();
     let (mut stats32, mut stats64) = (None, None);
     for a in attrs {
         match a {
-            ServiceAttr::Af(v) => af = Some(*v),
-            ServiceAttr::Protocol(v) => proto = Some(*v),
-            ServiceAttr::Addr(v) => addr = Some(*v),
-            ServiceAttr::Port(v) => port = Some(*v),
-            ServiceAttr::Fwmark(v) => fwmark = Some(*v),
-            ServiceAttr::SchedName(v) => sched = Some(v.clone()),
-            ServiceAttr::Flags { flags: f, .. } => flags = Some(*f),
-            ServiceAttr::Timeout(v) => timeout = Some(*v),
-            ServiceAttr::Netmask(v) => netmask = Some(*v),
-            ServiceAttr::PeName(v) => pe = Some(v.clone()),
+            ServiceAttr::Af(v) => p.af = Some(*v),
+            ServiceAttr::Protocol(v) => p.proto = Some(*v),
+            ServiceAttr::Addr(v) => p.addr = Some(*v),
+            ServiceAttr::Port(v) => p.port = Some(*v),
+            ServiceAttr::Fwmark(v) => p.fwmark = Some(*v),
+            ServiceAttr::SchedName(v) => p.sched = Some(v.clone()),
+            ServiceAttr::Flags { flags: f, .. } => p.flags = Some(*f),
+            ServiceAttr::Timeout(v) => p.timeout = Some(*v),
+            ServiceAttr::Netmask(v) => p.netmask = Some(*v),
+            ServiceAttr::PeName(v) => p.pe = Some(v.clone()),
             ServiceAttr::Stats(v) => stats32 = Some(v),
             ServiceAttr::Stats64(v) => stats64 = Some(v),
             ServiceAttr::Other(_) => {}
         }
     }
-    let stats = stats64
+    p.stats = stats64
         .or(stats32)
         .map(|s| stats_from_attrs(s))
         .unwrap_or_default();
-    finish_service(ServiceParts {
-        af,
-        proto,
-        addr,
-        port,
-        fwmark,
-        sched,
-        flags,
-        timeout,
-        netmask,
-        pe,
-        stats,
-    })
+    finish_service(p)
 }
 
 /// What a service's attributes said, before the required ones are checked.
+#[derive(Default)]
 struct ServiceParts {
     af: Option<u16>,
     proto: Option<u16>,
@@ -172,52 +160,40 @@ fn finish_service(p: ServiceParts) -> Result<Service, DecodeError> {
 pub fn service_from_bytes(payload: &[u8]) -> Result<Service, DecodeError> {
     use crate::constants::*;
     let scanned_af = scan_u16(payload, IPVS_SVC_ATTR_AF);
-    let (mut af, mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None, None);
-    let (mut sched, mut flags, mut timeout, mut netmask, mut pe) = (None, None, None, None, None);
+    let mut p = ServiceParts::default();
     let (mut stats32, mut stats64) = (None, None);
     for nla in NlasIterator::new(payload) {
         let nla = nla.with_context(|| "invalid attribute in service".to_string())?;
         let v = nla.value();
         match nla.kind() {
-            IPVS_SVC_ATTR_AF => af = Some(parse_u16(v)?),
-            IPVS_SVC_ATTR_PROTOCOL => proto = Some(parse_u16(v)?),
+            IPVS_SVC_ATTR_AF => p.af = Some(parse_u16(v)?),
+            IPVS_SVC_ATTR_PROTOCOL => p.proto = Some(parse_u16(v)?),
             IPVS_SVC_ATTR_ADDR => {
                 if let Some(a) = parse_inet_addr(v, scanned_af)? {
-                    addr = Some(a);
+                    p.addr = Some(a);
                 }
             }
-            IPVS_SVC_ATTR_PORT => port = Some(parse_u16_be(v)?),
-            IPVS_SVC_ATTR_FWMARK => fwmark = Some(parse_u32(v)?),
-            IPVS_SVC_ATTR_SCHED_NAME => sched = Some(parse_string(v)?),
+            IPVS_SVC_ATTR_PORT => p.port = Some(parse_u16_be(v)?),
+            IPVS_SVC_ATTR_FWMARK => p.fwmark = Some(parse_u32(v)?),
+            IPVS_SVC_ATTR_SCHED_NAME => p.sched = Some(parse_string(v)?),
             IPVS_SVC_ATTR_FLAGS => {
                 if v.len() != 8 {
                     return Err(DecodeError::from(
                         "invalid IPVS_SVC_ATTR_FLAGS: not 8 bytes",
                     ));
                 }
-                flags = Some(parse_u32(&v[..4])?);
+                p.flags = Some(parse_u32(&v[..4])?);
             }
-            IPVS_SVC_ATTR_TIMEOUT => timeout = Some(parse_u32(v)?),
-            IPVS_SVC_ATTR_NETMASK => netmask = Some(parse_u32(v)?),
+            IPVS_SVC_ATTR_TIMEOUT => p.timeout = Some(parse_u32(v)?),
+            IPVS_SVC_ATTR_NETMASK => p.netmask = Some(parse_u32(v)?),
             IPVS_SVC_ATTR_STATS => stats32 = Some(stats_from_bytes(v)?),
             IPVS_SVC_ATTR_STATS64 => stats64 = Some(stats_from_bytes(v)?),
-            IPVS_SVC_ATTR_PE_NAME => pe = Some(parse_string(v)?),
+            IPVS_SVC_ATTR_PE_NAME => p.pe = Some(parse_string(v)?),
             _ => {}
         }
     }
-    finish_service(ServiceParts {
-        af,
-        proto,
-        addr,
-        port,
-        fwmark,
-        sched,
-        flags,
-        timeout,
-        netmask,
-        pe,
-        stats: stats64.or(stats32).unwrap_or_default(),
-    })
+    p.stats = stats64.or(stats32).unwrap_or_default();
+    finish_service(p)
 }
 
 /// The attributes that identify a destination (for `DEL_DEST`).

@@ -134,27 +134,33 @@ fn command(req: &Request) -> u8 {
 /// Appends a request for the destinations of `key` (a dump): the read hot path, one per service
 /// when a whole table is read.
 pub fn push_get_dests(tx: &mut Vec<u8>, key: &ServiceKey, family_id: u16, flags: u16, seq: u32) {
+    let start = header(tx, IPVS_CMD_GET_DEST, family_id, flags, seq);
+    service_block(tx, key, None);
+    finish(tx, start);
+}
+
+/// Starts a message: the netlink and generic-netlink headers, its length patched by
+/// [`finish`]. Returns where it starts.
+fn header(tx: &mut Vec<u8>, cmd: u8, family_id: u16, flags: u16, seq: u32) -> usize {
     let start = tx.len();
-    tx.extend_from_slice(&[0; 4]); // length, patched below
+    tx.extend_from_slice(&[0; 4]); // length, patched by `finish`
     tx.extend_from_slice(&family_id.to_ne_bytes());
     tx.extend_from_slice(&flags.to_ne_bytes());
     tx.extend_from_slice(&seq.to_ne_bytes());
-    tx.extend_from_slice(&[0; 4]);
-    tx.extend_from_slice(&[IPVS_CMD_GET_DEST, IPVS_GENL_VERSION, 0, 0]);
-    service_block(tx, key, None);
+    tx.extend_from_slice(&[0; 4]); // port id: the kernel fills it in
+    tx.extend_from_slice(&[cmd, IPVS_GENL_VERSION, 0, 0]);
+    start
+}
+
+/// Writes the length of the message that starts at `start`.
+fn finish(tx: &mut [u8], start: usize) {
     let len = (tx.len() - start) as u32;
     tx[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
 /// Appends `req` to `tx` as one netlink message of the IPVS family.
 pub fn push_request(tx: &mut Vec<u8>, req: &Request, family_id: u16, flags: u16, seq: u32) {
-    let start = tx.len();
-    tx.extend_from_slice(&[0; 4]); // length, patched below
-    tx.extend_from_slice(&family_id.to_ne_bytes());
-    tx.extend_from_slice(&flags.to_ne_bytes());
-    tx.extend_from_slice(&seq.to_ne_bytes());
-    tx.extend_from_slice(&[0; 4]); // port id: the kernel fills it in
-    tx.extend_from_slice(&[command(req), IPVS_GENL_VERSION, 0, 0]);
+    let start = header(tx, command(req), family_id, flags, seq);
     match req {
         Request::NewService(k, s) | Request::SetService(k, s) => service_block(tx, k, Some(s)),
         Request::DelService(k) | Request::Zero(Some(k)) => service_block(tx, k, None),
@@ -200,6 +206,5 @@ pub fn push_request(tx: &mut Vec<u8>, req: &Request, family_id: u16, flags: u16,
             nest_end(tx, at);
         }
     }
-    let len = (tx.len() - start) as u32;
-    tx[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+    finish(tx, start);
 }

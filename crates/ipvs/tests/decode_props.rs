@@ -37,6 +37,16 @@ fn fixture_dest_blocks() -> Vec<Vec<u8>> {
 
 /// (from the kernel, block) pairs: the kernel's replies lack NLM_F_REQUEST.
 fn fixture_dest_blocks_tagged() -> Vec<(bool, Vec<u8>)> {
+    fixture_blocks(ipvs::constants::IPVS_CMD_ATTR_DEST)
+}
+
+fn fixture_service_blocks() -> Vec<(bool, Vec<u8>)> {
+    fixture_blocks(ipvs::constants::IPVS_CMD_ATTR_SERVICE)
+}
+
+/// The blocks of attribute `kind` in the captured IPVS messages, tagged with whether the
+/// kernel sent them.
+fn fixture_blocks(kind: u16) -> Vec<(bool, Vec<u8>)> {
     let mut out = vec![];
     for m in fixture_messages() {
         // IPVS messages only: errors and acks embed the request they answer.
@@ -47,24 +57,7 @@ fn fixture_dest_blocks_tagged() -> Vec<(bool, Vec<u8>)> {
         let Some(attrs) = m.get(20..) else { continue };
         let from_kernel = m[6] & 1 == 0;
         for nla in netlink_packet_core::NlasIterator::new(attrs).flatten() {
-            if nla.kind() == ipvs::constants::IPVS_CMD_ATTR_DEST {
-                out.push((from_kernel, nla.value().to_vec()));
-            }
-        }
-    }
-    out
-}
-
-fn fixture_service_blocks() -> Vec<(bool, Vec<u8>)> {
-    let mut out = vec![];
-    for m in fixture_messages() {
-        if u16::from_ne_bytes([m[4], m[5]]) <= 0x10 || matches!(m.get(16), Some(14 | 15)) {
-            continue;
-        }
-        let Some(attrs) = m.get(20..) else { continue };
-        let from_kernel = m[6] & 1 == 0;
-        for nla in netlink_packet_core::NlasIterator::new(attrs).flatten() {
-            if nla.kind() == ipvs::constants::IPVS_CMD_ATTR_SERVICE {
+            if nla.kind() == kind {
                 out.push((from_kernel, nla.value().to_vec()));
             }
         }

@@ -374,16 +374,14 @@ impl Engine {
         observed: &Observed,
         scope: &BTreeSet<ServiceKey>,
     ) -> Plan {
-        plan::plan_services(
-            desired,
-            observed,
-            &self.owned,
-            Options {
-                exclusive: self.exclusive,
-                now: now(),
-            },
-            scope,
-        )
+        plan::plan_services(desired, observed, &self.owned, self.options(), scope)
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            exclusive: self.exclusive,
+            now: now(),
+        }
     }
 
     /// Plans against `observed`: the whole table, or the services in `scope`.
@@ -402,15 +400,7 @@ impl Engine {
     /// Plans against the live table without changing anything.
     pub fn plan(&self, desired: &Desired, observed: &Observed) -> Plan {
         let started = std::time::Instant::now();
-        let p = plan::plan(
-            desired,
-            observed,
-            &self.owned,
-            Options {
-                exclusive: self.exclusive,
-                now: now(),
-            },
-        );
+        let p = plan::plan(desired, observed, &self.owned, self.options());
         tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = p.ops.len(), "planned");
         p
     }
