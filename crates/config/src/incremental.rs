@@ -25,6 +25,9 @@ pub struct Loaded {
     pub config: Config,
     /// The file's bytes (valid UTF-8: an edit is checked where it changed).
     text: Vec<u8>,
+    /// The buffer the next version is read into: the previous version's, so its memory is
+    /// mapped already (a large file read into fresh memory costs a page fault per page).
+    next: Vec<u8>,
     layout: Option<Layout>,
 }
 
@@ -59,21 +62,12 @@ pub enum Reread {
     Whole(Box<Loaded>),
 }
 
-/// The way back from an in-place edit.
-#[derive(Debug, Default)]
+/// The way back from an in-place edit (the old text stays in [`Loaded`] until the next read).
+#[derive(Debug)]
 pub struct Undo {
-    text: Vec<u8>,
     layout: Option<Layout>,
     removed: Vec<(ServiceKey, DesiredService)>,
     added: Vec<ServiceKey>,
-}
-
-impl Undo {
-    /// The old version's buffer, for reading the next version into (a large file read into
-    /// fresh memory costs a page fault per page).
-    pub fn into_buffer(self) -> Vec<u8> {
-        self.text
-    }
 }
 
 /// Bytes that make an entry's meaning depend on text outside it (anchors, aliases, tags,
@@ -243,14 +237,42 @@ impl Loaded {
         Ok(Loaded {
             config,
             text: text.into_bytes(),
+            next: Vec::new(),
             layout,
         })
     }
 
-    /// Reads the file at `path` (see [`crate::load_as`]).
+    /// Reads the file at `path` (see [`crate::load_as`]) for a daemon that will read it again:
+    /// the buffer for the next version is mapped now, so even the first edit of a large file
+    /// reads into memory that is there already.
     pub fn load(path: &std::path::Path, role: Option<Role>) -> Result<Loaded, Error> {
         let text = crate::read_text(path)?;
-        Loaded::parse(text, &path.display().to_string(), role)
+        let mut loaded = Loaded::parse(text, &path.display().to_string(), role)?;
+        // Written, not just allocated: zeroed memory from the allocator is not mapped yet.
+        loaded.next.resize(loaded.text.len() + 4096, b' ');
+        loaded.next.clear();
+        Ok(loaded)
+    }
+
+    /// Reads the file at `path` again, into the buffer kept for it: see [`Loaded::reread`].
+    pub fn reread_file(
+        &mut self,
+        path: &std::path::Path,
+        role: Option<Role>,
+    ) -> Result<Reread, Error> {
+        let mut next = std::mem::take(&mut self.next);
+        if let Err(e) = crate::read_bytes_into(path, &mut next) {
+            self.next = next;
+            return Err(e);
+        }
+        self.reread(next, &path.display().to_string(), role)
+    }
+
+    /// Takes a config read whole ([`Reread::Whole`]), keeping this one's buffer for the next
+    /// read.
+    pub fn replace(&mut self, new: Loaded) {
+        let old = std::mem::replace(self, new);
+        self.next = old.text;
     }
 
     /// The bytes the config was read from.
@@ -275,17 +297,12 @@ impl Loaded {
         role: Option<Role>,
     ) -> Result<Reread, Error> {
         if text.len() == self.text.len() && common_prefix(&text, &self.text) == text.len() {
+            self.next = text;
             return Ok(Reread::Same);
         }
-        if let Some(touched) = self.edit(&text) {
-            let (touched, undo) = touched;
-            return Ok(Reread::Edited {
-                touched,
-                undo: Undo {
-                    text: std::mem::replace(&mut self.text, text),
-                    ..undo
-                },
-            });
+        if let Some((touched, undo)) = self.edit(&text) {
+            self.next = std::mem::replace(&mut self.text, text);
+            return Ok(Reread::Edited { touched, undo });
         }
         let text = crate::text_of(text, path)?;
         Ok(Reread::Whole(Box::new(Loaded::parse(text, path, role)?)))
@@ -297,7 +314,7 @@ impl Loaded {
             self.config.desired.services.remove(k);
         }
         self.config.desired.services.extend(undo.removed);
-        self.text = undo.text;
+        std::mem::swap(&mut self.text, &mut self.next);
         self.layout = undo.layout;
     }
 
@@ -400,7 +417,6 @@ impl Loaded {
             .collect();
         services.extend(entries.desired.services);
         let undo = Undo {
-            text: Vec::new(),
             layout: self.layout.replace(next),
             removed,
             added: keys,

@@ -54,12 +54,14 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
 
 /// Reads the file at `path`: refused when larger than any sane config.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
-    read_bytes_into(path, Vec::new())
+    let mut buf = Vec::new();
+    read_bytes_into(path, &mut buf)?;
+    Ok(buf)
 }
 
-/// [`read_bytes`] into `buf` (its memory reused: a daemon reading a large file again and
-/// again does not fault in fresh pages each time).
-pub fn read_bytes_into(path: &Path, mut buf: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// [`read_bytes`] into `buf`, replacing what it held (its memory reused: a daemon reading a
+/// large file again and again does not fault in fresh pages each time).
+pub fn read_bytes_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
     let shown = path.display().to_string();
     let read = |source| Error::Read {
         path: shown.clone(),
@@ -76,9 +78,9 @@ pub fn read_bytes_into(path: &Path, mut buf: Vec<u8>) -> Result<Vec<u8>, Error> 
     use std::io::Read as _;
     buf.clear();
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut buf))
+        .and_then(|mut f| f.read_to_end(buf))
         .map_err(read)?;
-    Ok(buf)
+    Ok(())
 }
 
 /// The file's bytes as text, or where the first byte that is not UTF-8 stands.

@@ -101,15 +101,13 @@ impl ConfigWatch {
                 return;
             }
             tracing::debug!(kind = ?ev.kind, paths = ?ev.paths, relevant, "file event");
-            {
-                let whole = matches!(
-                    ev.kind,
-                    notify::EventKind::Modify(notify::event::ModifyKind::Name(
-                        notify::event::RenameMode::To | notify::event::RenameMode::Both
-                    ))
-                );
-                let _ = tx.send(whole);
-            }
+            let whole = matches!(
+                ev.kind,
+                notify::EventKind::Modify(notify::event::ModifyKind::Name(
+                    notify::event::RenameMode::To | notify::event::RenameMode::Both
+                ))
+            );
+            let _ = tx.send(whole);
         })
         .context("start the file watcher")?;
         let mut w = ConfigWatch {
@@ -286,12 +284,6 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
     }
     let mut ready = false;
     let mut hash_due = false;
-    // The previous version's buffer, to read the next one into; touched once now, so that
-    // even the first edit of a large file reads into memory that is already mapped.
-    let mut spare: Vec<u8> = Vec::with_capacity(loaded.bytes().len() + 4096);
-    // Written, not just allocated: zeroed memory from the allocator is not mapped yet.
-    spare.resize(spare.capacity(), b' ');
-    spare.clear();
     let mut loaded_identity = file_identity(&settings.config);
     // Changes are expected after a start, a reload or a health transition; a pass that finds
     // something to do otherwise is repairing drift.
@@ -532,7 +524,7 @@ pub async fn run(settings: Settings, mut engine: Engine, mut loaded: Loaded) -> 
             tracing::warn!("{e:#}");
         }
         loaded_identity = file_identity(&settings.config);
-        let new = match reload(&settings, &mut loaded, &mut spare, &mut engine).await {
+        let new = match reload(&settings, &mut loaded, &mut engine).await {
             Ok(new) => new,
             Err(why) => {
                 telemetry.config_rejected(&why);
@@ -629,7 +621,6 @@ fn backoff(n: u32, max: Duration) -> Duration {
 async fn reload(
     settings: &Settings,
     loaded: &mut Loaded,
-    spare: &mut Vec<u8>,
     engine: &mut Engine,
 ) -> Result<Option<BTreeSet<ipvs::ServiceKey>>, String> {
     let path = &settings.config;
@@ -640,32 +631,29 @@ async fn reload(
         }
     }
     let started = std::time::Instant::now();
-    let reread = config::read_bytes_into(path, std::mem::take(spare))
-        .and_then(|text| loaded.reread(text, &path.display().to_string(), settings.role));
+    let reread = loaded.reread_file(path, settings.role);
     tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
     let touched = match reread {
         Ok(Reread::Same) => return Ok(None),
         Ok(Reread::Edited { touched, undo }) => {
             if touched.is_empty() {
-                *spare = undo.into_buffer();
                 return Ok(None);
             }
             if let Err(why) = guard(settings, None, &loaded.config, &touched, engine).await {
                 loaded.undo(undo);
                 return Err(why);
             }
-            *spare = undo.into_buffer();
             touched
         }
         Ok(Reread::Whole(new)) => {
             let touched = changed(&loaded.config.desired, &new.config.desired);
             if touched.is_empty() && new.config.host == loaded.config.host {
-                *loaded = *new;
+                loaded.replace(*new);
                 return Ok(None);
             }
             let role = loaded.config.host.role;
             guard(settings, Some(role), &new.config, &touched, engine).await?;
-            *loaded = *new;
+            loaded.replace(*new);
             touched
         }
         Err(config::Error::Read { source, .. })
