@@ -197,10 +197,9 @@ impl Engine {
             .await
             .context("read the IPVS table")?;
         for (s, reals) in services.into_iter().zip(reals) {
-            let spec = plan::normalize_service(s.spec, s.key);
             observed
                 .services
-                .insert(s.key, plan::ObservedService { spec, reals });
+                .insert(s.key, plan::ObservedService::new(s, reals));
         }
         tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = observed.services.len(), "read the IPVS table");
         Ok(observed)

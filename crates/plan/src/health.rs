@@ -201,10 +201,18 @@ pub fn effective(
     desired: &Desired,
     up: &dyn Fn(&ServiceKey, &DestKey) -> bool,
 ) -> (Desired, Vec<ServiceStatus>) {
+    each_service(desired, |key, svc| effective_service(key, svc, up))
+}
+
+/// The whole table from what `f` makes of each service, with the standings it gives.
+fn each_service(
+    desired: &Desired,
+    f: impl Fn(&ServiceKey, &DesiredService) -> (DesiredService, Option<ServiceStatus>),
+) -> (Desired, Vec<ServiceStatus>) {
     let mut out = Desired::default();
     let mut statuses = vec![];
     for (key, svc) in &desired.services {
-        let (svc, status) = effective_service(key, svc, up);
+        let (svc, status) = f(key, svc);
         out.services.insert(*key, svc);
         statuses.extend(status);
     }
@@ -340,14 +348,7 @@ impl HealthTable {
     /// The table the planner should aim for, and each service's standing (with the reals
     /// that are down only because they have not been checked yet).
     pub fn effective(&self, desired: &Desired) -> (Desired, Vec<ServiceStatus>) {
-        let mut table = Desired::default();
-        let mut statuses = vec![];
-        for (key, svc) in &desired.services {
-            let (svc, status) = self.effective_service(key, svc);
-            table.services.insert(*key, svc);
-            statuses.extend(status);
-        }
-        (table, statuses)
+        each_service(desired, |key, svc| self.effective_service(key, svc))
     }
 
     /// [`HealthTable::effective`] for one service.

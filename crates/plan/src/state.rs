@@ -58,9 +58,15 @@ pub struct ObservedService {
 impl ObservedService {
     /// One service as the kernel reports it, normalised.
     pub fn from_kernel(s: &Service, dests: &[Dest]) -> Self {
+        Self::new(s.clone(), Self::reals_of(dests))
+    }
+
+    /// A service the kernel reported, normalised, with its reals already read (see
+    /// [`ObservedService::reals_from_kernel`]).
+    pub fn new(s: Service, reals: BTreeMap<DestKey, ObservedReal>) -> Self {
         ObservedService {
-            spec: normalize_service(s.spec.clone(), s.key),
-            reals: Self::reals_of(dests),
+            spec: normalize_service(s.spec, s.key),
+            reals,
         }
     }
 
