@@ -303,14 +303,7 @@ fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
     let Node::Map(entries, loc) = node else {
         return None;
     };
-    let mut r = RawReal {
-        address: None,
-        weight: None,
-        forward: None,
-        max_connections: None,
-        min_connections: None,
-        check: None,
-    };
+    let mut r = RawReal::default();
     for (k, v) in entries {
         match *k {
             "address" => r.address = Some(text(v)?),
@@ -328,23 +321,7 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
     let Node::Map(entries, loc) = node else {
         return None;
     };
-    let mut s = RawService {
-        name: None,
-        address: None,
-        fwmark: None,
-        family: None,
-        protocol: None,
-        scheduler: None,
-        forward: None,
-        persistence: None,
-        flags: None,
-        drain_timeout: None,
-        check: None,
-        on_failure: None,
-        fallback: None,
-        quorum: None,
-        reals: vec![],
-    };
+    let mut s = RawService::default();
     for (k, v) in entries {
         match *k {
             "name" => s.name = Some(text(v)?),
@@ -379,11 +356,7 @@ fn host(node: &Node<'_>) -> Option<Spanned<RawHost>> {
     let Node::Map(entries, loc) = node else {
         return None;
     };
-    let mut h = RawHost {
-        role: None,
-        interface: None,
-        vips: None,
-    };
+    let mut h = RawHost::default();
     for (k, v) in entries {
         match *k {
             "role" => h.role = Some(text(v)?),

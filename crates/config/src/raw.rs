@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for Services {
 }
 
 /// The `host` section: what this machine is in the cluster.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHost {
     pub role: Option<Spanned<String>>,
@@ -89,7 +89,7 @@ pub(crate) struct RawHost {
 }
 
 /// One entry of `services`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawService {
     pub name: Option<Spanned<String>>,
@@ -158,7 +158,7 @@ impl RawCheck {
 }
 
 /// One entry of `reals`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReal {
     pub address: Option<Spanned<String>>,
