@@ -187,14 +187,16 @@ fn refresh_effective(
     table: &mut Option<Desired>,
     statuses: &mut BTreeMap<ipvs::ServiceKey, ServiceStatus>,
 ) {
-    let whole = |table: &mut Option<Desired>, statuses: &mut BTreeMap<_, _>| {
-        if desired.services.values().all(|s| s.health.is_inert()) {
-            *table = None;
-            statuses.clear();
-        } else {
-            let (t, st) = health.effective(desired);
+    let whole = |table: &mut Option<Desired>, statuses: &mut BTreeMap<_, _>| match health
+        .effective_if_any(desired)
+    {
+        Some((t, st)) => {
             *table = Some(t);
             *statuses = st.into_iter().map(|s| (s.service, s)).collect();
+        }
+        None => {
+            *table = None;
+            statuses.clear();
         }
     };
     let Some(keys) = dirty else {

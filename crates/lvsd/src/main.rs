@@ -336,17 +336,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
-            // Without health settings the table to aim for is the config itself: no copy.
-            let table_desired = if cfg.desired.services.values().all(|s| s.health.is_inert()) {
-                std::borrow::Cow::Borrowed(&cfg.desired)
-            } else {
-                std::borrow::Cow::Owned(health.effective(&cfg.desired).0)
-            };
+            let effective = health.effective_if_any(&cfg.desired).map(|(t, _)| t);
+            let table_desired = effective.as_ref().unwrap_or(&cfg.desired);
             let mut changed = 0;
             let mut failed = 0;
             loop {
                 let pass = engine
-                    .converge(&cfg, &table_desired, None, force, &|_| true, true)
+                    .converge(&cfg, table_desired, None, force, &|_| true, true)
                     .await?;
                 for op in &pass.host_applied {
                     println!("{op}");

@@ -351,6 +351,12 @@ impl HealthTable {
         each_service(desired, |key, svc| self.effective_service(key, svc))
     }
 
+    /// [`HealthTable::effective`], or `None` when no service has health settings: the table
+    /// to aim for is then the config itself, and a large one need not be copied.
+    pub fn effective_if_any(&self, desired: &Desired) -> Option<(Desired, Vec<ServiceStatus>)> {
+        (!desired.services.values().all(|s| s.health.is_inert())).then(|| self.effective(desired))
+    }
+
     /// [`HealthTable::effective`] for one service.
     pub fn effective_service(
         &self,
