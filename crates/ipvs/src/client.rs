@@ -12,12 +12,11 @@
 use std::os::fd::AsFd;
 
 use netlink_packet_core::{
-    DecodeError, Emitable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload, NetlinkSerializable, NlasIterator, ParseableParametrized,
-    parse_u16,
+    DecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NlasIterator,
+    ParseableParametrized, parse_u16,
 };
 use netlink_packet_generic::{
-    GenlFamily, GenlMessage,
+    GenlMessage,
     ctrl::{GenlCtrl, GenlCtrlCmd, nlas::GenlCtrlAttrs},
 };
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_GENERIC};
@@ -32,6 +31,7 @@ use crate::error::Error;
 use crate::message::{IpvsAttr, IpvsCmd, IpvsMessage};
 use crate::model::*;
 use crate::request::Request;
+use crate::wire::push_message;
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -43,6 +43,10 @@ const CHUNK_BYTES: usize = 64 << 10;
 const RX_BYTES: usize = 256 << 10;
 /// Receive-buffer bytes one error reply may cost (its skb truesize), for bounding chunks.
 const ERROR_REPLY_COST: usize = 2048;
+/// How long to wait for the kernel's next reply before giving the connection up. It answers
+/// a request (even a chunk of a batch) while the request is sent, so silence this long means
+/// the socket is of no use any more.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The outcome of one request of a batch, in the order the requests were given.
 pub type BatchResult = Vec<Result<(), Error>>;
@@ -261,7 +265,13 @@ impl Client {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 self.rx.clear();
-                self.sock.recv(&mut self.rx).await.map_err(io_err(op))
+                match tokio::time::timeout(TIMEOUT, self.sock.recv(&mut self.rx)).await {
+                    Ok(r) => r.map_err(io_err(op)),
+                    Err(_) => Err(io_err(op)(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the kernel did not answer within {}s", TIMEOUT.as_secs()),
+                    ))),
+                }
             }
             Err(e) => Err(io_err(op)(e)),
         }
@@ -697,6 +707,11 @@ fn read_dests_blocking<T>(
     let mut sock = netlink_sys::Socket::new(NETLINK_GENERIC).map_err(io_err(op))?;
     sock.bind_auto().map_err(io_err(op))?;
     let _ = sock.set_cap_ack(true);
+    let timeout = nix::sys::time::TimeVal::new(TIMEOUT.as_secs() as i64, 0);
+    setsockopt(&sock.as_fd(), sockopt::ReceiveTimeout, &timeout).map_err(|e| Error::Io {
+        op: op.to_owned(),
+        source: e.into(),
+    })?;
     let mut tx = Vec::with_capacity(128);
     let mut rx: Vec<u8> = Vec::with_capacity(RX_BYTES);
     let mut out = Vec::with_capacity(keys.len());
@@ -725,36 +740,3 @@ fn read_dests_blocking<T>(
 
 /// Services above which a table read spreads over worker threads.
 const PARALLEL_FROM: usize = 512;
-
-/// Appends one netlink message to `tx`.
-fn push_message<F>(tx: &mut Vec<u8>, genl: GenlMessage<F>, flags: u16, seq: u32)
-where
-    F: GenlFamily + Emitable + std::fmt::Debug,
-    GenlMessage<F>: NetlinkSerializable,
-{
-    let mut header = NetlinkHeader::default();
-    header.flags = flags;
-    header.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-    msg.finalize();
-    let start = tx.len();
-    tx.resize(start + msg.buffer_len(), 0);
-    msg.serialize(&mut tx[start..]);
-}
-
-/// Encodes one request as the bytes of a netlink message, exactly as [`Client::execute`] sends it
-/// (for golden-byte tests and tools that capture traffic).
-pub fn encode_request(request: &Request, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
-    let mut tx = Vec::new();
-    crate::wire::push_request(&mut tx, request, family_id, flags, seq);
-    tx
-}
-
-/// Encodes any IPVS message with the given netlink header fields.
-pub fn encode_message(msg: IpvsMessage, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
-    let mut genl = GenlMessage::from_payload(msg);
-    genl.set_resolved_family_id(family_id);
-    let mut tx = Vec::new();
-    push_message(&mut tx, genl, flags, seq);
-    tx
-}

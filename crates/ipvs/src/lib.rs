@@ -3,7 +3,7 @@
 //! The kernel's IPVS table is read and written over the "IPVS" generic-netlink family; this crate
 //! is the whole of lvsd's contact with it. Layers, top down:
 //!
-//! - [`Client`]: one socket, [`Client::execute`] for batches of [`Request`]s with a result per
+//! - [`Client`] (feature `client`, on by default): one socket, [`Client::execute`] for batches of [`Request`]s with a result per
 //!   request, dumps ([`Client::services`], [`Client::dests`], [`Client::dump`]) and the small
 //!   queries (info, timeouts, sync daemons).
 //! - [`model`]: services and destinations with identity, settings and statistics kept apart.
@@ -12,6 +12,7 @@
 //! Decoding never panics: malformed input is a [`netlink_packet_core::DecodeError`], unknown
 //! attributes are kept as `Other`.
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod constants;
 pub mod convert;
@@ -22,11 +23,13 @@ pub mod request;
 pub mod save;
 pub mod wire;
 
-pub use client::{BatchResult, Client, encode_message, encode_request};
+#[cfg(feature = "client")]
+pub use client::{BatchResult, Client};
 pub use error::Error;
 pub use message::{DaemonAttr, DestAttr, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, StatsAttr};
 pub use model::*;
 pub use request::Request;
+pub use wire::{encode_message, encode_request};
 
 /// Decodes one netlink message carrying an IPVS payload (any family ID): the entry point for
 /// golden-byte tests and property tests. Never panics.

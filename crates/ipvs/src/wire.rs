@@ -4,10 +4,13 @@
 //! It must produce exactly the bytes of the typed path (`Request::to_message` then emit); the
 //! golden tests compare it with ipvsadm's traffic and a property test with the typed encoder.
 
-use netlink_packet_core::NLA_F_NESTED;
+use netlink_packet_core::{
+    Emitable, NLA_F_NESTED, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+};
+use netlink_packet_generic::{GenlFamily, GenlMessage};
 
 use crate::constants::*;
-use crate::message::inet_addr_bytes;
+use crate::message::{IpvsMessage, inet_addr_bytes};
 use crate::model::*;
 use crate::request::Request;
 
@@ -207,4 +210,37 @@ pub fn push_request(tx: &mut Vec<u8>, req: &Request, family_id: u16, flags: u16,
         }
     }
     finish(tx, start);
+}
+
+/// Appends one netlink message to `tx`.
+pub(crate) fn push_message<F>(tx: &mut Vec<u8>, genl: GenlMessage<F>, flags: u16, seq: u32)
+where
+    F: GenlFamily + Emitable + std::fmt::Debug,
+    GenlMessage<F>: NetlinkSerializable,
+{
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
+    msg.finalize();
+    let start = tx.len();
+    tx.resize(start + msg.buffer_len(), 0);
+    msg.serialize(&mut tx[start..]);
+}
+
+/// Encodes one request as the bytes of a netlink message, exactly as the client's batches send it
+/// (for golden-byte tests and tools that capture traffic).
+pub fn encode_request(request: &Request, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
+    let mut tx = Vec::new();
+    push_request(&mut tx, request, family_id, flags, seq);
+    tx
+}
+
+/// Encodes any IPVS message with the given netlink header fields.
+pub fn encode_message(msg: IpvsMessage, family_id: u16, flags: u16, seq: u32) -> Vec<u8> {
+    let mut genl = GenlMessage::from_payload(msg);
+    genl.set_resolved_family_id(family_id);
+    let mut tx = Vec::new();
+    push_message(&mut tx, genl, flags, seq);
+    tx
 }
