@@ -10,7 +10,8 @@ use ipvs::{DestKey, DestSpec, ForwardMethod, Request, ServiceFlags, ServiceKey, 
 pub enum DelReason {
     /// It left the configuration and had no active connections.
     NotInConfig,
-    /// It was drained and its last active connection closed.
+    /// It was drained and its last connection (of any state) and persistence template are
+    /// gone.
     Drained,
     /// It was drained and the drain timeout passed with connections still open.
     DrainTimeout,
@@ -22,7 +23,7 @@ impl fmt::Display for DelReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             DelReason::NotInConfig => "not in the config",
-            DelReason::Drained => "drained: no active connections left",
+            DelReason::Drained => "drained: no connections left",
             DelReason::DrainTimeout => "drain timeout passed",
             DelReason::Exclusive => "not in the config (--exclusive)",
         })

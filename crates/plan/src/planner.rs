@@ -17,17 +17,45 @@ pub struct Options {
     pub now: u64,
 }
 
-/// A drained real server still holding connections.
+/// A drained real server still holding connections or persistence templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiting {
     /// The service.
     pub service: ServiceKey,
     /// The real server.
     pub real: DestKey,
-    /// Its active connections.
+    /// Its established connections.
     pub active: u32,
+    /// Its other connections (closing TCP, every UDP entry).
+    pub inactive: u32,
+    /// Persistence templates pointing at it.
+    pub persistent: u32,
     /// Unix time after which it is deleted anyway.
     pub deadline: u64,
+}
+
+impl Waiting {
+    fn of(service: ServiceKey, real: DestKey, r: &ObservedReal, deadline: u64) -> Self {
+        Waiting {
+            service,
+            real,
+            active: r.active,
+            inactive: r.inactive,
+            persistent: r.persistent,
+            deadline,
+        }
+    }
+}
+
+impl std::fmt::Display for Waiting {
+    /// "real R of S has 2 active, 1 inactive connections and 1 persistence template".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "real {} of {} has {} active and {} inactive connections, {} persistence templates",
+            self.real, self.service, self.active, self.inactive, self.persistent
+        )
+    }
 }
 
 /// How much of what lvsd manages the plan removes: the guard against an emptied or truncated
@@ -198,15 +226,15 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         } else {
             DelReason::Exclusive
         };
-        let active: u64 = os.reals.values().map(|r| u64::from(r.active)).sum();
+        let idle = os.reals.values().all(ObservedReal::idle);
         let prev_deadline = prev.and_then(|p| p.service_deadline);
         let all_zero = os.reals.values().all(|r| r.spec.weight == 0);
         let why = match prev_deadline {
             // Drained by an earlier pass and idle now.
-            Some(_) if active == 0 && all_zero => Some(DelReason::Drained),
+            Some(_) if idle && all_zero => Some(DelReason::Drained),
             Some(d) if opts.now >= d => Some(DelReason::DrainTimeout),
             Some(_) => None,
-            None if timeout == 0 || (active == 0 && all_zero) => Some(base),
+            None if timeout == 0 || (idle && all_zero) => Some(base),
             // Weight 0 first, as for a single real; the next pass deletes it.
             None => None,
         };
@@ -225,14 +253,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
                     deadline,
                 });
             }
-            {
-                p.waiting.push(Waiting {
-                    service: *key,
-                    real: *rk,
-                    active: or.active,
-                    deadline,
-                });
-            }
+            p.waiting.push(Waiting::of(*key, *rk, or, deadline));
         }
         p.owned.services.insert(
             *key,
@@ -304,9 +325,10 @@ impl Removal {
             why,
         };
         let deadline = match self.deadline {
-            // Drained to weight 0 by an earlier pass and now idle: nothing can start there any
-            // more, so deleting drops nothing.
-            Some(_) if self.observed.active == 0 && self.observed.spec.weight == 0 => {
+            // Drained to weight 0 by an earlier pass and now idle (no connection of any state,
+            // no persistence template): nothing can start there any more, so deleting drops
+            // nothing.
+            Some(_) if self.observed.idle() && self.observed.spec.weight == 0 => {
                 p.ops.push(del(DelReason::Drained));
                 return None;
             }
@@ -320,7 +342,7 @@ impl Removal {
                 return None;
             }
             // Already at weight 0 and idle (drained by hand or by the config): delete.
-            None if self.observed.active == 0 && self.observed.spec.weight == 0 => {
+            None if self.observed.idle() && self.observed.spec.weight == 0 => {
                 p.ops.push(del(DelReason::NotInConfig));
                 return None;
             }
@@ -337,12 +359,24 @@ impl Removal {
                 deadline,
             });
         }
-        p.waiting.push(Waiting {
-            service: self.service,
-            real: self.real,
-            active: self.observed.active,
+        p.waiting.push(Waiting::of(
+            self.service,
+            self.real,
+            &self.observed,
             deadline,
-        });
+        ));
         Some(deadline)
     }
+}
+
+/// The operations of `replanned` that repeat a write of `written` the kernel accepted: after
+/// the pass read the table back, the very same change is needed again, so the kernel keeps
+/// something the planner does not expect (a value it normalises, a request it takes but does
+/// not carry out). Writing it again cannot help: each is a failure to report and back off on.
+pub fn stuck<'a>(written: &[Op], replanned: &'a [Op]) -> Vec<&'a Op> {
+    let sent: Vec<ipvs::Request> = written.iter().map(Op::to_request).collect();
+    replanned
+        .iter()
+        .filter(|op| sent.contains(&op.to_request()))
+        .collect()
 }

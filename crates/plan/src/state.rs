@@ -35,15 +35,37 @@ pub struct Desired {
     pub services: BTreeMap<ServiceKey, DesiredService>,
 }
 
-/// A real server as the kernel reports it: settings plus the connection count drains wait on.
+/// A real server as the kernel reports it: settings plus the connection counts drains wait on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObservedReal {
     /// Normalised settings.
     pub spec: DestSpec,
-    /// Established connections (what a drain waits for).
+    /// Established connections.
     pub active: u32,
-    /// Connections in other states.
+    /// Connections in other states: closing TCP, and every UDP entry (the kernel counts
+    /// UDP as inactive).
     pub inactive: u32,
+    /// Persistence templates pointing at it (new connections from those clients still go
+    /// there, whatever its weight).
+    pub persistent: u32,
+}
+
+impl ObservedReal {
+    /// A real as just added: the settings, no connections.
+    pub fn new(spec: DestSpec) -> Self {
+        ObservedReal {
+            spec,
+            active: 0,
+            inactive: 0,
+            persistent: 0,
+        }
+    }
+
+    /// No connection of any kind and no persistence template uses it: deleting it cuts
+    /// nothing.
+    pub fn idle(&self) -> bool {
+        self.active == 0 && self.inactive == 0 && self.persistent == 0
+    }
 }
 
 /// A service as the kernel reports it.
@@ -84,6 +106,7 @@ impl ObservedService {
                     spec: normalize_dest(d.spec),
                     active: d.conns.active,
                     inactive: d.conns.inactive,
+                    persistent: d.conns.persistent,
                 };
                 (d.key, real)
             })
@@ -124,14 +147,7 @@ impl Observed {
             }
             Op::AddReal { service, key, spec } => {
                 if let Some(s) = self.services.get_mut(service) {
-                    s.reals.insert(
-                        *key,
-                        ObservedReal {
-                            spec: *spec,
-                            active: 0,
-                            inactive: 0,
-                        },
-                    );
+                    s.reals.insert(*key, ObservedReal::new(*spec));
                 }
             }
             Op::EditReal {
@@ -175,14 +191,7 @@ impl Observed {
             .map(|(key, spec, dests)| {
                 let reals = dests
                     .iter()
-                    .map(|(k, s)| {
-                        let real = ObservedReal {
-                            spec: normalize_dest(*s),
-                            active: 0,
-                            inactive: 0,
-                        };
-                        (*k, real)
-                    })
+                    .map(|(k, s)| (*k, ObservedReal::new(normalize_dest(*s))))
                     .collect();
                 let spec = normalize_service(spec.clone(), *key);
                 (*key, ObservedService { spec, reals })

@@ -164,11 +164,7 @@ fn the_table_adopts_kernel_weights_and_keeps_unchanged_checks() {
     for (n, w) in [(101, 1), (102, 0)] {
         reals.insert(
             real(n),
-            ObservedReal {
-                spec: DestSpec::new(ForwardMethod::DirectRoute, w),
-                active: 0,
-                inactive: 0,
-            },
+            ObservedReal::new(DestSpec::new(ForwardMethod::DirectRoute, w)),
         );
     }
     o.services.insert(
@@ -243,11 +239,7 @@ fn health_removals_do_not_trip_the_guard() {
         .map(|n| {
             (
                 real(*n),
-                ObservedReal {
-                    spec: DestSpec::new(ForwardMethod::DirectRoute, 1),
-                    active: 0,
-                    inactive: 0,
-                },
+                ObservedReal::new(DestSpec::new(ForwardMethod::DirectRoute, 1)),
             )
         })
         .collect();

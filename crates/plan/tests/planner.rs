@@ -58,9 +58,8 @@ fn observed(services: &[(u8, &str, &[(u8, u32, u32)])]) -> Observed {
                 (
                     real(*r),
                     ObservedReal {
-                        spec: dr(*w),
                         active: *a,
-                        inactive: 0,
+                        ..ObservedReal::new(dr(*w))
                     },
                 )
             })
@@ -187,7 +186,7 @@ fn idle_real_leaving_goes_to_weight_0_first_then_is_deleted() {
     );
     assert_eq!(
         lines(&p2),
-        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drained: no active connections left)"]
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drained: no connections left)"]
     );
     // A real already at weight 0 and idle when it leaves is deleted at once.
     let o3 = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 0, 0)])]);
@@ -195,6 +194,101 @@ fn idle_real_leaving_goes_to_weight_0_first_then_is_deleted() {
         lines(&run(&d, &o3, &owned_of(&before))),
         ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (not in the config)"]
     );
+}
+
+#[test]
+fn a_drained_real_waits_for_inactive_connections_and_persistence_templates_too() {
+    // UDP entries count as inactive (never active), and a persistence template sends its
+    // client back to the real whatever its weight: either keeps a drained real until it is
+    // gone or drain_timeout passes.
+    let before = desired(&[(50, "wlc", &[(101, 1), (103, 1)])]);
+    let d = desired(&[(50, "wlc", &[(101, 1)])]);
+    let drained = plan::plan(
+        &d,
+        &observed(&[(50, "wlc", &[(101, 1, 0), (103, 1, 0)])]),
+        &owned_of(&before),
+        Options {
+            exclusive: false,
+            now: NOW,
+        },
+    );
+    assert_eq!(drained.ops.len(), 1, "{:?}", lines(&drained));
+    for (inactive, persistent) in [(1, 0), (0, 1), (3, 2)] {
+        let mut o = observed(&[(50, "wlc", &[(101, 1, 0), (103, 0, 0)])]);
+        let r = o
+            .services
+            .get_mut(&svc(50))
+            .and_then(|s| s.reals.get_mut(&real(103)))
+            .unwrap();
+        r.inactive = inactive;
+        r.persistent = persistent;
+        let opts = |now| Options {
+            exclusive: false,
+            now,
+        };
+        let p = plan::plan(&d, &o, &drained.owned, opts(NOW + 5));
+        assert!(
+            p.ops.is_empty(),
+            "kept ({inactive} inactive, {persistent} persistent): {:?}",
+            lines(&p)
+        );
+        assert_eq!(p.waiting.len(), 1);
+        assert_eq!(
+            (p.waiting[0].inactive, p.waiting[0].persistent),
+            (inactive, persistent)
+        );
+        assert_eq!(
+            p.waiting[0].to_string(),
+            format!(
+                "real 172.16.1.103:80 of TCP 172.16.1.50:80 has 0 active and {inactive} inactive connections, {persistent} persistence templates"
+            )
+        );
+        let late = plan::plan(&d, &o, &drained.owned, opts(NOW + 30));
+        assert_eq!(
+            lines(&late),
+            ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drain timeout passed)"]
+        );
+    }
+    // The same for a whole service leaving the file.
+    let gone = desired(&[]);
+    let mut o = observed(&[(50, "wlc", &[(101, 0, 0)])]);
+    o.services
+        .get_mut(&svc(50))
+        .unwrap()
+        .reals
+        .get_mut(&real(101))
+        .unwrap()
+        .inactive = 1;
+    let mut owned = owned_of(&d);
+    owned.services.get_mut(&svc(50)).unwrap().service_deadline = Some(NOW + 30);
+    let p = plan::plan(
+        &gone,
+        &o,
+        &owned,
+        Options {
+            exclusive: false,
+            now: NOW + 5,
+        },
+    );
+    assert!(p.ops.is_empty(), "{:?}", lines(&p));
+    assert_eq!(p.waiting.len(), 1);
+}
+
+#[test]
+fn a_write_still_needed_after_it_was_taken_is_stuck() {
+    let d = desired(&[(50, "wlc", &[(101, 2)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0)])]);
+    let first = run(&d, &o, &owned_of(&d));
+    assert_eq!(first.ops.len(), 1);
+    // The kernel took the edit but reads back as before: the same write is planned again.
+    let again = run(&d, &o, &owned_of(&d));
+    let stuck = plan::stuck(&first.ops, &again.ops);
+    assert_eq!(stuck, vec![&again.ops[0]]);
+    // A write for another wish (the config changed meanwhile) is a new one.
+    let d2 = desired(&[(50, "wlc", &[(101, 4)])]);
+    let other = run(&d2, &o, &owned_of(&d2));
+    assert!(plan::stuck(&first.ops, &other.ops).is_empty());
+    assert!(plan::stuck(&[], &again.ops).is_empty());
 }
 
 #[test]
@@ -244,7 +338,7 @@ fn busy_real_leaving_is_drained_then_waited_for_then_deleted() {
     );
     assert_eq!(
         lines(&p3),
-        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drained: no active connections left)"]
+        ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drained: no connections left)"]
     );
 
     // Or the deadline passed with connections still open.
@@ -329,7 +423,7 @@ fn foreign_services_are_listed_and_left_alone() {
     );
     assert_eq!(
         lines(&p2),
-        ["- service TCP 172.16.1.60:80 (drained: no active connections left)"]
+        ["- service TCP 172.16.1.60:80 (drained: no connections left)"]
     );
 }
 
@@ -371,7 +465,7 @@ fn removed_service_with_connections_is_drained_first() {
     let p2 = run(&d, &o2, &p.owned);
     assert_eq!(
         lines(&p2),
-        ["- service TCP 172.16.1.51:80 (drained: no active connections left)"]
+        ["- service TCP 172.16.1.51:80 (drained: no connections left)"]
     );
 }
 
