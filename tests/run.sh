@@ -42,6 +42,8 @@ fi
 check "cargo fmt --check" cargo fmt --all -- --check
 check "cargo clippy (all targets, all features, -D warnings)" \
   cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+check "the pure crates (plan, config) build without tokio or a netlink socket" sh -c \
+  '! cargo tree --locked -p lvsd-plan -p lvsd-config -e normal | grep -E " (tokio|netlink-sys) v"'
 
 note "unit, property and golden-byte tests (host)"
 cargo test --locked --workspace 2>&1 | tee "$work/host.log"
@@ -107,6 +109,9 @@ sh ./roles.sh || rc=1
 sh ./health.sh || rc=1
 sh ./ops.sh || rc=1
 sh ./faults.sh || rc=1
+sh ./daemon.sh || rc=1
+# Last: it unloads and reloads every IPVS module.
+sh ./modules.sh || rc=1
 exit $rc
 PAYLOAD
 chmod 755 "$payload" "$payload"/*

@@ -31,6 +31,7 @@ vm_install_deps() {
   [ -x /sbin/ip ] || missing+=(iproute2)
   command -v file >/dev/null || missing+=(file)
   command -v tcpdump >/dev/null || missing+=(tcpdump)
+  command -v socat >/dev/null || missing+=(socat)
   if [ ${#missing[@]} -gt 0 ]; then
     vm_log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -81,6 +82,7 @@ vm_build_initramfs() {
   vm_add_binary "$tree" /sbin/ip
   vm_add_binary "$tree" "$(command -v ipvsadm)" /sbin/ipvsadm
   vm_add_binary "$tree" "$(command -v tcpdump)" /usr/bin/tcpdump
+  vm_add_binary "$tree" "$(command -v socat)" /usr/bin/socat  # UDP flows (busybox nc has no -u)
   vm_add_binary "$tree" /usr/bin/setpriv  # util-linux: run as another user with chosen capabilities
   local modfile="$tree/modules.order" m dep
   : >"$modfile"

@@ -16,15 +16,19 @@ use crate::probe::{Outcome, probe};
 pub struct Report {
     /// Which service and real.
     pub id: CheckId,
+    /// Which run of that check: a report still in the channel from a check that was changed
+    /// (or removed and added again) is not the current check's, and must not count for it.
+    pub generation: u64,
     /// What happened.
     pub outcome: Outcome,
 }
 
 /// The running checks.
 pub struct Monitor {
-    tasks: BTreeMap<CheckId, (CheckSpec, JoinHandle<()>)>,
+    tasks: BTreeMap<CheckId, (CheckSpec, u64, JoinHandle<()>)>,
     tx: mpsc::UnboundedSender<Report>,
     limit: Arc<Semaphore>,
+    generation: u64,
 }
 
 impl Monitor {
@@ -36,6 +40,7 @@ impl Monitor {
             tasks: BTreeMap::new(),
             tx,
             limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            generation: 0,
         };
         (m, rx)
     }
@@ -45,7 +50,7 @@ impl Monitor {
     pub fn sync<'a>(&mut self, wanted: impl IntoIterator<Item = (&'a CheckId, &'a CheckSpec)>) {
         let wanted: BTreeMap<CheckId, CheckSpec> =
             wanted.into_iter().map(|(i, s)| (*i, s.clone())).collect();
-        self.tasks.retain(|id, (spec, task)| {
+        self.tasks.retain(|id, (spec, _, task)| {
             let keep = wanted.get(id) == Some(spec);
             if !keep {
                 task.abort();
@@ -57,6 +62,8 @@ impl Monitor {
                 continue;
             }
             let target = SocketAddr::new(id.1.addr, spec.port.unwrap_or(id.1.port));
+            self.generation += 1;
+            let generation = self.generation;
             let tx = self.tx.clone();
             let limit = self.limit.clone();
             let s = spec.clone();
@@ -67,14 +74,27 @@ impl Monitor {
                         Ok(_permit) => probe(target, &s).await,
                         Err(_) => return,
                     };
-                    if tx.send(Report { id, outcome }).is_err() {
+                    let report = Report {
+                        id,
+                        generation,
+                        outcome,
+                    };
+                    if tx.send(report).is_err() {
                         return;
                     }
                     tokio::time::sleep_until(started + s.interval).await;
                 }
             });
-            self.tasks.insert(id, (spec, task));
+            self.tasks.insert(id, (spec, generation, task));
         }
+    }
+
+    /// Whether `report` comes from the check running now for its real (not from one that was
+    /// aborted or replaced since it was sent).
+    pub fn is_current(&self, report: &Report) -> bool {
+        self.tasks
+            .get(&report.id)
+            .is_some_and(|(_, g, _)| *g == report.generation)
     }
 
     /// Checks running.
@@ -90,7 +110,7 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        for (_, task) in self.tasks.values() {
+        for (_, _, task) in self.tasks.values() {
             task.abort();
         }
     }

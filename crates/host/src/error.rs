@@ -26,6 +26,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The kernel did not answer in time (the rtnetlink connection is given up).
+    #[error("the kernel did not answer an rtnetlink request within {}s", .0.as_secs())]
+    Timeout(std::time::Duration),
     /// An interface an operation needs is gone.
     #[error("{op}: interface `{interface}` does not exist")]
     NoInterface {
@@ -54,7 +57,17 @@ impl Error {
             Error::Connect(e)
             | Error::Netlink { source: e, .. }
             | Error::Sysctl { source: e, .. } => e.raw_os_error(),
-            Error::NoInterface { .. } => None,
+            Error::NoInterface { .. } | Error::Timeout(_) => None,
+        }
+    }
+
+    /// The connection itself failed or hung (rather than the kernel refusing a request): the
+    /// next attempt should open a new one.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Error::Connect(_) | Error::Timeout(_) => true,
+            Error::Netlink { source, .. } => source.raw_os_error().is_none(),
+            Error::Sysctl { .. } | Error::NoInterface { .. } => false,
         }
     }
 

@@ -21,6 +21,19 @@ use rtnetlink::{AddressMessageBuilder, Handle, LinkIp6Tnl, LinkIpIp, LinkUnspec}
 pub use error::Error;
 pub use sysctl::Sysctls;
 
+/// How long one host read or change may take before the connection is given up: the kernel
+/// answers rtnetlink at once, so a silence this long means the connection is gone.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a host read or change with [`TIMEOUT`].
+pub async fn with_timeout<T>(
+    f: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .unwrap_or(Err(Error::Timeout(TIMEOUT)))
+}
+
 /// An rtnetlink connection plus the sysctl tree: everything a role changes.
 pub struct Host {
     handle: Handle,

@@ -41,7 +41,7 @@ pub fn up_labels(health: &HealthTable) -> Vec<(Vec<(String, String)>, bool)> {
         .collect()
 }
 
-/// Writes the daemon's view atomically.
+/// Writes the daemon's view atomically (the daemon calls it only when the view changed).
 pub fn save(dir: &Path, lines: &[String]) {
     let text = format!(
         "# written by lvsd run (pid {}) at {}\n{}\n",
@@ -49,12 +49,8 @@ pub fn save(dir: &Path, lines: &[String]) {
         crate::reconcile::now(),
         lines.join("\n")
     );
-    let tmp = dir.join(".health.tmp");
-    let done = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, text))
-        .and_then(|()| std::fs::rename(&tmp, dir.join("health")));
-    if let Err(e) = done {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot write the health status file");
+    if let Err(e) = crate::state_file::write_atomic(dir, "health", &text) {
+        tracing::warn!(dir = %dir.display(), error = format!("{e:#}"), "cannot write the health status file");
     }
 }
 

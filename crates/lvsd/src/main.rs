@@ -4,6 +4,7 @@
 
 mod daemon;
 mod health_status;
+mod lock;
 mod perms;
 mod reconcile;
 mod state_file;
@@ -21,7 +22,7 @@ use plan::health::HealthTable;
 use plan::host::{HostPlan, Role};
 
 use crate::daemon::OnDrift;
-use crate::reconcile::{Engine, FullPlan};
+use crate::reconcile::{Engine, FullPlan, PassSpec};
 
 /// Declarative reconciler for Linux IPVS: keeps the kernel's virtual-server table equal to a YAML file.
 #[derive(Debug, Parser)]
@@ -101,6 +102,10 @@ enum Command {
         /// connections to close (a later apply or `run` deletes them).
         #[arg(long)]
         no_wait: bool,
+        /// How long to wait for another `lvsd apply` on the same state directory to finish
+        /// (a running daemon is reported at once: it does not let go).
+        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+        lock_timeout: Duration,
     },
     /// The daemon: converge, then keep converging on config changes, SIGHUP and drift.
     Run {
@@ -181,10 +186,17 @@ fn main() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon's loop, its probes, status and metrics servers each get a worker thread to
+    // run on (a long pass never stalls a health check's timing or a scrape); one-shot commands
+    // need one thread.
+    let mut builder = if matches!(cli.command, Command::Run { .. }) {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lvsd: cannot start the runtime: {e}");
@@ -286,6 +298,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Plan(t) => {
             let cfg = load(&t.config)?;
+            if let Some(h) = lock::holder(&t.state_dir).filter(lock::Holder::is_daemon) {
+                eprintln!(
+                    "note: lvsd run (pid {}) manages this table from {}; it carries out what this plan shows by itself",
+                    h.pid, h.config
+                );
+            }
             let mut engine = Engine::new(t.state_dir.clone(), t.exclusive);
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
@@ -331,8 +349,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             table,
             force,
             no_wait,
+            lock_timeout,
         } => {
             let cfg = load_trusted(&table.config)?;
+            let _lock = lock::acquire(
+                &table.state_dir,
+                "apply",
+                &table.config.config,
+                lock_timeout,
+            )?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
@@ -342,29 +367,44 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = 0;
             loop {
                 let pass = engine
-                    .converge(&cfg, table_desired, None, force, &|_| true, true)
-                    .await?;
-                for op in &pass.host_applied {
+                    .converge(&cfg, table_desired, &PassSpec::everything(force))
+                    .await;
+                // All or nothing: a refused or unreadable part means nothing was changed.
+                if let Some(e) = [pass.host.error(), pass.table.error()]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                {
+                    return Err(anyhow::anyhow!("{e:#}"));
+                }
+                let (host, table) = (pass.host.done(), pass.table.done());
+                for op in host.iter().flat_map(|h| &h.applied) {
                     println!("{op}");
                 }
-                if let Some((op, e)) = &pass.host_failed {
+                if let Some((op, e)) = host.and_then(|h| h.failed.as_ref()) {
                     println!("! {op}: {e}");
                 }
                 let started = std::time::Instant::now();
-                print_lines(&pass.applied);
+                print_lines(table.iter().flat_map(|t| &t.applied));
                 tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "printed the changes");
-                for (op, e) in &pass.failed {
+                for (op, e) in table.iter().flat_map(|t| &t.failed) {
                     println!("! {op}: {e}");
                 }
-                changed += pass.applied.len() + pass.host_applied.len();
-                failed += pass.failed.len() + usize::from(pass.host_failed.is_some());
-                if pass.converged()
-                    || no_wait
-                    || !pass.failed.is_empty()
-                    || pass.host_failed.is_some()
-                {
-                    print_host_plan(&pass.host_after);
-                    print_plan(&pass.after, reconcile::now());
+                for op in table.iter().flat_map(|t| &t.stuck) {
+                    println!("! {op}: still needed after the kernel took it and it was read back");
+                }
+                changed +=
+                    table.map_or(0, |t| t.applied.len()) + host.map_or(0, |h| h.applied.len());
+                let failed_now = table.map_or(0, |t| t.failed.len() + t.stuck.len())
+                    + usize::from(host.is_some_and(|h| h.failed.is_some()));
+                failed += failed_now;
+                if pass.converged() || no_wait || failed_now > 0 {
+                    if let Some(h) = host {
+                        print_host_plan(&h.after);
+                    }
+                    if let Some(t) = table {
+                        print_plan(&t.after, reconcile::now());
+                    }
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -390,9 +430,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             force,
             metrics_listen,
         } => {
+            // First the signals (a SIGHUP while the config is read is a reload, not a death),
+            // then the lock (a second daemon must not take the first one's status socket).
+            let signals = daemon::Signals::install()?;
+            let _lock = lock::acquire(
+                &table.state_dir,
+                "run",
+                &table.config.config,
+                Duration::ZERO,
+            )?;
             check_trusted(&table.config)?;
-            let cfg =
-                config::Loaded::load(&table.config.config, table.config.role.map(Role::from))?;
+            let config = table.config.config.clone();
+            let role = table.config.role.map(Role::from);
+            let cfg = tokio::task::spawn_blocking(move || config::Loaded::load(&config, role))
+                .await
+                .context("read the config")??;
             let engine = Engine::new(table.state_dir, table.exclusive);
             let settings = daemon::Settings {
                 config: table.config.config,
@@ -403,7 +455,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 force,
                 metrics: metrics_listen,
             };
-            daemon::run(settings, engine, cfg).await?;
+            daemon::run(settings, signals, engine, cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export => {

@@ -3,19 +3,39 @@
 //! (and group), or refuses, naming the path and the fix.
 
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why `path` may not be trusted, if it may not. Symlinks are followed (a ConfigMap's file is
-/// a link into a timestamped directory): the real file and its directory are checked.
+/// a link through `..data` into a timestamped directory): the real file is checked, and so is
+/// every directory that holds a link on the way, since whoever can write one of them can point
+/// the link at a file of their own (swap `..data`).
 pub fn insecure(path: &Path) -> Option<String> {
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
     let real = std::fs::canonicalize(path).ok()?;
-    let dir = real.parent()?.to_path_buf();
-    for (what, p) in [
-        ("config file", real.as_path()),
-        ("config directory", dir.as_path()),
-    ] {
+    let mut checked: Vec<(&str, PathBuf)> = vec![("config file", real.clone())];
+    let mut dirs: Vec<PathBuf> = real.parent().map(Path::to_path_buf).into_iter().collect();
+    let mut hop = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let dir = hop
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        if let Ok(d) = std::fs::canonicalize(&dir) {
+            dirs.push(d);
+        }
+        match std::fs::read_link(&hop) {
+            Ok(target) => hop = dir.join(target),
+            Err(_) => break,
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for d in dirs {
+        if seen.insert(d.clone()) {
+            checked.push(("config directory", d));
+        }
+    }
+    for (what, p) in &checked {
         let Ok(m) = std::fs::metadata(p) else {
             continue;
         };
@@ -41,6 +61,9 @@ pub fn insecure(path: &Path) -> Option<String> {
     }
     None
 }
+
+/// Links followed at most (the kernel's own limit for a path).
+const MAX_LINKS: usize = 40;
 
 #[cfg(test)]
 mod tests {
@@ -77,6 +100,38 @@ mod tests {
         std::os::unix::fs::symlink(&f, &link).unwrap();
         assert_eq!(insecure(&link), None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_directory_holding_a_configmap_link_counts() {
+        // A ConfigMap mount: lvsd.yaml -> ..data/lvsd.yaml, ..data -> ..2026_12_01, and the
+        // file in the timestamped directory. Whoever writes the top directory can swap ..data.
+        let (top, _) = setup("c");
+        std::fs::remove_file(top.join("lvsd.yaml")).unwrap();
+        let stamped = top.join("..2026_12_01");
+        std::fs::create_dir(&stamped).unwrap();
+        std::fs::set_permissions(&stamped, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(stamped.join("lvsd.yaml"), "services: []\n").unwrap();
+        std::fs::set_permissions(
+            stamped.join("lvsd.yaml"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("..2026_12_01", top.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/lvsd.yaml", top.join("lvsd.yaml")).unwrap();
+        let f = top.join("lvsd.yaml");
+        assert_eq!(insecure(&f), None);
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let why = insecure(&f).expect("the top directory is writable by everyone");
+        assert!(
+            why.contains(&format!(
+                "config directory {}",
+                top.canonicalize().unwrap().display()
+            )),
+            "{why}"
+        );
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! One reconciliation pass against the kernel: observe, plan, guard, execute as one batch,
 //! verify by observing again. Shared by `plan`, `apply` and the daemon so they cannot disagree.
-//! A host role is part of the same pass: its changes are planned with the table's, checked
-//! (an interface the config names must exist) before anything changes, and carried out around
-//! the table's: VIPs and sysctls first, a VIP whose service drains only after the service is gone.
+//! A pass has two parts, the table and the host role, each with its own outcome: a host that
+//! lacks its interface does not hold back the table, and a table that cannot be read does not
+//! hold back the host (`apply` asks for all or nothing instead: `strict`). The host's changes
+//! are carried out around the table's: VIPs and sysctls first, a VIP whose service drains only
+//! after the service is gone. What lvsd is about to own is recorded before it is written, so a
+//! kill at any instant leaves nothing it made unrecorded.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -53,32 +56,128 @@ pub struct Engine {
 /// table back costs more than writing it).
 const VERIFY_MAX: usize = 256;
 
-/// What a pass did.
+/// How one part of a pass (the table or the host) ended.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// Not asked for.
+    NotRun,
+    /// Carried out (some operations may have failed: see inside).
+    Done(T),
+    /// A removal guard refused the plan ([`Refused`], [`HostRefused`]); nothing of it ran.
+    Refused(anyhow::Error),
+    /// The part could not run: the kernel or the host could not be read, the host lacks what
+    /// the role needs ([`Unfit`]), a record could not be saved.
+    Failed(anyhow::Error),
+}
+
+impl<T> Outcome<T> {
+    /// The part's result, if it ran.
+    pub fn done(&self) -> Option<&T> {
+        match self {
+            Outcome::Done(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Refused or failed: nothing of the part was carried out.
+    pub fn stopped(&self) -> bool {
+        matches!(self, Outcome::Refused(_) | Outcome::Failed(_))
+    }
+
+    /// Why it was refused or failed, if it was.
+    pub fn error(&self) -> Option<&anyhow::Error> {
+        match self {
+            Outcome::Refused(e) | Outcome::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What the table part of a pass did.
 #[derive(Debug, Default)]
-pub struct Pass {
+pub struct TablePass {
     /// Operations the kernel accepted.
     pub applied: Vec<Op>,
     /// Operations the kernel refused, with why.
     pub failed: Vec<(Op, ipvs::Error)>,
     /// Operations held back by the caller's filter (drift in report mode).
     pub skipped: Vec<Op>,
+    /// Operations the kernel accepted and that, read back, are still needed: a difference
+    /// that writing again cannot remove (not written twice in one pass).
+    pub stuck: Vec<Op>,
     /// The plan against the table as it is after the pass: empty when converged. Deletions of
     /// reals drained in this pass are left here for the next pass.
     pub after: Plan,
-    /// Host operations carried out.
-    pub host_applied: Vec<HostOp>,
-    /// The host operation that failed (the ones after it were not tried: they rely on it).
-    pub host_failed: Option<(HostOp, host::Error)>,
-    /// Host operations held back (drift in report mode).
-    pub host_skipped: Vec<HostOp>,
+}
+
+/// What the host part of a pass did.
+#[derive(Debug, Default)]
+pub struct HostPass {
+    /// Operations carried out.
+    pub applied: Vec<HostOp>,
+    /// The operation that failed (the ones after it were not tried: they rely on it).
+    pub failed: Option<(HostOp, host::Error)>,
+    /// Operations held back (drift in report mode).
+    pub skipped: Vec<HostOp>,
     /// Host changes still pending after the pass: empty when converged.
-    pub host_after: HostPlan,
+    pub after: HostPlan,
+}
+
+/// What a pass did, part by part.
+#[derive(Debug)]
+pub struct Pass {
+    /// The IPVS table.
+    pub table: Outcome<TablePass>,
+    /// The host role.
+    pub host: Outcome<HostPass>,
 }
 
 impl Pass {
-    /// Nothing left to do.
+    /// Nothing left to do in any part that ran, and no part refused or failed.
     pub fn converged(&self) -> bool {
-        self.after.is_empty() && self.host_after.is_empty()
+        let table = match &self.table {
+            Outcome::NotRun => true,
+            Outcome::Done(t) => t.after.is_empty() && t.failed.is_empty(),
+            _ => false,
+        };
+        let host = match &self.host {
+            Outcome::NotRun => true,
+            Outcome::Done(h) => h.after.is_empty() && h.failed.is_none(),
+            _ => false,
+        };
+        table && host
+    }
+}
+
+/// What a pass is asked to do.
+pub struct PassSpec<'a> {
+    /// The table part: `None` skips it; `Some(None)` is the whole table, `Some(Some(s))` the
+    /// services in `s` against the table the last pass left.
+    pub table: Option<Option<&'a BTreeSet<ServiceKey>>>,
+    /// Whether the host part runs.
+    pub host: bool,
+    /// Carry out plans a removal guard refuses.
+    pub force: bool,
+    /// All or nothing: when either part is refused or cannot be planned, carry out neither
+    /// (`apply`: "nothing was changed"). The daemon converges the parts independently.
+    pub strict: bool,
+    /// Table operations this rejects are not carried out but returned as skipped.
+    pub allow: &'a dyn Fn(&Op) -> bool,
+    /// Whether host operations are carried out (otherwise returned as skipped).
+    pub allow_host: bool,
+}
+
+impl PassSpec<'_> {
+    /// Everything, all or nothing: what `apply` runs.
+    pub fn everything(force: bool) -> PassSpec<'static> {
+        PassSpec {
+            table: Some(None),
+            host: true,
+            force,
+            strict: true,
+            allow: &|_| true,
+            allow_host: true,
+        }
     }
 }
 
@@ -187,15 +286,25 @@ impl Engine {
         // The kept picture is replaced: not holding both keeps the peak memory down.
         self.table = None;
         self.fresh = false;
-        let client = self.client().await?;
-        let services = client.services().await.context("read the IPVS table")?;
-        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
+        let read = async {
+            let client = self.client().await?;
+            let services = client.services().await.context("read the IPVS table")?;
+            tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
+            let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
+            let reals = client
+                .dests_with(&keys, plan::ObservedService::reals_from_kernel)
+                .await
+                .context("read the IPVS table")?;
+            anyhow::Ok((services, reals))
+        };
+        let (services, reals) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                self.disconnect();
+                return Err(e);
+            }
+        };
         let mut observed = Observed::default();
-        let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
-        let reals = client
-            .dests_with(&keys, plan::ObservedService::reals_from_kernel)
-            .await
-            .context("read the IPVS table")?;
         for (s, reals) in services.into_iter().zip(reals) {
             observed
                 .services
@@ -229,22 +338,38 @@ impl Engine {
     /// leaves it.
     async fn refresh(&mut self, keys: &BTreeSet<ServiceKey>, table: &mut Observed) -> Result<()> {
         let started = std::time::Instant::now();
-        let client = self.client().await?;
-        for k in keys {
-            match client.service(k).await? {
-                Some(s) => {
-                    let dests = client.dests(k).await?;
-                    table
-                        .services
-                        .insert(*k, plan::ObservedService::from_kernel(&s, &dests));
-                }
-                None => {
-                    table.services.remove(k);
+        let read = async {
+            let client = self.client().await?;
+            for k in keys {
+                match client.service(k).await? {
+                    Some(s) => {
+                        let dests = client.dests(k).await?;
+                        table
+                            .services
+                            .insert(*k, plan::ObservedService::from_kernel(&s, &dests));
+                    }
+                    None => {
+                        table.services.remove(k);
+                    }
                 }
             }
+            anyhow::Ok(())
+        };
+        if let Err(e) = read.await {
+            self.disconnect();
+            return Err(e);
         }
         tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = keys.len(), "read back services");
         Ok(())
+    }
+
+    /// Forgets the IPVS connection and the kept table after a failure to read or write: the
+    /// next pass connects again (resolving the family anew: after `ip_vs` is unloaded and
+    /// loaded again the old family id answers nothing) and reads the whole table.
+    fn disconnect(&mut self) {
+        self.client = None;
+        self.table = None;
+        self.fresh = false;
     }
 
     /// Host changes against the host as it is now. Without a role and with nothing of lvsd's
@@ -255,7 +380,14 @@ impl Engine {
         }
         let desired = host_desired(&cfg.host, &cfg.desired, table, &self.owned);
         let keys = sysctls_of_interest(&desired, &self.host_owned);
-        let observed = self.host()?.observe(&keys).await?;
+        let observed = match host::with_timeout(self.host()?.observe(&keys)).await {
+            Ok(o) => o,
+            Err(e) => {
+                // A fresh rtnetlink connection next time.
+                self.host = None;
+                return Err(e.into());
+            }
+        };
         Ok(plan_host(&desired, &observed, &self.host_owned))
     }
 
@@ -338,30 +470,61 @@ impl Engine {
     }
 
     /// Carries out a host plan in order, stopping at the first failure: later steps rely on
-    /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet).
-    async fn execute_host(&mut self, plan: HostPlan, allow: bool, pass: &mut Pass) -> Result<()> {
+    /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet). What an
+    /// operation will put on the host (an address, a changed sysctl, a link brought up) is
+    /// recorded before it is carried out: a kill in between leaves an entry the next pass
+    /// drops when it finds nothing there, never something of lvsd's it does not know about.
+    async fn execute_host(
+        &mut self,
+        plan: HostPlan,
+        allow: bool,
+        pass: &mut HostPass,
+    ) -> Result<()> {
         let mut kept = plan.kept;
+        self.save_host(&kept)?;
         for op in plan.ops {
             if !allow {
-                pass.host_skipped.push(op);
+                pass.skipped.push(op);
                 continue;
             }
-            match self.host()?.execute(&op).await {
+            let adds = matches!(
+                op,
+                HostOp::AddAddress(_) | HostOp::SetSysctl { .. } | HostOp::LinkUp { .. }
+            );
+            if adds {
+                kept.record(&op);
+                self.save_host(&kept)?;
+            }
+            let done = match self.host() {
+                Ok(h) => host::with_timeout(h.execute(&op)).await,
+                Err(e) => Err(host::Error::Connect(std::io::Error::other(format!(
+                    "{e:#}"
+                )))),
+            };
+            match done {
                 Ok(()) => {
                     tracing::info!("{op}");
                     kept.record(&op);
-                    pass.host_applied.push(op);
+                    pass.applied.push(op);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "{op} failed");
-                    pass.host_failed = Some((op, e));
+                    if e.is_connection() {
+                        self.host = None;
+                    }
+                    pass.failed = Some((op, e));
                     break;
                 }
             }
         }
-        if kept != self.host_owned {
-            state_file::save_host(&self.state_dir, &kept)?;
-            self.host_owned = kept;
+        self.save_host(&kept)
+    }
+
+    /// Saves the host record when it differs from the one on disk.
+    fn save_host(&mut self, kept: &HostOwned) -> Result<()> {
+        if *kept != self.host_owned {
+            state_file::save_host(&self.state_dir, kept)?;
+            self.host_owned = kept.clone();
         }
         Ok(())
     }
@@ -405,105 +568,147 @@ impl Engine {
     }
 
     /// Converges host and table on `cfg`, the table on `table_desired` (the config's table with
-    /// health applied). Table operations `allow` rejects, and host operations
-    /// unless `allow_host`, are not carried out but returned as skipped. A host that lacks what
-    /// the role needs, or a tripped guard (unless `force`), refuses the whole pass.
+    /// health applied), as `spec` asks. Each part has its own outcome: the table is read,
+    /// planned and written whatever the host's state, and the host's changes are carried out
+    /// whatever the table's (unless `spec.strict`).
     ///
-    /// With a `scope` (the services a small edit or a health change touched) and a table kept
+    /// With a scope (the services a small edit or a health change touched) and a table kept
     /// from the last pass, only those services are read, planned, written and read back; the
-    /// periodic resync passes no scope and reads and diffs the whole table.
+    /// periodic resync passes no scope and reads and diffs the whole table. A host-only pass
+    /// plans the host against the kept table.
     pub async fn converge(
         &mut self,
         cfg: &Config,
         table_desired: &Desired,
-        scope: Option<&BTreeSet<ServiceKey>>,
-        force: bool,
-        allow: &dyn Fn(&Op) -> bool,
-        allow_host: bool,
-    ) -> Result<Pass> {
-        let mut pass = Pass::default();
-        let scope = scope.filter(|s| cfg.host.role != Role::RealServer && self.scoped(s));
-        let table = match scope {
-            Some(s) => {
-                let mut t = self.table.take().unwrap_or_default();
-                self.fresh = false;
-                self.refresh(s, &mut t).await?;
-                Some(t)
+        spec: &PassSpec<'_>,
+    ) -> Pass {
+        let mut pass = Pass {
+            table: Outcome::NotRun,
+            host: Outcome::NotRun,
+        };
+        let has_table = cfg.host.role != Role::RealServer;
+        let scope = spec.table.flatten().filter(|s| has_table && self.scoped(s));
+        // The table as it is now, for the table part.
+        let mut observed = None;
+        match spec.table {
+            Some(_) if has_table => {
+                let read = match scope {
+                    Some(s) => {
+                        let mut t = self.table.take().unwrap_or_default();
+                        self.fresh = false;
+                        self.refresh(s, &mut t).await.map(|()| t)
+                    }
+                    None => self.observe_table(cfg).await.map(|t| t.unwrap_or_default()),
+                };
+                match read {
+                    Ok(t) => observed = Some(t),
+                    Err(e) => pass.table = Outcome::Failed(e),
+                }
             }
-            None => self.observe_table(cfg).await?,
+            // A real server has no table to converge.
+            Some(_) => pass.table = Outcome::Done(TablePass::default()),
+            None => {}
+        }
+        // What the host plans against when the table part did not read the table.
+        let kept = if observed.is_none() {
+            self.table.take()
+        } else {
+            None
         };
-        let host_plan = match self.plan_host(cfg, table.as_ref()).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.table = table;
-                return Err(e);
+        let mut host_plan = None;
+        if spec.host {
+            match self
+                .plan_host(cfg, observed.as_ref().or(kept.as_ref()))
+                .await
+            {
+                Err(e) => pass.host = Outcome::Failed(e),
+                Ok(p) if !p.missing.is_empty() => {
+                    pass.host = Outcome::Failed(Unfit(p.missing).into());
+                }
+                Ok(p) => match p.guard(cfg.host.role, &self.host_owned) {
+                    Some((removed, held)) if !spec.force => {
+                        pass.host = Outcome::Refused(HostRefused { removed, held }.into());
+                    }
+                    _ => host_plan = Some(p),
+                },
             }
-        };
-        if !host_plan.missing.is_empty() {
-            self.table = table;
-            return Err(Unfit(host_plan.missing).into());
         }
-        let host_guard = host_plan.guard(cfg.host.role, &self.host_owned);
-        if let (Some((removed, held)), false) = (host_guard, force) {
-            self.table = table;
-            return Err(HostRefused { removed, held }.into());
+        let mut table_plan = None;
+        if let Some(o) = &observed {
+            let plan = self.plan_in(table_desired, o, scope);
+            if plan.guard.tripped() && !spec.force {
+                pass.table = Outcome::Refused(Refused(plan).into());
+            } else {
+                table_plan = Some(plan);
+            }
         }
-        let Some(observed) = table else {
-            self.execute_host(host_plan, allow_host, &mut pass).await?;
-            return self.finish_host(cfg, None, allow_host, pass).await;
-        };
-        let plan = self.plan_in(table_desired, &observed, scope);
-        if plan.guard.tripped() && !force {
-            self.table = Some(observed);
-            return Err(Refused(plan).into());
-        }
-        if let Err(e) = self.execute_host(host_plan, allow_host, &mut pass).await {
-            self.table = Some(observed);
-            return Err(e);
-        }
-        if pass.host_failed.is_some() {
-            pass.after = plan;
-            let pass = self
-                .finish_host(cfg, Some(&observed), allow_host, pass)
-                .await;
-            self.table = Some(observed);
+        if spec.strict && (pass.table.stopped() || pass.host.stopped()) {
+            // All or nothing: what was planned without trouble is not carried out either.
+            self.table = observed.or(kept);
             return pass;
         }
-        let (pass, observed) = self
-            .converge_table(table_desired, observed, plan, scope, allow, pass)
-            .await?;
-        let pass = self
-            .finish_host(cfg, Some(&observed), allow_host, pass)
-            .await;
-        self.table = Some(observed);
+        let mut host_pass = None;
+        if let Some(p) = host_plan {
+            let mut hp = HostPass::default();
+            match self.execute_host(p, spec.allow_host, &mut hp).await {
+                Ok(()) => host_pass = Some(hp),
+                Err(e) => pass.host = Outcome::Failed(e),
+            }
+        }
+        if let (Some(plan), Some(o)) = (table_plan, observed.take()) {
+            match self
+                .converge_table(table_desired, o, plan, scope, spec.allow)
+                .await
+            {
+                Ok((tp, o)) => {
+                    pass.table = Outcome::Done(tp);
+                    observed = Some(o);
+                }
+                Err(e) => {
+                    self.disconnect();
+                    pass.table = Outcome::Failed(e);
+                }
+            }
+        }
+        let table = observed.or(kept);
+        if let Some(mut hp) = host_pass {
+            pass.host = match self
+                .finish_host(cfg, table.as_ref(), spec.allow_host, &mut hp)
+                .await
+            {
+                Ok(()) => Outcome::Done(hp),
+                Err(e) => Outcome::Failed(e),
+            };
+        }
+        self.table = table;
         pass
     }
 
     /// The host's second round, against the table as the pass left it: a director's VIP goes
     /// once its service is deleted, a tunnel device created in the first round gets its
-    /// sysctls. Then verifies: what is still pending goes into `host_after`.
+    /// sysctls. Then verifies: what is still pending goes into `after`.
     async fn finish_host(
         &mut self,
         cfg: &Config,
         table: Option<&Observed>,
         allow_host: bool,
-        mut pass: Pass,
-    ) -> Result<Pass> {
-        if pass.host_failed.is_none() {
+        pass: &mut HostPass,
+    ) -> Result<()> {
+        if pass.failed.is_none() {
             let again = self.plan_host(cfg, table).await?;
             if again.missing.is_empty() && !again.ops.is_empty() && allow_host {
-                self.execute_host(again, true, &mut pass).await?;
+                self.execute_host(again, true, pass).await?;
             } else {
                 // Nothing carried out: this plan already is the host as the pass leaves it.
                 if again.missing.is_empty() && !allow_host {
-                    pass.host_skipped.clone_from(&again.ops);
+                    pass.skipped.clone_from(&again.ops);
                 }
-                pass.host_after = again;
-                return Ok(pass);
+                pass.after = again;
+                return Ok(());
             }
         }
-        pass.host_after = self.plan_host(cfg, table).await?;
-        Ok(pass)
+        pass.after = self.plan_host(cfg, table).await?;
+        Ok(())
     }
 
     /// The table's rounds of a pass; returns the table as it is afterwards.
@@ -514,8 +719,8 @@ impl Engine {
         mut plan: Plan,
         scope: Option<&BTreeSet<ServiceKey>>,
         allow: &dyn Fn(&Op) -> bool,
-        mut pass: Pass,
-    ) -> Result<(Pass, Observed)> {
+    ) -> Result<(TablePass, Observed)> {
+        let mut pass = TablePass::default();
         // A second round covers what the first could not see: the kernel's multi-part dump can
         // miss entries while other namespaces change, and connections may close meanwhile.
         // Reals drained in this pass: deleting them waits for a later pass, so that a connection
@@ -526,17 +731,27 @@ impl Engine {
             Op::DelService { key, .. } => drained.iter().any(|(s, _)| s == key),
             _ => false,
         };
+        // Writes the kernel accepted and whose effect was read back: one still needed after
+        // that is stuck, and is not written again.
+        let mut verified: Vec<Op> = Vec::new();
         for _round in 0..2 {
+            let stuck: Vec<Op> = plan::stuck(&verified, &plan.ops)
+                .into_iter()
+                .cloned()
+                .collect();
             let (todo, skip): (Vec<Op>, Vec<Op>) = plan
                 .ops
                 .iter()
-                .filter(|op| !deferred(op, &drained_now))
+                .filter(|op| !deferred(op, &drained_now) && !stuck.contains(op))
                 .cloned()
                 .partition(|op| allow(op));
             pass.skipped = skip;
             if todo.is_empty() {
                 break;
             }
+            // Intent first: a kill after the kernel took these but before the record below
+            // must not leave services of lvsd's that it would call foreign.
+            self.record_intent(&plan.owned)?;
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
             let results = self.client().await?.execute(&requests).await;
@@ -580,12 +795,14 @@ impl Engine {
             // answer to every write.
             if scope.is_none() && pass.failed.len() > failed_before {
                 observed = self.observe().await?;
+                verified.extend_from_slice(&pass.applied[applied_before..]);
             } else {
                 for op in &pass.applied[applied_before..] {
                     observed.apply(op);
                 }
                 if scope.is_some() || !many {
                     self.refresh(&touched, &mut observed).await?;
+                    verified.extend_from_slice(&pass.applied[applied_before..]);
                 }
             }
             self.remember(std::mem::take(&mut plan.owned), &observed, scope)?;
@@ -599,8 +816,46 @@ impl Engine {
                 break;
             }
         }
+        pass.stuck = plan::stuck(&verified, &plan.ops)
+            .into_iter()
+            .cloned()
+            .collect();
         pass.after = plan;
         Ok((pass, observed))
+    }
+
+    /// Records, before writing, the services and reals a plan is about to make lvsd's, on top
+    /// of what lvsd already manages: entries are only added here (the record after the writes
+    /// is the exact one). Nothing is saved when the plan brings nothing new.
+    fn record_intent(&mut self, next: &Owned) -> Result<()> {
+        let mut changed = false;
+        for (k, s) in &next.services {
+            match self.owned.services.get_mut(k) {
+                None => {
+                    self.owned.services.insert(*k, s.clone());
+                    changed = true;
+                }
+                Some(o) => {
+                    for r in &s.reals {
+                        changed |= o.reals.insert(*r);
+                    }
+                    for (r, d) in &s.draining {
+                        if !o.draining.contains_key(r) {
+                            o.draining.insert(*r, *d);
+                            changed = true;
+                        }
+                    }
+                    if o.service_deadline.is_none() && s.service_deadline.is_some() {
+                        o.service_deadline = s.service_deadline;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if changed {
+            state_file::save(&self.state_dir, &self.owned)?;
+        }
+        Ok(())
     }
 
     /// Keeps the plan's ownership record, plus any managed service that should have gone but is

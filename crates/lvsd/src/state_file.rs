@@ -2,7 +2,7 @@
 //! (`owned`), and what a host role put on the host (`host`): addresses lvsd added, links it
 //! brought up, sysctls it changed with their original values. They live under `/run/lvsd/`
 //! because they describe kernel state, which does not survive a reboot either. One line per
-//! fact, written atomically (temp file + rename).
+//! fact, written atomically and durably (own temp file, fsync, rename, fsync of the directory).
 //!
 //! ```text
 //! service tcp 172.16.1.50 80 drain_timeout=30 deadline=-
@@ -176,14 +176,28 @@ fn load_with<T: Default>(
     }
 }
 
-/// Writes record `name` of `dir` atomically.
-fn save_as(dir: &Path, name: &str, text: &str) -> Result<()> {
+/// Writes file `name` of `dir` so that it is either the old text or the new one, also across
+/// a crash or a power cut: a temp file of this process's own (two writers never share one),
+/// flushed to disk, renamed over the old one, and the directory flushed so the rename is too.
+pub fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<()> {
+    use std::io::Write as _;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("create the state directory {}", dir.display()))?;
     let p = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("write {}", tmp.display()));
+    }
     std::fs::rename(&tmp, &p).with_context(|| format!("replace {}", p.display()))?;
+    // The rename itself reaches the disk with the directory.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 
@@ -199,7 +213,7 @@ pub fn load(dir: &Path) -> Owned {
 
 /// Saves the table record.
 pub fn save(dir: &Path, owned: &Owned) -> Result<()> {
-    save_as(dir, "owned", &render(owned))
+    write_atomic(dir, "owned", &render(owned))
 }
 
 /// Renders the host record.
@@ -264,7 +278,7 @@ pub fn load_host(dir: &Path) -> HostOwned {
 
 /// Saves the host record.
 pub fn save_host(dir: &Path, owned: &HostOwned) -> Result<()> {
-    save_as(dir, "host", &render_host(owned))
+    write_atomic(dir, "host", &render_host(owned))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 type Labels = Vec<(String, String)>;
 
@@ -40,6 +40,12 @@ pub struct Status {
     pub last_reload: Option<Reload>,
     /// The last pass.
     pub last_reconcile: Option<Reconcile>,
+    /// Table and host both match the config.
+    pub converged: bool,
+    /// How the table stands: in sync, converging, failing (why, when it is retried), refused.
+    pub table: String,
+    /// How the host role stands, in the same words.
+    pub host: String,
     /// Passes so far.
     pub passes: u64,
     /// Changes made behind lvsd's back that it repaired (or, in report mode, saw).
@@ -59,7 +65,7 @@ pub struct Status {
 pub struct Reload {
     /// Unix seconds.
     pub at: u64,
-    /// `ok` or `rejected`.
+    /// `ok`, `rejected`, or `deferred` (not checkable against the table yet; retried).
     pub result: String,
     /// Why it was rejected (the config problems, the guard).
     pub message: String,
@@ -104,6 +110,9 @@ pub struct Telemetry {
     config_time: Gauge,
     config_info: Family<Labels, Gauge>,
     services: Family<Labels, Gauge>,
+    converged: Family<Labels, Gauge>,
+    failures: Family<Labels, Counter>,
+    stuck: Counter,
     kernel: Arc<KernelSnapshot>,
 }
 
@@ -155,6 +164,24 @@ impl Telemetry {
             "Services in the table, by owner (managed, foreign)",
             services.clone(),
         );
+        let converged = Family::<Labels, Gauge>::default();
+        registry.register(
+            "converged",
+            "1 when the part (table, host) matches the config, 0 while it converges, fails or is refused",
+            converged.clone(),
+        );
+        let failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "pass_failures",
+            "Passes in which a part (table, host) failed: an operation refused, the kernel or host unreadable, the host lacking what the role needs",
+            failures.clone(),
+        );
+        let stuck = Counter::default();
+        registry.register(
+            "persistent_differences",
+            "Differences still there after a write the kernel accepted and lvsd read back (each counts as a failure)",
+            stuck.clone(),
+        );
         let kernel = Arc::new(KernelSnapshot::default());
         registry.register_collector(Box::new(kernel.clone()));
         let status = Status {
@@ -175,6 +202,9 @@ impl Telemetry {
             config_time,
             config_info,
             services,
+            converged,
+            failures,
+            stuck,
             kernel,
         })
     }
@@ -232,9 +262,48 @@ impl Telemetry {
         push_error(&mut s, now, format!("config rejected: {message}"));
     }
 
+    /// A reload could not be checked against the table and host yet; the last good config
+    /// stays and the reload is tried again.
+    pub fn config_deferred(&self, message: &str) {
+        self.reloads
+            .get_or_create(&vec![("result".into(), "deferred".into())])
+            .inc();
+        let now = crate::reconcile::now();
+        let mut s = self.status();
+        s.last_reload = Some(Reload {
+            at: now,
+            result: "deferred".into(),
+            message: message.to_owned(),
+        });
+        push_error(&mut s, now, message.to_owned());
+    }
+
+    /// How the table and the host stand after a pass.
+    pub fn standing(
+        &self,
+        table: &crate::daemon::decide::Standing,
+        host: &crate::daemon::decide::Standing,
+    ) {
+        for (part, st) in [("table", table), ("host", host)] {
+            self.converged
+                .get_or_create(&vec![("part".into(), part.into())])
+                .set(i64::from(st.is_converged()));
+        }
+        let mut s = self.status();
+        s.converged = table.is_converged() && host.is_converged();
+        s.table = table.describe();
+        s.host = host.describe();
+    }
+
     /// A pass ended (or failed before doing anything, with `error`).
     pub fn pass(&self, took: Duration, record: PassRecord) {
         self.passes.inc();
+        for part in &record.failed_parts {
+            self.failures
+                .get_or_create(&vec![("part".into(), (*part).into())])
+                .inc();
+        }
+        self.stuck.inc_by(record.stuck);
         self.duration.observe(took.as_secs_f64());
         for (kind, result) in &record.ops {
             self.operations
@@ -299,6 +368,10 @@ fn push_error(s: &mut Status, at: u64, message: String) {
 /// What a pass did, in the terms metrics and status use.
 #[derive(Debug, Default)]
 pub struct PassRecord {
+    /// Parts (`table`, `host`) that failed in this pass.
+    pub failed_parts: Vec<&'static str>,
+    /// Differences that remained after a verified write.
+    pub stuck: u64,
     /// (kind, result) per operation.
     pub ops: Vec<(&'static str, &'static str)>,
     /// Operations applied, as printed.
@@ -313,8 +386,63 @@ pub struct PassRecord {
     pub foreign: usize,
     /// Converged afterwards.
     pub converged: bool,
-    /// The pass's own error, if it failed as a whole.
+    /// The pass's own errors: a part that was refused or could not run.
     pub error: Option<String>,
+}
+
+impl PassRecord {
+    /// The record of `pass`, with the drift the daemon counted and the services it manages.
+    pub fn of(pass: &crate::reconcile::Pass, drift: u64, managed: usize) -> PassRecord {
+        use crate::reconcile::Outcome;
+        let mut r = PassRecord {
+            drift,
+            managed,
+            converged: pass.converged(),
+            ..PassRecord::default()
+        };
+        let mut errors = vec![];
+        if let Outcome::Done(h) = &pass.host {
+            for op in &h.applied {
+                r.ops.push((op.kind(), "ok"));
+                r.changes.push(op.to_string());
+            }
+            if let Some((op, e)) = &h.failed {
+                r.ops.push((op.kind(), "failed"));
+                r.failed.push(format!("{op}: {e}"));
+                r.failed_parts.push("host");
+            }
+        }
+        if let Outcome::Done(t) = &pass.table {
+            for op in &t.applied {
+                r.ops.push((op.kind(), "ok"));
+                r.changes.push(op.to_string());
+            }
+            for (op, e) in &t.failed {
+                r.ops.push((op.kind(), "failed"));
+                r.failed.push(format!("{op}: {e}"));
+            }
+            if !t.failed.is_empty() || !t.stuck.is_empty() {
+                r.failed_parts.push("table");
+            }
+            r.stuck = t.stuck.len() as u64;
+            r.foreign = t.after.foreign.len();
+        }
+        for (part, o) in [("table", pass.table.error()), ("host", pass.host.error())] {
+            if let Some(e) = o {
+                errors.push(format!("{part}: {e:#}"));
+                if matches!(
+                    (part, &pass.table, &pass.host),
+                    ("table", Outcome::Failed(_), _) | ("host", _, Outcome::Failed(_))
+                ) {
+                    r.failed_parts.push(part);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            r.error = Some(errors.join("; "));
+        }
+        r
+    }
 }
 
 /// The kernel's counters and the health states, as of the last scrape.
@@ -436,48 +564,105 @@ pub fn config_hash(text: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-/// Serves `GET /metrics` on `addr` (read-only; anything else gets 404). Each scrape reads the
-/// kernel's counters through its own IPVS connection.
-pub async fn serve_metrics(addr: std::net::SocketAddr, t: Arc<Telemetry>) -> Result<()> {
+/// How long a metrics client may take to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection (metrics or status) may last: a client that stops reading holds
+/// only its own connection, and not for ever.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The wait after a failing `accept` (out of file descriptors): a pause, not a spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `GET /metrics` on `addr` (read-only; anything else gets 404), each connection in its
+/// own task with timeouts. Each scrape reads the kernel's counters through an IPVS connection
+/// of its own (scrapes take turns on it), and encodes off the runtime's threads. Returns the
+/// address bound (for `:0`).
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    t: Arc<Telemetry>,
+) -> Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listen for metrics on {addr}"))?;
-    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    let bound = listener
+        .local_addr()
+        .context("the metrics listener's address")?;
+    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
+    let kernel: Arc<tokio::sync::Mutex<Option<ipvs::Client>>> = Arc::default();
     tokio::spawn(async move {
-        let mut client: Option<ipvs::Client> = None;
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                continue;
-            };
-            let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => continue,
-            };
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?")
-            {
-                if client.is_none() {
-                    client = ipvs::Client::connect().await.ok();
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
                 }
-                let dump = match client.as_mut() {
-                    Some(c) => c.dump().await.unwrap_or_default(),
-                    None => vec![],
-                };
-                let body = t.metrics(&dump);
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 20\r\nConnection: close\r\n\r\ntry GET /metrics\r\n\r\n"
-                    .to_owned()
             };
-            let _ = conn.write_all(response.as_bytes()).await;
-            let _ = conn.shutdown().await;
+            let t = t.clone();
+            let kernel = kernel.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let t = t.clone();
+                    let kernel = kernel.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(req, t, kernel).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(REQUEST_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            });
         }
     });
-    Ok(())
+    Ok(bound)
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+/// One metrics request's answer.
+async fn respond(
+    req: hyper::Request<hyper::body::Incoming>,
+    t: Arc<Telemetry>,
+    kernel: Arc<tokio::sync::Mutex<Option<ipvs::Client>>>,
+) -> hyper::Response<Body> {
+    let reply = |status: u16, kind: &str, body: String| {
+        hyper::Response::builder()
+            .status(status)
+            .header("Content-Type", kind)
+            .body(Body::from(body))
+            .unwrap_or_default()
+    };
+    if req.method() != hyper::Method::GET || req.uri().path() != "/metrics" {
+        return reply(404, "text/plain", "try GET /metrics\n".into());
+    }
+    let dump = {
+        let mut client = kernel.lock().await;
+        if client.is_none() {
+            *client = ipvs::Client::connect().await.ok();
+        }
+        match client.as_mut() {
+            Some(c) => match c.dump().await {
+                Ok(d) => d,
+                Err(e) => {
+                    // A fresh connection next time (the module may have been reloaded).
+                    tracing::debug!(error = %e, "metrics: cannot read the IPVS table");
+                    *client = None;
+                    vec![]
+                }
+            },
+            None => vec![],
+        }
+    };
+    // Encoding every real of a large table is CPU work: not on the runtime's threads.
+    let body = tokio::task::spawn_blocking(move || t.metrics(&dump))
+        .await
+        .unwrap_or_else(|_| "# encoding failed\n".into());
+    reply(
+        200,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        body,
+    )
 }
 
 /// Where the status socket of a state directory is.
@@ -485,7 +670,8 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("lvsd.sock")
 }
 
-/// Answers each connection on the status socket (mode 0600) with the status as JSON.
+/// Answers each connection on the status socket (mode 0600) with the status as JSON, each in
+/// its own task, bounded in time.
 pub fn serve_status(state_dir: &Path, t: Arc<Telemetry>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(state_dir)
@@ -498,12 +684,22 @@ pub fn serve_status(state_dir: &Path, t: Arc<Telemetry>) -> Result<()> {
         .with_context(|| format!("make {} private", path.display()))?;
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                continue;
+            let mut conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "status: cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
+                }
             };
             let body = serde_json::to_string(&t.snapshot()).unwrap_or_else(|_| "{}".into());
-            let _ = conn.write_all(body.as_bytes()).await;
-            let _ = conn.shutdown().await;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, async {
+                    let _ = conn.write_all(body.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                })
+                .await;
+            });
         }
     });
     Ok(())
@@ -547,6 +743,17 @@ fn human(s: &serde_json::Value) -> String {
         str_of(&g("config")),
         str_of(&g("config_hash")),
         g("config_loaded_at")
+    );
+    let _ = writeln!(
+        out,
+        "state:      {}; table {}; host {}",
+        if g("converged").as_bool() == Some(true) {
+            "in sync"
+        } else {
+            "not in sync"
+        },
+        str_of(&g("table")),
+        str_of(&g("host"))
     );
     if let Some(r) = s.get("last_reload").filter(|r| !r.is_null()) {
         let _ = writeln!(

@@ -1,0 +1,1059 @@
+//! What the daemon does next, decided without doing anything: events in (a file event, SIGHUP,
+//! a health transition, a reload's or a pass's outcome), the next step out (read the config,
+//! check the file behind the path, run a pass of the table and/or the host, or wait until a
+//! deadline). Pure and clocked by the caller, so every rule — the debounce of in-place writes,
+//! separate backoffs for the table and the host, drain polls, a difference that will not go
+//! away, report-only drift, a reload that cannot be checked yet — is a table of cases below.
+//!
+//! The table and the host are two parts that converge independently: each has its own due
+//! time, failure count and standing, so a host that lacks its interface never holds back a
+//! real server that health checks took out of rotation, and the other way round.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ipvs::ServiceKey;
+
+/// A point on the daemon's monotonic clock: the time since it started.
+pub type At = Duration;
+
+/// Quiet time after the last in-place write before the config is read (editors and config
+/// management write in bursts). A rename into place is a whole file and is read at once.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// The longest a stream of writes can hold a reload back.
+pub const DEBOUNCE_MAX: Duration = Duration::from_secs(5);
+/// How often a pass looks again while drains wait for connections to close.
+pub const DRAIN_POLL: Duration = Duration::from_millis(500);
+/// First retry after a failure; doubled per failure up to the resync period.
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+
+/// The wait before retry `n` (1-based): 0.5 s doubling, capped at `max`.
+pub fn backoff(n: u32, max: Duration) -> Duration {
+    BACKOFF_START
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(max.max(BACKOFF_START))
+}
+
+/// Which services a table pass looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole table (a resync, after a failure).
+    All,
+    /// Just these (an edit, a health change, drains).
+    Services(BTreeSet<ServiceKey>),
+}
+
+impl Scope {
+    /// Nothing yet.
+    pub fn none() -> Scope {
+        Scope::Services(BTreeSet::new())
+    }
+
+    /// Adds `other` to this scope.
+    pub fn merge(&mut self, other: Scope) {
+        match (&mut *self, other) {
+            (Scope::All, _) => {}
+            (s, Scope::All) => *s = Scope::All,
+            (Scope::Services(a), Scope::Services(b)) => a.extend(b),
+        }
+    }
+}
+
+/// Which table operations a pass may carry out: all, or (`--on-drift report`) only those of
+/// the services a config change or a health change asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allow {
+    /// Everything.
+    All,
+    /// Operations of these services only; everything else that differs is drift to report.
+    Only(BTreeSet<ServiceKey>),
+}
+
+impl Allow {
+    /// Whether an operation on `service` may be carried out.
+    pub fn permits(&self, service: &ServiceKey) -> bool {
+        match self {
+            Allow::All => true,
+            Allow::Only(s) => s.contains(service),
+        }
+    }
+}
+
+/// One pass, as the machine asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassRequest {
+    /// The table part and its scope; `None`: not this time.
+    pub table: Option<Scope>,
+    /// Whether the host part runs.
+    pub host: bool,
+    /// Table operations that may be carried out.
+    pub allow: Allow,
+    /// Whether host operations may be carried out (false: report them as drift).
+    pub allow_host: bool,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Read the config again, then report [`Event::Reloaded`].
+    Reload,
+    /// A resync is due: see whether the file behind the path changed (a replaced directory, a
+    /// lost watch), then report [`Event::FileChecked`].
+    CheckFile,
+    /// Run a pass, then report [`Event::PassDone`].
+    Pass(PassRequest),
+    /// Nothing to do until this time (or until an event comes).
+    Wait(At),
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The config file was written: `whole` for a rename into place (read at once), else an
+    /// in-place write (read once the writer has been quiet for [`DEBOUNCE`]).
+    FileWritten {
+        /// A whole file arrived at once.
+        whole: bool,
+    },
+    /// SIGHUP: read the config now.
+    Hangup,
+    /// The answer to [`Step::CheckFile`].
+    FileChecked {
+        /// Another file is behind the path than the one last read.
+        changed: bool,
+    },
+    /// A checked real went up or down.
+    HealthChanged(ServiceKey),
+    /// The answer to [`Step::Reload`].
+    Reloaded(Reloaded),
+    /// The answer to [`Step::Pass`].
+    PassDone(PassSummary),
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Nothing new (the same text, or the file is gone: a missing file never means "remove").
+    Unchanged,
+    /// A new config is in force; these services changed.
+    Changed(Scope),
+    /// Refused (invalid, insecure, or the guard): the last good config stays.
+    Rejected(String),
+    /// The new config could not be checked against the table and host yet (they cannot be
+    /// read): the last good config stays, and the reload is tried again later. Accepting it
+    /// unchecked would let a truncated file through the guard.
+    Deferred(String),
+}
+
+/// How one part of a pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part<T> {
+    /// The part was not asked for.
+    NotRun,
+    /// It ran.
+    Done(T),
+    /// A guard refused its plan (unless `--force`): nothing of it was carried out.
+    Refused(String),
+    /// It could not run (the kernel or host could not be read, the host lacks what the role
+    /// needs): nothing of it was carried out.
+    Failed(String),
+}
+
+/// The table part of a finished pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableSummary {
+    /// Operations the kernel accepted.
+    pub applied: usize,
+    /// Operations the kernel refused.
+    pub failed: usize,
+    /// Operations held back (drift, in report mode).
+    pub skipped: usize,
+    /// Differences that remained after a write the kernel accepted and that was read back:
+    /// something the planner and the kernel disagree about. Each is a failure.
+    pub stuck: Vec<String>,
+    /// Services with operations still pending or drains waiting.
+    pub busy: BTreeSet<ServiceKey>,
+    /// Drains wait for connections.
+    pub waiting: bool,
+    /// Operations the pass may carry out are still pending (the next round will).
+    pub more: bool,
+}
+
+/// The host part of a finished pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSummary {
+    /// Operations carried out.
+    pub applied: usize,
+    /// The operation that failed, with why (the ones after it were not tried).
+    pub failed: Option<String>,
+    /// Operations held back (drift, in report mode).
+    pub skipped: usize,
+    /// Operations still pending after the pass (e.g. a tunnel device's sysctls, settable once
+    /// the device exists).
+    pub pending: bool,
+}
+
+/// A pass's outcome, in the terms the machine decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassSummary {
+    /// The table part.
+    pub table: Part<TableSummary>,
+    /// The host part.
+    pub host: Part<HostSummary>,
+}
+
+/// Where a part stands, for `STATUS=`, `lvsd status` and the `lvsd_converged` metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// No pass has finished yet.
+    Starting,
+    /// Matches the config.
+    Converged,
+    /// Changes or drains are under way.
+    Converging,
+    /// The last attempt failed; retried after a backoff.
+    Failing {
+        /// Why.
+        why: String,
+        /// The backoff.
+        wait: Duration,
+        /// The next attempt.
+        retry_at: At,
+    },
+    /// A guard refused the plan; waiting for a config change (or `--force`).
+    Refused(String),
+}
+
+impl Standing {
+    /// Matches the config.
+    pub fn is_converged(&self) -> bool {
+        matches!(self, Standing::Converged)
+    }
+
+    /// How it stands, in a few words.
+    pub fn describe(&self) -> String {
+        match self {
+            Standing::Starting => "not yet: first pass under way".into(),
+            Standing::Converged => "in sync".into(),
+            Standing::Converging => "converging".into(),
+            Standing::Failing { why, wait, .. } => format!("failing: {why}; retrying in {wait:?}"),
+            Standing::Refused(why) => format!("refused: {why}"),
+        }
+    }
+}
+
+/// What the loop should log or count after a pass, beyond the pass's own lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Differences repaired or (report mode) seen: changes the daemon did not expect.
+    pub drift: u64,
+    /// Differences that would not go away and were not reported before: log them once.
+    pub new_stuck: Vec<String>,
+    /// The table's standing changed.
+    pub table_changed: bool,
+    /// The host's standing changed.
+    pub host_changed: bool,
+}
+
+/// Settings the decisions depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Full resync period; also the cap of every backoff.
+    pub resync: Duration,
+    /// `--on-drift report`: repair nothing the config did not ask for.
+    pub report_drift: bool,
+}
+
+#[derive(Debug, Clone)]
+struct TablePart {
+    due: Option<(At, Scope)>,
+    failures: u32,
+    standing: Standing,
+}
+
+#[derive(Debug, Clone)]
+struct HostPart {
+    due: Option<At>,
+    failures: u32,
+    standing: Standing,
+}
+
+/// The daemon's state of mind: what is due when, and how each part stands.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    settings: Settings,
+    table: TablePart,
+    host: HostPart,
+    /// A reload is due at this time (a rename or SIGHUP: now; in-place writes: once quiet;
+    /// a deferred reload: after its backoff).
+    reload_at: Option<At>,
+    /// When the current burst of in-place writes began (for [`DEBOUNCE_MAX`]).
+    burst_since: Option<At>,
+    reload_failures: u32,
+    next_resync: At,
+    /// Report mode: the services whose changes were asked for and are not done yet (`None`:
+    /// all of them, as at start).
+    pending: Option<BTreeSet<ServiceKey>>,
+    /// Report mode: the host's changes were asked for (start, a config change).
+    host_pending: bool,
+    /// Changes are expected (after a start, a reload or a health change); otherwise a pass
+    /// that changes something repaired drift.
+    expect_changes: bool,
+    /// The differences that would not go away in the last pass (reported once each).
+    stuck: BTreeSet<String>,
+}
+
+impl Machine {
+    /// A daemon that has just read its config at `now`: both parts are due at once.
+    pub fn new(settings: Settings, now: At) -> Self {
+        Machine {
+            settings,
+            table: TablePart {
+                due: Some((now, Scope::All)),
+                failures: 0,
+                standing: Standing::Starting,
+            },
+            host: HostPart {
+                due: Some(now),
+                failures: 0,
+                standing: Standing::Starting,
+            },
+            reload_at: None,
+            burst_since: None,
+            reload_failures: 0,
+            next_resync: now + settings.resync,
+            pending: None,
+            host_pending: true,
+            expect_changes: true,
+            stuck: BTreeSet::new(),
+        }
+    }
+
+    /// The table's standing.
+    pub fn table(&self) -> &Standing {
+        &self.table.standing
+    }
+
+    /// The host's standing.
+    pub fn host(&self) -> &Standing {
+        &self.host.standing
+    }
+
+    /// Both parts match the config.
+    pub fn converged(&self) -> bool {
+        self.table.standing.is_converged() && self.host.standing.is_converged()
+    }
+
+    /// The next step at `now`.
+    pub fn next(&mut self, now: At) -> Step {
+        if self.reload_at.is_some_and(|t| t <= now) {
+            self.reload_at = None;
+            self.burst_since = None;
+            return Step::Reload;
+        }
+        if self.next_resync <= now {
+            self.next_resync = now + self.settings.resync;
+            due_table(&mut self.table, now, Scope::All);
+            self.host.due = Some(self.host.due.map_or(now, |t| t.min(now)));
+            return Step::CheckFile;
+        }
+        let table_due = self.table.due.as_ref().is_some_and(|(t, _)| *t <= now);
+        let host_due = self.host.due.is_some_and(|t| t <= now);
+        if table_due || host_due {
+            let table = if table_due {
+                self.table.due.take().map(|(_, s)| s)
+            } else {
+                None
+            };
+            // The host is looked at with every table pass (it is cheap, and a VIP must follow
+            // its service), except while its own failures back it off.
+            let host = host_due || self.host.failures == 0;
+            if host {
+                self.host.due = None;
+            }
+            let allow = match (&self.pending, self.settings.report_drift) {
+                (Some(p), true) => Allow::Only(p.clone()),
+                _ => Allow::All,
+            };
+            return Step::Pass(PassRequest {
+                table,
+                host,
+                allow,
+                allow_host: !self.settings.report_drift || self.host_pending,
+            });
+        }
+        let deadlines = [
+            self.reload_at,
+            Some(self.next_resync),
+            self.table.due.as_ref().map(|(t, _)| *t),
+            self.host.due,
+        ];
+        Step::Wait(
+            deadlines
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(self.next_resync),
+        )
+    }
+
+    /// Takes an event in at `now`; returns what the loop should log or count for a pass.
+    pub fn on(&mut self, event: Event, now: At) -> Verdict {
+        match event {
+            Event::FileWritten { whole: true } | Event::Hangup => self.reload_now(now),
+            Event::FileWritten { whole: false } => {
+                // Read once the writer has been quiet for DEBOUNCE, but never later than
+                // DEBOUNCE_MAX after the burst began; a reload already due stays due.
+                let since = *self.burst_since.get_or_insert(now);
+                let quiet = (now + DEBOUNCE).min(since + DEBOUNCE_MAX);
+                if self.reload_at.is_none_or(|t| t > now) {
+                    self.reload_at = Some(quiet);
+                }
+            }
+            Event::FileChecked { changed } => {
+                if changed {
+                    self.reload_now(now);
+                }
+            }
+            Event::HealthChanged(service) => {
+                // Health changes are the config's wishes, not drift, in report mode too.
+                if let Some(p) = &mut self.pending {
+                    p.insert(service);
+                }
+                self.expect_changes = true;
+                due_table(&mut self.table, now, Scope::Services([service].into()));
+            }
+            Event::Reloaded(r) => self.reloaded(r, now),
+            Event::PassDone(p) => return self.pass_done(p, now),
+        }
+        Verdict::default()
+    }
+
+    fn reload_now(&mut self, now: At) {
+        self.reload_at = Some(now);
+    }
+
+    fn reloaded(&mut self, r: Reloaded, now: At) {
+        if !matches!(r, Reloaded::Deferred(_)) {
+            self.reload_failures = 0;
+        }
+        match r {
+            Reloaded::Unchanged | Reloaded::Rejected(_) => {}
+            Reloaded::Changed(touched) => {
+                self.expect_changes = true;
+                match (&touched, &mut self.pending) {
+                    (Scope::All, p) => *p = None,
+                    (Scope::Services(s), Some(p)) => p.extend(s.iter().copied()),
+                    (Scope::Services(_), None) => {}
+                }
+                self.host_pending = true;
+                // A new config is worth trying at once, whatever the last one's failures.
+                self.table.failures = 0;
+                self.host.failures = 0;
+                due_table(&mut self.table, now, touched);
+                self.host.due = Some(now);
+            }
+            Reloaded::Deferred(_) => {
+                self.reload_failures += 1;
+                let retry = now + backoff(self.reload_failures, self.settings.resync);
+                self.reload_at = Some(self.reload_at.map_or(retry, |t| t.min(retry)));
+            }
+        }
+    }
+
+    fn pass_done(&mut self, p: PassSummary, now: At) -> Verdict {
+        let mut v = Verdict::default();
+        let before = (self.table.standing.clone(), self.host.standing.clone());
+        let resync = self.settings.resync;
+        match p.table {
+            Part::NotRun => {}
+            Part::Done(t) => {
+                v.drift += t.skipped as u64
+                    + if self.expect_changes {
+                        0
+                    } else {
+                        t.applied as u64
+                    };
+                if self.settings.report_drift {
+                    let mut left = self.pending.take().unwrap_or_else(|| t.busy.clone());
+                    left.retain(|k| t.busy.contains(k));
+                    self.pending = Some(left);
+                }
+                let stuck: BTreeSet<String> = t.stuck.iter().cloned().collect();
+                v.new_stuck = stuck.difference(&self.stuck).cloned().collect();
+                self.stuck = stuck;
+                if t.failed > 0 || !t.stuck.is_empty() {
+                    self.table.failures += 1;
+                    let wait = backoff(self.table.failures, resync);
+                    due_table(&mut self.table, now + wait, Scope::All);
+                    let why = match (t.failed, t.stuck.len()) {
+                        (f, 0) => format!("{f} operations failed"),
+                        (0, s) => format!("{s} differences remain after a verified write"),
+                        (f, s) => format!(
+                            "{f} operations failed; {s} differences remain after a verified write"
+                        ),
+                    };
+                    self.table.standing = Standing::Failing {
+                        why,
+                        wait,
+                        retry_at: now + wait,
+                    };
+                } else {
+                    self.table.failures = 0;
+                    if t.waiting || t.more {
+                        due_table(&mut self.table, now + DRAIN_POLL, Scope::Services(t.busy));
+                        self.table.standing = Standing::Converging;
+                    } else {
+                        self.table.standing = Standing::Converged;
+                    }
+                }
+            }
+            Part::Refused(why) => {
+                self.table.failures = 0;
+                self.table.standing = Standing::Refused(why);
+            }
+            Part::Failed(why) => {
+                self.table.failures += 1;
+                let wait = backoff(self.table.failures, resync);
+                due_table(&mut self.table, now + wait, Scope::All);
+                self.table.standing = Standing::Failing {
+                    why,
+                    wait,
+                    retry_at: now + wait,
+                };
+            }
+        }
+        match p.host {
+            Part::NotRun => {}
+            Part::Done(h) => {
+                v.drift += h.skipped as u64
+                    + if self.expect_changes {
+                        0
+                    } else {
+                        h.applied as u64
+                    };
+                if let Some(why) = h.failed {
+                    self.host_failed(why, now);
+                } else {
+                    self.host.failures = 0;
+                    if h.skipped == 0 && !h.pending {
+                        self.host_pending = false;
+                    }
+                    let allow_host = !self.settings.report_drift || self.host_pending;
+                    if h.pending && allow_host {
+                        self.host.due = Some(
+                            self.host
+                                .due
+                                .map_or(now + DRAIN_POLL, |t| t.min(now + DRAIN_POLL)),
+                        );
+                        self.host.standing = Standing::Converging;
+                    } else if h.pending {
+                        // Drift held back in report mode: reported, not converging.
+                        self.host.standing = Standing::Converged;
+                    } else {
+                        self.host.standing = Standing::Converged;
+                    }
+                }
+            }
+            Part::Refused(why) => {
+                self.host.failures = 0;
+                self.host.standing = Standing::Refused(why);
+            }
+            Part::Failed(why) => self.host_failed(why, now),
+        }
+        if self.converged() {
+            self.expect_changes = false;
+        }
+        v.table_changed = before.0 != self.table.standing;
+        v.host_changed = before.1 != self.host.standing;
+        v
+    }
+
+    fn host_failed(&mut self, why: String, now: At) {
+        self.host.failures += 1;
+        let wait = backoff(self.host.failures, self.settings.resync);
+        self.host.due = Some(now + wait);
+        self.host.standing = Standing::Failing {
+            why,
+            wait,
+            retry_at: now + wait,
+        };
+    }
+}
+
+/// Makes the table due at `at` for `scope`, on top of what is due already (the earlier time,
+/// the union of the scopes).
+fn due_table(t: &mut TablePart, at: At, scope: Scope) {
+    t.due = Some(match t.due.take() {
+        None => (at, scope),
+        Some((t0, mut s)) => {
+            s.merge(scope);
+            (t0.min(at), s)
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const RESYNC: Duration = Duration::from_secs(30);
+
+    fn ms(n: u64) -> At {
+        Duration::from_millis(n)
+    }
+
+    fn svc(n: u8) -> ServiceKey {
+        ServiceKey::tcp(std::net::IpAddr::from([172, 16, 1, n]), 80)
+    }
+
+    fn set(keys: &[u8]) -> BTreeSet<ServiceKey> {
+        keys.iter().map(|n| svc(*n)).collect()
+    }
+
+    fn machine(report_drift: bool) -> Machine {
+        Machine::new(
+            Settings {
+                resync: RESYNC,
+                report_drift,
+            },
+            ms(0),
+        )
+    }
+
+    fn converged() -> Part<TableSummary> {
+        Part::Done(TableSummary::default())
+    }
+
+    fn host_ok() -> Part<HostSummary> {
+        Part::Done(HostSummary::default())
+    }
+
+    fn done(
+        m: &mut Machine,
+        table: Part<TableSummary>,
+        host: Part<HostSummary>,
+        at: At,
+    ) -> Verdict {
+        m.on(Event::PassDone(PassSummary { table, host }), at)
+    }
+
+    fn pass(table: Option<Scope>, host: bool) -> Step {
+        Step::Pass(PassRequest {
+            table,
+            host,
+            allow: Allow::All,
+            allow_host: true,
+        })
+    }
+
+    /// The first pass of a fresh daemon, converged at `at`.
+    fn started(report: bool, at: At) -> Machine {
+        let mut m = machine(report);
+        assert!(matches!(m.next(ms(0)), Step::Pass(_)));
+        done(&mut m, converged(), host_ok(), at);
+        m
+    }
+
+    #[test]
+    fn a_start_passes_everything_then_waits_for_the_resync() {
+        let mut m = machine(false);
+        assert_eq!(m.next(ms(0)), pass(Some(Scope::All), true));
+        assert_eq!(m.next(ms(1)), Step::Wait(RESYNC));
+        assert!(!m.converged(), "nothing has answered yet");
+        let v = done(&mut m, converged(), host_ok(), ms(40));
+        assert!(m.converged());
+        assert!(v.table_changed && v.host_changed);
+        assert_eq!(m.next(ms(50)), Step::Wait(RESYNC));
+    }
+
+    #[test]
+    fn a_failing_host_does_not_hold_the_table_back() {
+        let mut m = machine(false);
+        m.next(ms(0));
+        let v = done(
+            &mut m,
+            converged(),
+            Part::Failed("interface `eth9` does not exist".into()),
+            ms(10),
+        );
+        assert!(m.table().is_converged());
+        assert!(matches!(m.host(), Standing::Failing { retry_at, .. } if *retry_at == ms(510)));
+        assert!(v.host_changed);
+        // A health check takes a real out meanwhile: the table pass runs at once, without the
+        // host (which backs off on its own).
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        assert_eq!(
+            m.next(ms(100)),
+            pass(Some(Scope::Services(set(&[50]))), false)
+        );
+        done(&mut m, converged(), Part::NotRun, ms(120));
+        // Then the host's retry, on its own.
+        assert_eq!(m.next(ms(130)), Step::Wait(ms(510)));
+        assert_eq!(m.next(ms(510)), pass(None, true));
+        done(
+            &mut m,
+            Part::NotRun,
+            Part::Failed("still missing".into()),
+            ms(520),
+        );
+        assert!(matches!(m.host(), Standing::Failing { retry_at, .. } if *retry_at == ms(1520)));
+        assert_eq!(m.next(ms(1520)), pass(None, true));
+        done(&mut m, Part::NotRun, host_ok(), ms(1530));
+        assert!(m.converged());
+    }
+
+    #[test]
+    fn a_failing_table_does_not_hold_the_host_back() {
+        let mut m = machine(false);
+        m.next(ms(0));
+        done(
+            &mut m,
+            Part::Failed("the ip_vs kernel module is not loaded".into()),
+            host_ok(),
+            ms(10),
+        );
+        assert!(m.host().is_converged());
+        assert!(!m.converged());
+        // Retries double up to the resync period, and take the host along (it is not failing).
+        let mut at = ms(10);
+        for wait in [500, 1000, 2000, 4000, 8000] {
+            assert_eq!(m.next(at), Step::Wait(at + ms(wait)));
+            at += ms(wait);
+            assert_eq!(m.next(at), pass(Some(Scope::All), true));
+            done(
+                &mut m,
+                Part::Failed("still not loaded".into()),
+                host_ok(),
+                at,
+            );
+        }
+        done(&mut m, converged(), host_ok(), at);
+        assert!(m.converged());
+        // ... capped at the resync period.
+        assert_eq!(backoff(6, RESYNC), ms(16000));
+        assert_eq!(backoff(7, RESYNC), RESYNC);
+        assert_eq!(backoff(40, RESYNC), RESYNC);
+    }
+
+    #[test]
+    fn a_difference_that_stays_after_a_verified_write_backs_off_and_is_said_once() {
+        let mut m = started(false, ms(10));
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        m.next(ms(100));
+        let stuck = || {
+            Part::Done(TableSummary {
+                applied: 1,
+                stuck: vec!["~ real 172.16.1.101:80 of TCP 172.16.1.50:80: weight 1 → 2".into()],
+                busy: set(&[50]),
+                more: true,
+                ..TableSummary::default()
+            })
+        };
+        let v = done(&mut m, stuck(), host_ok(), ms(110));
+        assert_eq!(v.new_stuck.len(), 1, "said the first time");
+        assert!(
+            matches!(m.table(), Standing::Failing { why, .. } if why.contains("1 differences remain"))
+        );
+        // Not again at once (no write twice a second): after the backoff, the whole table.
+        assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
+        assert_eq!(m.next(ms(610)), pass(Some(Scope::All), true));
+        let v = done(&mut m, stuck(), host_ok(), ms(620));
+        assert!(v.new_stuck.is_empty(), "said once");
+        assert_eq!(m.next(ms(630)), Step::Wait(ms(1620)), "the backoff doubles");
+        m.next(ms(1620));
+        done(&mut m, converged(), host_ok(), ms(1630));
+        assert!(m.converged());
+        // Gone and back: said again.
+        m.on(Event::HealthChanged(svc(50)), ms(2000));
+        m.next(ms(2000));
+        assert_eq!(
+            done(&mut m, stuck(), host_ok(), ms(2010)).new_stuck.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn drains_are_polled_for_the_services_that_wait() {
+        let mut m = machine(false);
+        m.next(ms(0));
+        let waiting = Part::Done(TableSummary {
+            applied: 1,
+            busy: set(&[50]),
+            waiting: true,
+            ..TableSummary::default()
+        });
+        done(&mut m, waiting, host_ok(), ms(10));
+        assert_eq!(*m.table(), Standing::Converging);
+        assert_eq!(m.next(ms(11)), Step::Wait(ms(510)));
+        assert_eq!(
+            m.next(ms(510)),
+            pass(Some(Scope::Services(set(&[50]))), true)
+        );
+    }
+
+    #[test]
+    fn in_place_writes_are_read_once_quiet_and_renames_at_once() {
+        let mut m = started(false, ms(10));
+        m.on(Event::FileWritten { whole: false }, ms(100));
+        assert_eq!(m.next(ms(100)), Step::Wait(ms(300)));
+        m.on(Event::FileWritten { whole: false }, ms(250));
+        assert_eq!(
+            m.next(ms(300)),
+            Step::Wait(ms(450)),
+            "quiet again from the last write"
+        );
+        assert_eq!(m.next(ms(450)), Step::Reload);
+        m.on(Event::Reloaded(Reloaded::Unchanged), ms(460));
+        // A writer that never stops is read at DEBOUNCE_MAX after it began.
+        let mut t = ms(1000);
+        m.on(Event::FileWritten { whole: false }, t);
+        while t < ms(6000) {
+            t += ms(100);
+            if m.next(t) == Step::Reload {
+                break;
+            }
+            m.on(Event::FileWritten { whole: false }, t);
+        }
+        assert_eq!(t, ms(6000));
+        m.on(Event::Reloaded(Reloaded::Unchanged), t);
+        m.on(Event::FileWritten { whole: true }, ms(7000));
+        assert_eq!(m.next(ms(7000)), Step::Reload);
+        m.on(Event::Hangup, ms(8000));
+        assert_eq!(m.next(ms(8000)), Step::Reload);
+    }
+
+    #[test]
+    fn a_changed_config_passes_what_it_touched_and_the_host() {
+        let mut m = started(false, ms(10));
+        m.on(Event::Hangup, ms(100));
+        assert_eq!(m.next(ms(100)), Step::Reload);
+        m.on(
+            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[51, 52])))),
+            ms(150),
+        );
+        assert_eq!(
+            m.next(ms(150)),
+            pass(Some(Scope::Services(set(&[51, 52]))), true)
+        );
+        // Applied changes after a config change are not drift.
+        let v = done(
+            &mut m,
+            Part::Done(TableSummary {
+                applied: 3,
+                ..TableSummary::default()
+            }),
+            host_ok(),
+            ms(160),
+        );
+        assert_eq!(v.drift, 0);
+        // ... but the same at a resync with nothing asked for is.
+        assert_eq!(m.next(RESYNC), Step::CheckFile);
+        m.on(Event::FileChecked { changed: false }, RESYNC);
+        assert_eq!(m.next(RESYNC), pass(Some(Scope::All), true));
+        let v = done(
+            &mut m,
+            Part::Done(TableSummary {
+                applied: 2,
+                ..TableSummary::default()
+            }),
+            host_ok(),
+            RESYNC + ms(10),
+        );
+        assert_eq!(v.drift, 2);
+    }
+
+    #[test]
+    fn a_rejected_or_unchanged_reload_changes_nothing() {
+        for r in [Reloaded::Unchanged, Reloaded::Rejected("bad".into())] {
+            let mut m = started(false, ms(10));
+            m.on(Event::FileWritten { whole: true }, ms(100));
+            assert_eq!(m.next(ms(100)), Step::Reload);
+            m.on(Event::Reloaded(r), ms(110));
+            assert_eq!(m.next(ms(110)), Step::Wait(RESYNC));
+            assert!(m.converged());
+        }
+    }
+
+    #[test]
+    fn a_reload_that_cannot_be_checked_is_tried_again_not_taken() {
+        let mut m = started(false, ms(10));
+        m.on(Event::FileWritten { whole: true }, ms(100));
+        assert_eq!(m.next(ms(100)), Step::Reload);
+        m.on(
+            Event::Reloaded(Reloaded::Deferred("cannot read the table".into())),
+            ms(110),
+        );
+        // No pass for it (the last good config stays in force): the reload again, backing off.
+        assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
+        assert_eq!(m.next(ms(610)), Step::Reload);
+        m.on(
+            Event::Reloaded(Reloaded::Deferred("cannot read the table".into())),
+            ms(620),
+        );
+        assert_eq!(m.next(ms(630)), Step::Wait(ms(1620)));
+        assert_eq!(m.next(ms(1620)), Step::Reload);
+        m.on(
+            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[50])))),
+            ms(1630),
+        );
+        assert_eq!(
+            m.next(ms(1630)),
+            pass(Some(Scope::Services(set(&[50]))), true)
+        );
+    }
+
+    #[test]
+    fn a_resync_reads_another_file_behind_the_path_first() {
+        let mut m = started(false, ms(10));
+        assert_eq!(m.next(RESYNC), Step::CheckFile);
+        m.on(Event::FileChecked { changed: true }, RESYNC);
+        assert_eq!(m.next(RESYNC), Step::Reload);
+        m.on(Event::Reloaded(Reloaded::Unchanged), RESYNC);
+        assert_eq!(m.next(RESYNC), pass(Some(Scope::All), true));
+        done(&mut m, converged(), host_ok(), RESYNC + ms(5));
+        assert_eq!(m.next(RESYNC + ms(6)), Step::Wait(RESYNC * 2));
+    }
+
+    #[test]
+    fn a_refused_plan_waits_for_a_config_change() {
+        let mut m = machine(false);
+        m.next(ms(0));
+        done(
+            &mut m,
+            Part::Refused("refusing to apply: the plan removes 3 of 4".into()),
+            host_ok(),
+            ms(10),
+        );
+        assert!(matches!(m.table(), Standing::Refused(_)));
+        assert_eq!(m.next(ms(20)), Step::Wait(RESYNC), "no retry of its own");
+        m.on(
+            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[50])))),
+            ms(100),
+        );
+        assert_eq!(
+            m.next(ms(100)),
+            pass(Some(Scope::Services(set(&[50]))), true)
+        );
+    }
+
+    #[test]
+    fn report_mode_writes_only_what_was_asked_for() {
+        let mut m = machine(true);
+        // At start, everything was asked for.
+        assert_eq!(m.next(ms(0)), pass(Some(Scope::All), true));
+        done(
+            &mut m,
+            Part::Done(TableSummary {
+                applied: 2,
+                busy: set(&[50]),
+                waiting: true,
+                ..TableSummary::default()
+            }),
+            Part::Done(HostSummary {
+                applied: 1,
+                ..HostSummary::default()
+            }),
+            ms(10),
+        );
+        // Still draining 50: only 50 may be written; the host's changes are done.
+        assert_eq!(
+            m.next(ms(510)),
+            Step::Pass(PassRequest {
+                table: Some(Scope::Services(set(&[50]))),
+                host: true,
+                allow: Allow::Only(set(&[50])),
+                allow_host: false,
+            })
+        );
+        done(&mut m, converged(), host_ok(), ms(520));
+        assert!(m.converged());
+        // The resync finds drift: it is reported, not written.
+        m.next(RESYNC);
+        m.on(Event::FileChecked { changed: false }, RESYNC);
+        let Step::Pass(req) = m.next(RESYNC) else {
+            panic!("a resync pass")
+        };
+        assert_eq!(req.allow, Allow::Only(BTreeSet::new()));
+        assert!(!req.allow_host);
+        let v = done(
+            &mut m,
+            Part::Done(TableSummary {
+                skipped: 2,
+                ..TableSummary::default()
+            }),
+            Part::Done(HostSummary {
+                skipped: 1,
+                pending: true,
+                ..HostSummary::default()
+            }),
+            RESYNC + ms(10),
+        );
+        assert_eq!(v.drift, 3);
+        assert_eq!(
+            m.next(RESYNC + ms(20)),
+            Step::Wait(RESYNC * 2),
+            "no busy loop on drift"
+        );
+        // A health change and a config change are the config's wishes: written.
+        m.on(Event::HealthChanged(svc(51)), RESYNC + ms(100));
+        let Step::Pass(req) = m.next(RESYNC + ms(100)) else {
+            panic!("a pass for the health change")
+        };
+        assert_eq!(req.allow, Allow::Only(set(&[51])));
+        done(&mut m, converged(), host_ok(), RESYNC + ms(110));
+        m.on(
+            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[52])))),
+            RESYNC + ms(200),
+        );
+        let Step::Pass(req) = m.next(RESYNC + ms(200)) else {
+            panic!("a pass for the config change")
+        };
+        assert_eq!(req.allow, Allow::Only(set(&[52])));
+        assert!(
+            req.allow_host,
+            "a config change asks for the host's changes too"
+        );
+    }
+
+    #[test]
+    fn failed_operations_back_off_and_pass_the_whole_table() {
+        let mut m = started(false, ms(10));
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        m.next(ms(100));
+        done(
+            &mut m,
+            Part::Done(TableSummary {
+                applied: 1,
+                failed: 1,
+                busy: set(&[50]),
+                more: true,
+                ..TableSummary::default()
+            }),
+            host_ok(),
+            ms(110),
+        );
+        assert!(matches!(m.table(), Standing::Failing { why, .. } if why == "1 operations failed"));
+        assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
+        assert_eq!(m.next(ms(610)), pass(Some(Scope::All), true));
+    }
+
+    #[test]
+    fn standings_say_why_and_when() {
+        let s = Standing::Failing {
+            why: "interface `eth9` does not exist".into(),
+            wait: ms(2000),
+            retry_at: ms(2500),
+        };
+        assert_eq!(
+            s.describe(),
+            "failing: interface `eth9` does not exist; retrying in 2s"
+        );
+        assert_eq!(Standing::Converged.describe(), "in sync");
+        assert_eq!(
+            Standing::Starting.describe(),
+            "not yet: first pass under way"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The `lvsd` binary's daemon on this machine, which has no IPVS: every pass fails and is
+//! retried, which is exactly the daemon under failure. What must hold regardless: a SIGHUP
+//! during start-up is a reload, not a death; one daemon per state directory; the metrics and
+//! status servers answer while other clients stall and while a large config is read.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, config: &Path, extra: &[&str]) -> Daemon {
+        let log = dir.join(format!("daemon-{}.log", extra.len()));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+            .args(["run", "-c"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(extra)
+            .env("LVSD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, what: &str, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.log().contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lvsd-daemon-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// A config of `n` services with two reals each.
+fn config(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let mut text = String::from("services:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - address: 10.{}.{}.{}:80\n    reals:\n      - address: 10.200.0.1\n      - address: 10.200.0.2\n",
+            i / 65536 % 256,
+            i / 256 % 256,
+            i % 256
+        ));
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+fn signal(d: &Daemon, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn a_sighup_during_start_up_is_a_reload_not_a_death() {
+    let dir = workdir("hup");
+    // Large enough that reading it takes far longer than the signal's delay below.
+    let cfg = config(&dir, "lvsd.yaml", 30_000);
+    let mut d = Daemon::start(&dir, &cfg, &[]);
+    std::thread::sleep(Duration::from_millis(30));
+    signal(&d, nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        d.wait_log("lvsd running", Duration::from_secs(60)),
+        "{}",
+        d.log()
+    );
+    assert!(d.alive(), "the daemon survived the SIGHUP: {}", d.log());
+    assert!(
+        d.wait_log("SIGHUP: reloading the config", Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_daemon_or_an_apply_beside_it_is_refused_naming_the_first() {
+    let dir = workdir("lock");
+    let cfg = config(&dir, "lvsd.yaml", 2);
+    let d = Daemon::start(&dir, &cfg, &[]);
+    assert!(
+        d.wait_log("lvsd running", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    let pid = d.child.id();
+    let lvsd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lvsd"))
+            .args(args)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .output()
+            .unwrap()
+    };
+    let second = lvsd(&["run"]);
+    let said = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("lvsd run (pid {pid}) already manages")),
+        "{said}"
+    );
+    let apply = lvsd(&["apply"]);
+    let said = String::from_utf8_lossy(&apply.stderr).into_owned();
+    assert_eq!(apply.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("pid {pid}")), "{said}");
+    // The first daemon still answers on its own status socket.
+    let status = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["status", "--json", "--state-dir"])
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(json.contains(&format!("\"pid\":{pid}")), "{json}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Reads a whole HTTP answer to `GET path` from `addr`, within `limit`.
+fn get(addr: &str, path: &str, limit: Duration) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn clients_that_stall_do_not_stall_a_scrape() {
+    let dir = workdir("metrics");
+    let cfg = config(&dir, "lvsd.yaml", 2);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start(&dir, &cfg, &["--metrics-listen", &addr]);
+    assert!(
+        d.wait_log("metrics on", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    // Three clients that connect and never send a request, one that sends half of one.
+    let mut stalled: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /metr").unwrap();
+    stalled.push(half);
+    let started = Instant::now();
+    let answer = get(&addr, "/metrics", Duration::from_secs(3)).expect("a scrape answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("lvsd_converged{part=\"table\"} 0"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let missing = get(&addr, "/", Duration::from_secs(3)).unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    drop(stalled);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn status_answers_while_a_large_config_is_read() {
+    let dir = workdir("status");
+    let cfg = config(&dir, "lvsd.yaml", 2);
+    let d = Daemon::start(&dir, &cfg, &[]);
+    assert!(
+        d.wait_log("lvsd running", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    let big = config(&dir, "big.yaml", 140_000);
+    std::fs::rename(&big, &cfg).unwrap();
+    // What the daemon says once it has read the file (it cannot check it against a table on
+    // this machine, which has no IPVS, so it keeps the last good config).
+    let read = "cannot check the new config";
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !d.log().contains(read),
+        "the read must still be under way: make the file larger"
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["status", "--json", "--state-dir"])
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    let log_when_answered = d.log();
+    let json = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(json.contains("\"table\":"), "{json}");
+    assert!(
+        !log_when_answered.contains(read),
+        "status answered only after the config was read: {log_when_answered}"
+    );
+    assert!(d.wait_log(read, Duration::from_secs(120)), "{}", d.log());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
