@@ -43,7 +43,7 @@ YAML
 ./notify-receiver $E/notify.sock 120 >$E/notify.log 2>&1 &
 nr=$!
 sleep 0.3
-on director env NOTIFY_SOCKET=$E/notify.sock ./lvsd run -c $E/h.yaml --state-dir $E/st-h --resync-interval 3s >$E/h.log 2>&1 &
+$IP netns exec director env NOTIFY_SOCKET=$E/notify.sock ./lvsd run -c $E/h.yaml --state-dir $E/st-h --resync-interval 3s >$E/h.log 2>&1 &
 hpid=$!
 check "READY=1 though the host part cannot converge" within 5 grep -q '^READY=1$' $E/notify.log
 both_in() { weight_is "-t 172.16.1.50:80" 172.16.1.101:80 1 && weight_is "-t 172.16.1.50:80" 172.16.1.102:80 1; }
@@ -73,22 +73,23 @@ on director ipvsadm -C
 echo "--- 2. a drained UDP real with a live flow stays until its entry expires"
 # UDP entries expire 3 s after their last packet here (ipvsadm --set tcp tcpfin udp).
 on director ipvsadm --set 0 0 3
-udp() { # reals, each "address drain_timeout" is the service's
+udp() { # drain_timeout, then reals as ADDRESS:WEIGHT
   printf 'host: {role: director, interface: eth0}\nservices:\n  - name: dns\n    address: 172.16.1.50:5353\n    protocol: udp\n    scheduler: rr\n    drain_timeout: %s\n    reals:\n' "$1"
   shift
-  for r in "$@"; do printf '      - address: %s\n' "$r"; done
+  for r in "$@"; do printf '      - {address: %s, weight: %s}\n' "${r%:*}" "${r#*:}"; done
 }
-udp 30s 172.16.1.101 >$E/u.yaml
-on director ./lvsd run -c $E/u.yaml --state-dir $E/st-u --resync-interval 30s >$E/u.log 2>&1 &
+# .102 at weight 0 takes no new flow: the flow below goes to .101.
+udp 30s 172.16.1.101:1 172.16.1.102:0 >$E/u.yaml
+$IP netns exec director ./lvsd run -c $E/u.yaml --state-dir $E/st-u --resync-interval 30s >$E/u.log 2>&1 &
 upid=$!
 check "the UDP service is there" within 3 weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 1
 flow() { # a datagram every 0.3 s from one source port, while $E/flow exists
   touch $E/flow
-  ( while [ -e $E/flow ]; do echo ping; sleep 0.3; done ) | on client socat -u - UDP:172.16.1.50:5353,sourceport=40000 &
+  ( while [ -e $E/flow ]; do echo ping; sleep 0.3; done ) | $IP netns exec client socat -u - UDP:172.16.1.50:5353,sourceport=40000 &
 }
 flow
 check "the flow has an entry on .101" within 3 sh -c "$IP netns exec director ipvsadm -Lnc | grep -q '172.16.1.101:5353'"
-udp 30s 172.16.1.102 >$E/u.next && mv $E/u.next $E/u.yaml
+udp 30s 172.16.1.102:1 >$E/u.next && mv $E/u.next $E/u.yaml
 check "removed from the file: drained to weight 0" within 2 weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 0
 sleep 2
 check "... and kept while the flow goes on (UDP entries count as inactive connections)" weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 0
@@ -96,12 +97,12 @@ check "... said in the log: waiting, with an inactive connection" logged $E/u.lo
 rm -f $E/flow
 # The entry expires 3 s after the last datagram; the drain poll runs every 0.5 s.
 check "deleted once the flow's entry expired" within 6 absent "-u 172.16.1.50:5353" 172.16.1.101:5353
-udp 2s 172.16.1.101 172.16.1.102 >$E/u.next && mv $E/u.next $E/u.yaml
+udp 2s 172.16.1.101:1 172.16.1.102:0 >$E/u.next && mv $E/u.next $E/u.yaml
 check ".101 is back" within 3 weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 1
-sleep 1
+sleep 4 # the first flow's entry is gone
 flow
 check "a new flow has an entry on .101" within 3 sh -c "$IP netns exec director ipvsadm -Lnc | grep -q '172.16.1.101:5353'"
-udp 2s 172.16.1.102 >$E/u.next && mv $E/u.next $E/u.yaml
+udp 2s 172.16.1.102:1 >$E/u.next && mv $E/u.next $E/u.yaml
 check "drained again" within 2 weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 0
 check "... and deleted at drain_timeout (2 s) though the flow goes on" within 4 absent "-u 172.16.1.50:5353" 172.16.1.101:5353
 rm -f $E/flow
@@ -120,7 +121,7 @@ check "plan beside the daemon works (exit 0) and says a daemon manages the table
 kill $upid; wait $upid 2>/dev/null
 on director ipvsadm --set 900 120 300
 
-echo "--- 4. a kill right after intent is recorded, then the services leave the file"
+echo "--- 4. killed between intent and write, and between write and record; then the services leave the file"
 gen() { # N: N services of two reals each
   awk -v n="$1" 'BEGIN {
     print "services:"
@@ -131,32 +132,29 @@ gen() { # N: N services of two reals each
 one() { printf 'services:\n  - address: 10.30.0.1:80\n    reals:\n      - address: 10.20.0.1\n'; }
 gen 2000 >$E/big.yaml
 one >$E/one.yaml
-services() { on "$1" ipvsadm -Sn | grep -c '^-A'; }
-for when in intent write; do
-  ns=i$when
+stopped() { [ "$(awk '{ print $3 }' /proc/$1/stat 2>/dev/null)" = T ]; }
+for point in after-intent after-write; do
+  ns=k$point
   lab_routed_ns $ns
   on $ns ipvsadm -A -t 10.99.0.1:80 -s lc
   on $ns ipvsadm -a -t 10.99.0.1:80 -r 10.99.0.2 -g -w 7
-  st=$E/st-$ns
-  on $ns ./lvsd apply -c $E/big.yaml --state-dir $st >/dev/null 2>&1 &
+  st=$E/st-$point
+  # LVSD_FAULT stops lvsd at that point; the SIGKILL then lands exactly there.
+  $IP netns exec $ns env LVSD_FAULT=$point ./lvsd apply -c $E/big.yaml --state-dir $st >/dev/null 2>&1 &
   pid=$!
-  case $when in
-    # as soon as the ownership record is on disk (before or while the first chunk is written)
-    intent) until [ -s $st/owned ] || [ ! -e /proc/$pid ]; do :; done ;;
-    # as soon as the first of its services is in the kernel, before the record after writing
-    write) $IP netns exec $ns sh -c "until grep -q ' 0A0A' /proc/net/ip_vs || [ ! -e /proc/$pid ]; do :; done" ;;
-  esac
-  kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-  n=$(($(services $ns) - 1))
-  echo "   killed ($when) with $n of 2000 services in the table"
+  check "$point: the apply reaches the point" within 20 stopped $pid
+  kill -9 $pid; wait $pid 2>/dev/null
+  n=$(($(on $ns ipvsadm -Sn | grep -c '^-A') - 1))
+  echo "   killed $point with $n of 2000 services in the table"
   # The file now has none of them: whatever the kill left in the kernel is lvsd's, and goes.
-  on $ns ./lvsd apply --force -c $E/one.yaml --state-dir $st >$E/after-$when.out 2>&1; rc=$?
-  tail -n 2 $E/after-$when.out
-  check "killed at $when: the next apply exits 0" [ $rc -eq 0 ]
-  check "... and removes every service the killed apply wrote ($n)" sh -c "[ \$($IP netns exec $ns ipvsadm -Sn | grep -c '^-A -t 10.10.') -eq 0 ]"
+  on $ns ./lvsd apply --force -c $E/one.yaml --state-dir $st >$E/after-$point.out 2>&1; rc=$?
+  tail -n 2 $E/after-$point.out
+  check "$point: the next apply exits 0" [ $rc -eq 0 ]
+  check "... removes every service the killed apply wrote ($n)" sh -c "[ \$($IP netns exec $ns ipvsadm -Sn | grep -c '^-A -t 10.10.') -eq 0 ]"
   check "... keeps the foreign service" sh -c "$IP netns exec $ns ipvsadm -Sn | grep -q -- '-a -t 10.99.0.1:80 -r 10.99.0.2:80 -g -w 7'"
   check "... and has the file's one service" sh -c "$IP netns exec $ns ipvsadm -Sn | grep -q -- '-A -t 10.30.0.1:80'"
   $IP netns del $ns
 done
+check "killed after the write, the table held the services (the window that lost them before)" [ "$n" -eq 2000 ]
 
 result daemon

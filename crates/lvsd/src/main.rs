@@ -3,6 +3,7 @@
 //! `ipvs` crates and in [`reconcile`] and [`daemon`].
 
 mod daemon;
+mod fault;
 mod health_status;
 mod lock;
 mod perms;

@@ -752,9 +752,11 @@ impl Engine {
             // Intent first: a kill after the kernel took these but before the record below
             // must not leave services of lvsd's that it would call foreign.
             self.record_intent(&plan.owned)?;
+            crate::fault::point(crate::fault::AFTER_INTENT);
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
             let results = self.client().await?.execute(&requests).await;
+            crate::fault::point(crate::fault::AFTER_WRITE);
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
             let applied_before = pass.applied.len();
             let failed_before = pass.failed.len();

@@ -1,0 +1,18 @@
+//! Fault points for the crash tests: with `LVSD_FAULT=<point>` in its environment, lvsd stops
+//! itself (SIGSTOP) at that point, so a test can SIGKILL it at exactly the instant it means —
+//! between recording intent and writing to the kernel, between writing and recording what was
+//! written — instead of racing a kill against a write window of a few milliseconds. Without
+//! the variable nothing happens.
+
+/// Named points: after the ownership intent is on disk, before the kernel is written to.
+pub const AFTER_INTENT: &str = "after-intent";
+/// After the kernel took a batch, before the ownership record says what it holds.
+pub const AFTER_WRITE: &str = "after-write";
+
+/// Stops the process here when `LVSD_FAULT` names this point.
+pub fn point(name: &str) {
+    if std::env::var_os("LVSD_FAULT").is_some_and(|v| v == name) {
+        tracing::warn!(point = name, "LVSD_FAULT: stopping here for a crash test");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
