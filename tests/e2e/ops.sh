@@ -41,7 +41,7 @@ echo "--- 2. the daemon as nobody: READY, STATUS, metrics, status socket"
 sleep 0.3
 on director env NOTIFY_SOCKET=$E/notify.sock /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin --bounding-set=-all,+net_admin $LVSD run -c $E/lvsd.yaml --state-dir $E/state --resync-interval 2s --metrics-listen 127.0.0.1:9474 >$E/daemon.log 2>&1 &
 check "READY=1 reaches the notify socket" within 5 grep -q '^READY=1$' $E/notify.log
-check "... with a STATUS line" grep -q '^STATUS=in sync: 1 services' $E/notify.log
+check "... and a STATUS line once the first pass is done" within 5 grep -q '^STATUS=in sync: 1 services' $E/notify.log
 cat $E/notify.log
 check "the status socket is mode 0600, owned by the daemon's user" sh -c "[ \"\$(stat -c '%a %u' $E/state/lvsd.sock)\" = '600 65534' ]"
 i=0; while [ $i -lt 6 ]; do lab_request >/dev/null; i=$((i + 1)); done

@@ -608,6 +608,8 @@ pub async fn serve_metrics(
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
+                    // Clients like `nc` shut their side down once the request is sent.
+                    .half_close(true)
                     .header_read_timeout(REQUEST_TIMEOUT)
                     .keep_alive(false)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);

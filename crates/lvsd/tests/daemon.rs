@@ -196,14 +196,14 @@ fn clients_that_stall_do_not_stall_a_scrape() {
     stalled.push(half);
     let started = Instant::now();
     let answer = get(&addr, "/metrics", Duration::from_secs(3)).expect("a scrape answered");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
         answer.contains("lvsd_converged{part=\"table\"} 0"),
         "{answer}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     let missing = get(&addr, "/", Duration::from_secs(3)).unwrap();
-    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(missing.contains(" 404 "), "{missing}");
     drop(stalled);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -95,8 +95,12 @@ pub struct PassRequest {
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Read the config again, then report [`Event::Reloaded`].
-    Reload,
+    /// Read the config again, then report [`Event::Reloaded`]. `asked`: SIGHUP asked for it
+    /// (so a file rejected before is read and reported again, not skipped as unchanged).
+    Reload {
+        /// A person asked (SIGHUP).
+        asked: bool,
+    },
     /// A resync is due: see whether the file behind the path changed (a replaced directory, a
     /// lost watch), then report [`Event::FileChecked`].
     CheckFile,
@@ -289,6 +293,8 @@ pub struct Machine {
     reload_at: Option<At>,
     /// When the current burst of in-place writes began (for [`DEBOUNCE_MAX`]).
     burst_since: Option<At>,
+    /// The due reload was asked for by SIGHUP.
+    asked: bool,
     reload_failures: u32,
     next_resync: At,
     /// Report mode: the services whose changes were asked for and are not done yet (`None`:
@@ -320,6 +326,7 @@ impl Machine {
             },
             reload_at: None,
             burst_since: None,
+            asked: false,
             reload_failures: 0,
             next_resync: now + settings.resync,
             pending: None,
@@ -349,7 +356,9 @@ impl Machine {
         if self.reload_at.is_some_and(|t| t <= now) {
             self.reload_at = None;
             self.burst_since = None;
-            return Step::Reload;
+            return Step::Reload {
+                asked: std::mem::take(&mut self.asked),
+            };
         }
         if self.next_resync <= now {
             self.next_resync = now + self.settings.resync;
@@ -400,7 +409,11 @@ impl Machine {
     /// Takes an event in at `now`; returns what the loop should log or count for a pass.
     pub fn on(&mut self, event: Event, now: At) -> Verdict {
         match event {
-            Event::FileWritten { whole: true } | Event::Hangup => self.reload_now(now),
+            Event::FileWritten { whole: true } => self.reload_now(now),
+            Event::Hangup => {
+                self.asked = true;
+                self.reload_now(now);
+            }
             Event::FileWritten { whole: false } => {
                 // Read once the writer has been quiet for DEBOUNCE, but never later than
                 // DEBOUNCE_MAX after the burst began; a reload already due stays due.
@@ -804,14 +817,14 @@ mod tests {
             Step::Wait(ms(450)),
             "quiet again from the last write"
         );
-        assert_eq!(m.next(ms(450)), Step::Reload);
+        assert_eq!(m.next(ms(450)), Step::Reload { asked: false });
         m.on(Event::Reloaded(Reloaded::Unchanged), ms(460));
         // A writer that never stops is read at DEBOUNCE_MAX after it began.
         let mut t = ms(1000);
         m.on(Event::FileWritten { whole: false }, t);
         while t < ms(6000) {
             t += ms(100);
-            if m.next(t) == Step::Reload {
+            if m.next(t) == (Step::Reload { asked: false }) {
                 break;
             }
             m.on(Event::FileWritten { whole: false }, t);
@@ -819,16 +832,16 @@ mod tests {
         assert_eq!(t, ms(6000));
         m.on(Event::Reloaded(Reloaded::Unchanged), t);
         m.on(Event::FileWritten { whole: true }, ms(7000));
-        assert_eq!(m.next(ms(7000)), Step::Reload);
+        assert_eq!(m.next(ms(7000)), Step::Reload { asked: false });
         m.on(Event::Hangup, ms(8000));
-        assert_eq!(m.next(ms(8000)), Step::Reload);
+        assert_eq!(m.next(ms(8000)), Step::Reload { asked: true });
     }
 
     #[test]
     fn a_changed_config_passes_what_it_touched_and_the_host() {
         let mut m = started(false, ms(10));
         m.on(Event::Hangup, ms(100));
-        assert_eq!(m.next(ms(100)), Step::Reload);
+        assert_eq!(m.next(ms(100)), Step::Reload { asked: true });
         m.on(
             Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[51, 52])))),
             ms(150),
@@ -869,7 +882,7 @@ mod tests {
         for r in [Reloaded::Unchanged, Reloaded::Rejected("bad".into())] {
             let mut m = started(false, ms(10));
             m.on(Event::FileWritten { whole: true }, ms(100));
-            assert_eq!(m.next(ms(100)), Step::Reload);
+            assert_eq!(m.next(ms(100)), Step::Reload { asked: false });
             m.on(Event::Reloaded(r), ms(110));
             assert_eq!(m.next(ms(110)), Step::Wait(RESYNC));
             assert!(m.converged());
@@ -880,20 +893,20 @@ mod tests {
     fn a_reload_that_cannot_be_checked_is_tried_again_not_taken() {
         let mut m = started(false, ms(10));
         m.on(Event::FileWritten { whole: true }, ms(100));
-        assert_eq!(m.next(ms(100)), Step::Reload);
+        assert_eq!(m.next(ms(100)), Step::Reload { asked: false });
         m.on(
             Event::Reloaded(Reloaded::Deferred("cannot read the table".into())),
             ms(110),
         );
         // No pass for it (the last good config stays in force): the reload again, backing off.
         assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
-        assert_eq!(m.next(ms(610)), Step::Reload);
+        assert_eq!(m.next(ms(610)), Step::Reload { asked: false });
         m.on(
             Event::Reloaded(Reloaded::Deferred("cannot read the table".into())),
             ms(620),
         );
         assert_eq!(m.next(ms(630)), Step::Wait(ms(1620)));
-        assert_eq!(m.next(ms(1620)), Step::Reload);
+        assert_eq!(m.next(ms(1620)), Step::Reload { asked: false });
         m.on(
             Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[50])))),
             ms(1630),
@@ -909,7 +922,7 @@ mod tests {
         let mut m = started(false, ms(10));
         assert_eq!(m.next(RESYNC), Step::CheckFile);
         m.on(Event::FileChecked { changed: true }, RESYNC);
-        assert_eq!(m.next(RESYNC), Step::Reload);
+        assert_eq!(m.next(RESYNC), Step::Reload { asked: false });
         m.on(Event::Reloaded(Reloaded::Unchanged), RESYNC);
         assert_eq!(m.next(RESYNC), pass(Some(Scope::All), true));
         done(&mut m, converged(), host_ok(), RESYNC + ms(5));

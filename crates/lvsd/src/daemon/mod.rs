@@ -115,6 +115,8 @@ struct Daemon {
     watch: ConfigWatch,
     /// The file the last reload read (a resync notices another one behind the path).
     loaded_identity: Option<(u64, u64, u64, i64, i64)>,
+    /// The file the last reload rejected, while it is still the one there.
+    rejected_identity: Option<(u64, u64, u64, i64, i64)>,
     machine: Machine,
     clock: Clock,
     telemetry: std::sync::Arc<Telemetry>,
@@ -177,6 +179,7 @@ pub async fn run(
     );
     let mut d = Daemon {
         loaded_identity: file_identity(&settings.config),
+        rejected_identity: None,
         watch,
         engine,
         loaded: Some(loaded),
@@ -214,7 +217,7 @@ pub async fn run(
             }
         }
         match d.machine.next(d.clock.now()) {
-            Step::Reload => d.reload().await,
+            Step::Reload { asked } => d.reload(asked).await,
             Step::CheckFile => {
                 let changed = file_identity(&d.settings.config) != d.loaded_identity;
                 if changed {
@@ -318,14 +321,27 @@ impl Daemon {
         self.monitor.sync(self.health.checks());
     }
 
-    async fn reload(&mut self) {
+    async fn reload(&mut self, asked: bool) {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
         }
-        self.loaded_identity = file_identity(&self.settings.config);
+        let identity = file_identity(&self.settings.config);
+        if !asked && identity.is_some() && identity == self.rejected_identity {
+            // The very file just rejected (a rename is reported by more than one event):
+            // nothing new to say.
+            tracing::debug!("the config is the file rejected last; nothing new");
+            self.machine
+                .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
+            return;
+        }
+        self.loaded_identity = identity;
         let outcome = reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await;
+        self.rejected_identity = None;
         match &outcome {
-            Reloaded::Rejected(why) => self.telemetry.config_rejected(why),
+            Reloaded::Rejected(why) => {
+                self.rejected_identity = identity;
+                self.telemetry.config_rejected(why);
+            }
             Reloaded::Deferred(why) => self.telemetry.config_deferred(why),
             Reloaded::Changed(touched) => {
                 // Said once the pass has carried the change out: hashing a large file is not
