@@ -32,6 +32,11 @@ pub struct Config {
     pub desired: Desired,
     /// This host's role and what it needs, with `--role` applied.
     pub host: HostSpec,
+    /// The table-wide IPVS settings: connection timeouts and the sync daemons.
+    pub globals: plan::globals::GlobalsDesired,
+    /// Where the daemon writes how many services cannot serve (`ha.health_file`), for
+    /// keepalived's `track_file`.
+    pub health_file: Option<std::path::PathBuf>,
 }
 
 /// Reads and validates the file at `path`.
@@ -209,7 +214,14 @@ fn parse_inner(
         let (host, mut entries) = checker.file(raw, role);
         if checker.problems.is_empty() {
             let desired = std::mem::take(&mut entries.desired);
-            return Ok((Config { desired, host }, entries));
+            return Ok((
+                Config {
+                    desired,
+                    host,
+                    ..Config::default()
+                },
+                entries,
+            ));
         }
     }
     let raw: raw::RawFile = if empty {
@@ -222,7 +234,14 @@ fn parse_inner(
     let (host, mut entries) = checker.file(raw, role);
     if checker.problems.is_empty() {
         let desired = std::mem::take(&mut entries.desired);
-        Ok((Config { desired, host }, entries))
+        Ok((
+            Config {
+                desired,
+                host,
+                ..Config::default()
+            },
+            entries,
+        ))
     } else {
         checker.problems.sort_by_key(|p| (p.line, p.col));
         // A service's check is checked for each of its reals too: say each problem once.

@@ -16,7 +16,7 @@ use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{AddressMessageBuilder, Handle, LinkIp6Tnl, LinkIpIp, LinkUnspec};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkDummy, LinkIp6Tnl, LinkIpIp, LinkUnspec};
 
 pub use error::Error;
 pub use sysctl::Sysctls;
@@ -157,6 +157,13 @@ impl Host {
                     .await
                     .map_err(|e| Error::netlink(format!("create {what}"), e))
             }
+            HostOp::CreateDummy { name } => self
+                .handle
+                .link()
+                .add(LinkDummy::new(name).build())
+                .execute()
+                .await
+                .map_err(|e| Error::netlink(format!("create {what}"), e)),
             HostOp::LinkUp { name } | HostOp::LinkDown { name } => {
                 let index = self.index(name, what).await?;
                 let b = LinkUnspec::new_with_index(index);

@@ -33,10 +33,11 @@ impl Sysctls {
         self.root.join(&key.0)
     }
 
-    /// The value, trimmed; `None` when the sysctl does not exist.
+    /// The value, its words joined by single spaces (the kernel prints `sync_threshold` as
+    /// `3\t50`, and takes `3 50`); `None` when the sysctl does not exist.
     pub fn read(&self, key: &Sysctl) -> Result<Option<String>, Error> {
         match std::fs::read_to_string(self.path(key)) {
-            Ok(s) => Ok(Some(s.trim().to_owned())),
+            Ok(s) => Ok(Some(s.split_whitespace().collect::<Vec<_>>().join(" "))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::Sysctl {
                 op: format!("read {key}"),
@@ -80,12 +81,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lvsd-sysctl-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("net/ipv4/conf/eth0.100")).unwrap();
         std::fs::write(dir.join("net/ipv4/conf/eth0.100/arp_ignore"), "0\n").unwrap();
+        std::fs::create_dir_all(dir.join("net/ipv4/vs")).unwrap();
+        std::fs::write(dir.join("net/ipv4/vs/sync_threshold"), "3\t50\n").unwrap();
         let s = Sysctls::at(&dir);
         let key = Sysctl("net/ipv4/conf/eth0.100/arp_ignore".into());
         assert_eq!(key.to_string(), "net.ipv4.conf.eth0/100.arp_ignore");
         assert_eq!(s.read(&key).unwrap().as_deref(), Some("0"));
         s.write(&key, "1").unwrap();
         assert_eq!(s.read(&key).unwrap().as_deref(), Some("1"));
+        let pair = Sysctl("net/ipv4/vs/sync_threshold".into());
+        assert_eq!(s.read(&pair).unwrap().as_deref(), Some("3 50"));
+        s.write(&pair, "4 60").unwrap();
         let absent = Sysctl("net/ipv6/conf/all/forwarding".into());
         assert_eq!(s.read(&absent).unwrap(), None);
         let e = s.write(&absent, "1").unwrap_err();

@@ -142,6 +142,26 @@ pub fn request_error(req: &Request, errno: Errno) -> Error {
             op,
             errno,
         },
+        (Request::NewDaemon(_), Errno::EINVAL) => Error::Explained {
+            op,
+            errno,
+            why: "the kernel refuses connection sync while the table holds a real server of the other address family (tunnel forwarding across families): remove it, or run without `ha.sync`".into(),
+        },
+        (Request::NewDaemon(d), Errno::ENODEV) => Error::Explained {
+            why: format!("interface `{}` does not exist (ha.sync.interface)", d.mcast_ifn),
+            op,
+            errno,
+        },
+        (Request::NewDaemon(_), Errno::EEXIST) => Error::Explained {
+            op,
+            errno,
+            why: "a sync daemon of this kind already runs (someone else's, e.g. keepalived's lvs_sync_daemon): lvsd replaces only one it can see with other settings".into(),
+        },
+        (Request::DelDaemon(_), Errno::ESRCH) => Error::Explained {
+            op,
+            errno,
+            why: "no such sync daemon runs".into(),
+        },
         (Request::SetDest(k, d, _) | Request::DelDest(k, d), Errno::ENOENT) => Error::NotFound {
             op,
             object: format!("real server {d} of {k}"),

@@ -48,6 +48,17 @@ pub enum Error {
         /// ESRCH or ENOENT.
         errno: Errno,
     },
+    /// The kernel refused, for a reason its errno alone does not say (a sync daemon with a
+    /// mixed-family real server in the table, an interface that does not exist, ...).
+    #[error("{op}: {why}")]
+    Explained {
+        /// What was being done.
+        op: String,
+        /// The kernel's answer.
+        errno: Errno,
+        /// What it means here, and what to do.
+        why: String,
+    },
     /// Any other errno from the kernel.
     #[error("{op}: {errno} ({})", errno.desc())]
     Kernel {
@@ -97,6 +108,7 @@ impl Error {
             | Error::SchedulerMissing { op: o, .. }
             | Error::Exists { op: o, .. }
             | Error::NotFound { op: o, .. }
+            | Error::Explained { op: o, .. }
             | Error::Kernel { op: o, .. }
             | Error::Io { op: o, .. }
             | Error::Decode { op: o, .. } => *o = op(),
@@ -111,7 +123,9 @@ impl Error {
             Error::PermissionDenied { .. } => Some(Errno::EPERM),
             Error::SchedulerMissing { .. } => Some(Errno::ENOENT),
             Error::Exists { .. } => Some(Errno::EEXIST),
-            Error::NotFound { errno, .. } | Error::Kernel { errno, .. } => Some(*errno),
+            Error::NotFound { errno, .. }
+            | Error::Kernel { errno, .. }
+            | Error::Explained { errno, .. } => Some(*errno),
             Error::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
             Error::Decode { .. } => None,
         }

@@ -309,11 +309,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
             let (table_desired, statuses) = health.effective(&cfg.desired);
-            let full = engine.plan_all(&cfg, &table_desired).await?;
+            let unable = plan::health::unable(&statuses);
+            let full = engine.plan_all(&cfg, &table_desired, &unable).await?;
             let refusal = engine.refusal(&cfg, &full);
-            let FullPlan { host, table } = full;
+            let FullPlan {
+                host,
+                table,
+                globals,
+            } = full;
             print_host_plan(&host);
-            let mut pending = host.ops.len();
+            print_lines(&globals.ops);
+            let mut pending = host.ops.len() + globals.ops.len();
             if let Some(plan) = &table {
                 print_plan(plan, reconcile::now());
                 pending += plan.ops.len() + plan.waiting.len();
@@ -362,13 +368,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
             engine.adopt_health(&cfg, &mut health).await?;
-            let effective = health.effective_if_any(&cfg.desired).map(|(t, _)| t);
-            let table_desired = effective.as_ref().unwrap_or(&cfg.desired);
+            let effective = health.effective_if_any(&cfg.desired);
+            let unable = effective
+                .as_ref()
+                .map(|(_, st)| plan::health::unable(st))
+                .unwrap_or_default();
+            let table_desired = effective.as_ref().map_or(&cfg.desired, |(t, _)| t);
             let mut changed = 0;
             let mut failed = 0;
             loop {
                 let pass = engine
-                    .converge(&cfg, table_desired, &PassSpec::everything(force))
+                    .converge(&cfg, table_desired, &PassSpec::everything(force, &unable))
                     .await;
                 // All or nothing: a refused or unreadable part means nothing was changed.
                 if let Some(e) = [pass.host.error(), pass.table.error()]
@@ -384,6 +394,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 if let Some((op, e)) = host.and_then(|h| h.failed.as_ref()) {
                     println!("! {op}: {e}");
+                }
+                if let Some(g) = table.map(|t| &t.globals) {
+                    print_lines(&g.applied);
+                    for (op, e) in &g.failed {
+                        println!("! {op}: {e}");
+                    }
+                    for op in &g.stuck {
+                        println!(
+                            "! {op}: still needed after the kernel took it and it was read back"
+                        );
+                    }
+                    if let Some(e) = &g.error {
+                        println!("! {e}");
+                    }
                 }
                 let started = std::time::Instant::now();
                 print_lines(table.iter().flat_map(|t| &t.applied));
@@ -404,6 +428,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         print_host_plan(&h.after);
                     }
                     if let Some(t) = table {
+                        print_lines(&t.globals.after.ops);
                         print_plan(&t.after, reconcile::now());
                     }
                     break;

@@ -15,6 +15,9 @@ use anyhow::{Context, Result};
 use config::Config;
 use host::Host;
 use ipvs::{Client, DestKey, ServiceKey};
+use plan::globals::{
+    GlobalOp, GlobalsDesired, GlobalsObserved, GlobalsOwned, GlobalsPlan, plan_globals,
+};
 use plan::health::HealthTable;
 use plan::host::{
     HostOp, HostOwned, HostPlan, Missing, Role, host_desired, plan_host, sysctls_of_interest,
@@ -93,9 +96,35 @@ impl<T> Outcome<T> {
     }
 }
 
+/// What a pass did to the table-wide settings (timeouts, sync daemons).
+#[derive(Debug, Default)]
+pub struct GlobalsPass {
+    /// Operations the kernel accepted.
+    pub applied: Vec<GlobalOp>,
+    /// Operations the kernel refused, with why.
+    pub failed: Vec<(GlobalOp, ipvs::Error)>,
+    /// Operations held back (drift in report mode).
+    pub skipped: Vec<GlobalOp>,
+    /// Operations the kernel accepted that are still needed when read back.
+    pub stuck: Vec<GlobalOp>,
+    /// What is still to do after the pass: empty when in sync.
+    pub after: GlobalsPlan,
+    /// The settings could not be read or recorded.
+    pub error: Option<String>,
+}
+
+impl GlobalsPass {
+    /// Something failed: an operation, or reading the settings.
+    pub fn failures(&self) -> usize {
+        self.failed.len() + self.stuck.len() + usize::from(self.error.is_some())
+    }
+}
+
 /// What the table part of a pass did.
 #[derive(Debug, Default)]
 pub struct TablePass {
+    /// The table-wide settings, carried out before the services.
+    pub globals: GlobalsPass,
     /// Operations the kernel accepted.
     pub applied: Vec<Op>,
     /// Operations the kernel refused, with why.
@@ -137,7 +166,12 @@ impl Pass {
     pub fn converged(&self) -> bool {
         let table = match &self.table {
             Outcome::NotRun => true,
-            Outcome::Done(t) => t.after.is_empty() && t.failed.is_empty(),
+            Outcome::Done(t) => {
+                t.after.is_empty()
+                    && t.failed.is_empty()
+                    && t.globals.after.is_empty()
+                    && t.globals.failures() == 0
+            }
             _ => false,
         };
         let host = match &self.host {
@@ -163,13 +197,21 @@ pub struct PassSpec<'a> {
     pub strict: bool,
     /// Table operations this rejects are not carried out but returned as skipped.
     pub allow: &'a dyn Fn(&Op) -> bool,
-    /// Whether host operations are carried out (otherwise returned as skipped).
+    /// Whether host operations and the table-wide settings are carried out (otherwise
+    /// returned as skipped).
     pub allow_host: bool,
+    /// The services that cannot serve now (no healthy real, below quorum): an active-active
+    /// director withdraws their VIPs.
+    pub unable: &'a BTreeSet<ServiceKey>,
 }
 
-impl PassSpec<'_> {
-    /// Everything, all or nothing: what `apply` runs.
-    pub fn everything(force: bool) -> PassSpec<'static> {
+/// No service.
+static NONE: BTreeSet<ServiceKey> = BTreeSet::new();
+
+impl<'a> PassSpec<'a> {
+    /// Everything, all or nothing: what `apply` runs (`unable`: the services the kernel's
+    /// weights say cannot serve).
+    pub fn everything(force: bool, unable: &'a BTreeSet<ServiceKey>) -> PassSpec<'a> {
         PassSpec {
             table: Some(None),
             host: true,
@@ -177,6 +219,7 @@ impl PassSpec<'_> {
             strict: true,
             allow: &|_| true,
             allow_host: true,
+            unable,
         }
     }
 }
@@ -222,6 +265,8 @@ pub struct FullPlan {
     pub host: HostPlan,
     /// Table changes; `None` when the role does not program IPVS.
     pub table: Option<Plan>,
+    /// Changes to the table-wide settings (timeouts, sync daemons).
+    pub globals: GlobalsPlan,
 }
 
 /// A plan the removal guard refused.
@@ -372,13 +417,22 @@ impl Engine {
         self.fresh = false;
     }
 
-    /// Host changes against the host as it is now. Without a role and with nothing of lvsd's
-    /// on the host, there is nothing to look at.
-    async fn plan_host(&mut self, cfg: &Config, table: Option<&Observed>) -> Result<HostPlan> {
-        if cfg.host.role == Role::None && self.host_owned.is_empty() {
+    /// Host changes against the host as it is now. Without a role, IPVS sysctls or anything
+    /// of lvsd's on the host, there is nothing to look at. `unable`: the services that cannot
+    /// serve now (an active-active director withdraws their VIPs).
+    async fn plan_host(
+        &mut self,
+        cfg: &Config,
+        table: Option<&Observed>,
+        unable: &BTreeSet<ServiceKey>,
+    ) -> Result<HostPlan> {
+        if cfg.host.role == Role::None
+            && cfg.host.ipvs_sysctls.is_empty()
+            && self.host_owned.is_empty()
+        {
             return Ok(HostPlan::default());
         }
-        let desired = host_desired(&cfg.host, &cfg.desired, table, &self.owned);
+        let desired = host_desired(&cfg.host, &cfg.desired, table, &self.owned, unable);
         let keys = sysctls_of_interest(&desired, &self.host_owned);
         let observed = match host::with_timeout(self.host()?.observe(&keys)).await {
             Ok(o) => o,
@@ -391,13 +445,124 @@ impl Engine {
         Ok(plan_host(&desired, &observed, &self.host_owned))
     }
 
-    /// Plans host and table (against `table_desired`) without changing anything.
-    pub async fn plan_all(&mut self, cfg: &Config, table_desired: &Desired) -> Result<FullPlan> {
+    /// Plans host and table (against `table_desired`, with the services in `unable` unable to
+    /// serve) without changing anything.
+    pub async fn plan_all(
+        &mut self,
+        cfg: &Config,
+        table_desired: &Desired,
+        unable: &BTreeSet<ServiceKey>,
+    ) -> Result<FullPlan> {
         let table = self.observe_table(cfg).await?;
-        let host = self.plan_host(cfg, table.as_ref()).await?;
+        let host = self.plan_host(cfg, table.as_ref(), unable).await?;
         let plan = table.as_ref().map(|t| self.plan(table_desired, t));
+        let globals = match table {
+            Some(_) => self.plan_globals(&cfg.globals).await?,
+            None => GlobalsPlan::default(),
+        };
         self.keep_fresh(table);
-        Ok(FullPlan { host, table: plan })
+        Ok(FullPlan {
+            host,
+            table: plan,
+            globals,
+        })
+    }
+
+    /// The kernel's table-wide settings, when the config or lvsd's record has any: otherwise
+    /// they are not lvsd's business and not read.
+    async fn observe_globals(&mut self, want: &GlobalsDesired) -> Result<Option<GlobalsObserved>> {
+        if want.is_empty() && self.owned.globals.is_empty() {
+            return Ok(None);
+        }
+        let read = async {
+            let client = self.client().await?;
+            let timeouts = client.timeouts().await?;
+            let daemons = client.daemons().await?;
+            anyhow::Ok(GlobalsObserved { timeouts, daemons })
+        };
+        match read.await {
+            Ok(g) => Ok(Some(g)),
+            Err(e) => {
+                self.disconnect();
+                Err(e.context("read the IPVS timeouts and sync daemons"))
+            }
+        }
+    }
+
+    /// The table-wide changes `want` asks for, without carrying them out.
+    async fn plan_globals(&mut self, want: &GlobalsDesired) -> Result<GlobalsPlan> {
+        Ok(match self.observe_globals(want).await? {
+            Some(o) => plan_globals(want, &o, &self.owned.globals),
+            None => GlobalsPlan::default(),
+        })
+    }
+
+    /// Carries out the table-wide changes one at a time (a daemon is stopped before it is
+    /// started again with new settings), recording what lvsd is about to own before it is
+    /// there, then reads them back: what is still needed after a change the kernel took is
+    /// stuck.
+    async fn converge_globals(
+        &mut self,
+        want: &GlobalsDesired,
+        allow: bool,
+    ) -> Result<GlobalsPass> {
+        let mut pass = GlobalsPass::default();
+        let Some(observed) = self.observe_globals(want).await? else {
+            return Ok(pass);
+        };
+        let plan = plan_globals(want, &observed, &self.owned.globals);
+        let mut kept = plan.kept;
+        self.save_globals(&kept)?;
+        if !allow {
+            pass.skipped = plan.ops;
+            return Ok(pass);
+        }
+        for op in plan.ops {
+            let adds = matches!(op, GlobalOp::StartDaemon(_) | GlobalOp::SetTimeouts { .. });
+            if adds {
+                kept.record(&op);
+                self.save_globals(&kept)?;
+            }
+            match self.client().await?.apply(op.to_request()).await {
+                Ok(()) => {
+                    tracing::info!("{op}");
+                    kept.record(&op);
+                    pass.applied.push(op);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "{op} failed");
+                    pass.failed.push((op, e));
+                }
+            }
+        }
+        self.save_globals(&kept)?;
+        if pass.applied.is_empty() && pass.failed.is_empty() {
+            return Ok(pass);
+        }
+        if let Some(again) = self.observe_globals(want).await? {
+            pass.after = plan_globals(want, &again, &self.owned.globals);
+            pass.stuck = pass
+                .after
+                .ops
+                .iter()
+                .filter(|op| {
+                    pass.applied
+                        .iter()
+                        .any(|a| a.to_request() == op.to_request())
+                })
+                .cloned()
+                .collect();
+        }
+        Ok(pass)
+    }
+
+    /// Saves the table-wide part of the ownership record when it changed.
+    fn save_globals(&mut self, kept: &GlobalsOwned) -> Result<()> {
+        if *kept != self.owned.globals {
+            self.owned.globals = kept.clone();
+            state_file::save(&self.state_dir, &self.owned)?;
+        }
+        Ok(())
     }
 
     /// [`Engine::plan_all`] for the services in `scope`, against the table as the last pass
@@ -413,7 +578,7 @@ impl Engine {
             return Ok(None);
         }
         let table = self.table.take();
-        let host = self.plan_host(cfg, table.as_ref()).await;
+        let host = self.plan_host(cfg, table.as_ref(), &NONE).await;
         let plan = table
             .as_ref()
             .map(|t| self.plan_services(table_desired, t, scope));
@@ -421,6 +586,7 @@ impl Engine {
         Ok(Some(FullPlan {
             host: host?,
             table: plan,
+            globals: GlobalsPlan::default(),
         }))
     }
 
@@ -618,7 +784,7 @@ impl Engine {
         let mut host_plan = None;
         if spec.host {
             match self
-                .plan_host(cfg, observed.as_ref().or(kept.as_ref()))
+                .plan_host(cfg, observed.as_ref().or(kept.as_ref()), spec.unable)
                 .await
             {
                 Err(e) => pass.host = Outcome::Failed(e),
@@ -656,11 +822,20 @@ impl Engine {
             }
         }
         if let (Some(plan), Some(o)) = (table_plan, observed.take()) {
+            let globals = self.converge_globals(&cfg.globals, spec.allow_host).await;
             match self
                 .converge_table(table_desired, o, plan, scope, spec.allow)
                 .await
             {
-                Ok((tp, o)) => {
+                Ok((mut tp, o)) => {
+                    match globals {
+                        Ok(g) => tp.globals = g,
+                        Err(e) => {
+                            // A failure of the table part; the services went on regardless.
+                            tracing::error!("{e:#}");
+                            tp.globals.error = Some(format!("{e:#}"));
+                        }
+                    }
                     pass.table = Outcome::Done(tp);
                     observed = Some(o);
                 }
@@ -672,10 +847,7 @@ impl Engine {
         }
         let table = observed.or(kept);
         if let Some(mut hp) = host_pass {
-            pass.host = match self
-                .finish_host(cfg, table.as_ref(), spec.allow_host, &mut hp)
-                .await
-            {
+            pass.host = match self.finish_host(cfg, table.as_ref(), spec, &mut hp).await {
                 Ok(()) => Outcome::Done(hp),
                 Err(e) => Outcome::Failed(e),
             };
@@ -691,11 +863,12 @@ impl Engine {
         &mut self,
         cfg: &Config,
         table: Option<&Observed>,
-        allow_host: bool,
+        spec: &PassSpec<'_>,
         pass: &mut HostPass,
     ) -> Result<()> {
+        let (allow_host, unable) = (spec.allow_host, spec.unable);
         if pass.failed.is_none() {
-            let again = self.plan_host(cfg, table).await?;
+            let again = self.plan_host(cfg, table, unable).await?;
             if again.missing.is_empty() && !again.ops.is_empty() && allow_host {
                 self.execute_host(again, true, pass).await?;
             } else {
@@ -707,7 +880,7 @@ impl Engine {
                 return Ok(());
             }
         }
-        pass.after = self.plan_host(cfg, table).await?;
+        pass.after = self.plan_host(cfg, table, unable).await?;
         Ok(())
     }
 
@@ -895,6 +1068,8 @@ impl Engine {
     }
 
     fn remember_all(&mut self, mut next: Owned, observed: &Observed) -> Result<()> {
+        // The services' planner leaves the table-wide part of the record to its own planner.
+        next.globals = self.owned.globals.clone();
         for (k, s) in &self.owned.services {
             if observed.services.contains_key(k) && !next.services.contains_key(k) {
                 next.services.insert(*k, s.clone());

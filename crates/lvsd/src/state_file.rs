@@ -8,6 +8,9 @@
 //! service tcp 172.16.1.50 80 drain_timeout=30 deadline=-
 //! real 172.16.1.101 80
 //! draining 172.16.1.102 80 1764000000
+//! timeouts original=900,120,300 set=600,120,30
+//! sync master
+//! sync backup
 //! ```
 //! ```text
 //! address lo 172.16.1.50
@@ -19,7 +22,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ipvs::{DestKey, Family, Protocol, ServiceKey};
+use ipvs::{DaemonState, DestKey, Family, Protocol, ServiceKey, Timeouts};
+use plan::globals::OwnedTimeouts;
 use plan::host::{HostAddr, HostOwned, OwnedSysctl, Sysctl};
 use plan::{Owned, OwnedService};
 
@@ -97,7 +101,37 @@ pub fn render(owned: &Owned) -> String {
             let _ = writeln!(out, "draining {} {} {d}", r.addr, r.port);
         }
     }
+    let t = |t: &Timeouts| format!("{},{},{}", t.tcp, t.tcp_fin, t.udp);
+    if let Some(o) = &owned.globals.timeouts {
+        let _ = writeln!(
+            out,
+            "timeouts original={} set={}",
+            t(&o.original),
+            t(&o.set)
+        );
+    }
+    for d in &owned.globals.daemons {
+        let _ = writeln!(
+            out,
+            "sync {}",
+            if *d == DaemonState::Backup {
+                "backup"
+            } else {
+                "master"
+            }
+        );
+    }
     out
+}
+
+fn parse_timeouts(s: &str) -> Option<Timeouts> {
+    let mut it = s.split(',').map(str::parse::<u32>);
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(Ok(tcp)), Some(Ok(tcp_fin)), Some(Ok(udp)), None) => {
+            Some(Timeouts { tcp, tcp_fin, udp })
+        }
+        _ => None,
+    }
 }
 
 /// Parses a record; `None` names the first line that makes no sense.
@@ -135,6 +169,24 @@ pub fn parse(text: &str) -> Result<Owned, usize> {
             ["real", a, p] => {
                 let (_, s) = current.as_mut().ok_or(bad)?;
                 s.reals.insert(dest(a, p).ok_or(bad)?);
+            }
+            ["timeouts", original, set] => {
+                let original = original
+                    .strip_prefix("original=")
+                    .and_then(parse_timeouts)
+                    .ok_or(bad)?;
+                let set = set
+                    .strip_prefix("set=")
+                    .and_then(parse_timeouts)
+                    .ok_or(bad)?;
+                owned.globals.timeouts = Some(OwnedTimeouts { original, set });
+            }
+            ["sync", state] => {
+                owned.globals.daemons.insert(match *state {
+                    "master" => DaemonState::Master,
+                    "backup" => DaemonState::Backup,
+                    _ => return Err(bad),
+                });
             }
             ["draining", a, p, d] => {
                 let (_, s) = current.as_mut().ok_or(bad)?;
@@ -199,6 +251,20 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Writes `text` to the file at `path` as [`write_atomic`] does (a reader such as keepalived's
+/// `track_file` sees the old value or the new one, never a torn one).
+pub fn write_value(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    write_atomic(dir, name, text)
 }
 
 /// Loads the table record.
@@ -309,6 +375,21 @@ mod tests {
             },
             OwnedService::default(),
         );
+        assert_eq!(parse(&render(&owned)), Ok(owned.clone()));
+        owned.globals.timeouts = Some(OwnedTimeouts {
+            original: Timeouts {
+                tcp: 900,
+                tcp_fin: 120,
+                udp: 300,
+            },
+            set: Timeouts {
+                tcp: 600,
+                tcp_fin: 120,
+                udp: 30,
+            },
+        });
+        owned.globals.daemons.insert(DaemonState::Master);
+        owned.globals.daemons.insert(DaemonState::Backup);
         assert_eq!(parse(&render(&owned)), Ok(owned));
     }
 

@@ -52,6 +52,9 @@ pub struct Status {
     pub drift_total: u64,
     /// Services lvsd manages.
     pub managed_services: usize,
+    /// What `ha.health_file` says: how many services cannot be served here (none when not
+    /// configured).
+    pub health_file: Option<usize>,
     /// Services in the table that are not lvsd's.
     pub foreign_services: usize,
     /// Health per checked real and per service that is not ok.
@@ -113,6 +116,7 @@ pub struct Telemetry {
     converged: Family<Labels, Gauge>,
     failures: Family<Labels, Counter>,
     stuck: Counter,
+    health_file: Gauge,
     kernel: Arc<KernelSnapshot>,
 }
 
@@ -182,6 +186,12 @@ impl Telemetry {
             "Differences still there after a write the kernel accepted and lvsd read back (each counts as a failure)",
             stuck.clone(),
         );
+        let health_file = Gauge::default();
+        registry.register(
+            "health_file_value",
+            "What ha.health_file says: services this director cannot serve (keepalived's track_file faults while not 0)",
+            health_file.clone(),
+        );
         let kernel = Arc::new(KernelSnapshot::default());
         registry.register_collector(Box::new(kernel.clone()));
         let status = Status {
@@ -205,6 +215,7 @@ impl Telemetry {
             converged,
             failures,
             stuck,
+            health_file,
             kernel,
         })
     }
@@ -276,6 +287,13 @@ impl Telemetry {
             message: message.to_owned(),
         });
         push_error(&mut s, now, message.to_owned());
+    }
+
+    /// The health file was written with `value`.
+    pub fn health_file(&self, value: usize) {
+        self.health_file
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+        self.status().health_file = Some(value);
     }
 
     /// How the table and the host stand after a pass.
@@ -413,6 +431,17 @@ impl PassRecord {
             }
         }
         if let Outcome::Done(t) = &pass.table {
+            for op in &t.globals.applied {
+                r.ops.push((op.kind(), "ok"));
+                r.changes.push(op.to_string());
+            }
+            for (op, e) in &t.globals.failed {
+                r.ops.push((op.kind(), "failed"));
+                r.failed.push(format!("{op}: {e}"));
+            }
+            if let Some(e) = &t.globals.error {
+                r.failed.push(e.clone());
+            }
             for op in &t.applied {
                 r.ops.push((op.kind(), "ok"));
                 r.changes.push(op.to_string());
@@ -421,10 +450,10 @@ impl PassRecord {
                 r.ops.push((op.kind(), "failed"));
                 r.failed.push(format!("{op}: {e}"));
             }
-            if !t.failed.is_empty() || !t.stuck.is_empty() {
+            if !t.failed.is_empty() || !t.stuck.is_empty() || t.globals.failures() > 0 {
                 r.failed_parts.push("table");
             }
-            r.stuck = t.stuck.len() as u64;
+            r.stuck = (t.stuck.len() + t.globals.stuck.len()) as u64;
             r.foreign = t.after.foreign.len();
         }
         for (part, o) in [("table", pass.table.error()), ("host", pass.host.error())] {

@@ -196,7 +196,10 @@ fn clients_that_stall_do_not_stall_a_scrape() {
     stalled.push(half);
     let started = Instant::now();
     let answer = get(&addr, "/metrics", Duration::from_secs(3)).expect("a scrape answered");
-    assert!(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
     assert!(
         answer.contains("lvsd_converged{part=\"table\"} 0"),
         "{answer}"

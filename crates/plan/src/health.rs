@@ -194,6 +194,16 @@ impl fmt::Display for ServiceStatus {
     }
 }
 
+/// The services that cannot serve now: no healthy real server, or fewer than their quorum.
+/// An active-active director withdraws their VIPs; `ha.health_file` counts them.
+pub fn unable(statuses: &[ServiceStatus]) -> std::collections::BTreeSet<ServiceKey> {
+    statuses
+        .iter()
+        .filter(|s| s.standing != Standing::Ok)
+        .map(|s| s.service)
+        .collect()
+}
+
 /// The table the planner should aim for given each real's health (`up`, asked only for reals
 /// that have a check): down reals drained or left out, the fallback added while the service
 /// has no healthy real or fewer than its quorum (and then it takes all new connections).

@@ -61,6 +61,11 @@ pub struct HostSpec {
     pub interface: Option<String>,
     /// The VIPs, when not the services' addresses.
     pub vips: Option<Vec<IpAddr>>,
+    /// How the VIPs are shared with other directors.
+    pub ha: HaMode,
+    /// `ipvs.sysctl`: the IPVS sysctls the config sets, by their kernel names (a director's,
+    /// and a table-only lvsd's; real servers run no IPVS).
+    pub ipvs_sysctls: BTreeMap<String, String>,
 }
 
 /// A sysctl by its path under `/proc/sys` (`net/ipv4/conf/all/arp_ignore`), so interface names
@@ -83,36 +88,85 @@ impl fmt::Display for Sysctl {
 }
 
 /// What a sysctl must be: left alone when its value is one of `ok`, else set to `set`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Want {
     /// The value lvsd writes.
-    pub set: &'static str,
+    pub set: String,
     /// Values that already do the job (`arp_ignore=2` hides `lo`'s VIP as well as 1 does).
-    pub ok: &'static [&'static str],
+    pub ok: Vec<String>,
 }
 
-const ON: Want = Want {
-    set: "1",
-    ok: &["1"],
-};
-const ARP_IGNORE: Want = Want {
-    set: "1",
-    ok: &["1", "2"],
-};
-const ARP_ANNOUNCE: Want = Want {
-    set: "2",
-    ok: &["2"],
-};
-const RP_OFF: Want = Want {
-    set: "0",
-    ok: &["0"],
-};
+impl Want {
+    /// Exactly `v`.
+    pub fn exactly(v: &str) -> Want {
+        Want::any_of(v, &[v])
+    }
+
+    /// `set` when the value is none of `ok`.
+    pub fn any_of(set: &str, ok: &[&str]) -> Want {
+        Want {
+            set: set.to_owned(),
+            ok: ok.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
+
+    /// Whether `now` already does the job.
+    pub fn accepts(&self, now: &str) -> bool {
+        self.ok.iter().any(|v| v == now)
+    }
+}
+
+fn on() -> Want {
+    Want::exactly("1")
+}
+fn arp_ignore() -> Want {
+    Want::any_of("1", &["1", "2"])
+}
+fn arp_announce() -> Want {
+    Want::exactly("2")
+}
+fn rp_off() -> Want {
+    Want::exactly("0")
+}
 /// `all.rp_filter` is combined with the device's by maximum: strict (1) on `all` would drop
 /// decapsulated packets whatever `tunl0` says, loose (2) or off (0) does not.
-const RP_NOT_STRICT: Want = Want {
-    set: "2",
-    ok: &["0", "2"],
-};
+fn rp_not_strict() -> Want {
+    Want::any_of("2", &["0", "2"])
+}
+
+/// The IPVS sysctl `name` (`net.ipv4.vs.<name>`).
+pub fn ipvs_sysctl(name: &str) -> Sysctl {
+    Sysctl(format!("net/ipv4/vs/{name}"))
+}
+
+/// How several directors share the VIPs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HaMode {
+    /// One director: lvsd holds the VIPs on `host.interface` itself.
+    #[default]
+    Single,
+    /// Another engine (keepalived's VRRP, Pacemaker) moves the VIPs between directors: lvsd
+    /// neither adds nor removes them.
+    ActiveBackup,
+    /// Every director serves at once behind a router: lvsd holds the VIP of each service that
+    /// can serve on a dummy device a routing daemon announces, and only there.
+    ActiveActive {
+        /// The dummy device lvsd creates (`lvsd0`).
+        device: String,
+        /// When a VIP shared by several services (ports) is announced.
+        announce: Announce,
+    },
+}
+
+/// When a VIP shared by several services is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Announce {
+    /// While any of its services can serve.
+    #[default]
+    Any,
+    /// Only while all of them can.
+    All,
+}
 
 /// A VIP as a host address (/32, /128) on an interface.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -159,6 +213,11 @@ pub struct HostDesired {
     pub interfaces: BTreeSet<String>,
     /// Tunnel devices to create when missing and to bring up.
     pub tunnels: BTreeSet<String>,
+    /// Dummy devices to create when missing and to bring up (the announce device).
+    pub dummies: BTreeSet<String>,
+    /// Addresses another engine manages (active-backup): lvsd's record of them is dropped,
+    /// never acted on.
+    pub leave_alone: BTreeSet<IpAddr>,
     /// VIPs and where they go.
     pub addresses: BTreeSet<HostAddr>,
     /// Sysctls and what they must be.
@@ -210,7 +269,7 @@ impl HostOwned {
     /// Records an operation the host carried out.
     pub fn record(&mut self, op: &HostOp) {
         match op {
-            HostOp::CreateTunnel { .. } => {}
+            HostOp::CreateTunnel { .. } | HostOp::CreateDummy { .. } => {}
             HostOp::LinkUp { name } => {
                 self.links_up.insert(name.clone());
             }
@@ -253,6 +312,11 @@ pub enum HostOp {
         /// Its name.
         name: String,
     },
+    /// Create a missing dummy device (the device an active-active director announces from).
+    CreateDummy {
+        /// Its name.
+        name: String,
+    },
     /// Bring a tunnel device up.
     LinkUp {
         /// Its name.
@@ -292,6 +356,7 @@ impl HostOp {
     pub fn kind(&self) -> &'static str {
         match self {
             HostOp::CreateTunnel { .. } => "host_create_tunnel",
+            HostOp::CreateDummy { .. } => "host_create_dummy",
             HostOp::LinkUp { .. } => "host_link_up",
             HostOp::SetSysctl { .. } => "host_set_sysctl",
             HostOp::AddAddress(_) => "host_add_address",
@@ -306,6 +371,7 @@ impl fmt::Display for HostOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HostOp::CreateTunnel { name } => write!(f, "+ link {name} ({})", tunnel_kind(name)),
+            HostOp::CreateDummy { name } => write!(f, "+ link {name} (dummy)"),
             HostOp::LinkUp { name } => write!(f, "~ link {name} up"),
             HostOp::SetSysctl { key, from, to } => write!(f, "~ sysctl {key} = {to} (was {from})"),
             HostOp::AddAddress(a) => write!(f, "+ address {a}"),
@@ -334,6 +400,10 @@ impl fmt::Display for Missing {
                 f,
                 "interface `{i}` does not exist on this host (set host.interface to one of its interfaces)"
             ),
+            Missing::Sysctl(s) if s.0.starts_with("net/ipv4/vs/") => write!(
+                f,
+                "sysctl {s} does not exist on this host (is the ip_vs module loaded? the kernel has a sysctl of this name only once it is)"
+            ),
             Missing::Sysctl(s) => write!(
                 f,
                 "sysctl {s} does not exist on this host (is IPv6 disabled?)"
@@ -352,6 +422,9 @@ pub struct HostPlan {
     /// The ownership record to start from: stale entries (an address someone removed, a sysctl
     /// someone changed since) dropped. Each executed op is then [`HostOwned::record`]ed.
     pub kept: HostOwned,
+    /// The devices VIPs are announced from: health decides what is there, so withdrawals from
+    /// them never count for the removal guard.
+    pub announce_devices: BTreeSet<String>,
 }
 
 impl HostPlan {
@@ -368,7 +441,7 @@ impl HostPlan {
         let removed = self
             .ops
             .iter()
-            .filter(|o| matches!(o, HostOp::DelAddress(_)))
+            .filter(|o| matches!(o, HostOp::DelAddress(a) if !self.announce_devices.contains(&a.interface)))
             .count();
         let held = owned.addresses.len();
         (role != Role::None && removed > 0 && removed * 2 > held).then_some((removed, held))
@@ -385,14 +458,22 @@ fn vip(key: &ServiceKey) -> Option<IpAddr> {
 
 /// What the host must look like. `observed` and `owned` are the IPVS table and lvsd's record
 /// of it: a director keeps the VIP of a managed service that left the file while the service
-/// is still in the table (draining), or its open connections would be cut.
+/// is still in the table (draining), or its open connections would be cut. `unable` are the
+/// services that cannot serve now (no healthy real server, or fewer than their quorum): an
+/// active-active director does not announce their VIPs.
 pub fn host_desired(
     spec: &HostSpec,
     desired: &Desired,
     observed: Option<&Observed>,
     owned: &Owned,
+    unable: &BTreeSet<ServiceKey>,
 ) -> HostDesired {
     let mut out = HostDesired::default();
+    if spec.role != Role::RealServer {
+        for (name, value) in &spec.ipvs_sysctls {
+            out.sysctls.insert(ipvs_sysctl(name), Want::exactly(value));
+        }
+    }
     match spec.role {
         Role::None => {}
         Role::Director => {
@@ -416,18 +497,58 @@ pub fn host_desired(
                 .map(|k| k.family() == ipvs::Family::Inet6);
             let v6 = vips.iter().any(IpAddr::is_ipv6) || families.clone().any(|v6| v6);
             let v4 = vips.iter().any(IpAddr::is_ipv4) || families.clone().any(|v6| !v6);
-            for addr in vips {
-                out.addresses.insert(HostAddr {
-                    interface: interface.clone(),
-                    addr,
-                });
+            match &spec.ha {
+                HaMode::Single => {
+                    for addr in vips {
+                        out.addresses.insert(HostAddr {
+                            interface: interface.clone(),
+                            addr,
+                        });
+                    }
+                }
+                HaMode::ActiveBackup => out.leave_alone = vips,
+                HaMode::ActiveActive { device, announce } => {
+                    out.dummies.insert(device.clone());
+                    // A VIP is announced while its services can serve (any or all of those
+                    // on it); one draining out of the file is not asked for any more.
+                    let mut on_vip: BTreeMap<IpAddr, (bool, bool)> = BTreeMap::new();
+                    for k in desired.services.keys() {
+                        let Some(a) = vip(k) else { continue };
+                        let can = !unable.contains(k);
+                        let e = on_vip.entry(a).or_insert((false, true));
+                        e.0 |= can;
+                        e.1 &= can;
+                    }
+                    for (addr, (any, all)) in on_vip {
+                        let up = match announce {
+                            Announce::Any => any,
+                            Announce::All => all,
+                        };
+                        if up {
+                            out.addresses.insert(HostAddr {
+                                interface: device.clone(),
+                                addr,
+                            });
+                        }
+                    }
+                    // Not on the LAN interface (a VIP lvsd put there before goes): only the
+                    // router sends the VIPs' traffic, and sloppy TCP/SCTP lets a director take
+                    // over the middle of a flow it has never seen.
+                    out.sysctls
+                        .entry(ipvs_sysctl("sloppy_tcp"))
+                        .or_insert_with(on);
+                    out.sysctls
+                        .entry(ipvs_sysctl("sloppy_sctp"))
+                        .or_insert_with(on);
+                }
             }
             if v4 {
-                out.sysctls.insert(Sysctl("net/ipv4/ip_forward".into()), ON);
+                out.sysctls
+                    .insert(Sysctl("net/ipv4/ip_forward".into()), on());
             }
             if v6 {
                 out.sysctls
-                    .insert(Sysctl::conf("ipv6", "all", "forwarding"), ON);
+                    .insert(Sysctl::conf("ipv6", "all", "forwarding"), on());
             }
         }
         Role::RealServer => {
@@ -478,18 +599,18 @@ pub fn host_desired(
                 }
                 for i in on {
                     out.sysctls
-                        .insert(Sysctl::conf("ipv4", i, "arp_ignore"), ARP_IGNORE);
+                        .insert(Sysctl::conf("ipv4", i, "arp_ignore"), arp_ignore());
                     out.sysctls
-                        .insert(Sysctl::conf("ipv4", i, "arp_announce"), ARP_ANNOUNCE);
+                        .insert(Sysctl::conf("ipv4", i, "arp_announce"), arp_announce());
                 }
             } else if let Some(i) = &spec.interface {
                 out.interfaces.insert(i.clone());
             }
             if out.tunnels.contains(TUNL4) {
                 out.sysctls
-                    .insert(Sysctl::conf("ipv4", TUNL4, "rp_filter"), RP_OFF);
+                    .insert(Sysctl::conf("ipv4", TUNL4, "rp_filter"), rp_off());
                 out.sysctls
-                    .insert(Sysctl::conf("ipv4", "all", "rp_filter"), RP_NOT_STRICT);
+                    .insert(Sysctl::conf("ipv4", "all", "rp_filter"), rp_not_strict());
             }
         }
     }
@@ -510,6 +631,7 @@ fn sysctl_interface(key: &Sysctl) -> Option<&str> {
 pub fn plan_host(desired: &HostDesired, observed: &HostObserved, owned: &HostOwned) -> HostPlan {
     let mut plan = HostPlan {
         kept: owned.clone(),
+        announce_devices: desired.dummies.clone(),
         ..HostPlan::default()
     };
     for i in &desired.interfaces {
@@ -527,13 +649,23 @@ pub fn plan_host(desired: &HostDesired, observed: &HostObserved, owned: &HostOwn
             Some(_) => {}
         }
     }
+    for d in &desired.dummies {
+        match observed.links.get(d) {
+            None => {
+                plan.ops.push(HostOp::CreateDummy { name: d.clone() });
+                plan.ops.push(HostOp::LinkUp { name: d.clone() });
+            }
+            Some(l) if !l.up => plan.ops.push(HostOp::LinkUp { name: d.clone() }),
+            Some(_) => {}
+        }
+    }
     for (key, want) in &desired.sysctls {
         match observed.sysctls.get(key).cloned().flatten() {
-            Some(now) if want.ok.contains(&now.as_str()) => {}
+            Some(now) if want.accepts(&now) => {}
             Some(now) => plan.ops.push(HostOp::SetSysctl {
                 key: key.clone(),
                 from: now,
-                to: want.set.to_owned(),
+                to: want.set.clone(),
             }),
             // A tunnel device created in this pass has no sysctls yet: the next pass sets them.
             None if sysctl_interface(key).is_some_and(|i| {
@@ -545,12 +677,21 @@ pub fn plan_host(desired: &HostDesired, observed: &HostObserved, owned: &HostOwn
         }
     }
     for a in &desired.addresses {
-        if !observed.addresses.contains_key(a) {
+        // On a dummy device created in this pass: added by the next pass, once it exists.
+        let device_yet =
+            !desired.dummies.contains(&a.interface) || observed.links.contains_key(&a.interface);
+        if !observed.addresses.contains_key(a) && device_yet {
             plan.ops.push(HostOp::AddAddress(a.clone()));
         }
     }
     for a in &owned.addresses {
         if desired.addresses.contains(a) {
+            continue;
+        }
+        if desired.leave_alone.contains(&a.addr) {
+            // Another engine moves this VIP now: lvsd forgets it ever added it, and never
+            // takes it away from under that engine.
+            plan.kept.addresses.remove(a);
             continue;
         }
         if observed.addresses.get(a) == Some(&a.prefix_len()) {
@@ -578,7 +719,7 @@ pub fn plan_host(desired: &HostDesired, observed: &HostObserved, owned: &HostOwn
         }
     }
     for name in &owned.links_up {
-        if desired.tunnels.contains(name) {
+        if desired.tunnels.contains(name) || desired.dummies.contains(name) {
             continue;
         }
         match observed.links.get(name) {

@@ -3,6 +3,7 @@
 //! ownership, drains, the removal guard) is tested with plain tables of cases. [`host`] does the
 //! same for the host's role: VIPs on interfaces, sysctls, tunnel devices.
 
+pub mod globals;
 pub mod health;
 pub mod host;
 pub mod op;

@@ -253,6 +253,9 @@ pub fn normalize_dest(mut spec: DestSpec) -> DestSpec {
 pub struct Owned {
     /// Managed services.
     pub services: BTreeMap<ServiceKey, OwnedService>,
+    /// The table-wide settings lvsd set (timeouts, sync daemons). The planner of services
+    /// leaves it as it is; [`crate::globals::plan_globals`] keeps it.
+    pub globals: crate::globals::GlobalsOwned,
 }
 
 /// One managed service.

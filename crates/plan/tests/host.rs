@@ -115,6 +115,7 @@ fn spec(role: Role, interface: Option<&str>, vips: Option<&[&str]>) -> HostSpec 
         role,
         interface: interface.map(Into::into),
         vips: vips.map(|v| v.iter().map(|a| a.parse().unwrap()).collect()),
+        ..HostSpec::default()
     }
 }
 
@@ -134,7 +135,7 @@ const PLAIN: &str = "
 ";
 
 fn plan_for(spec: &HostSpec, d: &Desired, host_text: &str, owned: &HostOwned) -> HostPlan {
-    let want = host_desired(spec, d, None, &Owned::default());
+    let want = host_desired(spec, d, None, &Owned::default(), &Default::default());
     plan_host(&want, &host(host_text), owned)
 }
 
@@ -236,11 +237,17 @@ fn director_keeps_a_draining_services_vip_until_it_is_deleted() {
         },
     );
     let now = Desired::default();
-    let want = host_desired(&s, &now, Some(&table), &owned_table);
+    let want = host_desired(&s, &now, Some(&table), &owned_table, &Default::default());
     let p = plan_host(&want, &host(&on_host), &mine);
     assert!(p.ops.is_empty(), "{:?}", lines(&p));
     // A foreign service at the same address does not hold it.
-    let want = host_desired(&s, &now, Some(&table), &Owned::default());
+    let want = host_desired(
+        &s,
+        &now,
+        Some(&table),
+        &Owned::default(),
+        &Default::default(),
+    );
     let p = plan_host(&want, &host(&on_host), &mine);
     assert_eq!(
         lines(&p),
@@ -250,7 +257,13 @@ fn director_keeps_a_draining_services_vip_until_it_is_deleted() {
         ]
     );
     // Deleted from the table: the VIP goes, and forwarding is restored.
-    let want = host_desired(&s, &now, Some(&Observed::default()), &owned_table);
+    let want = host_desired(
+        &s,
+        &now,
+        Some(&Observed::default()),
+        &owned_table,
+        &Default::default(),
+    );
     let p = plan_host(&want, &host(&on_host), &mine);
     assert_eq!(lines(&p).len(), 2);
     assert!(executed(&p).is_empty());
@@ -544,5 +557,161 @@ fn roles_parse_as_operators_write_them() {
     assert_eq!(
         Sysctl("net/ipv4/conf/eth0.100/arp_ignore".into()).to_string(),
         "net.ipv4.conf.eth0/100.arp_ignore"
+    );
+}
+
+const VS: &str = "
+    sysctl net/ipv4/vs/sloppy_tcp 0
+    sysctl net/ipv4/vs/sloppy_sctp 0
+    sysctl net/ipv4/vs/expire_nodest_conn 0
+";
+
+fn ha(mut s: HostSpec, mode: HaMode) -> HostSpec {
+    s.ha = mode;
+    s
+}
+
+fn active_active(announce: Announce) -> HaMode {
+    HaMode::ActiveActive {
+        device: "lvsd0".into(),
+        announce,
+    }
+}
+
+#[test]
+fn active_backup_leaves_the_vips_to_the_other_engine() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = ha(
+        spec(Role::Director, Some("eth0"), None),
+        HaMode::ActiveBackup,
+    );
+    // keepalived holds the VIP right now, or not: either way lvsd neither adds nor removes it.
+    for vip in ["", "addr eth0 172.16.1.50/32"] {
+        let now = format!("{PLAIN}\n{vip}");
+        let p = plan_for(&s, &d, &now, &HostOwned::default());
+        assert_eq!(lines(&p), ["~ sysctl net.ipv4.ip_forward = 1 (was 0)"]);
+    }
+    // A VIP lvsd added before the pair was set up is forgotten, not taken away.
+    let before = record("address eth0 172.16.1.50\nsysctl net/ipv4/ip_forward 0 1");
+    let now = format!("{PLAIN}\naddr eth0 172.16.1.50/32\nsysctl net/ipv4/ip_forward 1");
+    let p = plan_for(&s, &d, &now, &before);
+    assert!(p.ops.is_empty(), "{:?}", lines(&p));
+    assert!(p.kept.addresses.is_empty());
+    assert!(p.guard(Role::Director, &before).is_none());
+}
+
+#[test]
+fn active_active_announces_serving_vips_on_its_own_dummy_device() {
+    let d = services(&[
+        ("172.16.1.50", ForwardMethod::DirectRoute),
+        ("172.16.1.51", ForwardMethod::DirectRoute),
+    ]);
+    let s = ha(
+        spec(Role::Director, Some("eth0"), None),
+        active_active(Announce::Any),
+    );
+    let start = format!("{PLAIN}{VS}");
+    let p = plan_for(&s, &d, &start, &HostOwned::default());
+    // The device first; its addresses once it exists (the next pass).
+    assert_eq!(
+        lines(&p),
+        [
+            "+ link lvsd0 (dummy)",
+            "~ link lvsd0 up",
+            "~ sysctl net.ipv4.ip_forward = 1 (was 0)",
+            "~ sysctl net.ipv4.vs.sloppy_sctp = 1 (was 0)",
+            "~ sysctl net.ipv4.vs.sloppy_tcp = 1 (was 0)",
+        ]
+    );
+    let o = executed(&p);
+    let now = format!(
+        "{PLAIN}\nlink lvsd0 up\nsysctl net/ipv4/ip_forward 1\nsysctl net/ipv4/vs/sloppy_tcp 1\nsysctl net/ipv4/vs/sloppy_sctp 1\nsysctl net/ipv4/vs/expire_nodest_conn 0"
+    );
+    let p2 = plan_for(&s, &d, &now, &o);
+    assert_eq!(
+        lines(&p2),
+        [
+            "+ address 172.16.1.50/32 on lvsd0",
+            "+ address 172.16.1.51/32 on lvsd0",
+        ]
+    );
+    // Not on eth0: a VIP lvsd had put there before goes.
+    let mut was_single = executed(&p2);
+    was_single.addresses.insert(HostAddr {
+        interface: "eth0".into(),
+        addr: "172.16.1.50".parse().unwrap(),
+    });
+    let both = format!(
+        "{now}\naddr lvsd0 172.16.1.50/32\naddr lvsd0 172.16.1.51/32\naddr eth0 172.16.1.50/32"
+    );
+    assert_eq!(
+        lines(&plan_for(&s, &d, &both, &was_single)),
+        ["- address 172.16.1.50/32 on eth0"]
+    );
+    // .51 cannot serve: withdrawn.
+    let announced = format!("{now}\naddr lvsd0 172.16.1.50/32\naddr lvsd0 172.16.1.51/32");
+    let unable = [ServiceKey::tcp("172.16.1.51".parse().unwrap(), 80)].into();
+    let want = host_desired(&s, &d, None, &Owned::default(), &unable);
+    let p3 = plan_host(&want, &host(&announced), &executed(&p2));
+    assert_eq!(lines(&p3), ["- address 172.16.1.51/32 on lvsd0"]);
+}
+
+#[test]
+fn a_shared_vip_is_announced_while_any_or_all_of_its_services_can_serve() {
+    let mut d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let mut other = d.services.values().next().unwrap().clone();
+    other.name = Some("tls".into());
+    let tls = ServiceKey::tcp("172.16.1.50".parse().unwrap(), 443);
+    d.services.insert(tls, other);
+    let unable = [tls].into();
+    let now = format!("{PLAIN}{VS}\nlink lvsd0 up");
+    for (announce, announced) in [(Announce::Any, true), (Announce::All, false)] {
+        let s = ha(
+            spec(Role::Director, Some("eth0"), None),
+            active_active(announce),
+        );
+        let want = host_desired(&s, &d, None, &Owned::default(), &unable);
+        let p = plan_host(&want, &host(&now), &HostOwned::default());
+        assert_eq!(
+            lines(&p).contains(&"+ address 172.16.1.50/32 on lvsd0".to_owned()),
+            announced,
+            "{announce:?}: {:?}",
+            lines(&p)
+        );
+    }
+}
+
+#[test]
+fn ipvs_sysctls_are_a_directors_and_a_table_onlys_not_a_real_servers() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let start = format!("{PLAIN}{VS}");
+    for role in [Role::Director, Role::None, Role::RealServer] {
+        let mut s = spec(role, Some("eth0"), None);
+        s.ipvs_sysctls
+            .insert("expire_nodest_conn".into(), "1".into());
+        let p = plan_for(&s, &d, &start, &HostOwned::default());
+        let set =
+            lines(&p).contains(&"~ sysctl net.ipv4.vs.expire_nodest_conn = 1 (was 0)".to_owned());
+        assert_eq!(set, role != Role::RealServer, "{role:?}: {:?}", lines(&p));
+    }
+    // Set, then out of the file: restored.
+    let mut s = spec(Role::None, None, None);
+    s.ipvs_sysctls
+        .insert("expire_nodest_conn".into(), "1".into());
+    let o = executed(&plan_for(&s, &d, &start, &HostOwned::default()));
+    let now = start.replace("expire_nodest_conn 0", "expire_nodest_conn 1");
+    assert_eq!(
+        lines(&plan_for(&spec(Role::None, None, None), &d, &now, &o)),
+        ["~ sysctl net.ipv4.vs.expire_nodest_conn = 0 (restored; lvsd had set 1)"]
+    );
+    // Without ip_vs loaded the sysctl does not exist: said so.
+    let p = plan_for(&s, &d, PLAIN, &HostOwned::default());
+    assert_eq!(p.missing.len(), 1);
+    assert!(
+        p.missing[0]
+            .to_string()
+            .contains("is the ip_vs module loaded?"),
+        "{}",
+        p.missing[0]
     );
 }

@@ -24,6 +24,10 @@ fn apply(host: &mut HostObserved, op: &HostOp) {
                 Some("1".into()),
             );
         }
+        HostOp::CreateDummy { name } => {
+            let index = host.links.len() as u32 + 200;
+            host.links.insert(name.clone(), Link { index, up: false });
+        }
         HostOp::LinkUp { name } => host.links.get_mut(name).unwrap().up = true,
         HostOp::LinkDown { name } => host.links.get_mut(name).unwrap().up = false,
         HostOp::SetSysctl { key, to, .. } | HostOp::RestoreSysctl { key, to, .. } => {
@@ -71,6 +75,9 @@ fn host_strategy() -> impl Strategy<Value = HostObserved> {
         "net/ipv4/conf/all/rp_filter",
         "net/ipv4/conf/eth0/arp_ignore",
         "net/ipv4/conf/eth0/arp_announce",
+        "net/ipv4/vs/sloppy_tcp",
+        "net/ipv4/vs/sloppy_sctp",
+        "net/ipv4/vs/expire_nodest_conn",
     ];
     (
         proptest::collection::vec(0u8..=2, keys.len()),
@@ -161,17 +168,39 @@ fn role_strategy() -> impl Strategy<Value = HostSpec> {
         prop_oneof![Just(Role::Director), Just(Role::RealServer)],
         any::<bool>(),
         proptest::option::of(proptest::collection::vec(1u8..=5, 0..3)),
-    )
-        .prop_map(|(role, iface, vips)| HostSpec {
-            role,
-            interface: (role == Role::Director || iface).then(|| "eth0".to_owned()),
-            vips: vips.map(|v| {
-                v.into_iter()
-                    .map(|n| format!("10.0.0.{n}").parse().unwrap())
-                    .collect::<std::collections::BTreeSet<IpAddr>>()
-                    .into_iter()
-                    .collect()
+        prop_oneof![
+            Just(HaMode::Single),
+            Just(HaMode::ActiveBackup),
+            Just(HaMode::ActiveActive {
+                device: "lvsd0".into(),
+                announce: Announce::Any
             }),
+            Just(HaMode::ActiveActive {
+                device: "lvsd0".into(),
+                announce: Announce::All
+            }),
+        ],
+        proptest::option::of(0u8..=1),
+    )
+        .prop_map(|(role, iface, vips, ha, nodest)| {
+            let active_active = matches!(ha, HaMode::ActiveActive { .. });
+            HostSpec {
+                role,
+                interface: (role == Role::Director || iface).then(|| "eth0".to_owned()),
+                // Active-active announces the services' VIPs only.
+                vips: vips.filter(|_| !active_active).map(|v| {
+                    v.into_iter()
+                        .map(|n| format!("10.0.0.{n}").parse().unwrap())
+                        .collect::<std::collections::BTreeSet<IpAddr>>()
+                        .into_iter()
+                        .collect()
+                }),
+                ha,
+                ipvs_sysctls: nodest
+                    .map(|v| ("expire_nodest_conn".to_owned(), v.to_string()))
+                    .into_iter()
+                    .collect(),
+            }
         })
 }
 
@@ -184,7 +213,7 @@ proptest! {
         desired in services_strategy(),
         spec in role_strategy(),
     ) {
-        let want = host_desired(&spec, &desired, None, &Owned::default());
+        let want = host_desired(&spec, &desired, None, &Owned::default(), &Default::default());
         let mut host = start.clone();
         let mut owned = HostOwned::default();
         pass(&want, &mut host, &mut owned);
@@ -194,14 +223,14 @@ proptest! {
         prop_assert!(again.ops.is_empty(), "not converged: {:?}", again.ops);
         for (k, w) in &want.sysctls {
             let v = host.sysctls[k].clone().unwrap();
-            prop_assert!(w.ok.contains(&v.as_str()), "{k} = {v}");
+            prop_assert!(w.accepts(&v), "{k} = {v}");
         }
         for a in &want.addresses {
             prop_assert!(host.addresses.contains_key(a), "missing {a}");
         }
         // The role goes: back to the start, except tunnel devices lvsd had to create (they
         // stay, down: the fallback devices cannot be deleted).
-        let none = host_desired(&HostSpec::default(), &desired, None, &Owned::default());
+        let none = host_desired(&HostSpec::default(), &desired, None, &Owned::default(), &Default::default());
         pass(&none, &mut host, &mut owned);
         prop_assert!(owned.is_empty(), "record not empty: {owned:?}");
         prop_assert_eq!(&host.addresses, &start.addresses);

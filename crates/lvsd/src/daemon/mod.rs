@@ -133,6 +133,10 @@ struct Daemon {
     health_written: Option<Vec<String>>,
     /// The config's hash is due in the telemetry (after the pass that carries a change out).
     hash_due: bool,
+    /// The table has been in sync at least once since the start.
+    table_ever_converged: bool,
+    /// What the health file (`ha.health_file`) says now, as last written.
+    health_file_value: Option<usize>,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -194,6 +198,8 @@ pub async fn run(
         standings: BTreeMap::new(),
         health_written: None,
         hash_due: false,
+        table_ever_converged: false,
+        health_file_value: None,
         settings,
     };
     d.sync_health(false).await;
@@ -396,6 +402,8 @@ impl Daemon {
             Some(Scope::All) => Some(None),
             Some(Scope::Services(s)) => Some(Some(s)),
         };
+        let statuses: Vec<ServiceStatus> = self.statuses.values().cloned().collect();
+        let unable = plan::health::unable(&statuses);
         let spec = PassSpec {
             table,
             host: req.host,
@@ -403,6 +411,7 @@ impl Daemon {
             strict: false,
             allow: &allow,
             allow_host: req.allow_host,
+            unable: &unable,
         };
         let started = std::time::Instant::now();
         let pass = self
@@ -428,6 +437,28 @@ impl Daemon {
         self.telemetry
             .standing(self.machine.table(), self.machine.host());
         let services = cfg.desired.services.len();
+        if self.machine.table().is_converged() {
+            self.table_ever_converged = true;
+        }
+        if let Some(path) = &cfg.health_file {
+            // How many services this director cannot serve: keepalived's track_file puts it in
+            // FAULT while that is not 0. A table never programmed yet serves nothing.
+            let value = if self.table_ever_converged {
+                unable.len()
+            } else {
+                services
+            };
+            if self.health_file_value != Some(value) {
+                match crate::state_file::write_value(path, &format!("{value}\n")) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), value, "health file: {value} services cannot be served here");
+                        self.health_file_value = Some(value);
+                        self.telemetry.health_file(value);
+                    }
+                    Err(e) => tracing::error!("cannot write the health file: {e:#}"),
+                }
+            }
+        }
         crate::telemetry::notify_status(&status_line(&self.machine, services));
     }
 
@@ -441,6 +472,9 @@ impl Daemon {
             Outcome::Done(t) => {
                 for op in &t.skipped {
                     tracing::warn!(service = %op.service(), "drift (not repaired, --on-drift report): {op}");
+                }
+                for op in &t.globals.skipped {
+                    tracing::warn!("drift (not repaired, --on-drift report): {op}");
                 }
                 for w in &t.after.waiting {
                     tracing::info!(service = %w.service, real = %w.real, active = w.active, inactive = w.inactive, persistent = w.persistent, "draining: waiting for connections to close");
@@ -545,10 +579,17 @@ fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary {
     let table = match &pass.table {
         Outcome::NotRun => Part::NotRun,
         Outcome::Done(t) => Part::Done(TableSummary {
-            applied: t.applied.len(),
-            failed: t.failed.len(),
-            skipped: t.skipped.len(),
-            stuck: t.stuck.iter().map(ToString::to_string).collect(),
+            applied: t.applied.len() + t.globals.applied.len(),
+            failed: t.failed.len()
+                + t.globals.failed.len()
+                + usize::from(t.globals.error.is_some()),
+            skipped: t.skipped.len() + t.globals.skipped.len(),
+            stuck: t
+                .stuck
+                .iter()
+                .map(ToString::to_string)
+                .chain(t.globals.stuck.iter().map(ToString::to_string))
+                .collect(),
             busy: t
                 .after
                 .ops
@@ -557,7 +598,7 @@ fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary {
                 .chain(t.after.waiting.iter().map(|w| w.service))
                 .collect(),
             waiting: !t.after.waiting.is_empty(),
-            more: t.after.ops.iter().any(allow),
+            more: t.after.ops.iter().any(allow) || !t.globals.after.is_empty(),
         }),
         Outcome::Refused(e) => Part::Refused(e.to_string()),
         Outcome::Failed(e) => Part::Failed(format!("{e:#}")),

@@ -123,7 +123,11 @@ async fn guard(
     }
     let plan = match engine.plan_scoped(new, &new.desired, touched).await {
         Ok(Some(plan)) => Ok(plan),
-        Ok(None) => engine.plan_all(new, &new.desired).await,
+        Ok(None) => {
+            engine
+                .plan_all(new, &new.desired, &Default::default())
+                .await
+        }
         Err(e) => Err(e),
     };
     match plan {
