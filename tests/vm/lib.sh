@@ -32,6 +32,9 @@ vm_install_deps() {
   command -v file >/dev/null || missing+=(file)
   command -v tcpdump >/dev/null || missing+=(tcpdump)
   command -v socat >/dev/null || missing+=(socat)
+  # The real peers of the director-pair and active/active tests: Debian's own binaries.
+  [ -x /usr/sbin/keepalived ] || missing+=(keepalived)
+  [ -x /usr/sbin/bird ] || missing+=(bird2)
   if [ ${#missing[@]} -gt 0 ]; then
     vm_log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -83,6 +86,9 @@ vm_build_initramfs() {
   vm_add_binary "$tree" "$(command -v ipvsadm)" /sbin/ipvsadm
   vm_add_binary "$tree" "$(command -v tcpdump)" /usr/bin/tcpdump
   vm_add_binary "$tree" "$(command -v socat)" /usr/bin/socat  # UDP flows (busybox nc has no -u)
+  vm_add_binary "$tree" /usr/sbin/keepalived
+  vm_add_binary "$tree" /usr/sbin/bird
+  vm_add_binary "$tree" /usr/sbin/birdc
   vm_add_binary "$tree" /usr/bin/setpriv  # util-linux: run as another user with chosen capabilities
   local modfile="$tree/modules.order" m dep
   : >"$modfile"

@@ -323,6 +323,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(plan) = &table {
                 print_plan(plan, reconcile::now());
                 pending += plan.ops.len() + plan.waiting.len();
+                for w in engine.mh_warnings(&cfg.desired).await? {
+                    println!("! warning: {w}");
+                }
             }
             if let Some(why) = refusal {
                 println!("! {why}");

@@ -468,6 +468,18 @@ impl Engine {
         })
     }
 
+    /// Consistent-hashing (`mh`) services whose real servers the kernel holds in another order
+    /// than a director starting from this config would (see [`plan::mh_misaligned`]).
+    pub async fn mh_warnings(&mut self, desired: &Desired) -> Result<Vec<String>> {
+        let mut out = vec![];
+        let client = self.client().await?;
+        for (k, s) in desired.services.iter().filter(|(_, s)| s.spec.scheduler == "mh") {
+            let order: Vec<DestKey> = client.dests(k).await?.iter().map(|d| d.key).collect();
+            out.extend(plan::mh_misaligned(k, s, &order));
+        }
+        Ok(out)
+    }
+
     /// The kernel's table-wide settings, when the config or lvsd's record has any: otherwise
     /// they are not lvsd's business and not read.
     async fn observe_globals(&mut self, want: &GlobalsDesired) -> Result<Option<GlobalsObserved>> {

@@ -11,7 +11,7 @@ pub mod planner;
 pub mod state;
 
 pub use op::{DelReason, Op, flag_names, forward_name};
-pub use planner::{Guard, Options, Plan, Waiting, plan, plan_services, stuck};
+pub use planner::{Guard, Options, Plan, Waiting, mh_misaligned, plan, plan_services, stuck};
 pub use state::{
     DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, Observed, ObservedReal, ObservedService, Owned,
     OwnedService, normalize_dest, normalize_service,

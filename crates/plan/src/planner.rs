@@ -380,3 +380,38 @@ pub fn stuck<'a>(written: &[Op], replanned: &'a [Op]) -> Vec<&'a Op> {
         .filter(|op| sent.contains(&op.to_request()))
         .collect()
 }
+
+/// For a consistent-hashing (`mh`) service: why the kernel's order of its real servers is not
+/// the order a director starting from this config would have, if it is not.
+///
+/// The kernel puts each new destination at the head of the service's list, and `mh` fills its
+/// lookup table walking that list, so two directors map a flow to the same real server only
+/// when their lists are in the same order. lvsd adds reals in one order everywhere (sorted), so
+/// a fresh director holds them in the reverse of that; an edit history (a real added later,
+/// or deleted and added again) puts them in another. `kernel_order` is the list as the kernel
+/// dumps it; reals that are not in the config (draining) are left out of the comparison.
+pub fn mh_misaligned(
+    key: &ServiceKey,
+    desired: &crate::state::DesiredService,
+    kernel_order: &[DestKey],
+) -> Option<String> {
+    if desired.spec.scheduler != "mh" {
+        return None;
+    }
+    let fresh: Vec<DestKey> = desired.reals.keys().rev().copied().collect();
+    let now: Vec<DestKey> = kernel_order
+        .iter()
+        .filter(|k| desired.reals.contains_key(k))
+        .copied()
+        .collect();
+    if now.len() != fresh.len() || now == fresh {
+        // Still being added (the pass will complete it), or aligned.
+        return None;
+    }
+    let show = |v: &[DestKey]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    Some(format!(
+        "service {key} (mh): the kernel holds its real servers in the order {}, a director starting from this config would hold {}; `mh` maps flows by that order, so directors with another edit history send the same flow to other real servers. To realign, take this director out of rotation (withdraw its announcements), delete the service (`ipvsadm -D`), and let lvsd create it again in order",
+        show(&now),
+        show(&fresh)
+    ))
+}
