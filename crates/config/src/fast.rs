@@ -11,9 +11,7 @@
 //! it reads exactly as serde-saphyr does (a property test holds the two to the same result on
 //! random and mutated files).
 
-use crate::raw::{
-    Loc, Persistence, RawFile, RawHost, RawReal, RawService, Scalar, Services, Spanned,
-};
+use crate::raw::{Loc, Persistence, RawFile, RawHost, RawReal, RawService, Services, Spanned};
 use crate::validate::{Checker, Collected};
 
 /// One meaningful line: its number, indentation and content without comment or trailing
@@ -29,7 +27,29 @@ struct Line<'a> {
 enum Node<'a> {
     Scalar(&'a str, Loc),
     Map(Vec<(&'a str, Node<'a>)>, Loc),
-    Seq(Vec<Node<'a>>),
+    Seq(Vec<Node<'a>>, Loc),
+}
+
+/// True when `line` holds a character the subset leaves to serde-saphyr: one YAML forbids
+/// (C0 and C1 controls, DEL, U+FFFE, U+FFFF), a byte-order mark (an error at the start of a
+/// token, text elsewhere), or one some YAML readers take as a line break (NEL, U+2028,
+/// U+2029). What is left (printable ASCII and the other printable characters) YAML reads as
+/// text wherever the subset lets it stand, as this reader does.
+fn outside_subset(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        0x00..=0x1f | 0x7f => true,
+        // C1 controls (NEL among them) are U+0080..U+009F: C2 80..C2 9F.
+        0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        // U+2028, U+2029: E2 80 A8, E2 80 A9.
+        0xe2 => b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)),
+        // U+FEFF: EF BB BF; U+FFFE, U+FFFF: EF BF BE, EF BF BF.
+        0xef => matches!(
+            (b.get(i + 1), b.get(i + 2)),
+            (Some(0xbb), Some(0xbf)) | (Some(0xbf), Some(0xbe | 0xbf))
+        ),
+        _ => false,
+    })
 }
 
 /// Splits the text into meaningful lines; `None` when a byte outside the subset appears.
@@ -37,6 +57,9 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
     let mut out = Vec::with_capacity(text.len() / 24);
     for (i, raw) in text.split('\n').enumerate() {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if outside_subset(raw) {
+            return None;
+        }
         if raw.bytes().any(|b| {
             matches!(
                 b,
@@ -57,7 +80,7 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
                     | b'`'
                     | b'?'
                     | b','
-            ) || b < b' '
+            )
         }) {
             return None;
         }
@@ -194,12 +217,16 @@ impl<'a> Reader<'a, '_> {
 
     /// A list whose `- ` marks stand at `indent`.
     fn seq(&mut self, indent: usize) -> Option<Node<'a>> {
+        let loc = self.peek().map_or(Loc { line: 0, column: 0 }, |l| Loc {
+            line: l.no,
+            column: indent as u64 + 1,
+        });
         let mut items = vec![];
         self.items(indent, |n| {
             items.push(n);
             Some(())
         })?;
-        Some(Node::Seq(items))
+        Some(Node::Seq(items, loc))
     }
 
     /// Hands each item of the list whose `- ` marks stand at `indent` to `each` as it is read
@@ -269,34 +296,32 @@ fn text(node: &Node<'_>) -> Option<Spanned<String>> {
     if special || matches!(first, b'-' | b'+' | b':') || s.ends_with(':') || s.contains(": ") {
         return None;
     }
-    Some(Spanned::new((*s).to_owned(), *loc))
+    Some(Spanned::plain(s, *loc))
 }
 
-/// A decimal integer as serde-saphyr reads it; anything fancier is left to it.
-fn int(node: &Node<'_>) -> Option<Spanned<i64>> {
+/// A plain decimal integer, kept as its text (validation reads it, as it reads what
+/// serde-saphyr hands over); anything fancier is left to serde-saphyr.
+fn int(node: &Node<'_>) -> Option<Spanned<String>> {
     let Node::Scalar(s, loc) = node else {
         return None;
     };
     let plain = s.len() <= 18
         && s.bytes().all(|b| b.is_ascii_digit())
         && !(s.len() > 1 && s.starts_with('0'));
-    plain.then(|| s.parse().ok().map(|v| Spanned::new(v, *loc)))?
+    plain.then(|| Spanned::plain(s, *loc))
 }
 
 /// A number or a string (durations).
-fn scalar(node: &Node<'_>) -> Option<Spanned<Scalar>> {
-    if let Some(i) = int(node) {
-        return Some(Spanned::new(Scalar::Int(i.value.into()), i.referenced));
-    }
-    let t = text(node)?;
-    Some(Spanned::new(Scalar::Str(t.value), t.referenced))
+fn scalar(node: &Node<'_>) -> Option<Spanned<String>> {
+    int(node).or_else(|| text(node))
 }
 
-fn texts(node: &Node<'_>) -> Option<Vec<Spanned<String>>> {
-    let Node::Seq(items) = node else {
+fn texts(node: &Node<'_>) -> Option<Spanned<Vec<Spanned<String>>>> {
+    let Node::Seq(items, loc) = node else {
         return None;
     };
-    items.iter().map(text).collect()
+    let items = items.iter().map(text).collect::<Option<_>>()?;
+    Some(Spanned::new(items, *loc))
 }
 
 fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
@@ -332,8 +357,19 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "scheduler" => s.scheduler = Some(text(v)?),
             "forward" => s.forward = Some(text(v)?),
             "persistence" => {
+                // As serde-saphyr hands it over: YAML types a plain decimal as a number.
+                let typed = int(v).is_some();
                 let p = scalar(v)?;
-                s.persistence = Some(Spanned::new(Persistence::Short(p.value), p.referenced));
+                s.persistence = Some(Spanned {
+                    len: p.len,
+                    ..Spanned::new(
+                        Persistence::Short {
+                            text: p.value,
+                            typed,
+                        },
+                        p.referenced,
+                    )
+                });
             }
             "flags" => s.flags = Some(texts(v)?),
             "drain_timeout" => s.drain_timeout = Some(scalar(v)?),
@@ -341,10 +377,11 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "fallback" => s.fallback = Some(text(v)?),
             "quorum" => s.quorum = Some(int(v)?),
             "reals" => {
-                let Node::Seq(items) = v else {
+                let Node::Seq(items, loc) = v else {
                     return None;
                 };
-                s.reals = items.iter().map(real).collect::<Option<_>>()?;
+                let reals = items.iter().map(real).collect::<Option<_>>()?;
+                s.reals = Some(Spanned::new(reals, *loc));
             }
             _ => return None,
         }
@@ -396,7 +433,14 @@ pub(crate) fn read(text: &str) -> Option<RawFile> {
         match key {
             "services" if next.indent > 0 || list => {
                 let end = block_end(&lines, r.at, next.indent);
-                file.services = Some(Services(services(&lines[r.at..end], next.indent)?));
+                let loc = Loc {
+                    line: next.no,
+                    column: next.indent as u64 + 1,
+                };
+                file.services = Some(Spanned::new(
+                    Services(services(&lines[r.at..end], next.indent)?),
+                    loc,
+                ));
                 r.at = end;
             }
             "host" if next.indent > 0 => file.host = Some(host(&r.block(next.indent)?)?),
@@ -480,7 +524,7 @@ fn services_in(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
         at: 0,
         depth: 0,
     };
-    let mut checker = Checker { problems: vec![] };
+    let mut checker = Checker::default();
     let mut out = Collected::default();
     r.items(indent, |item| {
         checker.collect(service(&item)?, &mut out);
