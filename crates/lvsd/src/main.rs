@@ -277,12 +277,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     (r, Some(i)) => format!("; role {} on {i}", r.name()),
                     (r, None) => format!("; role {}", r.name()),
                 };
+                let shown = config::printable(&arg.config.display().to_string()).into_owned();
                 println!(
-                    "{}: valid ({} services, {} real servers{role})",
-                    arg.config.display(),
+                    "{shown}: valid ({} services, {} real servers{role})",
                     c.desired.services.len(),
                     reals
                 );
+                if c.desired.services.is_empty() {
+                    eprintln!(
+                        "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
