@@ -357,8 +357,9 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "scheduler" => s.scheduler = Some(text(v)?),
             "forward" => s.forward = Some(text(v)?),
             "persistence" => {
-                // As serde-saphyr hands it over: YAML types a plain decimal as a number.
-                let typed = int(v).is_some();
+                // The text itself, as the file holds it: a plain decimal needs no second look
+                // at the bytes (which serde-saphyr's typed number does).
+                let typed = false;
                 let p = scalar(v)?;
                 s.persistence = Some(Spanned {
                     len: p.len,

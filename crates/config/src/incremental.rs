@@ -363,9 +363,9 @@ impl Loaded {
         } else {
             crate::parse_services(region)?
         };
-        // A loopback or link-local address may be refused by the host section: the full parse
-        // decides.
-        if !entries.problems.is_empty() || entries.lines != line_nos || !entries.scoped.is_empty() {
+        // A loopback or link-local address may be refused by the host section, and a number
+        // YAML typed is checked against the whole text: the full parse decides both.
+        if !entries.problems.is_empty() || entries.lines != line_nos || !entries.later.is_empty() {
             return None;
         }
         let keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;

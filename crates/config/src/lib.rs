@@ -327,6 +327,9 @@ fn parse_inner(
         })?;
     let mut checker = validate::Checker::default();
     let (host, entries) = checker.file(raw.unwrap_or_default(), role);
+    for t in entries.later.misspelt(text) {
+        checker.err(t.at, validate::TYPED_PERSISTENCE);
+    }
     finish(checker, host, entries, path).unwrap_or_else(|| {
         // Read in one piece, every duplicate was reported with its line.
         Err(Error::Invalid {

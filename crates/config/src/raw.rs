@@ -30,6 +30,9 @@ pub(crate) struct Spanned<T> {
     /// The bytes the value takes where it is defined, quotes included: a scalar whose text is
     /// shorter than this was quoted (or escaped, or folded over lines).
     pub len: u32,
+    /// Where the value is defined, in bytes from the start of the text (0 from the fast
+    /// reader, whose text is the file's).
+    pub start: u32,
     /// Written as null: `~`, `null` or nothing at all after the key. YAML reads an empty
     /// template value this way, and it must not mean "the default".
     pub null: bool,
@@ -42,6 +45,7 @@ impl<T> Spanned<T> {
             value,
             referenced,
             len: 0,
+            start: 0,
             null: false,
         }
     }
@@ -54,6 +58,7 @@ impl Spanned<String> {
             len: u32::try_from(value.len()).unwrap_or(u32::MAX),
             value: value.to_owned(),
             referenced,
+            start: 0,
             null: false,
         }
     }
@@ -69,6 +74,7 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = serde_saphyr::Spanned::<Option<T>>::deserialize(d)?;
         let len = s.defined.span().byte_len().unwrap_or(0);
+        let start = s.defined.span().byte_offset().unwrap_or(0);
         Ok(Spanned {
             null: s.value.is_none(),
             value: s.value.unwrap_or_default(),
@@ -77,6 +83,7 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Spanned<T> {
                 column: s.referenced.column(),
             },
             len: u32::try_from(len).unwrap_or(u32::MAX),
+            start: u32::try_from(start).unwrap_or(u32::MAX),
         })
     }
 }
@@ -311,7 +318,8 @@ impl<'de> Deserialize<'de> for Persistence {
                 Ok(typed(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Persistence, E> {
-                Ok(typed(v.to_string()))
+                // Debug keeps the fraction (`300.0`): never the text of a whole number.
+                Ok(typed(format!("{v:?}")))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Persistence, E> {
                 Ok(typed(v.to_string()))

@@ -133,14 +133,55 @@ pub(crate) struct Collected {
     pub lines: Vec<u64>,
     /// Problems found.
     pub problems: Problems,
-    /// Service addresses that must not go on an interface (loopback, link-local), with where
-    /// they stand: refused for a host with a role, unless it lists its VIPs.
-    pub scoped: Vec<(IpAddr, &'static str, (u64, u64))>,
+    /// What can be decided only with more than one entry in view.
+    pub later: Later,
     /// Where each identity was first defined (line).
     first_at: HashMap<ServiceKey, u64>,
     /// Where each name was first used (line).
     names: HashMap<String, u64>,
 }
+
+/// What an entry leaves to be decided with the whole file in view.
+#[derive(Debug, Default)]
+pub(crate) struct Later {
+    /// Service addresses that must not go on an interface (loopback, link-local), with where
+    /// they stand: refused for a host with a role, unless it lists its VIPs.
+    pub scoped: Vec<(IpAddr, &'static str, (u64, u64))>,
+    /// Persistence timeouts YAML read as numbers, taken as the decimal they print as: the
+    /// file's bytes at `start` must be that decimal (not `0xF4240`, which is as long as
+    /// 1000000), checked once the text is in view.
+    pub typed: Vec<Typed>,
+}
+
+/// A number YAML typed, and where its spelling stands in the text.
+#[derive(Debug)]
+pub(crate) struct Typed {
+    /// Bytes from the start of the text.
+    pub start: u32,
+    /// The decimal it was taken as.
+    pub decimal: String,
+    /// Where it stands, for the message.
+    pub at: (u64, u64),
+}
+
+impl Later {
+    /// Nothing to decide.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.scoped.is_empty() && self.typed.is_empty()
+    }
+
+    /// The typed numbers whose bytes in `text` are not the decimal they were taken as.
+    pub(crate) fn misspelt<'a>(&'a self, text: &'a str) -> impl Iterator<Item = &'a Typed> {
+        self.typed.iter().filter(move |t| {
+            let start = t.start as usize;
+            text.get(start..start + t.decimal.len()) != Some(t.decimal.as_str())
+        })
+    }
+}
+
+/// The message for a persistence timeout YAML read as a number that is not plain decimal.
+pub(crate) const TYPED_PERSISTENCE: &str =
+    "persistence: write the timeout as plain seconds (300) or with a unit (300s, 5m)";
 
 pub(crate) fn at(l: &Loc) -> (u64, u64) {
     (l.line, l.column)
@@ -264,7 +305,8 @@ impl Collected {
         self.keys.extend(next.keys);
         self.lines.extend(next.lines);
         self.problems.append(next.problems);
-        self.scoped.extend(next.scoped);
+        self.later.scoped.extend(next.later.scoped);
+        self.later.typed.extend(next.later.typed);
         self.names.extend(next.names);
         true
     }
@@ -366,7 +408,7 @@ impl Checker {
         };
         self.problems.append(std::mem::take(&mut services.problems));
         if host.role != Role::None && host.vips.is_none() {
-            for (addr, kind, loc) in std::mem::take(&mut services.scoped) {
+            for (addr, kind, loc) in std::mem::take(&mut services.later.scoped) {
                 let place = match (host.role, &host.interface) {
                     (Role::Director, Some(i)) => format!("to `{i}`"),
                     (Role::Director, None) => "to the director's interface".to_owned(),
@@ -397,7 +439,7 @@ impl Checker {
             );
             None
         } else {
-            self.service(svc.value, loc, &mut out.scoped)
+            self.service(svc.value, loc, &mut out.later)
         };
         self.problems.dedup_since(mark);
         let Some((key, ds, key_at)) = done else {
@@ -450,7 +492,7 @@ impl Checker {
         &mut self,
         s: &RawService,
         loc: (u64, u64),
-        scoped: &mut Vec<(IpAddr, &'static str, (u64, u64))>,
+        later: &mut Later,
     ) -> Option<ServiceKey> {
         let protocol = self.protocol(s);
         let address = self.given(&s.address, "address");
@@ -471,7 +513,7 @@ impl Checker {
                             return None;
                         }
                         if let Some(kind) = host_scoped(addr) {
-                            scoped.push((addr, kind, aloc));
+                            later.scoped.push((addr, kind, aloc));
                         }
                         if port == 0 && s.persistence.is_none() {
                             self.err(aloc, "port 0 (all ports) needs `persistence`; give a port such as :80 or add persistence");
@@ -553,7 +595,13 @@ impl Checker {
     }
 
     /// The persistence timeout (seconds), netmask and engine.
-    fn persistence(&mut self, p: &Spanned<Persistence>, family: Family, spec: &mut ServiceSpec) {
+    fn persistence(
+        &mut self,
+        p: &Spanned<Persistence>,
+        family: Family,
+        spec: &mut ServiceSpec,
+        later: &mut Later,
+    ) {
         spec.flags = spec.flags | ServiceFlags::PERSISTENT;
         let (timeout, netmask, engine) = match &p.value {
             Persistence::Short { text, typed } => {
@@ -561,17 +609,23 @@ impl Checker {
                     value: text.clone(),
                     referenced: p.referenced,
                     len: p.len,
+                    start: p.start,
                     null: false,
                 };
                 // A value YAML typed is taken only when the file holds the plain decimal it
-                // prints as (not `+300`, `0x12c`, `1.5e2`).
+                // prints as (not `+300`, `0x12c`, `3e2`): as long as that, the bytes are
+                // compared once the text is in view.
                 let t = if *typed && v.quoted() {
-                    self.err(
-                        at(&p.referenced),
-                        "persistence: write the timeout as plain seconds (300) or with a unit (300s, 5m)",
-                    );
+                    self.err(at(&p.referenced), TYPED_PERSISTENCE);
                     None
                 } else {
+                    if *typed {
+                        later.typed.push(Typed {
+                            start: p.start,
+                            decimal: text.clone(),
+                            at: at(&p.referenced),
+                        });
+                    }
                     self.duration(&v, "persistence", true)
                 };
                 (t, None, None)
@@ -667,10 +721,10 @@ impl Checker {
         &mut self,
         s: RawService,
         loc: (u64, u64),
-        scoped: &mut Vec<(IpAddr, &'static str, (u64, u64))>,
+        later: &mut Later,
     ) -> Option<(ServiceKey, DesiredService, (u64, u64))> {
         let before = self.problems.total();
-        let key = self.identity(&s, loc, scoped);
+        let key = self.identity(&s, loc, later);
         let protocol = match key {
             Some(ServiceKey::Addr { protocol, .. }) => protocol,
             _ => Protocol::Tcp,
@@ -694,7 +748,7 @@ impl Checker {
         };
         let mut spec = ServiceSpec::new(scheduler.unwrap_or_default(), family);
         if let Some(p) = self.given(&s.persistence, "persistence") {
-            self.persistence(p, family, &mut spec);
+            self.persistence(p, family, &mut spec, later);
         }
         self.flags(&s, &mut spec, protocol);
 
