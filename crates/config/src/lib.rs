@@ -92,7 +92,6 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 /// is refused before a byte is read. The read itself stops one byte past the limit, so a file
 /// that grows after its size was looked at, or lies about it, is refused too.
 pub fn read_bytes_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
-    use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let shown = printable(&path.display().to_string()).into_owned();
     let read = |source| Error::Read {
@@ -134,9 +133,19 @@ pub fn read_bytes_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
     }
     buf.clear();
     buf.reserve(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(buf)
-        .map_err(read)?;
+    read_bounded(file, buf, shown)
+}
+
+/// Reads `r` to its end into `buf`, but never more than one byte past [`MAX_FILE_BYTES`]:
+/// whatever the file's size said a moment before, an endless or growing file is refused.
+fn read_bounded(r: impl std::io::Read, buf: &mut Vec<u8>, shown: String) -> Result<(), Error> {
+    use std::io::Read as _;
+    if let Err(source) = r.take(MAX_FILE_BYTES + 1).read_to_end(buf) {
+        return Err(Error::Read {
+            path: shown,
+            source,
+        });
+    }
     if buf.len() as u64 > MAX_FILE_BYTES {
         let size = buf.len() as u64;
         buf.clear();
@@ -597,4 +606,27 @@ fn strip_location(s: &str) -> String {
         .min()
         .unwrap_or(s.len());
     printable(&s[..cut]).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_stops_one_byte_past_the_limit_whatever_the_size_said() {
+        // An endless source (a device, a file growing while it is read): refused, having
+        // read one byte past the limit and no more.
+        let mut buf = Vec::new();
+        let e = read_bounded(std::io::repeat(b'#'), &mut buf, "f".into()).unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { size, .. } if size == MAX_FILE_BYTES + 1),
+            "{e}"
+        );
+        assert!(buf.is_empty());
+        // At the limit exactly: read.
+        let exact = std::io::Read::take(std::io::repeat(b'#'), MAX_FILE_BYTES);
+        read_bounded(exact, &mut buf, "f".into()).unwrap();
+        assert_eq!(buf.len() as u64, MAX_FILE_BYTES);
+    }
 }
