@@ -496,7 +496,7 @@ fn numbers_are_plain_decimal_integers_and_nothing_else() {
     // Every numeric key follows the one rule.
     let check = |k: &str| format!("{ONE}    check:\n      type: http\n      {k}: 010\n");
     for (yaml, key) in [
-        (format!("services:\n  - fwmark: \"7\"\n"), "fwmark"),
+        ("services:\n  - fwmark: \"7\"\n".to_owned(), "fwmark"),
         (format!("{ONE}    quorum: +1\n"), "quorum"),
         (check("port"), "port"),
         (check("rise"), "rise"),
@@ -769,8 +769,8 @@ fn text_from_the_file_is_escaped_in_every_message() {
         format!("{ONE}    flags: [\"\\e\"]\n"),
         format!("{ONE}    check: {{type: \"\\e\"}}\n"),
         format!("{ONE}    \"\\e[2J\": 1\n"),
-        format!("host:\n  role: \"dir\\nector\"\n"),
-        format!("host:\n  vips: [\"10.0.0.1\\e\"]\n"),
+        "host:\n  role: \"dir\\nector\"\n".to_owned(),
+        "host:\n  vips: [\"10.0.0.1\\e\"]\n".to_owned(),
         "services:\n  - address: \"10.0.0.1\\e:80\"\n".to_owned(),
         "services:\n  - address: 10.0.0.1:80\n    persistence: {timeout: 5m, engine: \"s\\eip\"}\n"
             .to_owned(),
