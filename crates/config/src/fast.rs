@@ -408,7 +408,7 @@ fn host(node: &Node<'_>) -> Option<Spanned<RawHost>> {
 
 /// Reads `text` if it keeps to the subset, validating each service as it goes (as the YAML
 /// path does); `None` sends the caller to serde-saphyr.
-pub(crate) fn read(text: &str) -> Option<RawFile> {
+pub(crate) fn read<const COUNT: bool>(text: &str) -> Option<RawFile<COUNT>> {
     let lines = lines(text)?;
     let mut r = Reader {
         lines: &lines,
@@ -439,7 +439,7 @@ pub(crate) fn read(text: &str) -> Option<RawFile> {
                     column: next.indent as u64 + 1,
                 };
                 file.services = Some(Spanned::new(
-                    Services(services(&lines[r.at..end], next.indent)?),
+                    Services(services(&lines[r.at..end], next.indent, COUNT)?),
                     loc,
                 ));
                 r.at = end;
@@ -459,7 +459,7 @@ pub(crate) fn read_services(text: &str) -> Option<Collected> {
     if !is_item(first.text) || block_end(&lines, 0, first.indent) != lines.len() {
         return None;
     }
-    services(&lines, first.indent)
+    services(&lines, first.indent, false)
 }
 
 /// Where the list whose `- ` marks stand at `indent`, starting at line `from`, ends.
@@ -477,8 +477,9 @@ fn is_item(text: &str) -> bool {
 /// Services from this many on are read by several threads, each a run of whole entries.
 const PARALLEL_FROM: usize = 2048;
 
-/// Reads and validates the entries of `services` (exactly `lines`, entries at `indent`).
-fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
+/// Reads and validates the entries of `services` (exactly `lines`, entries at `indent`);
+/// `count` to count the valid ones instead of keeping them.
+fn services(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collected> {
     let starts: Vec<usize> = lines
         .iter()
         .enumerate()
@@ -489,7 +490,7 @@ fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
         .map_or(1, usize::from)
         .min(4);
     if starts.len() < PARALLEL_FROM || workers < 2 {
-        return services_in(lines, indent);
+        return services_in(lines, indent, count);
     }
     let per = starts.len().div_ceil(workers);
     let bounds: Vec<usize> = starts
@@ -503,12 +504,12 @@ fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
             .windows(2)
             .map(|w| {
                 let part = &lines[w[0]..w[1]];
-                scope.spawn(move || services_in(part, indent))
+                scope.spawn(move || services_in(part, indent, count))
             })
             .collect();
         jobs.into_iter().map(|j| j.join().ok().flatten()).collect()
     });
-    let mut out = Collected::default();
+    let mut out = Collected::counting(count);
     for part in parts {
         // A service defined in two parts is a duplicate: serde-saphyr's path reports it.
         if !out.append(part?) {
@@ -519,14 +520,21 @@ fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
 }
 
 /// [`services`] on one thread.
-fn services_in(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
+fn services_in(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collected> {
     let mut r = Reader {
         lines,
         at: 0,
         depth: 0,
     };
     let mut checker = Checker::default();
-    let mut out = Collected::default();
+    let mut out = Collected::counting(count);
+    // Sized once: grown by doubling, a large part's list would reserve up to twice its size.
+    let entries = lines.iter().filter(|l| l.indent == indent).count();
+    out.keys.reserve_exact(entries);
+    out.lines.reserve_exact(entries);
+    if !count {
+        out.services.reserve_exact(entries);
+    }
     r.items(indent, |item| {
         checker.collect(service(&item)?, &mut out);
         Some(())

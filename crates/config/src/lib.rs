@@ -39,6 +39,88 @@ pub struct Config {
     pub host: HostSpec,
 }
 
+/// What `lvsd check` reports of a valid file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Services in the file.
+    pub services: usize,
+    /// Real servers, over all services.
+    pub reals: usize,
+    /// This host's role and what it needs, with `--role` applied.
+    pub host: HostSpec,
+}
+
+impl Summary {
+    /// The summary of a config read whole.
+    pub fn of(c: &Config) -> Summary {
+        Summary {
+            services: c.desired.services.len(),
+            reals: c.desired.services.values().map(|s| s.reals.len()).sum(),
+            host: c.host.clone(),
+        }
+    }
+}
+
+/// Reads and validates the file at `path` as [`load_as`] does, the same verdict and the
+/// same problems, but keeps nothing of a valid service beyond its identity: what `lvsd check`
+/// needs, in memory proportional to the file rather than to the table it describes.
+pub fn check_as(path: &Path, role: Option<Role>) -> Result<Summary, Error> {
+    let text = read_text(path)?;
+    check_text(&text, &path.display().to_string(), role)
+}
+
+/// [`check_as`] on text; `path` is only used in messages.
+pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary, Error> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return parse_as(text, path, role).map(|c| Summary::of(&c));
+    }
+    let counted = |checker: validate::Checker, host: HostSpec, entries: Entries| {
+        // A service defined twice: the full reading says where (below).
+        if !entries.unique() {
+            return None;
+        }
+        if !checker.problems.is_empty() {
+            let (problems, omitted) = checker.problems.finish();
+            return Some(Err(Error::Invalid {
+                path: printable(path).into_owned(),
+                problems,
+                omitted,
+            }));
+        }
+        Some(Ok(Summary {
+            services: entries.counted.0,
+            reals: entries.counted.1,
+            host,
+        }))
+    };
+    if let Some(raw) = fast::read::<true>(text) {
+        let mut checker = validate::Checker::default();
+        let (host, entries) = checker.file(raw, role);
+        if let Some(done) = counted(checker, host, entries) {
+            return done;
+        }
+    } else {
+        // A YAML error is the same whatever is kept of the services: said at once.
+        let raw =
+            serde_saphyr::from_str_with_options::<Option<raw::RawFile<true>>>(text, options())
+                .map_err(|e| Error::Invalid {
+                    path: printable(path).into_owned(),
+                    problems: vec![yaml_problem(&e, text)],
+                    omitted: 0,
+                })?;
+        let mut checker = validate::Checker::default();
+        let (host, entries) = checker.file(raw.unwrap_or_default(), role);
+        for t in entries.later.misspelt(text) {
+            checker.err(t.at, validate::TYPED_PERSISTENCE);
+        }
+        if let Some(done) = counted(checker, host, entries) {
+            return done;
+        }
+    }
+    // A duplicate: said as the full reading says it.
+    parse_as(text, path, role).map(|c| Summary::of(&c))
+}
+
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
     load_as(path, None)
@@ -244,7 +326,7 @@ pub fn parse_with_yaml_library(text: &str, path: &str) -> Result<Config, Error> 
 /// True when the fast reader reads `text` itself (valid or not, in its subset). For tests.
 #[doc(hidden)]
 pub fn fast_reader_reads(text: &str) -> bool {
-    fast::read(text).is_some_and(|raw| {
+    fast::read::<false>(text).is_some_and(|raw| {
         let mut checker = validate::Checker::default();
         let (_, mut entries) = checker.file(raw, None);
         entries.take_desired().is_some()
@@ -254,7 +336,7 @@ pub fn fast_reader_reads(text: &str) -> bool {
 /// True when the fast reader takes `text` (valid, in its subset). For tests.
 #[doc(hidden)]
 pub fn fast_reader_takes(text: &str) -> bool {
-    fast::read(text).is_some_and(|raw| {
+    fast::read::<false>(text).is_some_and(|raw| {
         let mut checker = validate::Checker::default();
         let (_, mut entries) = checker.file(raw, None);
         checker.problems.is_empty() && entries.take_desired().is_some()
@@ -319,7 +401,7 @@ fn parse_inner(
     // The fast reader takes the plain block style large files are written in, valid or not
     // (its problems are the validator's, as they would be from serde-saphyr); anything else
     // is serde-saphyr's to read and report.
-    if let Some(raw) = fast.then(|| fast::read(text)).flatten() {
+    if let Some(raw) = fast.then(|| fast::read::<false>(text)).flatten() {
         let mut checker = validate::Checker::default();
         let (host, entries) = checker.file(raw, role);
         if let Some(done) = finish(checker, host, entries, path) {

@@ -100,33 +100,37 @@ pub(crate) type Field<T> = Option<Spanned<T>>;
 /// A list of values (each of which may be null).
 pub(crate) type List<T> = Field<Vec<Spanned<T>>>;
 
-/// The top level.
+/// The top level. `COUNT` for a check that keeps no service (see [`Services`]).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawFile {
+pub(crate) struct RawFile<const COUNT: bool = false> {
     #[serde(default, deserialize_with = "given")]
-    pub services: Field<Services>,
+    pub services: Field<Services<COUNT>>,
     #[serde(default, deserialize_with = "given")]
     pub host: Field<RawHost>,
 }
 
 /// `services`, validated entry by entry as the parser hands them over: the raw tree of a large
 /// file is never held whole (10,000 services with 10 reals each would take ~50 MB as spanned
-/// values, and allocating it cost more than parsing).
+/// values, and allocating it cost more than parsing). With `COUNT`, each valid service is
+/// counted and dropped (`lvsd check` keeps nothing of a service but its identity).
 #[derive(Debug, Default)]
-pub(crate) struct Services(pub Collected);
+pub(crate) struct Services<const COUNT: bool = false>(pub Collected);
 
-impl<'de> Deserialize<'de> for Services {
+impl<'de, const COUNT: bool> Deserialize<'de> for Services<COUNT> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Services;
+        struct V<const COUNT: bool>;
+        impl<'de, const COUNT: bool> Visitor<'de> for V<COUNT> {
+            type Value = Services<COUNT>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of services")
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Services, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Services<COUNT>, A::Error> {
                 let mut checker = Checker::default();
-                let mut out = Collected::default();
+                let mut out = Collected::counting(COUNT);
                 while let Some(s) = seq.next_element::<Spanned<RawService>>()? {
                     checker.collect(s, &mut out);
                 }
@@ -134,7 +138,7 @@ impl<'de> Deserialize<'de> for Services {
                 Ok(Services(out))
             }
         }
-        d.deserialize_seq(V)
+        d.deserialize_seq(V::<COUNT>)
     }
 }
 

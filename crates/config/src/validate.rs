@@ -127,6 +127,9 @@ pub(crate) struct Checker {
 pub(crate) struct Collected {
     /// The valid ones, in file order, each identity once (see [`Collected::take_desired`]).
     pub services: Vec<(ServiceKey, DesiredService)>,
+    /// The services of parts of the file read apart and appended ([`Collected::append`]),
+    /// each list as its reader left it (not copied into one).
+    runs: Vec<Vec<(ServiceKey, DesiredService)>>,
     /// Each entry's identity in file order; `None` for an entry with a problem.
     pub keys: Vec<Option<ServiceKey>>,
     /// Each entry's line.
@@ -139,6 +142,11 @@ pub(crate) struct Collected {
     first_at: HashMap<ServiceKey, u64>,
     /// Where each name was first used (line).
     names: HashMap<String, u64>,
+    /// Valid services are counted, not kept, and identities are compared at the end
+    /// ([`Collected::unique`]), not as they come.
+    count_only: bool,
+    /// Valid services seen, and their real servers.
+    pub counted: (usize, usize),
 }
 
 /// What an entry leaves to be decided with the whole file in view.
@@ -250,10 +258,10 @@ fn ambiguous(s: &str) -> Option<(Ipv6Addr, &str)> {
 /// cannot be read as an address and a port too). `needs_port` for a service address, which
 /// has one.
 fn parse_socket(s: &str, needs_port: bool) -> Result<(IpAddr, Option<u16>), String> {
-    let shown = printable(s);
+    let shown = || printable(s);
     if let Some(rest) = s.strip_prefix('[') {
         let Some((a, p)) = rest.split_once(']') else {
-            return Err(format!("`{shown}`: missing `]` after the IPv6 address"));
+            return Err(format!("`{}`: missing `]` after the IPv6 address", shown()));
         };
         let addr: Ipv6Addr = a
             .parse()
@@ -261,7 +269,7 @@ fn parse_socket(s: &str, needs_port: bool) -> Result<(IpAddr, Option<u16>), Stri
         return match p.strip_prefix(':') {
             Some(p) => Ok((IpAddr::V6(addr), Some(port(p)?))),
             None if p.is_empty() => Ok((IpAddr::V6(addr), None)),
-            None => Err(format!("`{shown}`: expected `:port` after `]`")),
+            None => Err(format!("`{}`: expected `:port` after `]`", shown())),
         };
     }
     if let Ok(addr) = s.parse::<IpAddr>() {
@@ -285,15 +293,32 @@ fn parse_socket(s: &str, needs_port: bool) -> Result<(IpAddr, Option<u16>), Stri
             Ok((IpAddr::V4(addr), Some(port(p)?)))
         }
         Some((a, _)) if a.parse::<Ipv6Addr>().is_ok() => Err(format!(
-            "`{shown}`: write an IPv6 address with a port in brackets, e.g. `[{a}]:80`"
+            "`{}`: write an IPv6 address with a port in brackets, e.g. `[{a}]:80`",
+            shown()
         )),
         _ => Err(format!(
-            "`{shown}` is not an IP address (with an optional :port)"
+            "`{}` is not an IP address (with an optional :port)",
+            shown()
         )),
     }
 }
 
 impl Collected {
+    /// An empty collection; `count_only` to count valid services instead of keeping them.
+    pub(crate) fn counting(count_only: bool) -> Collected {
+        Collected {
+            count_only,
+            ..Collected::default()
+        }
+    }
+
+    /// True when no identity appears twice (a counting collection compares them only here).
+    pub(crate) fn unique(&self) -> bool {
+        let mut keys: Vec<ServiceKey> = self.keys.iter().flatten().copied().collect();
+        keys.sort_unstable();
+        !keys.windows(2).any(|w| w[0] == w[1])
+    }
+
     /// Adds the services of the entries that follow this part of the file; false (and
     /// nothing to rely on) when a name appears in both. An identity in both is found by
     /// [`Collected::take_desired`].
@@ -301,9 +326,19 @@ impl Collected {
         if next.names.keys().any(|n| self.names.contains_key(n)) {
             return false;
         }
-        self.services.extend(next.services);
-        self.keys.extend(next.keys);
-        self.lines.extend(next.lines);
+        // A part's services are kept as its reader left them, not copied: a large table is
+        // in them.
+        self.runs.extend(next.runs);
+        self.runs.push(next.services);
+        if self.keys.is_empty() {
+            self.keys = next.keys;
+            self.lines = next.lines;
+        } else {
+            self.keys.extend(next.keys);
+            self.lines.extend(next.lines);
+        }
+        self.counted.0 += next.counted.0;
+        self.counted.1 += next.counted.1;
         self.problems.append(next.problems);
         self.later.scoped.extend(next.later.scoped);
         self.later.typed.extend(next.later.typed);
@@ -313,18 +348,37 @@ impl Collected {
 
     /// The services as the table lvsd plans from; `None` when an identity appears twice
     /// (only possible after [`Collected::append`]: the caller reads the file again to say
-    /// where). Built in one pass from the sorted entries, so the tree's nodes are full: filled
-    /// one entry at a time in order, a tree is left half empty, and a large table is the one
-    /// thing a config keeps.
+    /// where).
+    ///
+    /// A large table is the one thing a config keeps, so it is built with full nodes and
+    /// without holding the entries twice: each list sorted, then taken from its end a slice
+    /// at a time, each slice built in one pass and merged in (which rebuilds the tree in one
+    /// pass too), the lists shrinking as the tree grows. Filled one entry at a time in order,
+    /// a tree is left half empty; built from one list of everything, tree and list are both
+    /// held.
     pub(crate) fn take_desired(&mut self) -> Option<Desired> {
-        let mut services = std::mem::take(&mut self.services);
-        services.sort_unstable_by_key(|s| s.0);
-        if services.windows(2).any(|w| w[0].0 == w[1].0) {
-            return None;
+        /// Entries built and merged at once, at least: a few MB at a time.
+        const SLICE: usize = 1 << 16;
+        let mut runs = std::mem::take(&mut self.runs);
+        runs.push(std::mem::take(&mut self.services));
+        let total: usize = runs.iter().map(Vec::len).sum();
+        // At most eight merges a run (a merge copies the whole tree), and slices of at most an
+        // eighth of the table.
+        let slice = SLICE.max(total / 8);
+        let mut tree = BTreeMap::new();
+        for mut run in runs {
+            run.sort_unstable_by_key(|s| s.0);
+            if run.windows(2).any(|w| w[0].0 == w[1].0) {
+                return None;
+            }
+            while !run.is_empty() {
+                let part = run.split_off(run.len().saturating_sub(slice));
+                run.shrink_to_fit();
+                tree.append(&mut BTreeMap::from_iter(part));
+            }
         }
-        Some(Desired {
-            services: BTreeMap::from_iter(services),
-        })
+        // An identity in two runs is kept once.
+        (tree.len() == total).then_some(Desired { services: tree })
     }
 
     /// The names the services use.
@@ -393,7 +447,11 @@ impl Checker {
 
     /// Validates the whole file. The host's VIPs are known only here, so the services'
     /// addresses that must not become VIPs are refused here too.
-    pub(crate) fn file(&mut self, raw: RawFile, role: Option<Role>) -> (HostSpec, Collected) {
+    pub(crate) fn file<const COUNT: bool>(
+        &mut self,
+        raw: RawFile<COUNT>,
+        role: Option<Role>,
+    ) -> (HostSpec, Collected) {
         let host = self.host(raw.host, role);
         let mut services = match raw.services {
             Some(s) if s.null => {
@@ -401,10 +459,10 @@ impl Checker {
                     at(&s.referenced),
                     "`services` is empty (null); write `services: []` for no services",
                 );
-                Collected::default()
+                Collected::counting(COUNT)
             }
             Some(s) => s.value.0,
-            None => Collected::default(),
+            None => Collected::counting(COUNT),
         };
         self.problems.append(std::mem::take(&mut services.problems));
         if host.role != Role::None && host.vips.is_none() {
@@ -446,10 +504,16 @@ impl Checker {
             out.keys.push(None);
             return;
         };
+        out.counted.0 += 1;
+        out.counted.1 += ds.reals.len();
         if let Some(name) = &ds.name {
             if let Some(line) = out.names.insert(name.clone(), loc.0) {
                 self.err(loc, format!("duplicate service name `{name}` (first used on line {line}); names must be unique"));
             }
+        }
+        if out.count_only {
+            out.keys.push(Some(key));
+            return;
         }
         if let Some(line) = out.first_at.get(&key) {
             self.err(

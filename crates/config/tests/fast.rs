@@ -226,6 +226,9 @@ proptest! {
             text = hurt(&text, d);
         }
         let slow = config::parse_with_yaml_library(&text, "lvsd.yaml").map_err(|e| e.to_string());
+        // `lvsd check`, which keeps no table, says what the full reading says.
+        let checked = config::check_text(&text, "lvsd.yaml", None).map_err(|e| e.to_string());
+        prop_assert_eq!(checked, slow.as_ref().map(config::Summary::of).map_err(Clone::clone), "{}", text);
         if config::fast_reader_takes(&text) {
             TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let fast = config::parse(&text, "lvsd.yaml").map_err(|e| e.to_string());
@@ -319,6 +322,12 @@ fn every_character_class_gets_one_verdict() {
                 let slow = config::parse_with_yaml_library(t, "t.yaml").map_err(|e| e.to_string());
                 let fast = config::parse(t, "t.yaml").map_err(|e| e.to_string());
                 assert_eq!(fast, slow, "{t:?}");
+                let checked = config::check_text(t, "t.yaml", None).map_err(|e| e.to_string());
+                assert_eq!(
+                    checked,
+                    slow.as_ref().map(config::Summary::of).map_err(Clone::clone),
+                    "{t:?}"
+                );
             }
             let a = config::parse(&plain, "t.yaml").map_err(|e| e.to_string());
             let b = config::parse(&quoted, "t.yaml").map_err(|e| e.to_string());

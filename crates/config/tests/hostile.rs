@@ -5,9 +5,19 @@
 
 use std::time::Duration;
 
-/// The problems `yaml` gets, one per line; empty when it is valid.
+/// The problems `yaml` gets, one per line; empty when it is valid. `lvsd check`, which keeps
+/// no table, must say exactly the same.
 fn problems(yaml: &str) -> Vec<String> {
-    match config::parse(yaml, "t.yaml") {
+    let full = config::parse(yaml, "t.yaml");
+    let checked = config::check_text(yaml, "t.yaml", None);
+    assert_eq!(
+        checked.map_err(|e| e.to_string()),
+        full.as_ref()
+            .map(config::Summary::of)
+            .map_err(ToString::to_string),
+        "check and the full reading differ on {yaml:?}"
+    );
+    match full {
         Ok(_) => vec![],
         Err(e) => e.to_string().lines().map(str::to_owned).collect(),
     }
