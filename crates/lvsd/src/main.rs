@@ -269,9 +269,9 @@ fn print_plan(plan: &Plan, now: u64) {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check(arg) => match load(&arg) {
+        // The same verdict as every other command's reading, keeping no table.
+        Command::Check(arg) => match config::check_as(&arg.config, arg.role.map(Role::from)) {
             Ok(c) => {
-                let reals: usize = c.desired.services.values().map(|s| s.reals.len()).sum();
                 let role = match (c.host.role, &c.host.interface) {
                     (Role::None, _) => String::new(),
                     (r, Some(i)) => format!("; role {} on {i}", r.name()),
@@ -280,10 +280,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let shown = config::printable(&arg.config.display().to_string()).into_owned();
                 println!(
                     "{shown}: valid ({} services, {} real servers{role})",
-                    c.desired.services.len(),
-                    reals
+                    c.services, c.reals
                 );
-                if c.desired.services.is_empty() {
+                if c.services == 0 {
                     eprintln!(
                         "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
                     );
