@@ -85,11 +85,10 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
         for (dk, d) in dests {
             if Some(dk.port) == svc_port || (svc_port.is_none() && dk.port == 0) {
                 // An IPv6 address in brackets: `2001:db8::1:80` alone would be ambiguous.
-                match dk.addr {
+                let _ = match dk.addr {
                     IpAddr::V4(a) => writeln!(out, "      - address: \"{a}\""),
                     IpAddr::V6(a) => writeln!(out, "      - address: \"[{a}]\""),
-                }
-                .unwrap_or_default();
+                };
             } else {
                 let _ = writeln!(out, "      - address: \"{dk}\"");
             }

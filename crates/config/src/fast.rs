@@ -6,10 +6,12 @@
 //! It is deliberately strict and partial: it returns `None` at the first thing it does not
 //! handle — quotes, flow collections, anchors, aliases, tags, block scalars, multi-line
 //! scalars, nulls, floats, booleans, numbers where text is expected, health checks, long-form
-//! persistence, unknown or repeated keys, any indentation it does not expect — and the caller
-//! then reads the file with serde-saphyr, which also reports every error. What it does accept,
-//! it reads exactly as serde-saphyr does (a property test holds the two to the same result on
-//! random and mutated files).
+//! persistence, unknown or repeated keys, any indentation it does not expect, any character
+//! YAML forbids or reads specially — and the caller then reads the file with serde-saphyr,
+//! which reports every YAML error. What it does accept, it reads exactly as serde-saphyr does,
+//! so the validator's problems with a file it read are the same too, and are reported from
+//! here (a property test holds the two to the same result, word for word, on random and
+//! damaged files and on every class of character).
 
 use crate::raw::{Loc, Persistence, RawFile, RawHost, RawReal, RawService, Services, Spanned};
 use crate::validate::{Checker, Collected};
@@ -357,19 +359,16 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "scheduler" => s.scheduler = Some(text(v)?),
             "forward" => s.forward = Some(text(v)?),
             "persistence" => {
-                // The text itself, as the file holds it: a plain decimal needs no second look
-                // at the bytes (which serde-saphyr's typed number does).
-                let typed = false;
+                // The text as the file holds it: not `typed`, a plain decimal needs no second
+                // look at the bytes (which serde-saphyr's typed number does).
                 let p = scalar(v)?;
+                let short = Persistence::Short {
+                    text: p.value,
+                    typed: false,
+                };
                 s.persistence = Some(Spanned {
                     len: p.len,
-                    ..Spanned::new(
-                        Persistence::Short {
-                            text: p.value,
-                            typed,
-                        },
-                        p.referenced,
-                    )
+                    ..Spanned::new(short, p.referenced)
                 });
             }
             "flags" => s.flags = Some(texts(v)?),

@@ -93,7 +93,13 @@ fn render(services: &[Svc], indent: usize, host: Option<bool>) -> String {
             let v = v.replace("\n      ", &format!("\n{pad}    "));
             t.push_str(&format!("{pad}  {k}: {v}\n"));
         }
-        t.push_str(&format!("{pad}  reals:\n"));
+        // No reals: the key left out, or an empty list (`reals:` alone is null, an error);
+        // now and then the null itself.
+        match (s.reals.is_empty(), s.vip % 3) {
+            (true, 0) => {}
+            (true, 1) => t.push_str(&format!("{pad}  reals: []\n")),
+            _ => t.push_str(&format!("{pad}  reals:\n")),
+        }
         for (r, o) in &s.reals {
             t.push_str(&format!("{pad}    - address: 10.1.0.{r}\n"));
             if let Some(o) = o {
