@@ -35,7 +35,7 @@ pub enum DurationError {
     #[error("a duration has no sign")]
     Sign,
     /// A space or other character inside (`1m 30s`).
-    #[error("{0} is not part of a duration, which is written like 1m30s (no spaces)")]
+    #[error("{0} is not part of a duration")]
     Stray(String),
     /// Beyond what can be counted.
     #[error("it is longer than lvsd can count")]

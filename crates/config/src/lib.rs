@@ -558,6 +558,33 @@ fn scan_words(
             "this alias (`*name`) refers to no anchor (`&name`) before it".into()
         }
         K::InvalidDocumentEnd => "text follows a `...` document end: remove one".into(),
+        K::ExpectedDocumentStart | K::MissingDocumentEndBeforeDirective => {
+            "text after a `...` document end, or a `%` directive, starts another document: lvsd reads one, so remove it".into()
+        }
+        K::MissingDirectiveName
+        | K::InvalidDirectiveName
+        | K::InvalidDirectiveTerminator
+        | K::DirectiveDisallowed
+        | K::MissingYamlVersionSeparator
+        | K::MissingYamlVersion
+        | K::YamlVersionTooLong
+        | K::UnsupportedYamlMajorVersion
+        | K::DuplicateVersionDirective
+        | K::DuplicateTagDirective
+        | K::InvalidTagDirectiveTerminator => {
+            "a line starting with `%` is a YAML directive, which lvsd's config does not use: remove it, or quote a value that starts with `%`".into()
+        }
+        K::FlowMappingValueAdjacentCollection => {
+            "put a space after `:` inside `{...}`".into()
+        }
+        K::PlainScalarStartsWithDashFlowIndicator => {
+            "a value cannot start with `-` followed by one of `,[]{}`: put it in quotes".into()
+        }
+        K::ZeroBlockScalarIndent
+        | K::InvalidBlockScalarHeader
+        | K::InvalidBlockScalarIndent => {
+            "a `|` or `>` block of text is written wrong here: put the text on the lines below, indented, or quote it on one line".into()
+        }
         K::RecursionLimitExceeded => {
             format!("nested deeper than lvsd reads ({MAX_DEPTH} levels)")
         }
@@ -625,8 +652,14 @@ fn yaml_problem(e: &serde_saphyr::Error, text: &str) -> Problem {
             Some(k) => format!("`{}` is given twice here; keep one", printable(k)),
             None => "a key is given twice here; keep one".into(),
         },
-        E::TaggedScalarCannotDeserializeIntoString { .. } => {
+        E::TaggedScalarCannotDeserializeIntoString { .. } | E::UnsupportedTag { .. } => {
             "tags (`!!int`, `!name`) mean nothing in lvsd's config: remove the tag".into()
+        }
+        E::FoldedBlockScalarMustIndentContent { .. } => {
+            "a `>` block of text must be indented below its key".into()
+        }
+        E::MergeValueNotMapOrSeqOfMaps { .. } => {
+            "`<<:` merges a mapping (or a list of mappings) into this one: give it `*name` of a mapping".into()
         }
         E::MultipleDocuments { .. } => DOCUMENTS.into(),
         E::Unexpected { expected, .. } => plain_words(expected),

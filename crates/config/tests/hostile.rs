@@ -878,6 +878,35 @@ fn yaml_errors_are_said_in_lvsds_words() {
 }
 
 #[test]
+fn damaged_files_get_lvsds_words_never_the_librarys() {
+    let seed = "services:\n  - name: web\n    address: 172.16.1.50:80\n    scheduler: wlc\n    persistence: {timeout: 5m, netmask: 255.255.255.0}\n    check: {type: http, path: /h, expect_status: [200], interval: 500ms, rise: 2}\n    flags: [sh-port]\n    reals:\n      - address: 172.16.1.101\n        weight: 2\nhost:\n  role: real-server\n  interface: eth0\n  vips: [172.16.1.50, 2001:db8::50]\n";
+    let damage = [
+        "~", "null", "[", "]", "{", "}", ":", ": ", "- ", "&a ", "*a", "!!int ", "!x ", "\"", "'",
+        "\n", "\n  ", "\t", "#", ",", "?", "|", ">", "%", "@", "`", "---\n", "...\n", "<<: ", "\\",
+        "0x", "-", "1e5", ".inf", "\u{a0}", "\u{feff}", "\u{85}", "\u{c}",
+    ];
+    let mut refused = 0;
+    for pos in (0..seed.len()).step_by(2) {
+        for d in damage {
+            let text = format!("{}{d}{}", &seed[..pos], &seed[pos..]);
+            let Err(e) = config::parse(&text, "t.yaml") else {
+                continue;
+            };
+            refused += 1;
+            let lines: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+            plain_words(&lines);
+            for l in &lines {
+                assert!(
+                    !l.contains("the parser says") && l.starts_with("t.yaml:"),
+                    "untranslated: {l}\nfor {text:?}"
+                );
+            }
+        }
+    }
+    assert!(refused > 5_000, "{refused}");
+}
+
+#[test]
 fn a_key_with_an_invisible_character_is_shown_escaped() {
     refused(
         &format!("{ONE}    \u{a0}scheduler: wlc\n"),
