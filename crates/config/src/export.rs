@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use ipvs::save::Rule;
 use ipvs::{Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey};
@@ -63,7 +64,8 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
             } else {
                 let _ = write!(out, "    persistence: {{timeout: {}s", spec.timeout);
                 if spec.netmask != Netmask::host(key.family()) {
-                    let _ = write!(out, ", netmask: \"{}\"", spec.netmask);
+                    // Plain: an IPv6 prefix length is a number, and a quoted one is text.
+                    let _ = write!(out, ", netmask: {}", spec.netmask);
                 }
                 if let Some(pe) = &spec.pe_name {
                     let _ = write!(out, ", engine: {pe}");
@@ -82,7 +84,11 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
         out.push_str("    reals:\n");
         for (dk, d) in dests {
             if Some(dk.port) == svc_port || (svc_port.is_none() && dk.port == 0) {
-                let _ = writeln!(out, "      - address: \"{}\"", dk.addr);
+                // An IPv6 address in brackets: `2001:db8::1:80` alone would be ambiguous.
+                let _ = match dk.addr {
+                    IpAddr::V4(a) => writeln!(out, "      - address: \"{a}\""),
+                    IpAddr::V6(a) => writeln!(out, "      - address: \"[{a}]\""),
+                };
             } else {
                 let _ = writeln!(out, "      - address: \"{dk}\"");
             }

@@ -6,14 +6,14 @@
 //! It is deliberately strict and partial: it returns `None` at the first thing it does not
 //! handle — quotes, flow collections, anchors, aliases, tags, block scalars, multi-line
 //! scalars, nulls, floats, booleans, numbers where text is expected, health checks, long-form
-//! persistence, unknown or repeated keys, any indentation it does not expect — and the caller
-//! then reads the file with serde-saphyr, which also reports every error. What it does accept,
-//! it reads exactly as serde-saphyr does (a property test holds the two to the same result on
-//! random and mutated files).
+//! persistence, unknown or repeated keys, any indentation it does not expect, any character
+//! YAML forbids or reads specially — and the caller then reads the file with serde-saphyr,
+//! which reports every YAML error. What it does accept, it reads exactly as serde-saphyr does,
+//! so the validator's problems with a file it read are the same too, and are reported from
+//! here (a property test holds the two to the same result, word for word, on random and
+//! damaged files and on every class of character).
 
-use crate::raw::{
-    Loc, Persistence, RawFile, RawHost, RawReal, RawService, Scalar, Services, Spanned,
-};
+use crate::raw::{Loc, Persistence, RawFile, RawHost, RawReal, RawService, Services, Spanned};
 use crate::validate::{Checker, Collected};
 
 /// One meaningful line: its number, indentation and content without comment or trailing
@@ -29,7 +29,29 @@ struct Line<'a> {
 enum Node<'a> {
     Scalar(&'a str, Loc),
     Map(Vec<(&'a str, Node<'a>)>, Loc),
-    Seq(Vec<Node<'a>>),
+    Seq(Vec<Node<'a>>, Loc),
+}
+
+/// True when `line` holds a character the subset leaves to serde-saphyr: one YAML forbids
+/// (C0 and C1 controls, DEL, U+FFFE, U+FFFF), a byte-order mark (an error at the start of a
+/// token, text elsewhere), or one some YAML readers take as a line break (NEL, U+2028,
+/// U+2029). What is left (printable ASCII and the other printable characters) YAML reads as
+/// text wherever the subset lets it stand, as this reader does.
+fn outside_subset(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        0x00..=0x1f | 0x7f => true,
+        // C1 controls (NEL among them) are U+0080..U+009F: C2 80..C2 9F.
+        0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        // U+2028, U+2029: E2 80 A8, E2 80 A9.
+        0xe2 => b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)),
+        // U+FEFF: EF BB BF; U+FFFE, U+FFFF: EF BF BE, EF BF BF.
+        0xef => matches!(
+            (b.get(i + 1), b.get(i + 2)),
+            (Some(0xbb), Some(0xbf)) | (Some(0xbf), Some(0xbe | 0xbf))
+        ),
+        _ => false,
+    })
 }
 
 /// Splits the text into meaningful lines; `None` when a byte outside the subset appears.
@@ -37,6 +59,9 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
     let mut out = Vec::with_capacity(text.len() / 24);
     for (i, raw) in text.split('\n').enumerate() {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if outside_subset(raw) {
+            return None;
+        }
         if raw.bytes().any(|b| {
             matches!(
                 b,
@@ -57,7 +82,7 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
                     | b'`'
                     | b'?'
                     | b','
-            ) || b < b' '
+            )
         }) {
             return None;
         }
@@ -194,12 +219,16 @@ impl<'a> Reader<'a, '_> {
 
     /// A list whose `- ` marks stand at `indent`.
     fn seq(&mut self, indent: usize) -> Option<Node<'a>> {
+        let loc = self.peek().map_or(Loc { line: 0, column: 0 }, |l| Loc {
+            line: l.no,
+            column: indent as u64 + 1,
+        });
         let mut items = vec![];
         self.items(indent, |n| {
             items.push(n);
             Some(())
         })?;
-        Some(Node::Seq(items))
+        Some(Node::Seq(items, loc))
     }
 
     /// Hands each item of the list whose `- ` marks stand at `indent` to `each` as it is read
@@ -269,34 +298,32 @@ fn text(node: &Node<'_>) -> Option<Spanned<String>> {
     if special || matches!(first, b'-' | b'+' | b':') || s.ends_with(':') || s.contains(": ") {
         return None;
     }
-    Some(Spanned::new((*s).to_owned(), *loc))
+    Some(Spanned::plain(s, *loc))
 }
 
-/// A decimal integer as serde-saphyr reads it; anything fancier is left to it.
-fn int(node: &Node<'_>) -> Option<Spanned<i64>> {
+/// A plain decimal integer, kept as its text (validation reads it, as it reads what
+/// serde-saphyr hands over); anything fancier is left to serde-saphyr.
+fn int(node: &Node<'_>) -> Option<Spanned<String>> {
     let Node::Scalar(s, loc) = node else {
         return None;
     };
     let plain = s.len() <= 18
         && s.bytes().all(|b| b.is_ascii_digit())
         && !(s.len() > 1 && s.starts_with('0'));
-    plain.then(|| s.parse().ok().map(|v| Spanned::new(v, *loc)))?
+    plain.then(|| Spanned::plain(s, *loc))
 }
 
 /// A number or a string (durations).
-fn scalar(node: &Node<'_>) -> Option<Spanned<Scalar>> {
-    if let Some(i) = int(node) {
-        return Some(Spanned::new(Scalar::Int(i.value.into()), i.referenced));
-    }
-    let t = text(node)?;
-    Some(Spanned::new(Scalar::Str(t.value), t.referenced))
+fn scalar(node: &Node<'_>) -> Option<Spanned<String>> {
+    int(node).or_else(|| text(node))
 }
 
-fn texts(node: &Node<'_>) -> Option<Vec<Spanned<String>>> {
-    let Node::Seq(items) = node else {
+fn texts(node: &Node<'_>) -> Option<Spanned<Vec<Spanned<String>>>> {
+    let Node::Seq(items, loc) = node else {
         return None;
     };
-    items.iter().map(text).collect()
+    let items = items.iter().map(text).collect::<Option<_>>()?;
+    Some(Spanned::new(items, *loc))
 }
 
 fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
@@ -332,8 +359,17 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "scheduler" => s.scheduler = Some(text(v)?),
             "forward" => s.forward = Some(text(v)?),
             "persistence" => {
+                // The text as the file holds it: not `typed`, a plain decimal needs no second
+                // look at the bytes (which serde-saphyr's typed number does).
                 let p = scalar(v)?;
-                s.persistence = Some(Spanned::new(Persistence::Short(p.value), p.referenced));
+                let short = Persistence::Short {
+                    text: p.value,
+                    typed: false,
+                };
+                s.persistence = Some(Spanned {
+                    len: p.len,
+                    ..Spanned::new(short, p.referenced)
+                });
             }
             "flags" => s.flags = Some(texts(v)?),
             "drain_timeout" => s.drain_timeout = Some(scalar(v)?),
@@ -341,10 +377,11 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "fallback" => s.fallback = Some(text(v)?),
             "quorum" => s.quorum = Some(int(v)?),
             "reals" => {
-                let Node::Seq(items) = v else {
+                let Node::Seq(items, loc) = v else {
                     return None;
                 };
-                s.reals = items.iter().map(real).collect::<Option<_>>()?;
+                let reals = items.iter().map(real).collect::<Option<_>>()?;
+                s.reals = Some(Spanned::new(reals, *loc));
             }
             _ => return None,
         }
@@ -370,7 +407,7 @@ fn host(node: &Node<'_>) -> Option<Spanned<RawHost>> {
 
 /// Reads `text` if it keeps to the subset, validating each service as it goes (as the YAML
 /// path does); `None` sends the caller to serde-saphyr.
-pub(crate) fn read(text: &str) -> Option<RawFile> {
+pub(crate) fn read<const COUNT: bool>(text: &str) -> Option<RawFile<COUNT>> {
     let lines = lines(text)?;
     let mut r = Reader {
         lines: &lines,
@@ -396,7 +433,14 @@ pub(crate) fn read(text: &str) -> Option<RawFile> {
         match key {
             "services" if next.indent > 0 || list => {
                 let end = block_end(&lines, r.at, next.indent);
-                file.services = Some(Services(services(&lines[r.at..end], next.indent)?));
+                let loc = Loc {
+                    line: next.no,
+                    column: next.indent as u64 + 1,
+                };
+                file.services = Some(Spanned::new(
+                    Services(services(&lines[r.at..end], next.indent, COUNT)?),
+                    loc,
+                ));
                 r.at = end;
             }
             "host" if next.indent > 0 => file.host = Some(host(&r.block(next.indent)?)?),
@@ -414,7 +458,7 @@ pub(crate) fn read_services(text: &str) -> Option<Collected> {
     if !is_item(first.text) || block_end(&lines, 0, first.indent) != lines.len() {
         return None;
     }
-    services(&lines, first.indent)
+    services(&lines, first.indent, false)
 }
 
 /// Where the list whose `- ` marks stand at `indent`, starting at line `from`, ends.
@@ -432,8 +476,9 @@ fn is_item(text: &str) -> bool {
 /// Services from this many on are read by several threads, each a run of whole entries.
 const PARALLEL_FROM: usize = 2048;
 
-/// Reads and validates the entries of `services` (exactly `lines`, entries at `indent`).
-fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
+/// Reads and validates the entries of `services` (exactly `lines`, entries at `indent`);
+/// `count` to count the valid ones instead of keeping them.
+fn services(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collected> {
     let starts: Vec<usize> = lines
         .iter()
         .enumerate()
@@ -444,7 +489,7 @@ fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
         .map_or(1, usize::from)
         .min(4);
     if starts.len() < PARALLEL_FROM || workers < 2 {
-        return services_in(lines, indent);
+        return services_in(lines, indent, count);
     }
     let per = starts.len().div_ceil(workers);
     let bounds: Vec<usize> = starts
@@ -458,12 +503,12 @@ fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
             .windows(2)
             .map(|w| {
                 let part = &lines[w[0]..w[1]];
-                scope.spawn(move || services_in(part, indent))
+                scope.spawn(move || services_in(part, indent, count))
             })
             .collect();
         jobs.into_iter().map(|j| j.join().ok().flatten()).collect()
     });
-    let mut out = Collected::default();
+    let mut out = Collected::counting(count);
     for part in parts {
         // A service defined in two parts is a duplicate: serde-saphyr's path reports it.
         if !out.append(part?) {
@@ -474,14 +519,21 @@ fn services(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
 }
 
 /// [`services`] on one thread.
-fn services_in(lines: &[Line<'_>], indent: usize) -> Option<Collected> {
+fn services_in(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collected> {
     let mut r = Reader {
         lines,
         at: 0,
         depth: 0,
     };
-    let mut checker = Checker { problems: vec![] };
-    let mut out = Collected::default();
+    let mut checker = Checker::default();
+    let mut out = Collected::counting(count);
+    // Sized once: grown by doubling, a large part's list would reserve up to twice its size.
+    let entries = lines.iter().filter(|l| l.indent == indent).count();
+    out.keys.reserve_exact(entries);
+    out.lines.reserve_exact(entries);
+    if !count {
+        out.services.reserve_exact(entries);
+    }
     r.items(indent, |item| {
         checker.collect(service(&item)?, &mut out);
         Some(())

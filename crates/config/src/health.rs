@@ -6,33 +6,21 @@ use std::time::Duration;
 use ipvs::{DestKey, DestSpec, ServiceKey};
 use plan::health::{CheckKind, CheckSpec, OnFailure};
 
-use crate::raw::{RawCheck, Scalar, Spanned};
+use crate::error::{describe, odd_char, printable};
+use crate::raw::{RawCheck, Spanned};
 use crate::validate::{Checker, at, suggest};
 
 const KINDS: &[&str] = &["tcp", "http", "https", "exec", "none"];
 /// Longest interval or timeout accepted: a check that rare is not a health check.
 const MAX_CHECK_TIME: Duration = Duration::from_secs(3600);
 
-/// Parses `500ms`, `2s`, `1m`, `1m30s` or plain seconds.
-pub fn parse_check_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse::<u64>().ok().map(Duration::from_millis);
-    }
-    crate::validate::parse_duration(s).map(Duration::from_secs)
-}
-
 /// A field, whether it fits this check's type, where it stands, and the types it is for.
 type Misplaced<'a> = (bool, Option<(u64, u64)>, &'a str, &'a str);
 
 impl Checker {
-    fn check_duration(&mut self, v: &Spanned<Scalar>, what: &str) -> Option<Duration> {
-        let d = match &v.value {
-            Scalar::Int(n) => u64::try_from(*n).ok().map(Duration::from_secs),
-            Scalar::Str(s) => parse_check_duration(s),
-        };
-        match d {
-            Some(d) if !d.is_zero() && d <= MAX_CHECK_TIME => Some(d),
+    fn check_duration(&mut self, v: &Spanned<String>, what: &str) -> Option<Duration> {
+        match self.duration(v, what, false)? {
+            d if !d.is_zero() && d <= MAX_CHECK_TIME => Some(d),
             _ => {
                 self.err(
                     at(&v.referenced),
@@ -43,8 +31,9 @@ impl Checker {
         }
     }
 
-    fn count(&mut self, v: &Spanned<i64>, what: &str) -> Option<u32> {
-        match u32::try_from(v.value) {
+    fn count(&mut self, v: &Spanned<String>, what: &str) -> Option<u32> {
+        let n = self.number(v, what, "a whole number from 1 to 100")?;
+        match u32::try_from(n) {
             Ok(n) if (1..=100).contains(&n) => Some(n),
             _ => {
                 self.err(
@@ -62,12 +51,14 @@ impl Checker {
     /// A check's settings; `Ok(None)` for `type: none`, `Err` when something is wrong (already
     /// reported).
     pub(crate) fn check(&mut self, c: &RawCheck, loc: (u64, u64)) -> Result<Option<CheckSpec>, ()> {
-        let before = self.problems.len();
-        let Some(kind) = &c.kind else {
-            self.err(
-                loc,
-                format!("a check needs `type`: one of {}", KINDS.join(", ")),
-            );
+        let before = self.problems.total();
+        let Some(kind) = self.given(&c.kind, "type") else {
+            if c.kind.is_none() {
+                self.err(
+                    loc,
+                    format!("a check needs `type`: one of {}", KINDS.join(", ")),
+                );
+            }
             return Err(());
         };
         let k = kind.value.as_str();
@@ -78,7 +69,8 @@ impl Checker {
             self.err(
                 at(&kind.referenced),
                 format!(
-                    "unknown check type `{k}`; {hint}valid types: {}",
+                    "unknown check type `{}`; {hint}valid types: {}",
+                    printable(k),
                     KINDS.join(", ")
                 ),
             );
@@ -88,6 +80,13 @@ impl Checker {
             return Ok(None);
         }
         let http = k == "http" || k == "https";
+        let first = |l: &Option<Spanned<Vec<Spanned<String>>>>| {
+            l.as_ref().map(|v| {
+                v.value
+                    .first()
+                    .map_or(at(&v.referenced), |i| at(&i.referenced))
+            })
+        };
         // Fields that belong to other types.
         let misplaced: [Misplaced; 5] = [
             (
@@ -98,10 +97,7 @@ impl Checker {
             ),
             (
                 http,
-                c.expect_status
-                    .as_ref()
-                    .and_then(|v| v.first())
-                    .map(|v| at(&v.referenced)),
+                first(&c.expect_status),
                 "expect_status",
                 "http and https",
             ),
@@ -117,15 +113,7 @@ impl Checker {
                 "host",
                 "http and https",
             ),
-            (
-                k == "exec",
-                c.command
-                    .as_ref()
-                    .and_then(|v| v.first())
-                    .map(|v| at(&v.referenced)),
-                "command",
-                "exec",
-            ),
+            (k == "exec", first(&c.command), "command", "exec"),
         ];
         for (fits, where_, field, types) in misplaced {
             if let (false, Some(l)) = (fits, where_) {
@@ -138,41 +126,60 @@ impl Checker {
         let kind = match k {
             "tcp" => CheckKind::Tcp,
             "exec" => {
-                let command: Vec<String> = c
-                    .command
-                    .iter()
-                    .flatten()
-                    .map(|s| s.value.clone())
-                    .collect();
-                match command.first() {
+                let items = self.items(&c.command, "command").unwrap_or_default();
+                for a in &items {
+                    if a.value.contains('\0') {
+                        self.err(
+                            at(&a.referenced),
+                            format!("`{}` contains a NUL character, which cannot be passed to a program; remove it", printable(&a.value)),
+                        );
+                    }
+                }
+                let command: Vec<String> = items.iter().map(|s| s.value.clone()).collect();
+                match items.first() {
+                    None if c.command.as_ref().is_some_and(|l| l.null) => {}
                     None => self.err(
                         at(&kind.referenced),
                         "an exec check needs `command`: [/absolute/program, \"{address}\", \"{port}\"] (run without a shell)",
                     ),
-                    Some(p) if !p.starts_with('/') => self.err(
-                        c.command.as_ref().and_then(|v| v.first()).map_or(loc, |v| at(&v.referenced)),
-                        format!("`{p}`: give the program's absolute path (exec checks run without a shell or PATH lookup)"),
+                    Some(p) if !p.value.starts_with('/') => self.err(
+                        at(&p.referenced),
+                        format!("`{}`: give the program's absolute path (exec checks run without a shell or PATH lookup)", printable(&p.value)),
                     ),
                     Some(_) => {}
                 }
                 CheckKind::Exec { command }
             }
             _ => {
-                let path = c
-                    .path
-                    .as_ref()
-                    .map_or_else(|| "/".to_owned(), |p| p.value.clone());
-                if !path.starts_with('/') || path.contains(char::is_whitespace) {
-                    if let Some(p) = &c.path {
-                        self.err(
-                            at(&p.referenced),
-                            format!("`{path}`: the path must start with `/` and have no spaces"),
-                        );
+                let path = match self.given(&c.path, "path") {
+                    Some(p) => {
+                        let bad = p
+                            .value
+                            .chars()
+                            .find(|ch| ch.is_whitespace() || odd_char(*ch).is_some());
+                        if !p.value.starts_with('/') || bad.is_some() {
+                            let what = bad
+                                .map(|ch| format!(" ({} found)", describe(ch)))
+                                .unwrap_or_default();
+                            self.err(
+                                at(&p.referenced),
+                                format!("`{}`: the path must start with `/` and have no spaces or control characters{what}", printable(&p.value)),
+                            );
+                        }
+                        p.value.clone()
                     }
-                }
+                    None => "/".to_owned(),
+                };
                 let mut expect_status = vec![];
-                for s in c.expect_status.iter().flatten() {
-                    match u16::try_from(s.value) {
+                for s in self
+                    .items(&c.expect_status, "expect_status")
+                    .unwrap_or_default()
+                {
+                    let Some(n) = self.number(s, "expect_status", "an HTTP status from 100 to 599")
+                    else {
+                        continue;
+                    };
+                    match u16::try_from(n) {
                         Ok(n) if (100..=599).contains(&n) => expect_status.push(n),
                         _ => self.err(
                             at(&s.referenced),
@@ -180,55 +187,78 @@ impl Checker {
                         ),
                     }
                 }
-                let host = c.host.as_ref().map(|h| h.value.clone());
-                if let (Some(h), Some(v)) = (&host, &c.host) {
-                    if h.is_empty() || h.contains(|ch: char| ch.is_whitespace() || ch.is_control())
+                let host = self.given(&c.host, "host").map(|h| {
+                    let v = &h.value;
+                    if v.is_empty()
+                        || v.chars()
+                            .any(|ch| ch.is_whitespace() || odd_char(ch).is_some())
                     {
-                        self.err(at(&v.referenced), format!("`{h}` is not a host name"));
+                        self.err(
+                            at(&h.referenced),
+                            format!("`{}` is not a host name", printable(v)),
+                        );
                     }
-                }
+                    v.clone()
+                });
+                let expect_body = self.given(&c.expect_body, "expect_body").map(|b| {
+                    // Text to find in the body: tabs and line ends are text too, other
+                    // control characters are a mistake (and would be printed raw).
+                    if let Some(ch) = b
+                        .value
+                        .chars()
+                        .find(|ch| ch.is_control() && !matches!(ch, '\t' | '\n' | '\r'))
+                    {
+                        self.err(
+                            at(&b.referenced),
+                            format!("expect_body contains {}; remove it", describe(ch)),
+                        );
+                    }
+                    b.value.clone()
+                });
                 CheckKind::Http {
                     tls: k == "https",
                     path,
                     expect_status,
-                    expect_body: c.expect_body.as_ref().map(|b| b.value.clone()),
+                    expect_body,
                     host,
                 }
             }
         };
         let mut spec = CheckSpec::new(kind);
-        if let Some(p) = &c.port {
-            match u16::try_from(p.value) {
-                Ok(n) if n > 0 => spec.port = Some(n),
-                _ => self.err(
-                    at(&p.referenced),
-                    format!("port {} is out of range (1-65535)", p.value),
-                ),
+        if let Some(p) = self.given(&c.port, "port") {
+            if let Some(n) = self.number(p, "port", "a port number from 1 to 65535") {
+                match u16::try_from(n) {
+                    Ok(n) if n > 0 => spec.port = Some(n),
+                    _ => self.err(
+                        at(&p.referenced),
+                        format!("port {} is out of range (1-65535)", p.value),
+                    ),
+                }
             }
         }
-        if let Some(v) = &c.interval {
+        if let Some(v) = self.given(&c.interval, "interval") {
             spec.interval = self.check_duration(v, "interval").unwrap_or(spec.interval);
         }
-        if let Some(v) = &c.timeout {
+        if let Some(v) = self.given(&c.timeout, "timeout") {
             spec.timeout = self.check_duration(v, "timeout").unwrap_or(spec.timeout);
         }
-        if let Some(v) = &c.rise {
+        if let Some(v) = self.given(&c.rise, "rise") {
             spec.rise = self.count(v, "rise").unwrap_or(spec.rise);
         }
-        if let Some(v) = &c.fall {
+        if let Some(v) = self.given(&c.fall, "fall") {
             spec.fall = self.count(v, "fall").unwrap_or(spec.fall);
         }
-        if let Some(i) = &c.initial {
+        if let Some(i) = self.given(&c.initial, "initial") {
             match i.value.as_str() {
                 "up" => spec.initial_up = true,
                 "down" => spec.initial_up = false,
                 other => self.err(
                     at(&i.referenced),
-                    format!("initial: `{other}` is neither `up` nor `down`"),
+                    format!("initial: `{}` is neither `up` nor `down`", printable(other)),
                 ),
             }
         }
-        if self.problems.len() > before {
+        if self.problems.total() > before {
             Err(())
         } else {
             Ok(Some(spec))
@@ -242,7 +272,10 @@ impl Checker {
             other => {
                 self.err(
                     at(&v.referenced),
-                    format!("on_failure: `{other}`; use `drain` (weight 0, connections finish) or `remove`"),
+                    format!(
+                        "on_failure: `{}`; use `drain` (weight 0, connections finish) or `remove`",
+                        printable(other)
+                    ),
                 );
                 OnFailure::Drain
             }
@@ -250,8 +283,9 @@ impl Checker {
     }
 
     /// The quorum, which the service's reals must be able to meet.
-    pub(crate) fn quorum(&mut self, v: &Spanned<i64>, reals: usize) -> Option<u32> {
-        match u32::try_from(v.value) {
+    pub(crate) fn quorum(&mut self, v: &Spanned<String>, reals: usize) -> Option<u32> {
+        let n = self.number(v, "quorum", "the minimum number of healthy reals")?;
+        match u32::try_from(n) {
             Ok(n) if n >= 1 && n as usize <= reals => Some(n),
             _ => {
                 self.err(

@@ -358,12 +358,14 @@ impl Loaded {
             return None;
         }
         let (starts, line_nos) = scan_region(region, layout.indent, start)?;
-        let entries = if starts.is_empty() {
+        let mut entries = if starts.is_empty() {
             crate::Entries::default()
         } else {
             crate::parse_services(region)?
         };
-        if !entries.problems.is_empty() || entries.lines != line_nos {
+        // A loopback or link-local address may be refused by the host section, and a number
+        // YAML typed is checked against the whole text: the full parse decides both.
+        if !entries.problems.is_empty() || entries.lines != line_nos || !entries.later.is_empty() {
             return None;
         }
         let keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;
@@ -376,12 +378,7 @@ impl Loaded {
         {
             return None;
         }
-        let names: BTreeSet<&str> = entries
-            .desired
-            .services
-            .values()
-            .filter_map(|s| s.name.as_deref())
-            .collect();
+        let names: BTreeSet<&str> = entries.names().collect();
         if !names.is_empty()
             && services.iter().any(|(k, s)| {
                 !old_keys.contains(k) && s.name.as_deref().is_some_and(|n| names.contains(n))
@@ -389,12 +386,18 @@ impl Loaded {
         {
             return None;
         }
+        let desired = entries.take_desired()?;
         let touched: BTreeSet<ServiceKey> = old_keys
             .iter()
             .chain(&keys)
-            .filter(|k| services.get(k) != entries.desired.services.get(k))
+            .filter(|k| services.get(k) != desired.services.get(k))
             .copied()
             .collect();
+        // No entries left: `services:` with nothing after it is null, which the full parse
+        // refuses.
+        if layout.starts.len() - (b - a) + starts.len() == 0 {
+            return None;
+        }
         // Take it.
         let delta = new_b.len() as isize - old_b.len() as isize;
         let shift = |s: &usize| s.checked_add_signed(delta);
@@ -415,7 +418,7 @@ impl Loaded {
             .iter()
             .filter_map(|k| services.remove(k).map(|s| (*k, s)))
             .collect();
-        services.extend(entries.desired.services);
+        services.extend(desired.services);
         let undo = Undo {
             layout: self.layout.replace(next),
             removed,

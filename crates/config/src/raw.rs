@@ -1,5 +1,9 @@
 //! The file as written: every value keeps where it stood (`Spanned`), so validation can point at
-//! `file:line:col`. Nothing here is checked beyond YAML types; `validate` turns it into `Desired`.
+//! `file:line:col`. Nothing here is interpreted: every scalar is kept as the text YAML read
+//! (numbers and durations included), whether it was quoted, and whether it was null, so that
+//! `validate` applies one rule to each value instead of the YAML library's type guesses (a
+//! quoted `"5"` taken as a number, `1_000`, `+5` or `0x1f` as integers, an empty value as "use
+//! the default").
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -19,55 +23,114 @@ pub(crate) struct Loc {
 /// serde-saphyr's `Spanned`, or built by the fast reader (`fast`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Spanned<T> {
+    /// The value; its default when it was written as null.
     pub value: T,
+    /// Where it is used (for an alias, the alias).
     pub referenced: Loc,
+    /// The bytes the value takes where it is defined, quotes included: a scalar whose text is
+    /// shorter than this was quoted (or escaped, or folded over lines).
+    pub len: u32,
+    /// Where the value is defined, in bytes from the start of the text (0 from the fast
+    /// reader, whose text is the file's).
+    pub start: u32,
+    /// Written as null: `~`, `null` or nothing at all after the key. YAML reads an empty
+    /// template value this way, and it must not mean "the default".
+    pub null: bool,
 }
 
 impl<T> Spanned<T> {
+    /// A value the fast reader built (never null).
     pub fn new(value: T, referenced: Loc) -> Self {
-        Spanned { value, referenced }
+        Spanned {
+            value,
+            referenced,
+            len: 0,
+            start: 0,
+            null: false,
+        }
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+impl Spanned<String> {
+    /// A plain scalar as the fast reader reads it: its text is what the file holds.
+    pub fn plain(value: &str, referenced: Loc) -> Self {
+        Spanned {
+            len: u32::try_from(value.len()).unwrap_or(u32::MAX),
+            value: value.to_owned(),
+            referenced,
+            start: 0,
+            null: false,
+        }
+    }
+
+    /// True when the text was not written plain: quoted, escaped or folded. Only a plain
+    /// scalar can be a number.
+    pub fn quoted(&self) -> bool {
+        self.len as usize != self.value.len()
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        let s = serde_saphyr::Spanned::<Option<T>>::deserialize(d)?;
+        let len = s.defined.span().byte_len().unwrap_or(0);
+        let start = s.defined.span().byte_offset().unwrap_or(0);
         Ok(Spanned {
-            value: s.value,
+            null: s.value.is_none(),
+            value: s.value.unwrap_or_default(),
             referenced: Loc {
                 line: s.referenced.line(),
                 column: s.referenced.column(),
             },
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            start: u32::try_from(start).unwrap_or(u32::MAX),
         })
     }
 }
 
-/// The top level.
+/// For `deserialize_with`: a key that is present is `Some`, even when its value is null (which
+/// [`Spanned`] keeps), so that an empty value is reported instead of read as a missing key.
+fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A value that may be missing, and may be null when present.
+pub(crate) type Field<T> = Option<Spanned<T>>;
+
+/// A list of values (each of which may be null).
+pub(crate) type List<T> = Field<Vec<Spanned<T>>>;
+
+/// The top level. `COUNT` for a check that keeps no service (see [`Services`]).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawFile {
-    #[serde(default)]
-    pub services: Option<Services>,
-    pub host: Option<Spanned<RawHost>>,
+pub(crate) struct RawFile<const COUNT: bool = false> {
+    #[serde(default, deserialize_with = "given")]
+    pub services: Field<Services<COUNT>>,
+    #[serde(default, deserialize_with = "given")]
+    pub host: Field<RawHost>,
 }
 
 /// `services`, validated entry by entry as the parser hands them over: the raw tree of a large
 /// file is never held whole (10,000 services with 10 reals each would take ~50 MB as spanned
-/// values, and allocating it cost more than parsing).
+/// values, and allocating it cost more than parsing). With `COUNT`, each valid service is
+/// counted and dropped (`lvsd check` keeps nothing of a service but its identity).
 #[derive(Debug, Default)]
-pub(crate) struct Services(pub Collected);
+pub(crate) struct Services<const COUNT: bool = false>(pub Collected);
 
-impl<'de> Deserialize<'de> for Services {
+impl<'de, const COUNT: bool> Deserialize<'de> for Services<COUNT> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Services;
+        struct V<const COUNT: bool>;
+        impl<'de, const COUNT: bool> Visitor<'de> for V<COUNT> {
+            type Value = Services<COUNT>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of services")
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Services, A::Error> {
-                let mut checker = Checker { problems: vec![] };
-                let mut out = Collected::default();
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Services<COUNT>, A::Error> {
+                let mut checker = Checker::default();
+                let mut out = Collected::counting(COUNT);
                 while let Some(s) = seq.next_element::<Spanned<RawService>>()? {
                     checker.collect(s, &mut out);
                 }
@@ -75,7 +138,7 @@ impl<'de> Deserialize<'de> for Services {
                 Ok(Services(out))
             }
         }
-        d.deserialize_seq(V)
+        d.deserialize_seq(V::<COUNT>)
     }
 }
 
@@ -83,32 +146,49 @@ impl<'de> Deserialize<'de> for Services {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHost {
-    pub role: Option<Spanned<String>>,
-    pub interface: Option<Spanned<String>>,
-    pub vips: Option<Vec<Spanned<String>>>,
+    #[serde(default, deserialize_with = "given")]
+    pub role: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub interface: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub vips: List<String>,
 }
 
 /// One entry of `services`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawService {
-    pub name: Option<Spanned<String>>,
-    pub address: Option<Spanned<String>>,
-    pub fwmark: Option<Spanned<i64>>,
-    pub family: Option<Spanned<String>>,
-    pub protocol: Option<Spanned<String>>,
-    pub scheduler: Option<Spanned<String>>,
-    pub forward: Option<Spanned<String>>,
-    pub persistence: Option<Spanned<Persistence>>,
-    pub flags: Option<Vec<Spanned<String>>>,
-    pub drain_timeout: Option<Spanned<Scalar>>,
+    #[serde(default, deserialize_with = "given")]
+    pub name: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub address: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub fwmark: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub family: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub protocol: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub scheduler: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub forward: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub persistence: Field<Persistence>,
+    #[serde(default, deserialize_with = "given")]
+    pub flags: List<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub drain_timeout: Field<String>,
     // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
+    #[serde(default, deserialize_with = "given")]
     pub check: Option<Box<Spanned<RawCheck>>>,
-    pub on_failure: Option<Spanned<String>>,
-    pub fallback: Option<Spanned<String>>,
-    pub quorum: Option<Spanned<i64>>,
-    #[serde(default)]
-    pub reals: Vec<Spanned<RawReal>>,
+    #[serde(default, deserialize_with = "given")]
+    pub on_failure: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub fallback: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub quorum: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub reals: List<RawReal>,
 }
 
 /// A health check, on a service (for all its reals) or on one real (its fields override the
@@ -116,19 +196,30 @@ pub(crate) struct RawService {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCheck {
-    #[serde(rename = "type")]
-    pub kind: Option<Spanned<String>>,
-    pub port: Option<Spanned<i64>>,
-    pub path: Option<Spanned<String>>,
-    pub expect_status: Option<Vec<Spanned<i64>>>,
-    pub expect_body: Option<Spanned<String>>,
-    pub host: Option<Spanned<String>>,
-    pub command: Option<Vec<Spanned<String>>>,
-    pub interval: Option<Spanned<Scalar>>,
-    pub timeout: Option<Spanned<Scalar>>,
-    pub rise: Option<Spanned<i64>>,
-    pub fall: Option<Spanned<i64>>,
-    pub initial: Option<Spanned<String>>,
+    #[serde(rename = "type", default, deserialize_with = "given")]
+    pub kind: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub port: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub path: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub expect_status: List<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub expect_body: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub host: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub command: List<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub interval: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub timeout: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub rise: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub fall: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub initial: Field<String>,
 }
 
 impl RawCheck {
@@ -161,77 +252,87 @@ impl RawCheck {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReal {
-    pub address: Option<Spanned<String>>,
-    pub weight: Option<Spanned<i64>>,
-    pub forward: Option<Spanned<String>>,
-    pub max_connections: Option<Spanned<i64>>,
-    pub min_connections: Option<Spanned<i64>>,
+    #[serde(default, deserialize_with = "given")]
+    pub address: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub weight: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub forward: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub max_connections: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub min_connections: Field<String>,
     // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
+    #[serde(default, deserialize_with = "given")]
     pub check: Option<Box<Spanned<RawCheck>>>,
-}
-
-/// A scalar that may be written as a number or a string (`300`, `300s`, `255.255.255.0`, `24`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scalar {
-    Int(i128),
-    Str(String),
-}
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number or a string")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar::Int(v.into()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar::Int(v.into()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Str(v.to_owned()))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// `persistence: 300s` or `persistence: {timeout: 300s, netmask: 255.255.255.0}`.
 #[derive(Debug)]
 pub(crate) enum Persistence {
-    /// Just the timeout.
-    Short(Scalar),
+    /// Just the timeout. YAML has to guess the type of a value that is either a scalar or a
+    /// mapping, so a scalar it reads as something other than text (`300`, `+300`, `0x12c`,
+    /// `1.5`, `true`) arrives as that value: `typed`, with its spelling lost (validation
+    /// takes it only when the file's bytes are the plain decimal it prints as).
+    Short {
+        /// The text, or the typed value printed.
+        text: String,
+        /// YAML read a number, boolean or float here rather than text.
+        typed: bool,
+    },
     /// The long form.
     Full(Box<PersistenceMap>),
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Persistence::Short {
+            text: String::new(),
+            typed: false,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PersistenceMap {
-    pub timeout: Option<Spanned<Scalar>>,
-    pub netmask: Option<Spanned<Scalar>>,
-    pub engine: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "given")]
+    pub timeout: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub netmask: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub engine: Field<String>,
 }
 
 impl<'de> Deserialize<'de> for Persistence {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
+        fn typed(text: String) -> Persistence {
+            Persistence::Short { text, typed: true }
+        }
         impl<'de> Visitor<'de> for V {
             type Value = Persistence;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a duration such as 300s, or a mapping with timeout and netmask")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Persistence, E> {
-                Ok(Persistence::Short(Scalar::Int(v.into())))
+                Ok(typed(v.to_string()))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Persistence, E> {
-                Ok(Persistence::Short(Scalar::Int(v.into())))
+                Ok(typed(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Persistence, E> {
+                // Debug keeps the fraction (`300.0`): never the text of a whole number.
+                Ok(typed(format!("{v:?}")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Persistence, E> {
+                Ok(typed(v.to_string()))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Persistence, E> {
-                Ok(Persistence::Short(Scalar::Str(v.to_owned())))
+                Ok(Persistence::Short {
+                    text: v.to_owned(),
+                    typed: false,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Persistence, A::Error> {
                 let m = PersistenceMap::deserialize(de::value::MapAccessDeserializer::new(map))?;

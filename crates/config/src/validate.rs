@@ -2,7 +2,8 @@
 //! before anything touches the kernel, and each problem names its line and column.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use ipvs::{
     DestKey, DestSpec, Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey,
@@ -12,8 +13,9 @@ use plan::health::{OnFailure, ServiceHealth};
 use plan::host::{HostSpec, Role};
 use plan::{DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, normalize_dest, normalize_service};
 
-use crate::error::Problem;
-use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, Scalar, Spanned};
+use crate::error::{MAX_SHOWN, Problem, printable};
+use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, Spanned};
+use crate::values::{host_scoped, unusable, unusable_real};
 
 /// Schedulers IPVS has (the kernel loads `ip_vs_<name>` on first use).
 pub const SCHEDULERS: &[&str] = &[
@@ -34,58 +36,163 @@ const FORWARD_WORDS: &[(&str, &str)] = &[
     ("ipip", "tunnel"),
 ];
 
+/// The longest persistence timeout the kernel keeps intact: it stores the timeout in jiffies
+/// (seconds × HZ) in 32 bits, so at HZ=1000 anything longer wraps around to a short one.
+pub(crate) const MAX_PERSISTENCE_SECS: u64 = u32::MAX as u64 / 1000;
+
+/// Problems found so far: the first [`MAX_SHOWN`] by position (more are kept until there are
+/// enough to sort, then dropped), and how many there are in all. A file that repeats one
+/// mistake a hundred thousand times costs a hundred messages, not a hundred thousand.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    kept: Vec<Problem>,
+    total: usize,
+}
+
+impl Problems {
+    /// Adds one.
+    pub(crate) fn push(&mut self, p: Problem) {
+        self.kept.push(p);
+        self.total += 1;
+    }
+
+    /// How many were found.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// True when none were found.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// A mark for [`Problems::dedup_since`].
+    pub(crate) fn mark(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Says each problem found since `mark` once (a service's check is checked again for each
+    /// of its reals), then keeps memory bounded.
+    pub(crate) fn dedup_since(&mut self, mark: usize) {
+        if self.kept.len() > mark + 1 {
+            let before = self.kept.len();
+            let tail = &mut self.kept[mark..];
+            tail.sort();
+            let mut unique = mark;
+            for i in mark..before {
+                if i == mark || self.kept[i] != self.kept[unique - 1] {
+                    self.kept.swap(unique, i);
+                    unique += 1;
+                }
+            }
+            self.kept.truncate(unique);
+            self.total -= before - unique;
+        }
+        if self.kept.len() >= 8 * MAX_SHOWN {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        self.kept.sort_by_key(|p| (p.line, p.col));
+        self.kept.truncate(MAX_SHOWN);
+    }
+
+    /// Adds the problems of a later part of the file.
+    pub(crate) fn append(&mut self, other: Problems) {
+        self.kept.extend(other.kept);
+        self.total += other.total;
+        if self.kept.len() >= 8 * MAX_SHOWN {
+            self.compact();
+        }
+    }
+
+    /// The first [`MAX_SHOWN`] in file order, and how many more there are.
+    pub(crate) fn finish(mut self) -> (Vec<Problem>, usize) {
+        self.compact();
+        let omitted = self.total - self.kept.len();
+        (self.kept, omitted)
+    }
+}
+
+/// Validation state: the problems found so far.
+#[derive(Debug, Default)]
 pub(crate) struct Checker {
-    pub problems: Vec<Problem>,
+    /// Everything found, in the order found.
+    pub problems: Problems,
 }
 
 /// Services validated so far, in file order.
 #[derive(Debug, Default)]
 pub(crate) struct Collected {
-    /// The valid ones.
-    pub desired: Desired,
+    /// The valid ones, in file order, each identity once (see [`Collected::take_desired`]).
+    pub services: Vec<(ServiceKey, DesiredService)>,
+    /// The services of parts of the file read apart and appended ([`Collected::append`]),
+    /// each list as its reader left it (not copied into one).
+    runs: Vec<Vec<(ServiceKey, DesiredService)>>,
     /// Each entry's identity in file order; `None` for an entry with a problem.
     pub keys: Vec<Option<ServiceKey>>,
     /// Each entry's line.
     pub lines: Vec<u64>,
     /// Problems found.
-    pub problems: Vec<Problem>,
+    pub problems: Problems,
+    /// What can be decided only with more than one entry in view.
+    pub later: Later,
     /// Where each identity was first defined (line).
     first_at: HashMap<ServiceKey, u64>,
     /// Where each name was first used (line).
     names: HashMap<String, u64>,
+    /// Valid services are counted, not kept, and identities are compared at the end
+    /// ([`Collected::unique`]), not as they come.
+    count_only: bool,
+    /// Valid services seen, and their real servers.
+    pub counted: (usize, usize),
 }
+
+/// What an entry leaves to be decided with the whole file in view.
+#[derive(Debug, Default)]
+pub(crate) struct Later {
+    /// Service addresses that must not go on an interface (loopback, link-local), with where
+    /// they stand: refused for a host with a role, unless it lists its VIPs.
+    pub scoped: Vec<(IpAddr, &'static str, (u64, u64))>,
+    /// Persistence timeouts YAML read as numbers, taken as the decimal they print as: the
+    /// file's bytes at `start` must be that decimal (not `0xF4240`, which is as long as
+    /// 1000000), checked once the text is in view.
+    pub typed: Vec<Typed>,
+}
+
+/// A number YAML typed, and where its spelling stands in the text.
+#[derive(Debug)]
+pub(crate) struct Typed {
+    /// Bytes from the start of the text.
+    pub start: u32,
+    /// The decimal it was taken as.
+    pub decimal: String,
+    /// Where it stands, for the message.
+    pub at: (u64, u64),
+}
+
+impl Later {
+    /// Nothing to decide.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.scoped.is_empty() && self.typed.is_empty()
+    }
+
+    /// The typed numbers whose bytes in `text` are not the decimal they were taken as.
+    pub(crate) fn misspelt<'a>(&'a self, text: &'a str) -> impl Iterator<Item = &'a Typed> {
+        self.typed.iter().filter(move |t| {
+            let start = t.start as usize;
+            text.get(start..start + t.decimal.len()) != Some(t.decimal.as_str())
+        })
+    }
+}
+
+/// The message for a persistence timeout YAML read as a number that is not plain decimal.
+pub(crate) const TYPED_PERSISTENCE: &str =
+    "persistence: write the timeout as plain seconds (300) or with a unit (300s, 5m)";
 
 pub(crate) fn at(l: &Loc) -> (u64, u64) {
     (l.line, l.column)
-}
-
-/// Parses a duration: `300`, `300s`, `5m`, `1h`, `1m30s`.
-pub fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(n);
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return None,
-        };
-        let n: u64 = num.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        num.clear();
-        any = true;
-    }
-    (any && num.is_empty()).then_some(total)
 }
 
 /// Edit distance, for "did you mean".
@@ -105,6 +212,10 @@ pub(crate) fn distance(a: &str, b: &str) -> usize {
 
 /// The closest candidate, when it is close enough to be what was meant.
 pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Long words are nothing lvsd knows; comparing them would only cost time.
+    if word.chars().count() > 64 {
+        return None;
+    }
     candidates
         .iter()
         .map(|c| (distance(word, c), *c))
@@ -113,64 +224,166 @@ pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
         .map(|(_, c)| c)
 }
 
-/// Splits `addr`, `addr:port`, `[v6]:port` or a bare IPv6 address.
-fn parse_socket(s: &str) -> Result<(IpAddr, Option<u16>), String> {
-    let s = s.trim();
-    let port = |p: &str| -> Result<u16, String> {
-        match p.parse::<u64>() {
-            Ok(n) if n <= 65535 => Ok(n as u16),
-            Ok(n) => Err(format!("port {n} is out of range (0-65535)")),
-            Err(_) => Err(format!("`{p}` is not a port number")),
-        }
-    };
+/// A port as written after an address: plain decimal, 0 to 65535.
+fn port(p: &str) -> Result<u16, String> {
+    let plain = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !plain {
+        return Err(format!("`{}` is not a port number", printable(p)));
+    }
+    if p.len() > 1 && p.starts_with('0') {
+        let fixed = p.trim_start_matches('0');
+        let fixed = if fixed.is_empty() { "0" } else { fixed };
+        return Err(format!("port `{p}` has a leading zero; write {fixed}"));
+    }
+    match p.parse::<u64>() {
+        Ok(n) if n <= 65535 => Ok(n as u16),
+        _ => Err(format!("port {p} is out of range (0-65535)")),
+    }
+}
+
+/// When a bare IPv6 address also reads as a shorter one with a port (`2001:db8::1:80`), the
+/// two readings.
+fn ambiguous(s: &str) -> Option<(Ipv6Addr, &str)> {
+    let (head, tail) = s.rsplit_once(':')?;
+    if tail.is_empty() || tail.len() > 5 || !tail.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if port(tail).is_err() {
+        return None;
+    }
+    head.parse::<Ipv6Addr>().ok().map(|a| (a, tail))
+}
+
+/// Splits `addr`, `addr:port`, `[v6]:port` or `[v6]` (a bare IPv6 address is taken when it
+/// cannot be read as an address and a port too). `needs_port` for a service address, which
+/// has one.
+fn parse_socket(s: &str, needs_port: bool) -> Result<(IpAddr, Option<u16>), String> {
+    let shown = || printable(s);
     if let Some(rest) = s.strip_prefix('[') {
         let Some((a, p)) = rest.split_once(']') else {
-            return Err(format!("`{s}`: missing `]` after the IPv6 address"));
+            return Err(format!("`{}`: missing `]` after the IPv6 address", shown()));
         };
-        let addr: IpAddr = a
+        let addr: Ipv6Addr = a
             .parse()
-            .map_err(|_| format!("`{a}` is not an IPv6 address"))?;
+            .map_err(|_| format!("`{}` is not an IPv6 address", printable(a)))?;
         return match p.strip_prefix(':') {
-            Some(p) => Ok((addr, Some(port(p)?))),
-            None if p.is_empty() => Ok((addr, None)),
-            None => Err(format!("`{s}`: expected `:port` after `]`")),
+            Some(p) => Ok((IpAddr::V6(addr), Some(port(p)?))),
+            None if p.is_empty() => Ok((IpAddr::V6(addr), None)),
+            None => Err(format!("`{}`: expected `:port` after `]`", shown())),
         };
     }
     if let Ok(addr) = s.parse::<IpAddr>() {
+        if let Some((a, p)) = ambiguous(s) {
+            let other = if needs_port {
+                format!("`[{addr}]:PORT`")
+            } else {
+                format!("`[{addr}]` for that address on the service's port")
+            };
+            return Err(format!(
+                "`{s}` is ambiguous: the IPv6 address {addr}, or {a} with port {p}; write `[{a}]:{p}`, or {other} (an IPv6 address goes in brackets when a port can follow)"
+            ));
+        }
         return Ok((addr, None));
     }
     match s.rsplit_once(':') {
         Some((a, p)) if !a.contains(':') => {
             let addr: Ipv4Addr = a
                 .parse()
-                .map_err(|_| format!("`{a}` is not an IP address"))?;
+                .map_err(|_| format!("`{}` is not an IP address", printable(a)))?;
             Ok((IpAddr::V4(addr), Some(port(p)?)))
         }
-        Some((a, _)) if a.parse::<IpAddr>().is_ok() => Err(format!(
-            "`{s}`: write an IPv6 address with a port in brackets, e.g. `[{a}]:80`"
+        Some((a, _)) if a.parse::<Ipv6Addr>().is_ok() => Err(format!(
+            "`{}`: write an IPv6 address with a port in brackets, e.g. `[{a}]:80`",
+            shown()
         )),
         _ => Err(format!(
-            "`{s}` is not an IP address (with an optional :port)"
+            "`{}` is not an IP address (with an optional :port)",
+            shown()
         )),
     }
 }
 
 impl Collected {
+    /// An empty collection; `count_only` to count valid services instead of keeping them.
+    pub(crate) fn counting(count_only: bool) -> Collected {
+        Collected {
+            count_only,
+            ..Collected::default()
+        }
+    }
+
+    /// True when no identity appears twice (a counting collection compares them only here).
+    pub(crate) fn unique(&self) -> bool {
+        let mut keys: Vec<ServiceKey> = self.keys.iter().flatten().copied().collect();
+        keys.sort_unstable();
+        !keys.windows(2).any(|w| w[0] == w[1])
+    }
+
     /// Adds the services of the entries that follow this part of the file; false (and
-    /// nothing to rely on) when an identity or a name appears in both.
+    /// nothing to rely on) when a name appears in both. An identity in both is found by
+    /// [`Collected::take_desired`].
     pub(crate) fn append(&mut self, next: Collected) -> bool {
-        if next.first_at.keys().any(|k| self.first_at.contains_key(k))
-            || next.names.keys().any(|n| self.names.contains_key(n))
-        {
+        if next.names.keys().any(|n| self.names.contains_key(n)) {
             return false;
         }
-        self.desired.services.extend(next.desired.services);
-        self.keys.extend(next.keys);
-        self.lines.extend(next.lines);
-        self.problems.extend(next.problems);
-        self.first_at.extend(next.first_at);
+        // A part's services are kept as its reader left them, not copied: a large table is
+        // in them.
+        self.runs.extend(next.runs);
+        self.runs.push(next.services);
+        if self.keys.is_empty() {
+            self.keys = next.keys;
+            self.lines = next.lines;
+        } else {
+            self.keys.extend(next.keys);
+            self.lines.extend(next.lines);
+        }
+        self.counted.0 += next.counted.0;
+        self.counted.1 += next.counted.1;
+        self.problems.append(next.problems);
+        self.later.scoped.extend(next.later.scoped);
+        self.later.typed.extend(next.later.typed);
         self.names.extend(next.names);
         true
+    }
+
+    /// The services as the table lvsd plans from; `None` when an identity appears twice
+    /// (only possible after [`Collected::append`]: the caller reads the file again to say
+    /// where).
+    ///
+    /// A large table is the one thing a config keeps, so it is built with full nodes and
+    /// without holding the entries twice: each list sorted, then taken from its end a slice
+    /// at a time, each slice built in one pass and merged in (which rebuilds the tree in one
+    /// pass too), the lists shrinking as the tree grows. Filled one entry at a time in order,
+    /// a tree is left half empty; built from one list of everything, tree and list are both
+    /// held.
+    pub(crate) fn take_desired(&mut self) -> Option<Desired> {
+        /// Entries built and merged at once, at least: a few MB at a time.
+        const SLICE: usize = 1 << 16;
+        let mut runs = std::mem::take(&mut self.runs);
+        runs.push(std::mem::take(&mut self.services));
+        let total: usize = runs.iter().map(Vec::len).sum();
+        // At most eight merges a run (a merge copies the whole tree), and slices of at most an
+        // eighth of the table.
+        let slice = SLICE.max(total / 8);
+        let mut tree = BTreeMap::new();
+        for mut run in runs {
+            run.sort_unstable_by_key(|s| s.0);
+            if run.windows(2).any(|w| w[0].0 == w[1].0) {
+                return None;
+            }
+            while !run.is_empty() {
+                let part = run.split_off(run.len().saturating_sub(slice));
+                run.shrink_to_fit();
+                tree.append(&mut BTreeMap::from_iter(part));
+            }
+        }
+        // An identity in two runs is kept once.
+        (tree.len() == total).then_some(Desired { services: tree })
+    }
+
+    /// The names the services use.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.keys().map(String::as_str)
     }
 }
 
@@ -181,24 +394,6 @@ impl Checker {
             col,
             message: message.into(),
         });
-    }
-
-    fn duration(&mut self, v: &Spanned<Scalar>, what: &str) -> Option<u64> {
-        let r = match &v.value {
-            Scalar::Int(n) => u64::try_from(*n).ok(),
-            Scalar::Str(s) => parse_duration(s),
-        };
-        if r.is_none() {
-            let shown = match &v.value {
-                Scalar::Int(n) => n.to_string(),
-                Scalar::Str(s) => s.clone(),
-            };
-            self.err(
-                at(&v.referenced),
-                format!("{what}: `{shown}` is not a duration; write e.g. 300s, 5m or 1h"),
-            );
-        }
-        r
     }
 
     fn forward(&mut self, v: &Spanned<String>) -> Option<ForwardMethod> {
@@ -214,7 +409,10 @@ impl Checker {
                     .unwrap_or_default();
                 self.err(
                     at(&v.referenced),
-                    format!("unknown forwarding method `{other}`: use dr, nat or tunnel{hint}"),
+                    format!(
+                        "unknown forwarding method `{}`: use dr, nat or tunnel{hint}",
+                        printable(other)
+                    ),
                 );
                 None
             }
@@ -238,7 +436,8 @@ impl Checker {
                 .map(|c| format!("did you mean `{c}`? "))
                 .unwrap_or_default();
             format!(
-                "unknown scheduler `{s}`; {hint}valid schedulers: {}",
+                "unknown scheduler `{}`; {hint}valid schedulers: {}",
+                printable(s),
                 SCHEDULERS.join(", ")
             )
         };
@@ -246,10 +445,42 @@ impl Checker {
         None
     }
 
-    pub(crate) fn file(&mut self, raw: RawFile, role: Option<Role>) -> (HostSpec, Collected) {
+    /// Validates the whole file. The host's VIPs are known only here, so the services'
+    /// addresses that must not become VIPs are refused here too.
+    pub(crate) fn file<const COUNT: bool>(
+        &mut self,
+        raw: RawFile<COUNT>,
+        role: Option<Role>,
+    ) -> (HostSpec, Collected) {
         let host = self.host(raw.host, role);
-        let mut services = raw.services.map(|s| s.0).unwrap_or_default();
-        self.problems.append(&mut services.problems);
+        let mut services = match raw.services {
+            Some(s) if s.null => {
+                self.err(
+                    at(&s.referenced),
+                    "`services` is empty (null); write `services: []` for no services",
+                );
+                Collected::counting(COUNT)
+            }
+            Some(s) => s.value.0,
+            None => Collected::counting(COUNT),
+        };
+        self.problems.append(std::mem::take(&mut services.problems));
+        if host.role != Role::None && host.vips.is_none() {
+            for (addr, kind, loc) in std::mem::take(&mut services.later.scoped) {
+                let place = match (host.role, &host.interface) {
+                    (Role::Director, Some(i)) => format!("to `{i}`"),
+                    (Role::Director, None) => "to the director's interface".to_owned(),
+                    _ => "to `lo` (or a tunnel device)".to_owned(),
+                };
+                self.err(
+                    loc,
+                    format!(
+                        "`{addr}` is {kind}, which must not be a VIP: with role {} lvsd would add it {place}. List the VIPs in `host.vips`, or use role `none` to serve it to this host's own clients",
+                        host.role.name()
+                    ),
+                );
+            }
+        }
         (host, services)
     }
 
@@ -258,14 +489,31 @@ impl Checker {
     pub(crate) fn collect(&mut self, svc: Spanned<RawService>, out: &mut Collected) {
         let loc = at(&svc.referenced);
         out.lines.push(loc.0);
-        let Some((key, ds, key_at)) = self.service(svc.value, loc) else {
+        let mark = self.problems.mark();
+        let done = if svc.null {
+            self.err(
+                loc,
+                "an empty entry in `services` (a `-` with nothing after it, or null); remove it",
+            );
+            None
+        } else {
+            self.service(svc.value, loc, &mut out.later)
+        };
+        self.problems.dedup_since(mark);
+        let Some((key, ds, key_at)) = done else {
             out.keys.push(None);
             return;
         };
+        out.counted.0 += 1;
+        out.counted.1 += ds.reals.len();
         if let Some(name) = &ds.name {
             if let Some(line) = out.names.insert(name.clone(), loc.0) {
                 self.err(loc, format!("duplicate service name `{name}` (first used on line {line}); names must be unique"));
             }
+        }
+        if out.count_only {
+            out.keys.push(Some(key));
+            return;
         }
         if let Some(line) = out.first_at.get(&key) {
             self.err(
@@ -279,16 +527,11 @@ impl Checker {
         }
         out.first_at.insert(key, key_at.0);
         out.keys.push(Some(key));
-        out.desired.services.insert(key, ds);
+        out.services.push((key, ds));
     }
 
-    fn service(
-        &mut self,
-        s: RawService,
-        loc: (u64, u64),
-    ) -> Option<(ServiceKey, DesiredService, (u64, u64))> {
-        let before = self.problems.len();
-        let protocol = match &s.protocol {
+    fn protocol(&mut self, s: &RawService) -> Protocol {
+        match self.given(&s.protocol, "protocol") {
             None => Protocol::Tcp,
             Some(p) => match p.value.as_str() {
                 "tcp" => Protocol::Tcp,
@@ -297,22 +540,47 @@ impl Checker {
                 other => {
                     self.err(
                         at(&p.referenced),
-                        format!("unknown protocol `{other}`: use tcp, udp or sctp"),
+                        format!(
+                            "unknown protocol `{}`: use tcp, udp or sctp",
+                            printable(other)
+                        ),
                     );
                     Protocol::Tcp
                 }
             },
-        };
-        let persistent_given = s.persistence.is_some();
-        let key = match (&s.address, &s.fwmark) {
+        }
+    }
+
+    /// The service's identity, from `address` (and `protocol`) or `fwmark` (and `family`).
+    fn identity(
+        &mut self,
+        s: &RawService,
+        loc: (u64, u64),
+        later: &mut Later,
+    ) -> Option<ServiceKey> {
+        let protocol = self.protocol(s);
+        let address = self.given(&s.address, "address");
+        let fwmark = self.given(&s.fwmark, "fwmark");
+        match (address, fwmark) {
             (Some(a), None) => {
                 if let Some(f) = &s.family {
                     self.err(at(&f.referenced), "`family` goes with `fwmark`; a service address already says its family, remove it");
                 }
-                match parse_socket(&a.value) {
+                let aloc = at(&a.referenced);
+                match parse_socket(&a.value, true) {
                     Ok((addr, Some(port))) => {
-                        if port == 0 && !persistent_given {
-                            self.err(at(&a.referenced), "port 0 (all ports) needs `persistence`; give a port such as :80 or add persistence");
+                        if let Some((kind, fix)) = unusable(addr) {
+                            self.err(
+                                aloc,
+                                format!("`{addr}` is {kind}, which cannot be a service address (a VIP){fix}"),
+                            );
+                            return None;
+                        }
+                        if let Some(kind) = host_scoped(addr) {
+                            later.scoped.push((addr, kind, aloc));
+                        }
+                        if port == 0 && s.persistence.is_none() {
+                            self.err(aloc, "port 0 (all ports) needs `persistence`; give a port such as :80 or add persistence");
                         }
                         Some(ServiceKey::Addr {
                             protocol,
@@ -326,16 +594,16 @@ impl Checker {
                             IpAddr::V6(_) => format!("[{addr}]:80"),
                         };
                         self.err(
-                            at(&a.referenced),
+                            aloc,
                             format!(
                                 "the service address `{}` has no port; write it as `{shown}`",
-                                a.value
+                                printable(&a.value)
                             ),
                         );
                         None
                     }
                     Err(e) => {
-                        self.err(at(&a.referenced), e);
+                        self.err(aloc, e);
                         None
                     }
                 }
@@ -347,7 +615,7 @@ impl Checker {
                         "a fwmark service matches packets of every protocol; remove `protocol`",
                     );
                 }
-                let family = match &s.family {
+                let family = match self.given(&s.family, "family") {
                     None => Family::Inet,
                     Some(f) => match f.value.as_str() {
                         "ipv4" => Family::Inet,
@@ -355,13 +623,15 @@ impl Checker {
                         other => {
                             self.err(
                                 at(&f.referenced),
-                                format!("unknown family `{other}`: use ipv4 or ipv6"),
+                                format!("unknown family `{}`: use ipv4 or ipv6", printable(other)),
                             );
                             Family::Inet
                         }
                     },
                 };
-                match u32::try_from(m.value) {
+                let expect = "a whole number from 1 to 4294967295";
+                let n = self.number(m, "fwmark", expect)?;
+                match u32::try_from(n) {
                     Ok(mark) if mark > 0 => Some(ServiceKey::Fwmark { mark, family }),
                     _ => {
                         self.err(
@@ -379,68 +649,103 @@ impl Checker {
                 );
                 None
             }
+            // Given but empty: said already.
+            (None, None) if s.address.is_some() || s.fwmark.is_some() => None,
             (None, None) => {
                 self.err(loc, "a service needs `address: VIP:port` (or `fwmark: N`)");
                 None
             }
-        };
-        let key_at = s
-            .address
-            .as_ref()
-            .map(|a| at(&a.referenced))
-            .or(s.fwmark.as_ref().map(|m| at(&m.referenced)))
-            .unwrap_or(loc);
-        let family = key.map_or(Family::Inet, |k| k.family());
+        }
+    }
 
-        let scheduler = match &s.scheduler {
-            None => Some("wlc".to_owned()),
-            Some(v) => self.scheduler(v),
-        };
-        let scheduler = scheduler.unwrap_or_default();
-        let mut spec = ServiceSpec::new(scheduler.clone(), family);
-
-        if let Some(p) = &s.persistence {
-            spec.flags = spec.flags | ServiceFlags::PERSISTENT;
-            let (timeout, netmask, engine) = match &p.value {
-                Persistence::Short(v) => {
-                    let v = Spanned::new(v.clone(), p.referenced);
-                    (self.duration(&v, "persistence"), None, None)
-                }
-                Persistence::Full(m) => {
-                    let t = match &m.timeout {
-                        Some(t) => self.duration(t, "persistence timeout"),
-                        None => Some(300),
-                    };
-                    (t, m.netmask.as_ref(), m.engine.as_ref())
-                }
-            };
-            match timeout {
-                Some(0) => self.err(at(&p.referenced), "a persistence timeout of 0 turns persistence off; remove `persistence` instead"),
-                Some(t) if t > u64::from(u32::MAX) => self.err(at(&p.referenced), "the persistence timeout is too long"),
-                Some(t) => spec.timeout = t as u32,
-                None => {}
-            }
-            if let Some(n) = netmask {
-                if let Some(mask) = self.netmask(n, family) {
-                    spec.netmask = mask;
-                }
-            }
-            if let Some(e) = engine {
-                if e.value == "sip" {
-                    spec.pe_name = Some(e.value.clone());
+    /// The persistence timeout (seconds), netmask and engine.
+    fn persistence(
+        &mut self,
+        p: &Spanned<Persistence>,
+        family: Family,
+        spec: &mut ServiceSpec,
+        later: &mut Later,
+    ) {
+        spec.flags = spec.flags | ServiceFlags::PERSISTENT;
+        let (timeout, netmask, engine) = match &p.value {
+            Persistence::Short { text, typed } => {
+                let v = Spanned {
+                    value: text.clone(),
+                    referenced: p.referenced,
+                    len: p.len,
+                    start: p.start,
+                    null: false,
+                };
+                // A value YAML typed is taken only when the file holds the plain decimal it
+                // prints as (not `+300`, `0x12c`, `3e2`): as long as that, the bytes are
+                // compared once the text is in view.
+                let t = if *typed && v.quoted() {
+                    self.err(at(&p.referenced), TYPED_PERSISTENCE);
+                    None
                 } else {
-                    self.err(
-                        at(&e.referenced),
-                        format!(
-                            "unknown persistence engine `{}`: the kernel has `sip`",
-                            e.value
-                        ),
-                    );
-                }
+                    if *typed {
+                        later.typed.push(Typed {
+                            start: p.start,
+                            decimal: text.clone(),
+                            at: at(&p.referenced),
+                        });
+                    }
+                    self.duration(&v, "persistence", true)
+                };
+                (t, None, None)
+            }
+            Persistence::Full(m) => {
+                let t = match self.given(&m.timeout, "timeout") {
+                    Some(t) => self.duration(t, "persistence timeout", true),
+                    None if m.timeout.is_some() => None,
+                    None => Some(Duration::from_secs(300)),
+                };
+                (
+                    t,
+                    self.given(&m.netmask, "netmask"),
+                    self.given(&m.engine, "engine"),
+                )
+            }
+        };
+        match timeout.map(|t| t.as_secs()) {
+            Some(0) => self.err(at(&p.referenced), "a persistence timeout of 0 turns persistence off; remove `persistence` instead"),
+            Some(t) if t > MAX_PERSISTENCE_SECS => self.err(
+                at(&p.referenced),
+                format!("a persistence timeout above {MAX_PERSISTENCE_SECS}s (49 days) wraps around in the kernel, which counts it in jiffies in 32 bits"),
+            ),
+            Some(t) => spec.timeout = t as u32,
+            None => {}
+        }
+        if let Some(n) = netmask {
+            if let Some(mask) = self.netmask(n, family) {
+                spec.netmask = mask;
             }
         }
+        if let Some(e) = engine {
+            if e.value == "sip" {
+                spec.pe_name = Some(e.value.clone());
+            } else {
+                self.err(
+                    at(&e.referenced),
+                    format!(
+                        "unknown persistence engine `{}`: the kernel has `sip`",
+                        printable(&e.value)
+                    ),
+                );
+            }
+        }
+    }
 
-        for f in s.flags.iter().flatten() {
+    fn flags(&mut self, s: &RawService, spec: &mut ServiceSpec, protocol: Protocol) {
+        const FLAGS: &[&str] = &[
+            "sh-fallback",
+            "sh-port",
+            "mh-fallback",
+            "mh-port",
+            "one-packet",
+        ];
+        let scheduler = spec.scheduler.clone();
+        for f in self.items(&s.flags, "flags").unwrap_or_default() {
             let (bit, needs) = match f.value.as_str() {
                 "sh-fallback" => (ServiceFlags::SH_FALLBACK, Some("sh")),
                 "sh-port" => (ServiceFlags::SH_PORT, Some("sh")),
@@ -448,20 +753,14 @@ impl Checker {
                 "mh-port" => (ServiceFlags::MH_PORT, Some("mh")),
                 "one-packet" => (ServiceFlags::ONE_PACKET, None),
                 other => {
-                    const FLAGS: &[&str] = &[
-                        "sh-fallback",
-                        "sh-port",
-                        "mh-fallback",
-                        "mh-port",
-                        "one-packet",
-                    ];
                     let hint = suggest(other, FLAGS)
                         .map(|c| format!("did you mean `{c}`? "))
                         .unwrap_or_default();
                     self.err(
                         at(&f.referenced),
                         format!(
-                            "unknown flag `{other}`; {hint}valid flags: {}",
+                            "unknown flag `{}`; {hint}valid flags: {}",
+                            printable(other),
                             FLAGS.join(", ")
                         ),
                     );
@@ -480,35 +779,102 @@ impl Checker {
                 _ => spec.flags = spec.flags | bit,
             }
         }
+    }
 
-        let drain_timeout = match &s.drain_timeout {
+    fn service(
+        &mut self,
+        s: RawService,
+        loc: (u64, u64),
+        later: &mut Later,
+    ) -> Option<(ServiceKey, DesiredService, (u64, u64))> {
+        let before = self.problems.total();
+        let key = self.identity(&s, loc, later);
+        let protocol = match key {
+            Some(ServiceKey::Addr { protocol, .. }) => protocol,
+            _ => Protocol::Tcp,
+        };
+        let key_at = s
+            .address
+            .as_ref()
+            .map(|a| at(&a.referenced))
+            .or(s.fwmark.as_ref().map(|m| at(&m.referenced)))
+            .unwrap_or(loc);
+        let family = key.map_or(Family::Inet, |k| k.family());
+
+        let name = match self.given(&s.name, "name") {
+            Some(n) if self.label(n, "name") => Some(n.value.clone()),
+            _ => None,
+        };
+        let scheduler = match self.given(&s.scheduler, "scheduler") {
+            None if s.scheduler.is_some() => None,
+            None => Some("wlc".to_owned()),
+            Some(v) => self.scheduler(v),
+        };
+        let mut spec = ServiceSpec::new(scheduler.unwrap_or_default(), family);
+        if let Some(p) = self.given(&s.persistence, "persistence") {
+            self.persistence(p, family, &mut spec, later);
+        }
+        self.flags(&s, &mut spec, protocol);
+
+        let drain_timeout = match self.given(&s.drain_timeout, "drain_timeout") {
             None => DEFAULT_DRAIN_TIMEOUT,
             Some(d) => self
-                .duration(d, "drain_timeout")
-                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+                .duration(d, "drain_timeout", true)
+                .map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.as_secs()),
         };
-        let forward = match &s.forward {
+        let forward = match self.given(&s.forward, "forward") {
             None => ForwardMethod::DirectRoute,
             Some(f) => self.forward(f).unwrap_or(ForwardMethod::DirectRoute),
         };
 
-        let svc_check = s
-            .check
-            .as_ref()
-            .map(|c| (c.value.clone(), at(&c.referenced)));
+        let svc_check = match &s.check {
+            Some(c) if c.null => {
+                self.err(
+                    at(&c.referenced),
+                    "`check` is empty (null); give its settings (such as `type: tcp`), or leave the key out",
+                );
+                None
+            }
+            Some(c) => Some((c.value.clone(), at(&c.referenced))),
+            None => None,
+        };
         if let Some((c, l)) = &svc_check {
             let _ = self.check(c, *l);
         }
         let mut checks = BTreeMap::new();
         let mut reals = BTreeMap::new();
         let mut real_lines: HashMap<DestKey, u64> = HashMap::new();
-        for r in s.reals {
+        let raw_reals = match s.reals {
+            Some(r) if r.null => {
+                self.err(
+                    at(&r.referenced),
+                    "`reals` is empty (null); write `reals: []` for a service without real servers",
+                );
+                vec![]
+            }
+            Some(r) => r.value,
+            None => vec![],
+        };
+        for r in raw_reals {
             let rloc = at(&r.referenced);
-            let rcheck = r
-                .value
-                .check
-                .as_ref()
-                .map(|c| (c.value.clone(), at(&c.referenced)));
+            if r.null {
+                self.err(
+                    rloc,
+                    "an empty entry in `reals` (a `-` with nothing after it, or null); remove it",
+                );
+                continue;
+            }
+            let rcheck = match &r.value.check {
+                Some(c) if c.null => {
+                    self.err(
+                        at(&c.referenced),
+                        "`check` is empty (null); give the fields this real overrides, or leave the key out",
+                    );
+                    None
+                }
+                Some(c) => Some((c.value.clone(), at(&c.referenced))),
+                None => None,
+            };
             if let Some((k, spec)) = self.real(r.value, rloc, key, forward) {
                 if let Some(line) = real_lines.insert(k, rloc.0) {
                     self.err(
@@ -530,12 +896,13 @@ impl Checker {
                 }
             }
         }
-        let on_failure = s
-            .on_failure
-            .as_ref()
+        let on_failure = self
+            .given(&s.on_failure, "on_failure")
             .map_or(OnFailure::Drain, |v| self.on_failure(v));
-        let quorum = s.quorum.as_ref().and_then(|q| self.quorum(q, reals.len()));
-        let fallback = match (&s.fallback, key) {
+        let quorum = self
+            .given(&s.quorum, "quorum")
+            .and_then(|q| self.quorum(q, reals.len()));
+        let fallback = match (self.given(&s.fallback, "fallback"), key) {
             (Some(f), Some(k)) => self.fallback(f, k, forward, &reals),
             _ => None,
         };
@@ -545,9 +912,8 @@ impl Checker {
             fallback,
             quorum,
         };
-        let name = s.name.map(|n| n.value);
         let key = key?;
-        if self.problems.len() > before {
+        if self.problems.total() > before {
             return None;
         }
         let spec = normalize_service(spec, key);
@@ -564,37 +930,28 @@ impl Checker {
         ))
     }
 
-    fn netmask(&mut self, n: &Spanned<Scalar>, family: Family) -> Option<Netmask> {
+    fn netmask(&mut self, n: &Spanned<String>, family: Family) -> Option<Netmask> {
         let loc = at(&n.referenced);
         match family {
-            Family::Inet => {
-                let parsed = match &n.value {
-                    Scalar::Str(s) => s.parse::<Ipv4Addr>().ok(),
-                    Scalar::Int(_) => None,
-                };
-                match parsed {
-                    Some(m)
-                        if u32::from(m).leading_ones() == u32::from(m).count_ones()
-                            && u32::from(m) != 0 =>
-                    {
-                        Some(Netmask::V4(m))
-                    }
-                    _ => {
-                        self.err(
-                            loc,
-                            "an IPv4 persistence netmask is a dotted mask such as 255.255.255.0",
-                        );
-                        None
-                    }
+            Family::Inet => match n.value.parse::<Ipv4Addr>().ok() {
+                Some(m)
+                    if u32::from(m).leading_ones() == u32::from(m).count_ones()
+                        && u32::from(m) != 0 =>
+                {
+                    Some(Netmask::V4(m))
                 }
-            }
+                _ => {
+                    self.err(
+                        loc,
+                        "an IPv4 persistence netmask is a dotted mask such as 255.255.255.0",
+                    );
+                    None
+                }
+            },
             Family::Inet6 => {
-                let parsed = match &n.value {
-                    Scalar::Int(i) => u32::try_from(*i).ok(),
-                    Scalar::Str(s) => s.trim_start_matches('/').parse().ok(),
-                };
-                match parsed {
-                    Some(p) if (1..=128).contains(&p) => Some(Netmask::V6(p)),
+                let p = self.number(n, "netmask", "an IPv6 prefix length, 1 to 128")?;
+                match u32::try_from(p) {
+                    Ok(p) if (1..=128).contains(&p) => Some(Netmask::V6(p)),
                     _ => {
                         self.err(
                             loc,
@@ -607,6 +964,22 @@ impl Checker {
         }
     }
 
+    /// A whole number field of a real, in `range`, with what it means at its ends.
+    fn real_number(&mut self, v: &Spanned<String>, key: &str, max: u32, zero: &str) -> Option<u32> {
+        let expect = format!("a whole number from 0 ({zero}) to {max}");
+        let n = self.number(v, key, &expect)?;
+        match u32::try_from(n) {
+            Ok(n) if n <= max => Some(n),
+            _ => {
+                self.err(
+                    at(&v.referenced),
+                    format!("{key} {} is out of range: 0 ({zero}) to {max}", v.value),
+                );
+                None
+            }
+        }
+    }
+
     fn real(
         &mut self,
         r: RawReal,
@@ -614,55 +987,34 @@ impl Checker {
         service: Option<ServiceKey>,
         default_forward: ForwardMethod,
     ) -> Option<(DestKey, DestSpec)> {
-        let Some(a) = &r.address else {
-            self.err(loc, "a real server needs `address`");
-            return None;
-        };
-        let forward = match &r.forward {
+        let a = self.given(&r.address, "address");
+        let forward = match self.given(&r.forward, "forward") {
             None => default_forward,
             Some(f) => self.forward(f)?,
         };
-        let key = self.dest(a, service?, forward)?;
         let mut spec = DestSpec::new(forward, 1);
-        if let Some(w) = &r.weight {
-            match u32::try_from(w.value) {
-                Ok(v) if v <= i32::MAX as u32 => spec.weight = v,
-                _ => self.err(
-                    at(&w.referenced),
-                    format!(
-                        "weight {} is out of range: 0 (drained) to {}",
-                        w.value,
-                        i32::MAX
-                    ),
-                ),
+        if let Some(w) = self.given(&r.weight, "weight") {
+            if let Some(w) = self.real_number(w, "weight", i32::MAX as u32, "drained") {
+                spec.weight = w;
             }
         }
-        for (v, slot, what) in [
-            (
-                &r.max_connections,
-                &mut spec.upper_threshold,
-                "max_connections",
-            ),
-            (
-                &r.min_connections,
-                &mut spec.lower_threshold,
-                "min_connections",
-            ),
-        ] {
-            if let Some(v) = v {
-                match u32::try_from(v.value) {
-                    Ok(n) => *slot = n,
-                    Err(_) => self.err(
-                        at(&v.referenced),
-                        format!(
-                            "{what} {} is out of range: 0 (no limit) to {}",
-                            v.value,
-                            u32::MAX
-                        ),
-                    ),
-                }
+        if let Some(v) = self.given(&r.max_connections, "max_connections") {
+            if let Some(n) = self.real_number(v, "max_connections", u32::MAX, "no limit") {
+                spec.upper_threshold = n;
             }
         }
+        if let Some(v) = self.given(&r.min_connections, "min_connections") {
+            if let Some(n) = self.real_number(v, "min_connections", u32::MAX, "no limit") {
+                spec.lower_threshold = n;
+            }
+        }
+        let Some(a) = a else {
+            if r.address.is_none() {
+                self.err(loc, "a real server needs `address`");
+            }
+            return None;
+        };
+        let key = self.dest(a, service?, forward)?;
         Some((key, normalize_dest(spec)))
     }
 
@@ -674,13 +1026,20 @@ impl Checker {
         service: ServiceKey,
         forward: ForwardMethod,
     ) -> Option<DestKey> {
-        let (addr, port) = match parse_socket(&a.value) {
+        let (addr, port) = match parse_socket(&a.value, false) {
             Ok(v) => v,
             Err(e) => {
                 self.err(at(&a.referenced), e);
                 return None;
             }
         };
+        if let Some((kind, fix)) = unusable_real(addr) {
+            self.err(
+                at(&a.referenced),
+                format!("real server `{addr}` is {kind}, which the kernel cannot send connections to{fix}"),
+            );
+            return None;
+        }
         let (svc_port, svc_family) = match service {
             ServiceKey::Addr { port, .. } => (Some(port), service.family()),
             ServiceKey::Fwmark { family, .. } => (None, family),

@@ -66,7 +66,12 @@ fn render(services: &[Svc], indent: usize, host: Option<bool>) -> String {
         if i % 3 == 1 {
             t.push_str(&format!("{pad}  # the pool\n\n"));
         }
-        t.push_str(&format!("{pad}  reals:\n"));
+        // No reals: the key left out, or an empty list (`reals:` alone is null, an error).
+        match (s.reals.is_empty(), s.vip % 2) {
+            (true, 0) => {}
+            (true, _) => t.push_str(&format!("{pad}  reals: []\n")),
+            (false, _) => t.push_str(&format!("{pad}  reals:\n")),
+        }
         for r in &s.reals {
             t.push_str(&format!("{pad}    - address: 10.1.0.{}\n", r.host));
             if let Some(w) = r.weight {
@@ -91,6 +96,12 @@ enum Edit {
     Readdress(usize, u8),
     Garbage(usize),
     HostRole,
+    /// A character of a class the readers must agree on, anywhere (issue 21).
+    Char(usize, &'static str),
+    /// A service moved to a loopback address, which a host with a role refuses.
+    Loopback(usize),
+    /// A real's weight made empty (null), which is an error, not the default.
+    NullWeight(usize),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -108,6 +119,23 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<usize>(), 1u8..30).prop_map(|(a, v)| Edit::Readdress(a, v)),
         any::<usize>().prop_map(Edit::Garbage),
         Just(Edit::HostRole),
+        (
+            any::<usize>(),
+            prop_oneof![
+                Just("\u{a0}"),
+                Just("\u{85}"),
+                Just("\u{feff}"),
+                Just("\u{fffe}"),
+                Just("\u{c}"),
+                Just("\u{3000}"),
+                Just("\u{e9}"),
+                Just("\u{7f}"),
+                Just("\u{202e}"),
+            ]
+        )
+            .prop_map(|(a, c)| Edit::Char(a, c)),
+        any::<usize>().prop_map(Edit::Loopback),
+        any::<usize>().prop_map(Edit::NullWeight),
     ]
 }
 
@@ -140,6 +168,30 @@ fn apply(services: &mut Vec<Svc>, e: &Edit, text: &mut Option<String>) {
         Edit::HostRole => {
             if let Some(t) = text {
                 *t = t.replace("role: director", "role: real-server");
+            }
+        }
+        Edit::Char(a, c) => {
+            if let Some(t) = text {
+                let at = a % (t.len() + 1);
+                let at = (0..=at).rev().find(|i| t.is_char_boundary(*i)).unwrap_or(0);
+                t.insert_str(at, c);
+            }
+        }
+        Edit::Loopback(a) => {
+            if let Some(t) = text {
+                let n = t.matches("- address: 10.0.0.").count().max(1);
+                if let Some((i, _)) = t.match_indices("- address: 10.0.0.").nth(a % n) {
+                    t.replace_range(i..i + "- address: 10.0.0.".len(), "- address: 127.0.0.");
+                }
+            }
+        }
+        Edit::NullWeight(a) => {
+            if let Some(t) = text {
+                let n = t.matches("weight: ").count().max(1);
+                if let Some((i, _)) = t.match_indices("weight: ").nth(a % n) {
+                    let end = t[i..].find('\n').map_or(t.len(), |e| i + e);
+                    t.replace_range(i..end, "weight:");
+                }
             }
         }
         _ => {}

@@ -112,7 +112,8 @@ enum Command {
     Run {
         #[command(flatten)]
         table: TableArgs,
-        /// Full resync period (repairs changes made behind lvsd's back): 30s, 5m, or seconds.
+        /// Full resync period (repairs changes made behind lvsd's back): 500ms, 30s, 5m, or
+        /// seconds.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         resync_interval: Duration,
         /// What to do about drift.
@@ -157,12 +158,17 @@ enum Command {
     },
 }
 
+/// The config's duration parser, for the command line too: one spelling everywhere.
 fn parse_duration(s: &str) -> Result<Duration, String> {
+    let shown = config::printable(s);
     match config::parse_duration(s) {
-        Some(0) | None => Err(format!(
-            "`{s}` is not a positive duration such as 30s, 5m or 1h"
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "`{shown}` is zero; give a positive duration such as 500ms, 30s or 5m"
         )),
-        Some(n) => Ok(Duration::from_secs(n)),
+        Err(e) => Err(format!(
+            "`{shown}` is not a duration ({e}); give one such as 500ms, 30s or 5m"
+        )),
     }
 }
 
@@ -276,20 +282,24 @@ fn print_plan(plan: &Plan, now: u64) {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Check(arg) => match load(&arg) {
+        // The same verdict as every other command's reading, keeping no table.
+        Command::Check(arg) => match config::check_as(&arg.config, arg.role.map(Role::from)) {
             Ok(c) => {
-                let reals: usize = c.desired.services.values().map(|s| s.reals.len()).sum();
                 let role = match (c.host.role, &c.host.interface) {
                     (Role::None, _) => String::new(),
                     (r, Some(i)) => format!("; role {} on {i}", r.name()),
                     (r, None) => format!("; role {}", r.name()),
                 };
+                let shown = config::printable(&arg.config.display().to_string()).into_owned();
                 println!(
-                    "{}: valid ({} services, {} real servers{role})",
-                    arg.config.display(),
-                    c.desired.services.len(),
-                    reals
+                    "{shown}: valid ({} services, {} real servers{role})",
+                    c.services, c.reals
                 );
+                if c.services == 0 {
+                    eprintln!(
+                        "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -551,6 +561,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 info.conn_tab_size
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resync_interval_takes_the_configs_durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        for bad in ["0", "0s", "1s1s", "30s1m", "1.5s", "5M", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -473,7 +473,11 @@ impl Engine {
     pub async fn mh_warnings(&mut self, desired: &Desired) -> Result<Vec<String>> {
         let mut out = vec![];
         let client = self.client().await?;
-        for (k, s) in desired.services.iter().filter(|(_, s)| s.spec.scheduler == "mh") {
+        for (k, s) in desired
+            .services
+            .iter()
+            .filter(|(_, s)| s.spec.scheduler == "mh")
+        {
             let order: Vec<DestKey> = client.dests(k).await?.iter().map(|d| d.key).collect();
             out.extend(plan::mh_misaligned(k, s, &order));
         }

@@ -408,7 +408,12 @@ pub fn mh_misaligned(
         // Still being added (the pass will complete it), or aligned.
         return None;
     }
-    let show = |v: &[DestKey]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let show = |v: &[DestKey]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Some(format!(
         "service {key} (mh): the kernel holds its real servers in the order {}, a director starting from this config would hold {}; `mh` maps flows by that order, so directors with another edit history send the same flow to other real servers. To realign, take this director out of rotation (withdraw its announcements), delete the service (`ipvsadm -D`), and let lvsd create it again in order",
         show(&now),

@@ -654,15 +654,27 @@ fn an_mh_service_out_of_the_fresh_order_is_named_with_the_fix() {
     let d = desired(&[(50, "mh", &[(101, 1), (102, 1), (103, 1)])]);
     let s = &d.services[&svc(50)];
     // A fresh director added .101, .102, .103 in that order: the kernel lists them newest first.
-    assert_eq!(mh_misaligned(&svc(50), s, &[real(103), real(102), real(101)]), None);
+    assert_eq!(
+        mh_misaligned(&svc(50), s, &[real(103), real(102), real(101)]),
+        None
+    );
     // .101 deleted and added again: first now.
     let why = mh_misaligned(&svc(50), s, &[real(101), real(103), real(102)]).unwrap();
-    assert!(why.contains("the order 172.16.1.101:80, 172.16.1.103:80, 172.16.1.102:80"), "{why}");
+    assert!(
+        why.contains("the order 172.16.1.101:80, 172.16.1.103:80, 172.16.1.102:80"),
+        "{why}"
+    );
     assert!(why.contains("To realign"), "{why}");
     // A draining real not in the config does not count; a service still being filled neither.
-    assert_eq!(mh_misaligned(&svc(50), s, &[real(109), real(103), real(102), real(101)]), None);
+    assert_eq!(
+        mh_misaligned(&svc(50), s, &[real(109), real(103), real(102), real(101)]),
+        None
+    );
     assert_eq!(mh_misaligned(&svc(50), s, &[real(103), real(101)]), None);
     // Other schedulers do not care.
     let rr = desired(&[(50, "rr", &[(101, 1), (102, 1)])]);
-    assert_eq!(mh_misaligned(&svc(50), &rr.services[&svc(50)], &[real(101), real(102)]), None);
+    assert_eq!(
+        mh_misaligned(&svc(50), &rr.services[&svc(50)], &[real(101), real(102)]),
+        None
+    );
 }

@@ -1,0 +1,99 @@
+//! `lvsd check` as an operator runs it: the verdict on stdout, a warning on stderr when the
+//! file has no services (still exit 0), problems on stderr with exit 1, and nothing read from
+//! what is not a regular file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn check(path: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("lvsd-check-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_file_without_services_is_valid_with_a_warning() {
+    let d = dir("empty");
+    for text in [
+        "",
+        "# managed by lvsd\n",
+        "--- # managed\n",
+        "services: []\n",
+    ] {
+        let p = d.join("lvsd.yaml");
+        std::fs::write(&p, text).unwrap();
+        let (code, out, err) = check(&p);
+        assert_eq!(code, 0, "{text:?}: {err}");
+        assert!(
+            out.ends_with("valid (0 services, 0 real servers)\n"),
+            "{out}"
+        );
+        assert!(
+            err.contains("warning:") && err.contains("has no services"),
+            "{text:?}: {err:?}"
+        );
+    }
+    let p = d.join("one.yaml");
+    std::fs::write(&p, "services:\n  - address: 10.0.0.1:80\n").unwrap();
+    let (code, out, err) = check(&p);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.ends_with("valid (1 services, 0 real servers)\n"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn text_that_only_looks_empty_is_an_error() {
+    let d = dir("looks-empty");
+    for text in [
+        "\u{c}\n",
+        "\u{a0}\n",
+        "\u{3000}\n",
+        "---\n---\n",
+        "services:\n",
+    ] {
+        let p = d.join("lvsd.yaml");
+        std::fs::write(&p, text).unwrap();
+        let (code, out, err) = check(&p);
+        assert_eq!(code, 1, "{text:?}: {out}");
+        assert!(err.contains("lvsd.yaml:"), "{err}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_fifo_is_refused_without_waiting_for_a_writer() {
+    let d = dir("fifo");
+    let p = d.join("lvsd.yaml");
+    assert!(Command::new("mkfifo").arg(&p).status().unwrap().success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(check(&q));
+    });
+    let (code, _, err) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("lvsd check blocked on a FIFO");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("a FIFO (named pipe), not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
