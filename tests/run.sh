@@ -66,7 +66,7 @@ if ! cargo build --locked -p lvsd; then
   echo "FAILED: lvsd did not build"
   failed=$((failed + 1)); finish
 fi
-cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml "$payload/"
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml deploy/ha/*.yaml "$payload/"
 # The container's binary: static, so `FROM scratch` needs nothing else. The ops scenario runs it.
 check "static binary builds (glibc, crt-static) and is statically linked" sh -c \
   'RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked -p lvsd --target x86_64-unknown-linux-gnu &&
@@ -76,6 +76,10 @@ if cargo build --locked -p lvsd --example notify-receiver; then
   cp target/debug/examples/notify-receiver "$payload/"
 fi
 check "every example passes lvsd check" sh -c 'for f in examples/*.yaml; do target/debug/lvsd check -c "$f" || exit 1; done'
+check "deploy/ha: keepalived and BIRD accept their configs (keepalived -t, bird -p)" sh -c \
+  'for f in deploy/ha/keepalived-*.conf; do keepalived -t -f "$f" || exit 1; done &&
+   for f in deploy/ha/bird-*.conf; do bird -p -c "$f" || exit 1; done &&
+   for f in deploy/ha/*.yaml; do target/debug/lvsd check -c "$f" >/dev/null || exit 1; done'
 check "the man page and shell completions are generated from the CLI" sh -c \
   'target/debug/lvsd man | grep -q "^\.TH lvsd 1" && target/debug/lvsd man | grep -q "lvsd\\\\-status(1)" &&
    for sh in bash zsh fish; do target/debug/lvsd completions $sh | grep -q status || exit 1; done'
@@ -110,6 +114,7 @@ sh ./health.sh || rc=1
 sh ./ops.sh || rc=1
 sh ./faults.sh || rc=1
 sh ./daemon.sh || rc=1
+sh ./pair.sh || rc=1
 # Last: it unloads and reloads every IPVS module.
 sh ./modules.sh || rc=1
 exit $rc

@@ -18,7 +18,7 @@ const IFNAMSIZ: usize = 15;
 /// (`dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace, where its
 /// whitespace is the ASCII blanks and the byte 0xa0; lvsd also refuses every control and
 /// invisible character, since the name is printed.
-fn bad_interface(name: &str) -> Option<String> {
+pub(crate) fn bad_interface(name: &str) -> Option<String> {
     let shown = printable(name);
     if name.is_empty() {
         return Some("the interface name is empty".into());

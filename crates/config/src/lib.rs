@@ -8,6 +8,7 @@ mod duration;
 mod error;
 pub mod export;
 mod fast;
+mod ha;
 mod health;
 mod host;
 mod incremental;
@@ -100,7 +101,7 @@ pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary,
     };
     if let Some(raw) = fast::read::<true>(text) {
         let mut checker = validate::Checker::default();
-        let (host, entries) = checker.file(raw, role);
+        let (host, entries, _) = checker.file(raw, role);
         if let Some(done) = counted(checker, host, entries) {
             return done;
         }
@@ -114,7 +115,7 @@ pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary,
                     omitted: 0,
                 })?;
         let mut checker = validate::Checker::default();
-        let (host, entries) = checker.file(raw.unwrap_or_default(), role);
+        let (host, entries, _) = checker.file(raw.unwrap_or_default(), role);
         for t in entries.later.misspelt(text) {
             checker.err(t.at, validate::TYPED_PERSISTENCE);
         }
@@ -333,7 +334,7 @@ pub fn parse_with_yaml_library(text: &str, path: &str) -> Result<Config, Error> 
 pub fn fast_reader_reads(text: &str) -> bool {
     fast::read::<false>(text).is_some_and(|raw| {
         let mut checker = validate::Checker::default();
-        let (_, mut entries) = checker.file(raw, None);
+        let (_, mut entries, _) = checker.file(raw, None);
         entries.take_desired().is_some()
     })
 }
@@ -343,7 +344,7 @@ pub fn fast_reader_reads(text: &str) -> bool {
 pub fn fast_reader_takes(text: &str) -> bool {
     fast::read::<false>(text).is_some_and(|raw| {
         let mut checker = validate::Checker::default();
-        let (_, mut entries) = checker.file(raw, None);
+        let (_, mut entries, _) = checker.file(raw, None);
         checker.problems.is_empty() && entries.take_desired().is_some()
     })
 }
@@ -374,6 +375,7 @@ pub(crate) fn parse_entries(
 fn finish(
     checker: validate::Checker,
     host: HostSpec,
+    ha: ha::Ha,
     mut entries: Entries,
     path: &str,
 ) -> Option<Result<(Config, Entries), Error>> {
@@ -383,7 +385,8 @@ fn finish(
             Config {
                 desired,
                 host,
-                ..Config::default()
+                globals: ha.globals,
+                health_file: ha.health_file,
             },
             entries,
         )))
@@ -415,8 +418,8 @@ fn parse_inner(
     // is serde-saphyr's to read and report.
     if let Some(raw) = fast.then(|| fast::read::<false>(text)).flatten() {
         let mut checker = validate::Checker::default();
-        let (host, entries) = checker.file(raw, role);
-        if let Some(done) = finish(checker, host, entries, path) {
+        let (host, entries, ha) = checker.file(raw, role);
+        if let Some(done) = finish(checker, host, ha, entries, path) {
             return done;
         }
     }
@@ -429,11 +432,11 @@ fn parse_inner(
             omitted: 0,
         })?;
     let mut checker = validate::Checker::default();
-    let (host, entries) = checker.file(raw.unwrap_or_default(), role);
+    let (host, entries, ha) = checker.file(raw.unwrap_or_default(), role);
     for t in entries.later.misspelt(text) {
         checker.err(t.at, validate::TYPED_PERSISTENCE);
     }
-    finish(checker, host, entries, path).unwrap_or_else(|| {
+    finish(checker, host, ha, entries, path).unwrap_or_else(|| {
         // Read in one piece, every duplicate was reported with its line.
         Err(Error::Invalid {
             path: printable(path).into_owned(),

@@ -108,6 +108,67 @@ pub(crate) struct RawFile<const COUNT: bool = false> {
     pub services: Field<Services<COUNT>>,
     #[serde(default, deserialize_with = "given")]
     pub host: Field<RawHost>,
+    #[serde(default, deserialize_with = "given")]
+    pub ha: Field<RawHa>,
+    #[serde(default, deserialize_with = "given")]
+    pub ipvs: Field<RawIpvs>,
+}
+
+/// `ha`: how this director shares its VIPs with others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHa {
+    #[serde(default, deserialize_with = "given")]
+    pub mode: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub health_file: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub sync: Field<RawSync>,
+    #[serde(default, deserialize_with = "given")]
+    pub announce_device: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub announce: Field<String>,
+}
+
+/// `ha.sync`: the kernel's connection-sync daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSync {
+    #[serde(default, deserialize_with = "given")]
+    pub interface: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub id: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub group: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub port: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub ttl: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub max_len: Field<String>,
+}
+
+/// `ipvs`: the table-wide settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpvs {
+    #[serde(default, deserialize_with = "given")]
+    pub timeouts: Field<RawTimeouts>,
+    /// By the kernel's names; each value keeps where it stands.
+    #[serde(default, deserialize_with = "given")]
+    pub sysctl: Field<std::collections::BTreeMap<String, Spanned<String>>>,
+}
+
+/// `ipvs.timeouts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    #[serde(default, deserialize_with = "given")]
+    pub tcp: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub tcp_fin: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub udp: Field<String>,
 }
 
 /// `services`, validated entry by entry as the parser hands them over: the raw tree of a large

@@ -159,6 +159,12 @@ pub(crate) struct Later {
     /// file's bytes at `start` must be that decimal (not `0xF4240`, which is as long as
     /// 1000000), checked once the text is in view.
     pub typed: Vec<Typed>,
+    /// Services with a real of the other address family (tunnel forwarding): refused beside
+    /// `ha.sync`, which the kernel does not run with them.
+    pub cross_family: Vec<(ServiceKey, DestKey, (u64, u64))>,
+    /// `mh` services with `on_failure: remove`: refused for active-active directors, who must
+    /// keep one order of real servers.
+    pub mh_remove: Vec<(ServiceKey, (u64, u64))>,
 }
 
 /// A number YAML typed, and where its spelling stands in the text.
@@ -175,7 +181,10 @@ pub(crate) struct Typed {
 impl Later {
     /// Nothing to decide.
     pub(crate) fn is_empty(&self) -> bool {
-        self.scoped.is_empty() && self.typed.is_empty()
+        self.scoped.is_empty()
+            && self.typed.is_empty()
+            && self.cross_family.is_empty()
+            && self.mh_remove.is_empty()
     }
 
     /// The typed numbers whose bytes in `text` are not the decimal they were taken as.
@@ -342,6 +351,8 @@ impl Collected {
         self.problems.append(next.problems);
         self.later.scoped.extend(next.later.scoped);
         self.later.typed.extend(next.later.typed);
+        self.later.cross_family.extend(next.later.cross_family);
+        self.later.mh_remove.extend(next.later.mh_remove);
         self.names.extend(next.names);
         true
     }
@@ -451,8 +462,8 @@ impl Checker {
         &mut self,
         raw: RawFile<COUNT>,
         role: Option<Role>,
-    ) -> (HostSpec, Collected) {
-        let host = self.host(raw.host, role);
+    ) -> (HostSpec, Collected, crate::ha::Ha) {
+        let mut host = self.host(raw.host, role);
         let mut services = match raw.services {
             Some(s) if s.null => {
                 self.err(
@@ -481,7 +492,11 @@ impl Checker {
                 );
             }
         }
-        (host, services)
+        let ha = self.ha(raw.ha, raw.ipvs, &mut host, &mut services.later);
+        // Decided now, whatever the sections said.
+        services.later.cross_family.clear();
+        services.later.mh_remove.clear();
+        (host, services, ha)
     }
 
     /// Validates one entry of `services` into `out`, with the checks that span entries
@@ -915,6 +930,12 @@ impl Checker {
         let key = key?;
         if self.problems.total() > before {
             return None;
+        }
+        if let Some(r) = reals.keys().find(|r| Family::of(&r.addr) != key.family()) {
+            later.cross_family.push((key, *r, loc));
+        }
+        if spec.scheduler == "mh" && health.on_failure == OnFailure::Remove {
+            later.mh_remove.push((key, loc));
         }
         let spec = normalize_service(spec, key);
         Some((

@@ -65,7 +65,10 @@ pub async fn reload(
         }
         Ok(Reread::Whole(new)) => {
             let touched = changed(&current.config.desired, &new.config.desired);
-            if touched.is_empty() && new.config.host == current.config.host {
+            let same_settings = new.config.host == current.config.host
+                && new.config.globals == current.config.globals
+                && new.config.health_file == current.config.health_file;
+            if touched.is_empty() && same_settings {
                 current.replace(*new);
                 return Reloaded::Unchanged;
             }
