@@ -66,7 +66,7 @@ if ! cargo build --locked -p lvsd; then
   echo "FAILED: lvsd did not build"
   failed=$((failed + 1)); finish
 fi
-cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml deploy/ha/*.yaml "$payload/"
+cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml deploy/ha/*.yaml deploy/ha/*.conf "$payload/"
 # The container's binary: static, so `FROM scratch` needs nothing else. The ops scenario runs it.
 check "static binary builds (glibc, crt-static) and is statically linked" sh -c \
   'RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked -p lvsd --target x86_64-unknown-linux-gnu &&
@@ -115,6 +115,7 @@ sh ./ops.sh || rc=1
 sh ./faults.sh || rc=1
 sh ./daemon.sh || rc=1
 sh ./pair.sh || rc=1
+sh ./anycast.sh || rc=1
 # Last: it unloads and reloads every IPVS module.
 sh ./modules.sh || rc=1
 exit $rc

@@ -211,7 +211,10 @@ impl Checker {
             return None;
         };
         if v.null {
-            self.err(loc, format!("`{key}` is empty (null); give it a value, or leave the key out"));
+            self.err(
+                loc,
+                format!("`{key}` is empty (null); give it a value, or leave the key out"),
+            );
             return None;
         }
         match *kind {
@@ -236,7 +239,10 @@ impl Checker {
                 if n >= 1 && n <= hi && n.count_ones() == 1 {
                     return Some(n.to_string());
                 }
-                self.err(loc, format!("{key} is a power of two from 1 to {hi} (the kernel refuses {n})"));
+                self.err(
+                    loc,
+                    format!("{key} is a power of two from 1 to {hi} (the kernel refuses {n})"),
+                );
                 None
             }
             Kind::Threshold => {
@@ -268,7 +274,13 @@ impl Checker {
                 if ok {
                     return Some(v.value.clone());
                 }
-                self.err(loc, format!("{key} is a list of CPUs such as 0-3,8, not `{}`", printable(&v.value)));
+                self.err(
+                    loc,
+                    format!(
+                        "{key} is a list of CPUs such as 0-3,8, not `{}`",
+                        printable(&v.value)
+                    ),
+                );
                 None
             }
         }
@@ -338,12 +350,20 @@ impl Checker {
                 );
                 None
             }
-            Some(m) if MODES.contains(&m.value.as_str()) => Some((m.value.clone(), at(&m.referenced))),
+            Some(m) if MODES.contains(&m.value.as_str()) => {
+                Some((m.value.clone(), at(&m.referenced)))
+            }
             Some(m) => {
                 // What other tools call a VRRP pair.
-                let passive = ["active-passive", "active-standby", "failover", "vrrp", "backup"]
-                    .iter()
-                    .any(|w| crate::validate::distance(&m.value, w) <= 2);
+                let passive = [
+                    "active-passive",
+                    "active-standby",
+                    "failover",
+                    "vrrp",
+                    "backup",
+                ]
+                .iter()
+                .any(|w| crate::validate::distance(&m.value, w) <= 2);
                 let hint = if passive {
                     "did you mean `active-backup`? ".to_owned()
                 } else {
@@ -364,7 +384,10 @@ impl Checker {
         };
         if let Some(f) = self.given(&h.health_file, "ha.health_file") {
             let p = PathBuf::from(&f.value);
-            if !p.is_absolute() || f.value.ends_with('/') || f.value.chars().any(|c| crate::error::odd_char(c).is_some()) {
+            if !p.is_absolute()
+                || f.value.ends_with('/')
+                || f.value.chars().any(|c| crate::error::odd_char(c).is_some())
+            {
                 self.err(
                     at(&f.referenced),
                     format!(
@@ -386,7 +409,10 @@ impl Checker {
         if !active_active {
             for (v, key) in [(device, "announce_device"), (announce, "announce")] {
                 if let (Some(v), Some(_)) = (v, &mode) {
-                    self.err(at(&v.referenced), format!("ha.{key} goes with `mode: active-active`; remove it"));
+                    self.err(
+                        at(&v.referenced),
+                        format!("ha.{key} goes with `mode: active-active`; remove it"),
+                    );
                 }
             }
         }

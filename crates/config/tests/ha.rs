@@ -116,10 +116,7 @@ fn one_file_serves_the_real_servers_too() {
 #[test]
 fn what_the_kernel_would_refuse_is_refused_with_the_reason() {
     let cases: &[(&str, &str)] = &[
-        (
-            "ha: {health_file: /x}\n",
-            "t.yaml:2:5: ha needs `mode`",
-        ),
+        ("ha: {health_file: /x}\n", "t.yaml:2:5: ha needs `mode`"),
         (
             "ha: {mode: active-pasive}\n",
             "t.yaml:2:12: unknown ha.mode `active-pasive`; did you mean `active-backup`?",
@@ -272,9 +269,14 @@ services:
     );
     assert!(problems(&mh.replace("on_failure: remove", "on_failure: drain")).is_empty());
     // The same service without active-active is fine: one director has one order.
-    assert!(problems(&mh.replace("ha: {mode: active-active, announce_device: lvsd0}\n", "")).is_empty());
+    assert!(
+        problems(&mh.replace("ha: {mode: active-active, announce_device: lvsd0}\n", "")).is_empty()
+    );
     assert_rejects(
-        &mh.replace("host: {role: director, interface: eth0}", "host: {role: director, interface: eth0, vips: [10.99.0.50]}"),
+        &mh.replace(
+            "host: {role: director, interface: eth0}",
+            "host: {role: director, interface: eth0, vips: [10.99.0.50]}",
+        ),
         "t.yaml:2:12: with active-active the announced VIPs are the services' addresses",
     );
 }

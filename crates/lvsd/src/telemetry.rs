@@ -55,6 +55,8 @@ pub struct Status {
     /// What `ha.health_file` says: how many services cannot be served here (none when not
     /// configured).
     pub health_file: Option<usize>,
+    /// VIPs an active-active director announces now (none in other modes).
+    pub announced_vips: Option<usize>,
     /// Services in the table that are not lvsd's.
     pub foreign_services: usize,
     /// Health per checked real and per service that is not ok.
@@ -117,6 +119,7 @@ pub struct Telemetry {
     failures: Family<Labels, Counter>,
     stuck: Counter,
     health_file: Gauge,
+    announced: Gauge,
     kernel: Arc<KernelSnapshot>,
 }
 
@@ -192,6 +195,12 @@ impl Telemetry {
             "What ha.health_file says: services this director cannot serve (keepalived's track_file faults while not 0)",
             health_file.clone(),
         );
+        let announced = Gauge::default();
+        registry.register(
+            "announced_vips",
+            "VIPs this active-active director holds on its announce device now (the routing daemon announces them)",
+            announced.clone(),
+        );
         let kernel = Arc::new(KernelSnapshot::default());
         registry.register_collector(Box::new(kernel.clone()));
         let status = Status {
@@ -216,6 +225,7 @@ impl Telemetry {
             failures,
             stuck,
             health_file,
+            announced,
             kernel,
         })
     }
@@ -287,6 +297,12 @@ impl Telemetry {
             message: message.to_owned(),
         });
         push_error(&mut s, now, message.to_owned());
+    }
+
+    /// The VIPs on the announce device after a pass.
+    pub fn announced(&self, n: usize) {
+        self.announced.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.status().announced_vips = Some(n);
     }
 
     /// The health file was written with `value`.

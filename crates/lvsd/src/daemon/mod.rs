@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use config::Loaded;
 use health::{Monitor, Report};
 use plan::health::{HealthTable, ServiceStatus, Standing as HealthStanding};
-use plan::host::Role;
+use plan::host::{HostOp, Role};
 use plan::{Desired, Op};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
@@ -431,7 +431,17 @@ impl Daemon {
         }
         let summary = summarize(&pass, &allow);
         let verdict = self.machine.on(Event::PassDone(summary), self.clock.now());
-        self.log_pass(&pass, &verdict);
+        self.log_pass(cfg, &pass, &verdict);
+        if let Some(device) = announce_device(cfg) {
+            let n = self
+                .engine
+                .host_owned
+                .addresses
+                .iter()
+                .filter(|a| a.interface == device)
+                .count();
+            self.telemetry.announced(n);
+        }
         let record = PassRecord::of(&pass, verdict.drift, self.engine.owned.services.len());
         self.telemetry.pass(started.elapsed(), record);
         self.telemetry
@@ -463,7 +473,7 @@ impl Daemon {
     }
 
     /// What a pass says beyond its operations (which the engine logs as it carries them out).
-    fn log_pass(&self, pass: &Pass, verdict: &decide::Verdict) {
+    fn log_pass(&self, cfg: &config::Config, pass: &Pass, verdict: &decide::Verdict) {
         let retry = |s: &Standing| match s {
             Standing::Failing { wait, .. } => format!("retrying in {wait:?}"),
             _ => "waiting for a config change".into(),
@@ -497,6 +507,23 @@ impl Daemon {
             Outcome::Done(h) => {
                 for op in &h.skipped {
                     tracing::warn!("host drift (not repaired, --on-drift report): {op}");
+                }
+                if let Some(device) = announce_device(cfg) {
+                    for op in &h.applied {
+                        match op {
+                            HostOp::AddAddress(a) if a.interface == device => tracing::info!(
+                                vip = %a.addr,
+                                "announce: VIP {} is on {device} (a service on it can serve)",
+                                a.addr
+                            ),
+                            HostOp::DelAddress(a) if a.interface == device => tracing::warn!(
+                                vip = %a.addr,
+                                "withdraw: VIP {} is off {device} (no service on it can serve here)",
+                                a.addr
+                            ),
+                            _ => {}
+                        }
+                    }
                 }
                 if h.failed.is_some() || !h.after.missing.is_empty() {
                     tracing::error!(
@@ -571,6 +598,16 @@ fn refresh_effective(
                 statuses.remove(&k);
             }
         }
+    }
+}
+
+/// The device an active-active director announces its VIPs from.
+fn announce_device(cfg: &config::Config) -> Option<&str> {
+    match &cfg.host.ha {
+        plan::host::HaMode::ActiveActive { device, .. } if cfg.host.role == Role::Director => {
+            Some(device.as_str())
+        }
+        _ => None,
     }
 }
 
