@@ -28,13 +28,13 @@ async fn results_of_a_replaced_check_are_not_the_current_ones() {
     );
     let mut old = CheckSpec::new(CheckKind::Tcp);
     old.interval = Duration::from_millis(10);
-    let (mut monitor, mut reports) = Monitor::new(4);
-    monitor.sync([(&id, &old)]);
+    let (mut monitor, mut reports) = Monitor::new(4, std::sync::Arc::new(|_| {}));
+    monitor.sync([(&id, &old, false)]);
     // Let results of the first check pile up unread, as they do while the daemon is in a pass.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut new = old.clone();
     new.fall = 1;
-    monitor.sync([(&id, &new)]);
+    monitor.sync([(&id, &new, false)]);
     let mut stale = 0;
     loop {
         let r = tokio::time::timeout(Duration::from_secs(5), reports.recv())
@@ -55,4 +55,63 @@ async fn results_of_a_replaced_check_are_not_the_current_ones() {
     let r = reports.recv().await.unwrap();
     monitor.sync(std::iter::empty());
     assert!(!monitor.is_current(&r));
+}
+
+#[tokio::test]
+async fn a_check_reports_its_first_result_transitions_and_new_reasons_only() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let id = (
+        ServiceKey::tcp("127.0.0.1".parse().unwrap(), 80),
+        DestKey {
+            addr: addr.ip(),
+            port: addr.port(),
+        },
+    );
+    let mut spec = CheckSpec::new(CheckKind::Tcp);
+    spec.interval = Duration::from_millis(10);
+    spec.timeout = Duration::from_millis(200);
+    spec.rise = 2;
+    spec.fall = 3;
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = started.clone();
+    let (mut monitor, mut reports) = Monitor::new(
+        4,
+        std::sync::Arc::new(move |_| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }),
+    );
+    // Starting down: the first success is said (a reason at last), the rise comes second.
+    monitor.sync([(&id, &spec, false)]);
+    let first = reports.recv().await.unwrap();
+    assert!(first.outcome.ok && !first.up && !first.changed, "{first:?}");
+    let rise = reports.recv().await.unwrap();
+    assert!(rise.up && rise.changed, "{rise:?}");
+    // Then nothing while nothing changes, though it keeps probing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(reports.try_recv().is_err(), "steady checks say nothing");
+    assert!(
+        started.load(std::sync::atomic::Ordering::Relaxed) >= 10,
+        "it probed all along"
+    );
+    // The listener goes: a new reason at once, the fall after three failures.
+    server.abort();
+    let _ = server.await;
+    let mut said = vec![];
+    let fall = loop {
+        let r = reports.recv().await.unwrap();
+        if r.changed {
+            break r;
+        }
+        // Before the fall: still up, each report a reason not said just before.
+        assert!(r.up && !r.outcome.ok, "{r:?}");
+        assert_ne!(said.last(), Some(&r.outcome.reason), "said twice: {said:?}");
+        said.push(r.outcome.reason);
+    };
+    assert!(!fall.up && !said.is_empty(), "{fall:?} after {said:?}");
 }

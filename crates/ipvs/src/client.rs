@@ -25,7 +25,8 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::constants::*;
 use crate::convert::{
-    daemon_from_attrs, dest_from_bytes, service_from_attrs, service_from_bytes, service_key_attrs,
+    DIGEST_START, daemon_from_attrs, dest_from_bytes, fold_dest_digest, service_from_attrs,
+    service_from_bytes, service_key_attrs,
 };
 use crate::error::Error;
 use crate::message::{IpvsAttr, IpvsCmd, IpvsMessage};
@@ -561,7 +562,93 @@ impl Client {
             .chunks(per)
             .map(|chunk| {
                 let chunk = chunk.to_vec();
-                tokio::task::spawn_blocking(move || read_dests_blocking(family_id, &chunk, f))
+                tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::with_capacity(chunk.len());
+                    let mut dests = Vec::new();
+                    read_dests_blocking(family_id, &chunk, |i, attrs| match attrs {
+                        Some(a) => push_dests(&mut dests, a, Some(chunk[i].family().to_raw())),
+                        None => {
+                            out.push(f(std::mem::take(&mut dests)));
+                            Ok(())
+                        }
+                    })?;
+                    Ok::<_, Error>(out)
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for job in jobs {
+            let part = job.await.map_err(|e| Error::Io {
+                op: "list real servers".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// [`Client::dests_with`] for a table read again: each service comes with the digest of
+    /// its destinations as last read (see [`crate::convert::fold_dest_digest`]), and one whose
+    /// destinations still fold to it is not decoded (`None`): the caller keeps what it made of
+    /// them last time. Returns each service's digest now, and what `f` made of the ones that
+    /// changed (or had no digest).
+    pub async fn dests_if_changed<T: Send + 'static>(
+        &mut self,
+        keys: &[(ServiceKey, Option<u64>)],
+        f: fn(Vec<Dest>) -> T,
+    ) -> Result<Vec<(u64, Option<T>)>, Error> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(4);
+        if keys.len() < PARALLEL_FROM || workers < 2 {
+            let mut out = Vec::with_capacity(keys.len());
+            let mut d = Digesting::default();
+            for (k, prev) in keys {
+                let seq = self.next_seq(1);
+                self.tx.clear();
+                crate::wire::push_get_dests(
+                    &mut self.tx,
+                    k,
+                    self.family_id,
+                    NLM_F_REQUEST | NLM_F_DUMP,
+                    seq,
+                );
+                d.start();
+                self.exchange(seq, "list real servers", |_, attrs| d.part(attrs))
+                    .await
+                    .map_err(|e| e.with_op(|| format!("list real servers of {k}")))?;
+                out.push(d.finish(k, *prev, f)?);
+            }
+            return Ok(out);
+        }
+        let family_id = self.family_id;
+        let per = keys.len().div_ceil(workers);
+        let jobs: Vec<_> = keys
+            .chunks(per)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    let services: Vec<ServiceKey> = chunk.iter().map(|(k, _)| *k).collect();
+                    let mut out = Vec::with_capacity(chunk.len());
+                    let mut d = Digesting::default();
+                    d.start();
+                    let mut failed = None;
+                    read_dests_blocking(family_id, &services, |i, attrs| match attrs {
+                        Some(a) => d.part(a),
+                        None => {
+                            match d.finish(&chunk[i].0, chunk[i].1, f) {
+                                Ok(r) => out.push(r),
+                                Err(e) => failed = Some(e),
+                            }
+                            d.start();
+                            Ok(())
+                        }
+                    })?;
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok::<_, Error>(out),
+                    }
+                })
             })
             .collect();
         let mut out = Vec::with_capacity(keys.len());
@@ -717,12 +804,14 @@ fn push_dests(out: &mut Vec<Dest>, attrs: &[u8], af: Option<u16>) -> Result<(), 
 }
 
 /// Reads the destinations of `keys` over a socket of its own, blocking: one of the workers of
-/// [`Client::dests_of`].
-fn read_dests_blocking<T>(
+/// [`Client::dests_of`] and [`Client::dests_if_changed`]. The attributes of every reply message
+/// of the `i`-th service go to `each(i, Some(attrs))` as they arrive, and `each(i, None)`
+/// follows its last.
+fn read_dests_blocking(
     family_id: u16,
     keys: &[ServiceKey],
-    f: fn(Vec<Dest>) -> T,
-) -> Result<Vec<T>, Error> {
+    mut each: impl FnMut(usize, Option<&[u8]>) -> Result<(), DecodeError>,
+) -> Result<(), Error> {
     let op = "list real servers";
     let mut sock = netlink_sys::Socket::new(NETLINK_GENERIC).map_err(io_err(op))?;
     sock.bind_auto().map_err(io_err(op))?;
@@ -734,28 +823,81 @@ fn read_dests_blocking<T>(
     })?;
     let mut tx = Vec::with_capacity(128);
     let mut rx: Vec<u8> = Vec::with_capacity(RX_BYTES);
-    let mut out = Vec::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
         let seq = i as u32 + 1;
         tx.clear();
         crate::wire::push_get_dests(&mut tx, key, family_id, NLM_F_REQUEST | NLM_F_DUMP, seq);
         sock.send(&tx, 0).map_err(io_err(op))?;
-        let af = Some(key.family().to_raw());
-        let mut dests = Vec::new();
         loop {
             rx.clear();
             sock.recv(&mut rx, 0).map_err(io_err(op))?;
-            let done = walk_replies(&rx, seq, family_id, op, &mut |_, attrs| {
-                push_dests(&mut dests, attrs, af)
+            let finished = walk_replies(&rx, seq, family_id, op, &mut |_, attrs| {
+                each(i, Some(attrs))
             })
             .map_err(|e| e.with_op(|| format!("list real servers of {key}")))?;
-            if done {
+            if finished {
                 break;
             }
         }
-        out.push(f(dests));
+        each(i, None).map_err(|e| Error::Decode {
+            op: format!("list real servers of {key}"),
+            source: e,
+        })?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// One service's destinations as read for [`Client::dests_if_changed`]: the digest so far and
+/// the raw attributes of its replies (decoded only if the digest changed).
+#[derive(Default)]
+struct Digesting {
+    digest: u64,
+    raw: Vec<u8>,
+    /// Where each reply's attributes end in `raw`.
+    ends: Vec<usize>,
+}
+
+impl Digesting {
+    fn start(&mut self) {
+        self.digest = DIGEST_START;
+        self.raw.clear();
+        self.ends.clear();
+    }
+
+    fn part(&mut self, attrs: &[u8]) -> Result<(), DecodeError> {
+        for nla in NlasIterator::new(attrs) {
+            let nla = nla?;
+            if nla.kind() == IPVS_CMD_ATTR_DEST {
+                fold_dest_digest(&mut self.digest, nla.value())?;
+            }
+        }
+        self.raw.extend_from_slice(attrs);
+        self.ends.push(self.raw.len());
+        Ok(())
+    }
+
+    /// The digest, and what `f` makes of the destinations unless they fold to `prev`.
+    fn finish<T>(
+        &self,
+        key: &ServiceKey,
+        prev: Option<u64>,
+        f: fn(Vec<Dest>) -> T,
+    ) -> Result<(u64, Option<T>), Error> {
+        if prev == Some(self.digest) {
+            return Ok((self.digest, None));
+        }
+        let af = Some(key.family().to_raw());
+        let mut dests = Vec::new();
+        let mut from = 0;
+        for end in &self.ends {
+            push_dests(&mut dests, &self.raw[from..*end], af).map_err(|e| Error::Decode {
+                op: format!("list real servers of {key}"),
+                source: e,
+            })?;
+            from = *end;
+        }
+        Ok((self.digest, Some(f(dests))))
+    }
 }
 
 /// Services above which a table read spreads over worker threads.

@@ -373,6 +373,45 @@ pub fn dest_from_bytes(payload: &[u8], service_af: Option<u16>) -> Result<Dest, 
     finish_dest(addr, port, fwd, weight, spec, conns, stats)
 }
 
+/// Folds one destination block (the value of an `IPVS_CMD_ATTR_DEST`) into `h`: every
+/// attribute but the counters, and for the connection counts only whether each is zero. Two
+/// reads of a real whose settings did not change fold alike however much traffic it carries,
+/// and whether a drained real is idle still shows (what deleting it waits on).
+pub fn fold_dest_digest(h: &mut u64, payload: &[u8]) -> Result<(), DecodeError> {
+    use crate::constants::*;
+    for nla in NlasIterator::new(payload) {
+        let nla = nla.with_context(|| "invalid attribute in destination".to_string())?;
+        let kind = nla.kind();
+        match kind {
+            IPVS_DEST_ATTR_STATS | IPVS_DEST_ATTR_STATS64 => {}
+            IPVS_DEST_ATTR_ACTIVE_CONNS
+            | IPVS_DEST_ATTR_INACT_CONNS
+            | IPVS_DEST_ATTR_PERSIST_CONNS => {
+                let zero = nla.value().iter().all(|b| *b == 0);
+                fnv(h, &[kind as u8, u8::from(zero)]);
+            }
+            _ => {
+                fnv(h, &kind.to_ne_bytes());
+                fnv(h, nla.value());
+            }
+        }
+    }
+    // A separator: two reals never fold like one.
+    fnv(h, &[0xff]);
+    Ok(())
+}
+
+/// FNV-1a, folded into `h`.
+fn fnv(h: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *h ^= u64::from(*b);
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// The FNV-1a offset basis: where a digest starts.
+pub const DIGEST_START: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// The required parts of a destination, checked, with the rest: shared by both decoders so that
 /// they report a missing attribute the same way.
 fn finish_dest(
@@ -448,5 +487,69 @@ mod tests {
     fn service_without_identity_is_an_error_not_a_panic() {
         let err = service_from_attrs(&[ServiceAttr::Af(2)]).expect_err("must fail");
         assert!(err.to_string().contains("identity"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::constants::*;
+
+    fn nla(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+        out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+
+    fn dest(weight: u32, active: u32, inactive: u32, packets: u32) -> Vec<u8> {
+        let mut d = vec![];
+        nla(
+            &mut d,
+            IPVS_DEST_ATTR_ADDR,
+            &[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        nla(&mut d, IPVS_DEST_ATTR_PORT, &80u16.to_be_bytes());
+        nla(&mut d, IPVS_DEST_ATTR_WEIGHT, &weight.to_ne_bytes());
+        nla(&mut d, IPVS_DEST_ATTR_ACTIVE_CONNS, &active.to_ne_bytes());
+        nla(&mut d, IPVS_DEST_ATTR_INACT_CONNS, &inactive.to_ne_bytes());
+        let mut stats = vec![];
+        nla(&mut stats, IPVS_STATS_ATTR_INPKTS, &packets.to_ne_bytes());
+        nla(&mut d, IPVS_DEST_ATTR_STATS, &stats);
+        d
+    }
+
+    fn digest(blocks: &[Vec<u8>]) -> u64 {
+        let mut h = DIGEST_START;
+        for b in blocks {
+            fold_dest_digest(&mut h, b).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn a_digest_follows_settings_and_idleness_not_traffic() {
+        let base = digest(&[dest(1, 3, 7, 100)]);
+        // Counters and connection counts move with traffic: the same digest.
+        assert_eq!(base, digest(&[dest(1, 5, 2, 100_000)]));
+        // A setting changes it.
+        assert_ne!(base, digest(&[dest(2, 3, 7, 100)]));
+        // So does a real going idle (what deleting a drained one waits on).
+        assert_ne!(base, digest(&[dest(1, 0, 7, 100)]));
+        assert_ne!(base, digest(&[dest(1, 3, 0, 100)]));
+        // And the order of the reals (mh's table depends on it), and their number.
+        let a = dest(1, 1, 1, 1);
+        let b = dest(2, 1, 1, 1);
+        assert_ne!(
+            digest(&[a.clone(), b.clone()]),
+            digest(&[b.clone(), a.clone()])
+        );
+        assert_ne!(digest(std::slice::from_ref(&a)), digest(&[a.clone(), a]));
+        // A damaged block is an error, not a digest.
+        let mut h = DIGEST_START;
+        assert!(fold_dest_digest(&mut h, &[9, 0, 1]).is_err());
     }
 }

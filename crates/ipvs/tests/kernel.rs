@@ -886,3 +886,77 @@ mod pre_ipvs {
         assert!(err.to_string().contains("modprobe ip_vs"), "{err}");
     }
 }
+
+/// The table read again: services whose reals read back as before are not decoded again, a
+/// change of a setting is, small tables (one socket) and large ones (worker threads) alike.
+#[test]
+fn a_reread_decodes_only_what_changed() {
+    in_netns(|mut c| async move {
+        for n in [3u16, 600] {
+            let mut reqs = vec![];
+            let keys: Vec<ServiceKey> = (0..n)
+                .map(|i| {
+                    ServiceKey::tcp(
+                        v4(10, 7, (i / 250) as u8, (i % 250 + 1) as u8),
+                        80 + (n % 7),
+                    )
+                })
+                .collect();
+            for k in &keys {
+                reqs.push(Request::NewService(
+                    *k,
+                    ServiceSpec::new("rr", Family::Inet),
+                ));
+                for r in 1..=2u8 {
+                    reqs.push(Request::NewDest(
+                        *k,
+                        DestKey {
+                            addr: v4(127, 0, 0, r),
+                            port: 80 + (n % 7),
+                        },
+                        DestSpec::new(ForwardMethod::DirectRoute, 1),
+                    ));
+                }
+            }
+            ok_all(c.execute(&reqs).await);
+            let first: Vec<(ServiceKey, Option<u64>)> = keys.iter().map(|k| (*k, None)).collect();
+            let read = c.dests_if_changed(&first, |d| d.len()).await.unwrap();
+            assert!(
+                read.iter().all(|(_, d)| *d == Some(2)),
+                "n={n}: all decoded the first time"
+            );
+            let again: Vec<(ServiceKey, Option<u64>)> = keys
+                .iter()
+                .zip(&read)
+                .map(|(k, (h, _))| (*k, Some(*h)))
+                .collect();
+            let same = c.dests_if_changed(&again, |d| d.len()).await.unwrap();
+            assert!(
+                same.iter().all(|(_, d)| d.is_none()),
+                "n={n}: nothing changed, nothing decoded"
+            );
+            // One weight changes: that service, and only it, is decoded.
+            let mut spec = DestSpec::new(ForwardMethod::DirectRoute, 5);
+            spec.weight = 5;
+            ok_all(
+                c.execute(&[Request::SetDest(
+                    keys[1],
+                    DestKey {
+                        addr: v4(127, 0, 0, 1),
+                        port: 80 + (n % 7),
+                    },
+                    spec,
+                )])
+                .await,
+            );
+            let after = c.dests_if_changed(&again, |d| d.len()).await.unwrap();
+            let decoded: Vec<usize> = after
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, d))| d.is_some())
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(decoded, vec![1], "n={n}");
+        }
+    });
+}

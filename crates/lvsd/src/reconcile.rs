@@ -26,6 +26,28 @@ use plan::{Desired, Observed, Op, Options, Owned, Plan};
 
 use crate::state_file;
 
+/// The process's user and system CPU time so far, for the timing log.
+fn cpu_now() -> (std::time::Duration, std::time::Duration) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let tv = |t: nix::sys::time::TimeVal| {
+        std::time::Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
+    };
+    getrusage(UsageWho::RUSAGE_SELF).map_or_else(
+        |_| (std::time::Duration::ZERO, std::time::Duration::ZERO),
+        |u| (tv(u.user_time()), tv(u.system_time())),
+    )
+}
+
+/// The CPU time since `then`, as `user 1.2s sys 0.8s`.
+fn cpu_since(then: (std::time::Duration, std::time::Duration)) -> String {
+    let now = cpu_now();
+    format!(
+        "user {:?} sys {:?}",
+        now.0.saturating_sub(then.0),
+        now.1.saturating_sub(then.1)
+    )
+}
+
 /// Seconds since the Unix epoch: the clock drain deadlines use (they survive restarts).
 pub fn now() -> u64 {
     SystemTime::now()
@@ -52,6 +74,9 @@ pub struct Engine {
     /// `table` was read just now and nothing was written since: the next full pass may use it
     /// instead of reading the table again (`apply` reads once, not twice).
     fresh: bool,
+    /// For each service of `table` as the last full read found it, the digest of its real
+    /// servers (dropped when lvsd changes the service or reads it on its own since).
+    digests: std::collections::HashMap<ServiceKey, u64>,
 }
 
 /// A pass that touched at most this many services reads them back one by one to verify them;
@@ -299,6 +324,7 @@ impl Engine {
             host_owned,
             table: None,
             fresh: false,
+            digests: std::collections::HashMap::new(),
         }
     }
 
@@ -325,19 +351,40 @@ impl Engine {
         &self.state_dir
     }
 
-    /// The live table.
+    /// The live table. A service whose real servers read back as they were when the kept
+    /// table was made (their settings, and whether each has connections: see
+    /// [`ipvs::convert::fold_dest_digest`]) is taken from the kept table instead of being
+    /// decoded again: the daemon's resync of a large, quiet table costs the kernel's reading
+    /// and little else. Services whose drains wait on connection counts are always decoded.
     pub async fn observe(&mut self) -> Result<Observed> {
         let started = std::time::Instant::now();
-        // The kept picture is replaced: not holding both keeps the peak memory down.
-        self.table = None;
+        let cpu0 = cpu_now();
         self.fresh = false;
+        let mut kept = self.table.take().unwrap_or_default();
+        let digests = std::mem::take(&mut self.digests);
+        let exclusive = self.exclusive;
+        let owned = &self.owned;
+        let prev = |k: &ServiceKey| -> Option<u64> {
+            let o = owned.services.get(k);
+            let counts_matter = match o {
+                Some(o) => !o.draining.is_empty() || o.service_deadline.is_some(),
+                None => exclusive,
+            };
+            (!counts_matter && kept.services.contains_key(k))
+                .then(|| digests.get(k).copied())
+                .flatten()
+        };
         let read = async {
-            let client = self.client().await?;
+            let client = match self.client.as_mut() {
+                Some(c) => c,
+                None => self.client.insert(Client::connect().await?),
+            };
             let services = client.services().await.context("read the IPVS table")?;
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
-            let keys: Vec<ServiceKey> = services.iter().map(|s| s.key).collect();
+            let keys: Vec<(ServiceKey, Option<u64>)> =
+                services.iter().map(|s| (s.key, prev(&s.key))).collect();
             let reals = client
-                .dests_with(&keys, plan::ObservedService::reals_from_kernel)
+                .dests_if_changed(&keys, plan::ObservedService::reals_from_kernel)
                 .await
                 .context("read the IPVS table")?;
             anyhow::Ok((services, reals))
@@ -350,12 +397,24 @@ impl Engine {
             }
         };
         let mut observed = Observed::default();
-        for (s, reals) in services.into_iter().zip(reals) {
+        let mut reused = 0usize;
+        for (s, (digest, reals)) in services.into_iter().zip(reals) {
+            let reals = match reals {
+                Some(r) => r,
+                None => {
+                    reused += 1;
+                    kept.services
+                        .remove(&s.key)
+                        .map(|o| o.reals)
+                        .unwrap_or_default()
+                }
+            };
+            self.digests.insert(s.key, digest);
             observed
                 .services
                 .insert(s.key, plan::ObservedService::new(s, reals));
         }
-        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = observed.services.len(), "read the IPVS table");
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = observed.services.len(), reused, cpu = %cpu_since(cpu0), "read the IPVS table");
         Ok(observed)
     }
 
@@ -383,6 +442,9 @@ impl Engine {
     /// leaves it.
     async fn refresh(&mut self, keys: &BTreeSet<ServiceKey>, table: &mut Observed) -> Result<()> {
         let started = std::time::Instant::now();
+        for k in keys {
+            self.digests.remove(k);
+        }
         let read = async {
             let client = self.client().await?;
             for k in keys {
@@ -415,6 +477,7 @@ impl Engine {
         self.client = None;
         self.table = None;
         self.fresh = false;
+        self.digests.clear();
     }
 
     /// Host changes against the host as it is now. Without a role, IPVS sysctls or anything
@@ -744,8 +807,9 @@ impl Engine {
     /// Plans against the live table without changing anything.
     pub fn plan(&self, desired: &Desired, observed: &Observed) -> Plan {
         let started = std::time::Instant::now();
+        let cpu0 = cpu_now();
         let p = plan::plan(desired, observed, &self.owned, self.options());
-        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = p.ops.len(), "planned");
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = p.ops.len(), cpu = %cpu_since(cpu0), "planned");
         p
     }
 
@@ -940,7 +1004,9 @@ impl Engine {
             }
             // Intent first: a kill after the kernel took these but before the record below
             // must not leave services of lvsd's that it would call foreign.
+            let t_intent = std::time::Instant::now();
             self.record_intent(&plan.owned)?;
+            tracing::debug!(target: "lvsd::timing", elapsed = ?t_intent.elapsed(), "recorded the intent");
             crate::fault::point(crate::fault::AFTER_INTENT);
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
@@ -953,6 +1019,8 @@ impl Engine {
             let mut touched = BTreeSet::new();
             let mut many = false;
             for (op, r) in todo.into_iter().zip(results) {
+                // Changed by lvsd now: the last read's digest says nothing about it any more.
+                self.digests.remove(&op.service());
                 if !many {
                     touched.insert(op.service());
                     many = touched.len() > VERIFY_MAX;
@@ -981,6 +1049,8 @@ impl Engine {
                     }
                 }
             }
+            tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "took in the kernel's answers");
+            let t_verify = std::time::Instant::now();
             // Verify: read back what was touched, or the whole table after a failure (the
             // plan's picture of it was wrong); a large pass is verified by the kernel's
             // answer to every write.
@@ -996,7 +1066,34 @@ impl Engine {
                     verified.extend_from_slice(&pass.applied[applied_before..]);
                 }
             }
+            tracing::debug!(target: "lvsd::timing", elapsed = ?t_verify.elapsed(), "verified the writes");
+            let t_remember = std::time::Instant::now();
             self.remember(std::mem::take(&mut plan.owned), &observed, scope)?;
+            tracing::debug!(target: "lvsd::timing", elapsed = ?t_remember.elapsed(), "remembered what lvsd owns");
+            // A large pass that only added and edited, every write acknowledged: the table is
+            // what the plan made it, so planning again can only find nothing to do.
+            let only_additions = requests.iter().all(|r| {
+                matches!(
+                    r,
+                    ipvs::Request::NewService(..)
+                        | ipvs::Request::NewDest(..)
+                        | ipvs::Request::SetService(..)
+                        | ipvs::Request::SetDest(..)
+                )
+            });
+            if many
+                && scope.is_none()
+                && pass.failed.is_empty()
+                && only_additions
+                && drained_now.is_empty()
+            {
+                plan = Plan {
+                    foreign: std::mem::take(&mut plan.foreign),
+                    guard: plan.guard,
+                    ..Plan::default()
+                };
+                break;
+            }
             plan = self.plan_in(desired, &observed, scope);
             if !pass.failed.is_empty()
                 || plan

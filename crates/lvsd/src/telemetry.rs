@@ -120,6 +120,7 @@ pub struct Telemetry {
     stuck: Counter,
     health_file: Gauge,
     announced: Gauge,
+    lateness: Histogram,
     kernel: Arc<KernelSnapshot>,
 }
 
@@ -195,6 +196,12 @@ impl Telemetry {
             "What ha.health_file says: services this director cannot serve (keepalived's track_file faults while not 0)",
             health_file.clone(),
         );
+        let lateness = Histogram::new(exponential_buckets(0.001, 2.0, 12));
+        registry.register(
+            "check_lateness_seconds",
+            "How much later than planned each health check started",
+            lateness.clone(),
+        );
         let announced = Gauge::default();
         registry.register(
             "announced_vips",
@@ -226,6 +233,7 @@ impl Telemetry {
             stuck,
             health_file,
             announced,
+            lateness,
             kernel,
         })
     }
@@ -297,6 +305,11 @@ impl Telemetry {
             message: message.to_owned(),
         });
         push_error(&mut s, now, message.to_owned());
+    }
+
+    /// A health check started `late` after it was planned to.
+    pub fn check_started(&self, late: Duration) {
+        self.lateness.observe(late.as_secs_f64());
     }
 
     /// The VIPs on the announce device after a pass.

@@ -338,6 +338,25 @@ impl HealthTable {
         h.record(ok, reason, spec.rise, spec.fall)
     }
 
+    /// Takes a check's own verdict (its prober runs the rise/fall machine itself, see
+    /// [`Health::record`]): the real's state and the last result's reason. Returns the new
+    /// state when it changed.
+    pub fn set(&mut self, id: &CheckId, up: bool, reason: &str) -> Option<bool> {
+        let (_, h) = self.entries.get_mut(id)?;
+        reason.clone_into(&mut h.reason);
+        h.streak = 0;
+        (h.up != up).then(|| {
+            h.up = up;
+            up
+        })
+    }
+
+    /// The checks to run, each with the state its real is in now (what its prober starts
+    /// from).
+    pub fn checks_with_state(&self) -> impl Iterator<Item = (&CheckId, &CheckSpec, bool)> {
+        self.entries.iter().map(|(id, (spec, h))| (id, spec, h.up))
+    }
+
     /// Up (a real without a check is always up).
     pub fn is_up(&self, service: &ServiceKey, dest: &DestKey) -> bool {
         self.entries

@@ -153,7 +153,14 @@ pub async fn run(
         let _ = files.send(Input::File(whole));
     })?;
     forward_signals(signals, tx.clone());
-    let (monitor, mut reports) = Monitor::new(CHECK_CONCURRENCY);
+    let role = loaded.config.host.role;
+    let services = loaded.config.desired.services.len();
+    let telemetry = Telemetry::new(&settings.config, role.name());
+    let lateness = telemetry.clone();
+    let (monitor, mut reports) = Monitor::new(
+        CHECK_CONCURRENCY,
+        std::sync::Arc::new(move |late| lateness.check_started(late)),
+    );
     let health_tx = tx;
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {
@@ -162,9 +169,6 @@ pub async fn run(
             }
         }
     });
-    let role = loaded.config.host.role;
-    let services = loaded.config.desired.services.len();
-    let telemetry = Telemetry::new(&settings.config, role.name());
     telemetry.config_loaded(
         crate::telemetry::config_hash(loaded.bytes()),
         role.name(),
@@ -290,7 +294,7 @@ impl Daemon {
                     tracing::debug!(service = %r.id.0, real = %r.id.1, "health: result of a replaced check ignored");
                     return true;
                 }
-                if let Some(up) = self.health.record(&r.id, r.outcome.ok, &r.outcome.reason) {
+                if let Some(up) = self.health.set(&r.id, r.up, &r.outcome.reason) {
                     let (service, real) = r.id;
                     if up {
                         tracing::info!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is up, back in rotation");
@@ -324,7 +328,7 @@ impl Daemon {
             tracing::warn!("cannot read the table to adopt health states: {e:#}");
             self.health.sync(&loaded.config.desired, None);
         }
-        self.monitor.sync(self.health.checks());
+        self.monitor.sync(self.health.checks_with_state());
     }
 
     async fn reload(&mut self, asked: bool) {

@@ -1,0 +1,203 @@
+//! The benchmark's floor and probes (run in the VM by tests/bench/lvsd-bench.sh, not a test):
+//! this crate alone, without a file, a plan or lvsd's bookkeeping.
+//!
+//! - `write S R`: writes S services × R reals (the benchmark's generated table) in batches,
+//!   acks only at chunk ends: the floor of a cold apply. Prints seconds.
+//! - `dump`: reads the whole table (services, then every service's reals): the floor of a
+//!   no-op. Prints seconds and the objects read.
+//! - `count N`: waits until the table holds N services (e.g. while keepalived loads its
+//!   config). Prints seconds.
+//! - `rename-wait SRC DST SERVICE REAL WEIGHT` and `signal-wait PID SIGNAL SERVICE REAL WEIGHT`:
+//!   renames a file into place (or signals a process), then polls the one service over netlink
+//!   until REAL has WEIGHT: an edit's latency from outside the daemon. Prints milliseconds.
+//! - `listen ADDR...`: accepts and closes TCP connections on each address until killed (the
+//!   lab's real servers for health checks at scale: cheap enough not to be what is measured).
+//! - `lateness`: reads Prometheus text on stdin and prints p50 and p99 of
+//!   `lvsd_check_lateness_seconds` (from its buckets).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ipvs::*;
+
+/// The benchmark's i-th service address (10.1.x.y:80, as tests/bench/lvsd-bench.sh writes).
+fn service(i: u32) -> ServiceKey {
+    let addr = Ipv4Addr::new(10, 1, ((i / 250) % 256) as u8, (i % 250 + 1) as u8);
+    ServiceKey::tcp(IpAddr::V4(addr), 80)
+}
+
+/// The j-th real (1-based, 10.2.a.b:80).
+fn real(j: u32) -> DestKey {
+    DestKey {
+        addr: IpAddr::V4(Ipv4Addr::new(10, 2, (j / 250) as u8, (j % 250 + 1) as u8)),
+        port: 80,
+    }
+}
+
+fn parse_socket(s: &str) -> Result<(IpAddr, u16), String> {
+    let a: SocketAddr = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    Ok((a.ip(), a.port()))
+}
+
+async fn weight_of(c: &mut Client, svc: &ServiceKey, real: &DestKey) -> Option<u32> {
+    c.dests(svc)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|d| d.key == *real)
+        .map(|d| d.spec.weight)
+}
+
+async fn wait_weight(c: &mut Client, svc: &ServiceKey, real: &DestKey, w: u32, t0: Instant) {
+    while weight_of(c, svc, real).await != Some(w) {
+        if t0.elapsed() > Duration::from_secs(120) {
+            println!("timeout");
+            std::process::exit(1);
+        }
+    }
+    println!("{:.1}", t0.elapsed().as_secs_f64() * 1000.0);
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> Result<T, String> {
+    args.get(i)
+        .ok_or_else(|| format!("argument {i} missing"))?
+        .parse()
+        .map_err(|_| format!("argument {i} is not valid"))
+}
+
+async fn run(args: Vec<String>) -> Result<(), String> {
+    let cmd = args.first().map(String::as_str).unwrap_or_default();
+    match cmd {
+        "write" => {
+            let (s, r): (u32, u32) = (arg(&args, 1)?, arg(&args, 2)?);
+            let mut reqs = Vec::with_capacity((s * (r + 1)) as usize);
+            for i in 0..s {
+                let k = service(i);
+                reqs.push(Request::NewService(
+                    k,
+                    ServiceSpec::new("wlc", Family::Inet),
+                ));
+                for j in 1..=r {
+                    reqs.push(Request::NewDest(
+                        k,
+                        real(j),
+                        DestSpec::new(ForwardMethod::DirectRoute, 1),
+                    ));
+                }
+            }
+            let mut c = Client::connect().await.map_err(|e| e.to_string())?;
+            let t0 = Instant::now();
+            let results = c.execute(&reqs).await;
+            let took = t0.elapsed();
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            if failed > 0 {
+                return Err(format!("{failed} of {} writes failed", reqs.len()));
+            }
+            println!("{:.3}", took.as_secs_f64());
+        }
+        "dump" => {
+            let mut c = Client::connect().await.map_err(|e| e.to_string())?;
+            let t0 = Instant::now();
+            let d = c.dump().await.map_err(|e| e.to_string())?;
+            let objects: usize = d.iter().map(|(_, ds)| 1 + ds.len()).sum();
+            println!("{:.3} {objects}", t0.elapsed().as_secs_f64());
+        }
+        "count" => {
+            let n: usize = arg(&args, 1)?;
+            let mut c = Client::connect().await.map_err(|e| e.to_string())?;
+            let t0 = Instant::now();
+            while c.services().await.map_err(|e| e.to_string())?.len() < n {
+                if t0.elapsed() > Duration::from_secs(600) {
+                    return Err("timeout".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!("{:.3}", t0.elapsed().as_secs_f64());
+        }
+        "rename-wait" | "signal-wait" => {
+            let (sa, sp) = parse_socket(&args[3.min(args.len() - 1)])?;
+            let (ra, rp) = parse_socket(&args[4.min(args.len() - 1)])?;
+            let w: u32 = arg(&args, 5)?;
+            let svc = ServiceKey::tcp(sa, sp);
+            let real = DestKey { addr: ra, port: rp };
+            let mut c = Client::connect().await.map_err(|e| e.to_string())?;
+            let t0 = Instant::now();
+            if cmd == "rename-wait" {
+                std::fs::rename(&args[1], &args[2]).map_err(|e| e.to_string())?;
+            } else {
+                let pid: i32 = arg(&args, 1)?;
+                let sig: i32 = arg(&args, 2)?;
+                let sig = nix::sys::signal::Signal::try_from(sig).map_err(|e| e.to_string())?;
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+                    .map_err(|e| e.to_string())?;
+            }
+            wait_weight(&mut c, &svc, &real, w, t0).await;
+        }
+        "listen" => {
+            let mut threads = vec![];
+            for a in &args[1..] {
+                let l = std::net::TcpListener::bind(a).map_err(|e| format!("{a}: {e}"))?;
+                threads.push(std::thread::spawn(move || {
+                    loop {
+                        // Accepted and closed at once: a health check's connect succeeds.
+                        let _ = l.accept();
+                    }
+                }));
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+        "lateness" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| e.to_string())?;
+            let mut buckets: Vec<(f64, f64)> = vec![];
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix("lvsd_check_lateness_seconds_bucket{le=\"")
+                else {
+                    continue;
+                };
+                let Some((le, count)) = rest.split_once("\"} ") else {
+                    continue;
+                };
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::INFINITY)
+                };
+                buckets.push((le, count.trim().parse().unwrap_or(0.0)));
+            }
+            let total = buckets.last().map_or(0.0, |b| b.1);
+            let q = |p: f64| -> String {
+                buckets
+                    .iter()
+                    .find(|(_, c)| *c >= p * total)
+                    .map_or("n/a".into(), |(le, _)| {
+                        if le.is_finite() {
+                            format!("{:.0}ms", le * 1000.0)
+                        } else {
+                            ">max".into()
+                        }
+                    })
+            };
+            println!("p50 <= {} p99 <= {} ({total} checks)", q(0.5), q(0.99));
+        }
+        _ => {
+            return Err(
+                "usage: ipvs-raw write S R | dump | count N | rename-wait SRC DST SVC REAL W | signal-wait PID SIG SVC REAL W | listen ADDR... | lateness"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(args).await {
+        eprintln!("ipvs-raw: {e}");
+        std::process::exit(1);
+    }
+}
