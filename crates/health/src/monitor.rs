@@ -81,50 +81,85 @@ impl Monitor {
             keep
         });
         for (id, (spec, up)) in wanted {
-            if self.tasks.contains_key(&id) {
-                continue;
+            if !self.tasks.contains_key(&id) {
+                self.start(id, spec, up);
             }
-            let target = SocketAddr::new(id.1.addr, spec.port.unwrap_or(id.1.port));
-            self.generation += 1;
-            let generation = self.generation;
-            let tx = self.tx.clone();
-            let limit = self.limit.clone();
-            let on_start = self.on_start.clone();
-            let s = spec.clone();
-            let task = tokio::spawn(async move {
-                let mut health = Health::new(up);
-                let mut said: Option<String> = None;
-                let mut planned = tokio::time::Instant::now();
-                loop {
-                    let (outcome, started) = match limit.acquire().await {
-                        Ok(_permit) => {
-                            let started = tokio::time::Instant::now();
-                            on_start(started.saturating_duration_since(planned));
-                            (probe(target, &s).await, started)
-                        }
-                        Err(_) => return,
-                    };
-                    let changed = health
-                        .record(outcome.ok, &outcome.reason, s.rise, s.fall)
-                        .is_some();
-                    if changed || said.as_deref() != Some(outcome.reason.as_str()) {
-                        said = Some(outcome.reason.clone());
-                        let report = Report {
-                            id,
-                            generation,
-                            up: health.up,
-                            changed,
-                            outcome,
-                        };
-                        if tx.send(report).is_err() {
-                            return;
-                        }
+        }
+    }
+
+    /// Starts the check of `id`, its real starting `up` or down.
+    fn start(&mut self, id: CheckId, spec: CheckSpec, up: bool) {
+        let target = SocketAddr::new(id.1.addr, spec.port.unwrap_or(id.1.port));
+        self.generation += 1;
+        let generation = self.generation;
+        let tx = self.tx.clone();
+        let limit = self.limit.clone();
+        let on_start = self.on_start.clone();
+        let s = spec.clone();
+        let task = tokio::spawn(async move {
+            let mut health = Health::new(up);
+            let mut said: Option<String> = None;
+            let mut planned = tokio::time::Instant::now();
+            loop {
+                let (outcome, started) = match limit.acquire().await {
+                    Ok(_permit) => {
+                        let started = tokio::time::Instant::now();
+                        on_start(started.saturating_duration_since(planned));
+                        (probe(target, &s).await, started)
                     }
-                    planned = started + s.interval;
-                    tokio::time::sleep_until(planned).await;
+                    Err(_) => return,
+                };
+                let changed = health
+                    .record(outcome.ok, &outcome.reason, s.rise, s.fall)
+                    .is_some();
+                if changed || said.as_deref() != Some(outcome.reason.as_str()) {
+                    said = Some(outcome.reason.clone());
+                    let report = Report {
+                        id,
+                        generation,
+                        up: health.up,
+                        changed,
+                        outcome,
+                    };
+                    if tx.send(report).is_err() {
+                        return;
+                    }
                 }
-            });
-            self.tasks.insert(id, (spec, generation, task));
+                planned = started + s.interval;
+                tokio::time::sleep_until(planned).await;
+            }
+        });
+        self.tasks.insert(id, (spec, generation, task));
+    }
+
+    /// [`Monitor::sync`] for the checks `of` selects (those of the services an edit touched):
+    /// they become exactly `wanted`; the others keep running as they are.
+    pub fn sync_some<'a>(
+        &mut self,
+        of: impl Fn(&CheckId) -> bool,
+        wanted: impl IntoIterator<Item = (&'a CheckId, &'a CheckSpec, bool)>,
+    ) {
+        let wanted: BTreeMap<CheckId, (CheckSpec, bool)> = wanted
+            .into_iter()
+            .map(|(i, s, up)| (*i, (s.clone(), up)))
+            .collect();
+        let stale: Vec<CheckId> = self
+            .tasks
+            .iter()
+            .filter(|(id, (spec, _, _))| {
+                of(id) && wanted.get(id).is_none_or(|(s, _)| s != spec)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some((_, _, task)) = self.tasks.remove(&id) {
+                task.abort();
+            }
+        }
+        for (id, (spec, up)) in wanted {
+            if !self.tasks.contains_key(&id) {
+                self.start(id, spec, up);
+            }
         }
     }
 

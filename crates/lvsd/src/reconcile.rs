@@ -689,13 +689,19 @@ impl Engine {
 
     /// [`Engine::adopt_health`] against the table as the last pass left it, when there is one
     /// (after a small edit: no reading of the whole table).
+    /// With `services`, only their checks are brought in line (an edit of a few services).
     pub async fn adopt_health_kept(
         &mut self,
         cfg: &Config,
         health: &mut HealthTable,
+        services: Option<&BTreeSet<ServiceKey>>,
     ) -> Result<()> {
-        match (&self.table, cfg.host.role) {
-            (Some(t), r) if r != Role::RealServer => {
+        match (&self.table, cfg.host.role, services) {
+            (Some(t), r, Some(s)) if r != Role::RealServer => {
+                health.sync_services(&cfg.desired, Some(t), s);
+                Ok(())
+            }
+            (Some(t), r, None) if r != Role::RealServer => {
                 health.sync(&cfg.desired, Some(t));
                 Ok(())
             }

@@ -306,30 +306,91 @@ impl HealthTable {
     /// the kernel's weights instead of flapping), or from `initial` for a real not in the table
     /// yet. Unchanged checks keep their state; checks that went away are dropped.
     pub fn sync(&mut self, desired: &Desired, observed: Option<&crate::state::Observed>) {
-        let mut next = BTreeMap::new();
+        let mut old = std::mem::take(&mut self.entries);
         for (skey, svc) in &desired.services {
-            for (dkey, spec) in &svc.health.checks {
-                let id = (*skey, *dkey);
-                let entry = match self.entries.remove(&id) {
-                    Some((old, h)) if old == *spec => (old, h),
-                    _ => {
-                        let seen = observed
-                            .and_then(|o| o.services.get(skey))
-                            .and_then(|s| s.reals.get(dkey));
-                        let up = match seen {
-                            Some(r) => {
-                                r.spec.weight > 0
-                                    || svc.reals.get(dkey).is_some_and(|d| d.weight == 0)
-                            }
-                            None => spec.initial_up,
-                        };
-                        (spec.clone(), Health::new(up))
-                    }
-                };
-                next.insert(id, entry);
+            self.take_service(skey, svc, observed, &mut old);
+        }
+    }
+
+    /// [`HealthTable::sync`] for the services in `services` only (an edit of a few services
+    /// of a large file re-reads their checks, not every one).
+    pub fn sync_services(
+        &mut self,
+        desired: &Desired,
+        observed: Option<&crate::state::Observed>,
+        services: &std::collections::BTreeSet<ServiceKey>,
+    ) {
+        for skey in services {
+            let mut old: BTreeMap<CheckId, (CheckSpec, Health)> = self
+                .service_ids(skey)
+                .into_iter()
+                .filter_map(|id| self.entries.remove(&id).map(|e| (id, e)))
+                .collect();
+            if let Some(svc) = desired.services.get(skey) {
+                self.take_service(skey, svc, observed, &mut old);
             }
         }
-        self.entries = next;
+    }
+
+    /// The checks of one service.
+    fn service_ids(&self, service: &ServiceKey) -> Vec<CheckId> {
+        let first = DestKey {
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        };
+        self.entries
+            .range((*service, first)..)
+            .take_while(|((s, _), _)| s == service)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Puts the checks of `svc` in, each keeping its state from `old` if its spec did not
+    /// change, else adopting what the table shows.
+    fn take_service(
+        &mut self,
+        skey: &ServiceKey,
+        svc: &DesiredService,
+        observed: Option<&crate::state::Observed>,
+        old: &mut BTreeMap<CheckId, (CheckSpec, Health)>,
+    ) {
+        for (dkey, spec) in &svc.health.checks {
+            let id = (*skey, *dkey);
+            let entry = match old.remove(&id) {
+                Some((o, h)) if o == *spec => (o, h),
+                _ => {
+                    let seen = observed
+                        .and_then(|o| o.services.get(skey))
+                        .and_then(|s| s.reals.get(dkey));
+                    let up = match seen {
+                        Some(r) => {
+                            r.spec.weight > 0 || svc.reals.get(dkey).is_some_and(|d| d.weight == 0)
+                        }
+                        None => spec.initial_up,
+                    };
+                    (spec.clone(), Health::new(up))
+                }
+            };
+            self.entries.insert(id, entry);
+        }
+    }
+
+    /// The checks of the services in `services`, each with its real's state (what their
+    /// probers start from when they are new or changed).
+    pub fn checks_of<'a>(
+        &'a self,
+        services: &'a std::collections::BTreeSet<ServiceKey>,
+    ) -> impl Iterator<Item = (&'a CheckId, &'a CheckSpec, bool)> + 'a {
+        let first = DestKey {
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        };
+        services.iter().flat_map(move |s| {
+            self.entries
+                .range((*s, first)..)
+                .take_while(move |((k, _), _)| k == s)
+                .map(|(id, (spec, h))| (id, spec, h.up))
+        })
     }
 
     /// Records a result; returns the new state on a transition.

@@ -259,3 +259,45 @@ fn health_removals_do_not_trip_the_guard() {
     let p = plan::plan(&gone, &o, &owned, Options::default());
     assert!(p.guard.tripped());
 }
+
+#[test]
+fn syncing_the_services_an_edit_touched_is_syncing_everything() {
+    // Three services with checks; the table knows some states already.
+    let mut d = Desired::default();
+    for n in 50..53u8 {
+        let one = desired(&[(101, 1), (102, 1)], |_| {});
+        let s = one.services[&svc()].clone();
+        d.services
+            .insert(ServiceKey::tcp(format!("172.16.1.{n}").parse().unwrap(), 80), s);
+    }
+    let mut full = HealthTable::default();
+    full.sync(&d, None);
+    let keys: Vec<ServiceKey> = d.services.keys().copied().collect();
+    // Some results move states.
+    full.set(&(keys[0], real(101)), true, "ok");
+    full.set(&(keys[1], real(102)), true, "ok");
+    let mut part = full.clone();
+    // The edit: the second service's check changes, the third leaves the file.
+    let mut edited = d.clone();
+    edited
+        .services
+        .get_mut(&keys[1])
+        .unwrap()
+        .health
+        .checks
+        .get_mut(&real(101))
+        .unwrap()
+        .fall = 7;
+    edited.services.remove(&keys[2]);
+    full.sync(&edited, None);
+    part.sync_services(&edited, None, &[keys[1], keys[2]].into());
+    assert_eq!(part, full);
+    // The unchanged check of the touched service kept its state.
+    assert!(part.is_up(&keys[1], &real(102)));
+    // And the monitor's view of the touched services is theirs only.
+    let of: Vec<_> = part
+        .checks_of(&[keys[1]].into())
+        .map(|(id, _, up)| (*id, up))
+        .collect();
+    assert_eq!(of, vec![((keys[1], real(101)), false), ((keys[1], real(102)), true)]);
+}

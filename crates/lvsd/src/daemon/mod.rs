@@ -206,7 +206,7 @@ pub async fn run(
         health_file_value: None,
         settings,
     };
-    d.sync_health(false).await;
+    d.sync_health(false, None).await;
     tracing::info!(config = %d.settings.config.display(), role = role.name(), services, checks = d.monitor.len(), resync = ?d.settings.resync, "lvsd running");
     // Up and watching: READY now, whatever the first pass will say (a module that loads late,
     // a missing interface or a refused plan must not make systemd kill and restart the unit).
@@ -311,12 +311,16 @@ impl Daemon {
 
     /// Brings the health table and the probes in line with the config: unchanged checks keep
     /// their state and rhythm, new ones adopt the kernel's weights (`kept`: from the table the
-    /// last pass left, when there is one).
-    async fn sync_health(&mut self, kept: bool) {
+    /// last pass left, when there is one). `touched`: only these services' checks (an edit).
+    async fn sync_health(&mut self, kept: bool, touched: Option<&Scope>) {
         let Some(loaded) = &self.loaded else { return };
+        let services = match touched {
+            Some(Scope::Services(s)) => Some(s),
+            _ => None,
+        };
         let adopted = if kept {
             self.engine
-                .adopt_health_kept(&loaded.config, &mut self.health)
+                .adopt_health_kept(&loaded.config, &mut self.health, services)
                 .await
         } else {
             self.engine
@@ -328,7 +332,12 @@ impl Daemon {
             tracing::warn!("cannot read the table to adopt health states: {e:#}");
             self.health.sync(&loaded.config.desired, None);
         }
-        self.monitor.sync(self.health.checks_with_state());
+        match services {
+            Some(s) => self
+                .monitor
+                .sync_some(|id| s.contains(&id.0), self.health.checks_of(s)),
+            None => self.monitor.sync(self.health.checks_with_state()),
+        }
     }
 
     async fn reload(&mut self, asked: bool) {
@@ -357,7 +366,7 @@ impl Daemon {
                 // Said once the pass has carried the change out: hashing a large file is not
                 // worth delaying it for.
                 self.hash_due = true;
-                self.sync_health(true).await;
+                self.sync_health(true, Some(touched)).await;
                 self.stale.merge(touched.clone());
             }
             Reloaded::Unchanged => {}
