@@ -80,6 +80,11 @@ async fn network(target: SocketAddr, spec: &CheckSpec) -> Outcome {
         host,
     } = &spec.kind
     else {
+        // Closed with a reset, not a FIN: the check leaves no TIME_WAIT socket behind (5,000
+        // checks a second would keep 300,000 of them) and costs the real server two packets
+        // fewer.
+        #[allow(deprecated)]
+        let _ = tcp.set_linger(Some(Duration::ZERO));
         return Outcome::ok("connected");
     };
     let _ = tcp.set_nodelay(true);

@@ -134,15 +134,28 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             wait_weight(&mut c, &svc, &real, w, t0).await;
         }
         "listen" => {
+            // Accepted and closed at once: a health check's connect succeeds. The number of
+            // connections accepted so far is written to the file named by LISTEN_COUNT every
+            // second (the probes actually made, whoever makes them).
+            let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let mut threads = vec![];
             for a in &args[1..] {
                 let l = std::net::TcpListener::bind(a).map_err(|e| format!("{a}: {e}"))?;
+                let n = accepted.clone();
                 threads.push(std::thread::spawn(move || {
                     loop {
-                        // Accepted and closed at once: a health check's connect succeeds.
-                        let _ = l.accept();
+                        if l.accept().is_ok() {
+                            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }));
+            }
+            if let Some(path) = std::env::var_os("LISTEN_COUNT") {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+                    let _ = std::fs::write(&path, format!("{n}\n"));
+                }
             }
             for t in threads {
                 let _ = t.join();
