@@ -44,8 +44,13 @@ revision=1
 for arg in "$@"; do case $arg in --deb-revision=*) revision=${arg#*=} ;; esac; done
 prev=
 for arg in "$@"; do [ "$prev" = --deb-revision ] && revision=$arg; prev=$arg; done
-# Dated by the last commit, so two builds of one commit are the same package.
-when=$(git log -1 --format=%cD 2>/dev/null || date -R)
+# Dated by the last commit (the changelog entry and every file's time, through cargo deb's
+# SOURCE_DATE_EPOCH), so that two builds of one commit are the same package.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+fi
+export SOURCE_DATE_EPOCH
+when=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
 cat >"$gen/changelog.Debian" <<CHANGELOG
 lvsd ($version-$revision) unstable; urgency=medium
 

@@ -11,7 +11,8 @@
 # Environment (besides lib.sh's LVSD_VM_CACHE):
 #   LVSD_DEBIAN_MIRROR      the Debian archive for debootstrap (default: the one apt uses here)
 #   LVSD_DEBIAN_VM_TIMEOUT  seconds before the systemd VM is declared hung (default 900)
-#   LVSD_DEBIAN_OUT         where the packages and the logs go (default: a temporary directory)
+#   LVSD_DEBIAN_OUT         where the packages, the disks and the logs go, kept (default: a
+#                           temporary directory, removed at the end)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 # shellcheck source=tests/vm/lib.sh
@@ -234,7 +235,13 @@ deb_package_checks() {
 
 deb_main() {
   local out rc=0 t0=$SECONDS
-  out=${LVSD_DEBIAN_OUT:-$(mktemp -d)}
+  if [ -n "${LVSD_DEBIAN_OUT:-}" ]; then
+    out=$LVSD_DEBIAN_OUT
+  else
+    out=$(mktemp -d)
+    # shellcheck disable=SC2064 # the directory is known now
+    trap "rm -rf '$out'" EXIT
+  fi
   mkdir -p "$out"
   if ! vm_install_deps || ! deb_install_deps || ! vm_fetch_kernel; then
     echo "test result: FAILED. 0 passed; 1 failed; debian: could not install the tools or fetch the kernel"
