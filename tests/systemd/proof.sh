@@ -63,7 +63,7 @@ check "... root's, 0644 (lvsd refuses a config others can write)" [ "$(stat -c '
 check "the installed unit verifies (systemd-analyze verify) and runs /usr/bin/lvsd" sh -c \
   'systemd-analyze verify --man=no lvsd.service && [ "$(systemctl show -p ExecStart --value lvsd | grep -o "path=[^ ;]*")" = "path=/usr/bin/lvsd" ]'
 check "the lvsd user: a system user without a login shell (sysusers.d)" system_user lvsd
-check "/run/lvsd (tmpfiles.d): lvsd's, 0750" [ "$(stat -c '%U %G %a' /run/lvsd)" = "lvsd lvsd 750" ]
+check "/run/lvsd (tmpfiles.d, and the unit's RuntimeDirectory): lvsd's, 0750" [ "$(stat -c '%U %G %a' /run/lvsd)" = "lvsd lvsd 750" ]
 check "the man page and the completions are installed" sh -c \
   'zcat /usr/share/man/man1/lvsd.1.gz | grep -q "^\.TH lvsd 1" && [ -s /usr/share/bash-completion/completions/lvsd ] &&
    [ -s /usr/share/zsh/vendor-completions/_lvsd ] && [ -s /usr/share/fish/vendor_completions.d/lvsd.fish ]'
