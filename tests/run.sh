@@ -129,4 +129,12 @@ if [ "$vm_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/vm.log"; then
   failed=$((failed + 1)); echo "FAILED: the VM run exited $vm_rc without a failing test (boot or crash problem)"
 fi
 grep -q 'LVSD-VM-PRE-IPVS-FAILED' "$work/vm.log" && ! grep -q 'test result: FAILED' "$work/vm.log" && failed=$((failed + 1))
+
+note "the Debian package: built, lintian, and proven on Debian 12 booted with systemd (VM)"
+tests/vm/debian.sh 2>&1 | tee "$work/debian.log"
+deb_rc=${PIPESTATUS[0]}
+tally "$work/debian.log"
+if [ "$deb_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/debian.log"; then
+  failed=$((failed + 1)); echo "FAILED: tests/vm/debian.sh exited $deb_rc without a failing test"
+fi
 finish
