@@ -82,6 +82,7 @@ check "deploy/ha: keepalived and BIRD accept their configs (keepalived -t, bird 
    for f in deploy/ha/*.yaml; do target/debug/lvsd check -c "$f" >/dev/null || exit 1; done'
 check "the man page and shell completions are generated from the CLI" sh -c \
   'target/debug/lvsd man | grep -q "^\.TH lvsd 1" && target/debug/lvsd man | grep -q "lvsd\\\\-status(1)" &&
+   d=$(mktemp -d) && target/debug/lvsd man --dir "$d" && grep -q "^\.TH lvsd-status 1" "$d/lvsd-status.1" && rm -rf "$d" &&
    for sh in bash zsh fish; do target/debug/lvsd completions $sh | grep -q status || exit 1; done'
 if command -v systemd-analyze >/dev/null; then
   # The unit as shipped, pointed at the binary just built (verify wants it to exist).

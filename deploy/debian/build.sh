@@ -16,7 +16,9 @@ gen=$target/release/deb
 rm -rf "$gen"
 mkdir -p "$gen"
 
-"$bin" man | gzip -9n >"$gen/lvsd.1.gz"
+# The main page and one per command (the main page refers to them as lvsd-apply(1) and so on).
+"$bin" man --dir "$gen/man"
+gzip -9n "$gen"/man/*.1
 "$bin" completions bash >"$gen/lvsd.bash"
 "$bin" completions zsh >"$gen/_lvsd"
 "$bin" completions fish >"$gen/lvsd.fish"

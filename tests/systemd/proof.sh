@@ -143,11 +143,14 @@ check "systemctl status says why (the rejection, with its place)" sh -c "grep -q
 lvsd status >$E/lvsd-status.txt
 cat $E/lvsd-status.txt
 check "lvsd status says why" grep -q '^reload: *rejected at [0-9]* /etc/lvsd/lvsd.yaml:4:16: unknown scheduler `wlcc`' $E/lvsd-status.txt
+check "StatusText says it too: in sync with the last good config, the file rejected" sh -c \
+  "systemctl show -p StatusText --value lvsd | grep -q '^in sync: 1 services; config rejected: /etc/lvsd/lvsd.yaml:4:16: unknown scheduler'"
 # The good file back (what the daemon still runs: nothing to change, and nothing changed).
 cat $E/good.yaml >$CONF
 sleep 1
 check "the good file back: still active, in sync, the same table" sh -c \
   "[ \"\$(systemctl is-active lvsd)\" = active ] && [ \"\$(systemctl show -p StatusText --value lvsd)\" = 'in sync: 1 services' ] && ipvsadm -Sn | cmp -s - $E/good.table"
+check "... and lvsd status no longer says rejected" sh -c "lvsd status | grep -q '^reload: *ok .*the file is the config in force again'"
 
 step "6a. systemctl restart writes nothing to the table (adoption)"
 # Something the kernel counts, to tell a service kept from one removed and added again.

@@ -207,7 +207,7 @@ deb_package_checks() {
     cat "$out/contents"
     local f
     for f in ./usr/bin/lvsd ./usr/lib/systemd/system/lvsd.service ./usr/lib/modules-load.d/lvsd.conf \
-      ./usr/share/man/man1/lvsd.1.gz ./usr/share/bash-completion/completions/lvsd ./usr/share/zsh/vendor-completions/_lvsd \
+      ./usr/share/man/man1/lvsd.1.gz ./usr/share/man/man1/lvsd-status.1.gz ./usr/share/bash-completion/completions/lvsd ./usr/share/zsh/vendor-completions/_lvsd \
       ./usr/share/fish/vendor_completions.d/lvsd.fish ./etc/lvsd/lvsd.yaml ./usr/lib/sysusers.d/lvsd.conf \
       ./usr/lib/tmpfiles.d/lvsd.conf ./usr/share/doc/lvsd/copyright ./usr/share/doc/lvsd/changelog.Debian.gz; do
       pcheck "the package holds $f" grep -q " $f\$" "$out/contents"

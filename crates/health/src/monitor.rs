@@ -146,9 +146,7 @@ impl Monitor {
         let stale: Vec<CheckId> = self
             .tasks
             .iter()
-            .filter(|(id, (spec, _, _))| {
-                of(id) && wanted.get(id).is_none_or(|(s, _)| s != spec)
-            })
+            .filter(|(id, (spec, _, _))| of(id) && wanted.get(id).is_none_or(|(s, _)| s != spec))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {

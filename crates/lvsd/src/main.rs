@@ -148,8 +148,13 @@ enum Command {
     Dump,
     /// Print the kernel's IPVS version and connection-table size.
     Info,
-    /// Print the man page (roff): `lvsd man > /usr/local/share/man/man1/lvsd.1`.
-    Man,
+    /// Print the man page (roff): `lvsd man > /usr/local/share/man/man1/lvsd.1`; with `--dir`,
+    /// write it and one page per command (`lvsd-apply.1`, ...) into a directory.
+    Man {
+        /// Write every page into this directory instead of printing the main one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print shell completions: `lvsd completions bash > /etc/bash_completion.d/lvsd`.
     Completions {
         /// The shell.
@@ -538,7 +543,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                .with_context(|| format!("write the man pages into {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: None } => {
             let mut out = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut out)

@@ -291,6 +291,17 @@ impl Telemetry {
         push_error(&mut s, now, format!("config rejected: {message}"));
     }
 
+    /// The file is the config in force again (an edit that was rejected or waiting has been
+    /// undone).
+    pub fn config_back(&self) {
+        let now = crate::reconcile::now();
+        self.status().last_reload = Some(Reload {
+            at: now,
+            result: "ok".into(),
+            message: "the file is the config in force again".into(),
+        });
+    }
+
     /// A reload could not be checked against the table and host yet; the last good config
     /// stays and the reload is tried again.
     pub fn config_deferred(&self, message: &str) {

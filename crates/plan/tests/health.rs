@@ -267,8 +267,10 @@ fn syncing_the_services_an_edit_touched_is_syncing_everything() {
     for n in 50..53u8 {
         let one = desired(&[(101, 1), (102, 1)], |_| {});
         let s = one.services[&svc()].clone();
-        d.services
-            .insert(ServiceKey::tcp(format!("172.16.1.{n}").parse().unwrap(), 80), s);
+        d.services.insert(
+            ServiceKey::tcp(format!("172.16.1.{n}").parse().unwrap(), 80),
+            s,
+        );
     }
     let mut full = HealthTable::default();
     full.sync(&d, None);
@@ -299,5 +301,8 @@ fn syncing_the_services_an_edit_touched_is_syncing_everything() {
         .checks_of(&[keys[1]].into())
         .map(|(id, _, up)| (*id, up))
         .collect();
-    assert_eq!(of, vec![((keys[1], real(101)), false), ((keys[1], real(102)), true)]);
+    assert_eq!(
+        of,
+        vec![((keys[1], real(101)), false), ((keys[1], real(102)), true)]
+    );
 }

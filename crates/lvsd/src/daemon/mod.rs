@@ -135,6 +135,9 @@ struct Daemon {
     hash_due: bool,
     /// The table has been in sync at least once since the start.
     table_ever_converged: bool,
+    /// Why the file on disk is not the config in force (rejected, or waiting to be checked),
+    /// for `STATUS=`.
+    reload_problem: Option<String>,
     /// What the health file (`ha.health_file`) says now, as last written.
     health_file_value: Option<usize>,
 }
@@ -203,6 +206,7 @@ pub async fn run(
         health_written: None,
         hash_due: false,
         table_ever_converged: false,
+        reload_problem: None,
         health_file_value: None,
         settings,
     };
@@ -359,19 +363,44 @@ impl Daemon {
         match &outcome {
             Reloaded::Rejected(why) => {
                 self.rejected_identity = identity;
+                self.reload_problem = Some(format!("config rejected: {}", first_line(why)));
                 self.telemetry.config_rejected(why);
             }
-            Reloaded::Deferred(why) => self.telemetry.config_deferred(why),
+            Reloaded::Deferred(why) => {
+                self.reload_problem = Some(format!("config change waiting: {}", first_line(why)));
+                self.telemetry.config_deferred(why);
+            }
+            Reloaded::Unchanged => {
+                // The file is the config in force again (a rejected edit undone): say so.
+                if identity.is_some() && self.reload_problem.take().is_some() {
+                    self.telemetry.config_back();
+                }
+            }
             Reloaded::Changed(touched) => {
+                self.reload_problem = None;
                 // Said once the pass has carried the change out: hashing a large file is not
                 // worth delaying it for.
                 self.hash_due = true;
                 self.sync_health(true, Some(touched)).await;
                 self.stale.merge(touched.clone());
             }
-            Reloaded::Unchanged => {}
         }
         self.machine.on(Event::Reloaded(outcome), self.clock.now());
+        let services = self
+            .loaded
+            .as_ref()
+            .map_or(0, |l| l.config.desired.services.len());
+        self.say_status(services);
+    }
+
+    /// `STATUS=` for systemd: how table and host stand, and why the file on disk is not the
+    /// config in force, if it is not.
+    fn say_status(&self, services: usize) {
+        let mut line = status_line(&self.machine, services);
+        if let Some(p) = &self.reload_problem {
+            line = format!("{line}; {p}");
+        }
+        crate::telemetry::notify_status(&line);
     }
 
     /// Brings the table the planner aims for (the config with health applied) and the
@@ -482,7 +511,7 @@ impl Daemon {
                 }
             }
         }
-        crate::telemetry::notify_status(&status_line(&self.machine, services));
+        self.say_status(services);
     }
 
     /// What a pass says beyond its operations (which the engine logs as it carries them out).
@@ -669,6 +698,11 @@ fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary {
         Outcome::Failed(e) => Part::Failed(format!("{e:#}")),
     };
     PassSummary { table, host }
+}
+
+/// The first line of a (possibly multi-line) message, for one-line summaries.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
 }
 
 /// The `STATUS=` line: in sync, or what is not and why.
