@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use ipvs::{
     DestKey, DestSpec, Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey,
-    ServiceSpec,
+    ServiceSpec, TunnelType,
 };
 use plan::health::{OnFailure, ServiceHealth};
 use plan::host::{HostSpec, Role};
 use plan::{DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, normalize_dest, normalize_service};
 
 use crate::error::{MAX_SHOWN, Problem, printable};
-use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, Spanned};
+use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, RawTunnel, Spanned};
 use crate::values::{host_scoped, unusable, unusable_real};
 
 /// Schedulers IPVS has (the kernel loads `ip_vs_<name>` on first use).
@@ -35,6 +35,29 @@ const FORWARD_WORDS: &[(&str, &str)] = &[
     ("tunnel", "tunnel"),
     ("ipip", "tunnel"),
 ];
+
+/// `IP_VS_TUNNEL_ENCAP_FLAG_CSUM`: checksums in the outer header (GUE, GRE).
+pub(crate) const TUNNEL_CSUM: u16 = 1;
+/// `IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM`: remote checksum offload (GUE).
+pub(crate) const TUNNEL_REMCSUM: u16 = 2;
+
+/// A tunnel real's encapsulation, as the kernel keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tunnel {
+    kind: TunnelType,
+    port: u16,
+    flags: u16,
+}
+
+/// `d` with the tunnel settings (the planner drops them from reals that are not tunnelled).
+fn with_tunnel(mut d: DestSpec, t: Tunnel) -> DestSpec {
+    if d.forward == ForwardMethod::Tunnel {
+        d.tunnel_type = t.kind;
+        d.tunnel_port = t.port;
+        d.tunnel_flags = t.flags;
+    }
+    d
+}
 
 /// The longest persistence timeout the kernel keeps intact: it stores the timeout in jiffies
 /// (seconds × HZ) in 32 bits, so at HZ=1000 anything longer wraps around to a short one.
@@ -841,6 +864,10 @@ impl Checker {
             None => ForwardMethod::DirectRoute,
             Some(f) => self.forward(f).unwrap_or(ForwardMethod::DirectRoute),
         };
+        let tunnel = self
+            .given(&s.tunnel, "tunnel")
+            .and_then(|t| self.tunnel(t, forward, "this service's"))
+            .unwrap_or_default();
 
         let svc_check = match &s.check {
             Some(c) if c.null => {
@@ -890,7 +917,7 @@ impl Checker {
                 Some(c) => Some((c.value.clone(), at(&c.referenced))),
                 None => None,
             };
-            if let Some((k, spec)) = self.real(r.value, rloc, key, forward) {
+            if let Some((k, spec)) = self.real(r.value, rloc, key, forward, tunnel) {
                 if let Some(line) = real_lines.insert(k, rloc.0) {
                     self.err(
                         rloc,
@@ -918,7 +945,9 @@ impl Checker {
             .given(&s.quorum, "quorum")
             .and_then(|q| self.quorum(q, reals.len()));
         let fallback = match (self.given(&s.fallback, "fallback"), key) {
-            (Some(f), Some(k)) => self.fallback(f, k, forward, &reals),
+            (Some(f), Some(k)) => self
+                .fallback(f, k, forward, &reals)
+                .map(|(k, d)| (k, with_tunnel(d, tunnel))),
             _ => None,
         };
         let health = ServiceHealth {
@@ -949,6 +978,112 @@ impl Checker {
             },
             key_at,
         ))
+    }
+
+    /// `tunnel: {type, port, flags}`: the encapsulation of tunnel reals. The kernel takes GUE
+    /// (5.2) with a UDP port, and GRE (5.3); checksums are for those two, remote checksum
+    /// offload for GUE only. `forward` is the method of what it is given on.
+    fn tunnel(
+        &mut self,
+        t: &Spanned<RawTunnel>,
+        forward: ForwardMethod,
+        whose: &str,
+    ) -> Option<Tunnel> {
+        let loc = at(&t.referenced);
+        if forward != ForwardMethod::Tunnel {
+            self.err(
+                loc,
+                format!("`tunnel` settings are for `forward: tunnel`, and {whose} forwarding is `{}`; remove `tunnel` or set `forward: tunnel`", plan::forward_name(forward)),
+            );
+            return None;
+        }
+        let before = self.problems.total();
+        let t = &t.value;
+        let kind = match self.given(&t.kind, "type") {
+            None => TunnelType::Ipip,
+            Some(k) => match k.value.as_str() {
+                "ipip" => TunnelType::Ipip,
+                "gue" => TunnelType::Gue,
+                "gre" => TunnelType::Gre,
+                other => {
+                    self.err(
+                        at(&k.referenced),
+                        format!(
+                            "unknown tunnel type `{}`: use ipip (the default), gue or gre",
+                            printable(other)
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let port = match (self.given(&t.port, "port"), kind) {
+            (Some(p), TunnelType::Gue) => {
+                match self.number(p, "port", "a UDP port from 1 to 65535") {
+                    Some(n) if (1..=65535).contains(&n) => n as u16,
+                    Some(_) => {
+                        self.err(
+                            at(&p.referenced),
+                            format!("tunnel port {} is out of range (1-65535)", p.value),
+                        );
+                        0
+                    }
+                    None => 0,
+                }
+            }
+            (None, TunnelType::Gue) if t.port.is_none() => {
+                self.err(
+                    loc,
+                    "a GUE tunnel needs `port`: the UDP port the real servers decapsulate on (such as 6080)",
+                );
+                0
+            }
+            (Some(p), _) => {
+                self.err(
+                    at(&p.referenced),
+                    "only a GUE tunnel has a port (it is UDP); remove `port` or use `type: gue`",
+                );
+                0
+            }
+            (None, _) => 0,
+        };
+        let mut flags = 0u16;
+        for f in self.items(&t.flags, "flags").unwrap_or_default() {
+            let (bit, ok) = match f.value.as_str() {
+                "csum" => (TUNNEL_CSUM, kind != TunnelType::Ipip),
+                "remcsum" => (TUNNEL_REMCSUM, kind == TunnelType::Gue),
+                other => {
+                    let hint = suggest(other, &["csum", "remcsum"])
+                        .map(|c| format!("did you mean `{c}`? "))
+                        .unwrap_or_default();
+                    self.err(
+                        at(&f.referenced),
+                        format!(
+                            "unknown tunnel flag `{}`; {hint}valid flags: csum (gue, gre), remcsum (gue)",
+                            printable(other)
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if !ok {
+                let kind = match kind {
+                    TunnelType::Ipip => "an IP-in-IP tunnel has no checksum options",
+                    _ => "a GRE tunnel has no remote checksum offload",
+                };
+                self.err(
+                    at(&f.referenced),
+                    format!("flag `{}`: {kind}; remove it", f.value),
+                );
+            } else if flags != 0 && flags != bit {
+                self.err(
+                    at(&f.referenced),
+                    "give one of `csum` and `remcsum`: the kernel uses one checksum option",
+                );
+            }
+            flags |= bit;
+        }
+        (self.problems.total() == before).then_some(Tunnel { kind, port, flags })
     }
 
     fn netmask(&mut self, n: &Spanned<String>, family: Family) -> Option<Netmask> {
@@ -1007,13 +1142,18 @@ impl Checker {
         loc: (u64, u64),
         service: Option<ServiceKey>,
         default_forward: ForwardMethod,
+        default_tunnel: Tunnel,
     ) -> Option<(DestKey, DestSpec)> {
         let a = self.given(&r.address, "address");
         let forward = match self.given(&r.forward, "forward") {
             None => default_forward,
             Some(f) => self.forward(f)?,
         };
-        let mut spec = DestSpec::new(forward, 1);
+        let tunnel = match self.given(&r.tunnel, "tunnel") {
+            Some(t) => self.tunnel(t, forward, "this real's")?,
+            None => default_tunnel,
+        };
+        let mut spec = with_tunnel(DestSpec::new(forward, 1), tunnel);
         if let Some(w) = self.given(&r.weight, "weight") {
             if let Some(w) = self.real_number(w, "weight", i32::MAX as u32, "drained") {
                 spec.weight = w;
