@@ -112,6 +112,9 @@ pub(crate) struct RawFile<const COUNT: bool = false> {
     pub ha: Field<RawHa>,
     #[serde(default, deserialize_with = "given")]
     pub ipvs: Field<RawIpvs>,
+    /// Paths or globs of files holding more services (the main file only).
+    #[serde(default, deserialize_with = "given")]
+    pub include: List<String>,
 }
 
 /// `ha`: how this director shares its VIPs with others.

@@ -143,6 +143,19 @@ impl Problems {
 pub(crate) struct Checker {
     /// Everything found, in the order found.
     pub problems: Problems,
+    /// The main file's `include` patterns, with where each stands (`None`: no `include`).
+    pub includes: Option<Vec<(String, (u64, u64))>>,
+}
+
+/// What an included file's services are checked against: the main file's host and `ha`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Context {
+    /// The host, with `--role` applied.
+    pub host: HostSpec,
+    /// `ha.sync` is given.
+    pub sync: bool,
+    /// `ha.mode: active-active`.
+    pub active_active: bool,
 }
 
 /// Services validated so far, in file order.
@@ -157,6 +170,8 @@ pub(crate) struct Collected {
     pub keys: Vec<Option<ServiceKey>>,
     /// Each entry's line.
     pub lines: Vec<u64>,
+    /// Each entry's column.
+    pub cols: Vec<u64>,
     /// Problems found.
     pub problems: Problems,
     /// What can be decided only with more than one entry in view.
@@ -365,9 +380,11 @@ impl Collected {
         if self.keys.is_empty() {
             self.keys = next.keys;
             self.lines = next.lines;
+            self.cols = next.cols;
         } else {
             self.keys.extend(next.keys);
             self.lines.extend(next.lines);
+            self.cols.extend(next.cols);
         }
         self.counted.0 += next.counted.0;
         self.counted.1 += next.counted.1;
@@ -418,6 +435,11 @@ impl Collected {
     /// The names the services use.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.names.keys().map(String::as_str)
+    }
+
+    /// The names the services use, with the line each was first used on.
+    pub(crate) fn names_at(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.names.iter().map(|(n, l)| (n.as_str(), *l))
     }
 }
 
@@ -487,33 +509,19 @@ impl Checker {
         role: Option<Role>,
     ) -> (HostSpec, Collected, crate::ha::Ha) {
         let mut host = self.host(raw.host, role);
-        let mut services = match raw.services {
-            Some(s) if s.null => {
-                self.err(
-                    at(&s.referenced),
-                    "`services` is empty (null); write `services: []` for no services",
-                );
-                Collected::counting(COUNT)
+        if let Some(list) = &raw.include {
+            let items = self.items(&raw.include, "include").unwrap_or_default();
+            let mut patterns = Vec::with_capacity(items.len());
+            for i in items {
+                patterns.push((i.value.clone(), at(&i.referenced)));
             }
-            Some(s) => s.value.0,
-            None => Collected::counting(COUNT),
-        };
-        self.problems.append(std::mem::take(&mut services.problems));
+            if !list.null {
+                self.includes = Some(patterns);
+            }
+        }
+        let mut services = self.services(raw.services, COUNT);
         if host.role != Role::None && host.vips.is_none() {
-            for (addr, kind, loc) in std::mem::take(&mut services.later.scoped) {
-                let place = match (host.role, &host.interface) {
-                    (Role::Director, Some(i)) => format!("to `{i}`"),
-                    (Role::Director, None) => "to the director's interface".to_owned(),
-                    _ => "to `lo` (or a tunnel device)".to_owned(),
-                };
-                self.err(
-                    loc,
-                    format!(
-                        "`{addr}` is {kind}, which must not be a VIP: with role {} lvsd would add it {place}. List the VIPs in `host.vips`, or use role `none` to serve it to this host's own clients",
-                        host.role.name()
-                    ),
-                );
-            }
+            self.scoped(&mut services.later, &host);
         }
         let ha = self.ha(raw.ha, raw.ipvs, &mut host, &mut services.later);
         // Decided now, whatever the sections said.
@@ -522,11 +530,88 @@ impl Checker {
         (host, services, ha)
     }
 
+    /// The `services` list, with its problems taken in.
+    fn services<const COUNT: bool>(
+        &mut self,
+        raw: crate::raw::Field<crate::raw::Services<COUNT>>,
+        count: bool,
+    ) -> Collected {
+        let mut services = match raw {
+            Some(s) if s.null => {
+                self.err(
+                    at(&s.referenced),
+                    "`services` is empty (null); write `services: []` for no services",
+                );
+                Collected::counting(count)
+            }
+            Some(s) => s.value.0,
+            None => Collected::counting(count),
+        };
+        self.problems.append(std::mem::take(&mut services.problems));
+        services
+    }
+
+    /// Service addresses that must not become VIPs on a host with a role.
+    fn scoped(&mut self, later: &mut Later, host: &HostSpec) {
+        for (addr, kind, loc) in std::mem::take(&mut later.scoped) {
+            let place = match (host.role, &host.interface) {
+                (Role::Director, Some(i)) => format!("to `{i}`"),
+                (Role::Director, None) => "to the director's interface".to_owned(),
+                _ => "to `lo` (or a tunnel device)".to_owned(),
+            };
+            self.err(
+                loc,
+                format!(
+                    "`{addr}` is {kind}, which must not be a VIP: with role {} lvsd would add it {place}. List the VIPs in `host.vips`, or use role `none` to serve it to this host's own clients",
+                    host.role.name()
+                ),
+            );
+        }
+    }
+
+    /// Validates a file the main file includes: `services` only, checked against the main
+    /// file's host and `ha` (`ctx`), as if they were in the main file.
+    pub(crate) fn included(&mut self, raw: RawFile, main: &str, ctx: &Context) -> Collected {
+        let sections: [(&str, Option<(u64, u64)>); 4] = [
+            ("host", raw.host.as_ref().map(|v| at(&v.referenced))),
+            ("ha", raw.ha.as_ref().map(|v| at(&v.referenced))),
+            ("ipvs", raw.ipvs.as_ref().map(|v| at(&v.referenced))),
+            ("include", raw.include.as_ref().map(|v| at(&v.referenced))),
+        ];
+        for (key, loc) in sections {
+            if let Some(loc) = loc {
+                self.err(
+                    loc,
+                    format!("`{key}` belongs in the main config ({}); an included file holds `services:` only: move it there", printable(main)),
+                );
+            }
+        }
+        let mut services = self.services(raw.services, false);
+        if ctx.host.role != Role::None && ctx.host.vips.is_none() {
+            self.scoped(&mut services.later, &ctx.host);
+        }
+        if ctx.sync {
+            for (key, real, loc) in std::mem::take(&mut services.later.cross_family) {
+                self.err(loc, crate::ha::cross_family_message(key, real));
+            }
+        }
+        if ctx.active_active {
+            for (key, loc) in std::mem::take(&mut services.later.mh_remove) {
+                self.err(loc, crate::ha::mh_remove_message(key));
+            }
+        }
+        services.later.scoped.clear();
+        services.later.cross_family.clear();
+        services.later.mh_remove.clear();
+        services
+    }
+
     /// Validates one entry of `services` into `out`, with the checks that span entries
     /// (unique identities and names).
     pub(crate) fn collect(&mut self, svc: Spanned<RawService>, out: &mut Collected) {
         let loc = at(&svc.referenced);
         out.lines.push(loc.0);
+        out.cols.push(loc.1);
         let mark = self.problems.mark();
         let done = if svc.null {
             self.err(
