@@ -148,3 +148,36 @@ pub fn tunnel_yaml(d: &ipvs::DestSpec) -> Option<String> {
     out.push('}');
     Some(out)
 }
+
+/// The table as one file per service, for a directory the main file includes (`lvsd export
+/// --split`): each file's name and text. A file is named after its service, as the kernel
+/// knows it (`tcp-10.0.0.1-80.yaml`, `fwmark-7.yaml`, `udp-2001-db8--1-53.yaml`).
+pub fn split(rules: &[Rule], header: &str) -> Vec<(String, String)> {
+    rules
+        .iter()
+        .map(|r| (file_name(&r.0), to_yaml(std::slice::from_ref(r), header)))
+        .collect()
+}
+
+/// The file `lvsd export --split` writes a service into.
+pub fn file_name(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => {
+            let p = match protocol {
+                Protocol::Tcp => "tcp".to_owned(),
+                Protocol::Udp => "udp".to_owned(),
+                Protocol::Sctp => "sctp".to_owned(),
+                Protocol::Other(n) => format!("protocol-{n}"),
+            };
+            format!("{p}-{}-{port}.yaml", addr.to_string().replace(':', "-"))
+        }
+        ServiceKey::Fwmark { mark, family } => match family {
+            Family::Inet => format!("fwmark-{mark}.yaml"),
+            Family::Inet6 => format!("fwmark-{mark}-ipv6.yaml"),
+        },
+    }
+}

@@ -12,6 +12,7 @@ mod glob;
 mod ha;
 mod health;
 mod host;
+pub mod import;
 mod include;
 mod incremental;
 mod raw;
