@@ -864,7 +864,7 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
 }
 
 /// A command line as keepalived splits misc_path: on spaces, with quotes.
-fn split_command(s: &str) -> Vec<String> {
+pub(crate) fn split_command(s: &str) -> Vec<String> {
     let mut out = vec![];
     let mut cur = String::new();
     let mut quote: Option<char> = None;

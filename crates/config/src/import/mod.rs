@@ -13,6 +13,7 @@ use crate::Error;
 use crate::error::printable;
 
 pub use keepalived::convert as keepalived;
+pub(crate) use keepalived::split_command as keepalived_split;
 pub use ldirectord::convert as ldirectord;
 
 /// A converted configuration.
