@@ -274,7 +274,16 @@ fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
 /// Loads a config lvsd is about to act on: its permissions are checked first.
 fn load_trusted(arg: &ConfigArg) -> Result<config::Config> {
     check_trusted(arg)?;
-    Ok(load(arg)?)
+    let cfg = load(arg)?;
+    // Every file of the generation: whoever can write one of them controls its services.
+    if !arg.allow_insecure_config {
+        for f in cfg.sources.files.iter().skip(1) {
+            if let Some(why) = perms::insecure(std::path::Path::new(f)) {
+                bail!("{why}");
+            }
+        }
+    }
+    Ok(cfg)
 }
 
 /// Refuses a config others can write (unless `--allow-insecure-config`).

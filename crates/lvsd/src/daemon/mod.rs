@@ -27,7 +27,7 @@ use self::decide::{
     Event, HostSummary, Machine, Part, PassRequest, PassSummary, Reloaded, Scope, Standing, Step,
     TableSummary,
 };
-use self::watch::{ConfigWatch, file_identity};
+use self::watch::ConfigWatch;
 use crate::health_status;
 use crate::reconcile::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::telemetry::{PassRecord, Telemetry};
@@ -149,9 +149,10 @@ pub async fn run(
     let clock = Clock(tokio::time::Instant::now());
     let (tx, mut inputs) = mpsc::unbounded_channel();
     let files = tx.clone();
-    let watch = ConfigWatch::new(&settings.config, move |whole| {
+    let mut watch = ConfigWatch::new(&settings.config, move |whole| {
         let _ = files.send(Input::File(whole));
     })?;
+    watch.follow(loaded.include_dirs());
     forward_signals(signals, tx.clone());
     let (monitor, mut reports) = Monitor::new(CHECK_CONCURRENCY);
     let health_tx = tx;
@@ -182,7 +183,7 @@ pub async fn run(
         clock.now(),
     );
     let mut d = Daemon {
-        loaded_identity: file_identity(&settings.config),
+        loaded_identity: watch.identity(),
         rejected_identity: None,
         watch,
         engine,
@@ -225,7 +226,7 @@ pub async fn run(
         match d.machine.next(d.clock.now()) {
             Step::Reload { asked } => d.reload(asked).await,
             Step::CheckFile => {
-                let changed = file_identity(&d.settings.config) != d.loaded_identity;
+                let changed = d.watch.identity() != d.loaded_identity;
                 if changed {
                     tracing::info!(config = %d.settings.config.display(), "resync: another file is behind the config path; reading it");
                 } else {
@@ -331,7 +332,7 @@ impl Daemon {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
         }
-        let identity = file_identity(&self.settings.config);
+        let identity = self.watch.identity();
         if !asked && identity.is_some() && identity == self.rejected_identity {
             // The very file just rejected (a rename is reported by more than one event):
             // nothing new to say.
@@ -342,6 +343,9 @@ impl Daemon {
         }
         self.loaded_identity = identity;
         let outcome = reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await;
+        if let Some(l) = &self.loaded {
+            self.watch.follow(l.include_dirs());
+        }
         self.rejected_identity = None;
         match &outcome {
             Reloaded::Rejected(why) => {
