@@ -90,13 +90,16 @@ pub(crate) fn may_include(bytes: &[u8]) -> bool {
     bytes.windows(7).any(|w| w == b"include")
 }
 
+/// A file an `include` pattern names, and where the pattern stands.
+type Named = (PathBuf, (u64, u64));
+
 /// The files the patterns name, and the directories to watch; problems are the main file's,
 /// at the pattern that has them.
 fn resolve(
     patterns: &[(String, (u64, u64))],
     main: &Path,
     problems: &mut Vec<Problem>,
-) -> (Vec<(PathBuf, (u64, u64))>, Vec<IncludeDir>) {
+) -> (Vec<Named>, Vec<IncludeDir>) {
     let base = main
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

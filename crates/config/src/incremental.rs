@@ -325,10 +325,7 @@ impl Loaded {
         path: &std::path::Path,
         role: Option<Role>,
     ) -> Result<Reread, Error> {
-        let text = match crate::text_of(next, &path.display().to_string()) {
-            Ok(t) => t,
-            Err(e) => return Err(e),
-        };
+        let text = crate::text_of(next, &path.display().to_string())?;
         let new = Loaded::generation(text, path, role)?;
         if new.text == self.text && new.included == self.included {
             self.next = new.text;

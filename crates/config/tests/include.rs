@@ -241,7 +241,7 @@ fn the_daemon_rereads_a_generation_when_a_file_is_added_replaced_or_removed() {
         l.reread_file(&d.main(), None).unwrap(),
         config::Reread::Same
     ));
-    let mut take = |l: &mut config::Loaded| match l.reread_file(&d.main(), None).unwrap() {
+    let take = |l: &mut config::Loaded| match l.reread_file(&d.main(), None).unwrap() {
         config::Reread::Whole(new) => {
             l.replace(*new);
             l.config

@@ -322,7 +322,7 @@ fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<N
 /// Seconds as keepalived reads a timer (`3`, `1.5`), in milliseconds.
 fn timer(t: &Token, r: &mut Reader) -> Option<u64> {
     match t.text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Some((s * 1000.0).round() as u64),
+        Ok(s) if (0.0..1e9).contains(&s) => Some((s * 1000.0).round() as u64),
         _ => {
             r.err(
                 t,
@@ -482,6 +482,9 @@ impl Cascade {
     }
 }
 
+/// A forwarding method and its tunnel settings (`{type: gue, …}`).
+type Method = (&'static str, Option<String>);
+
 /// A checker's kind and settings.
 struct Checker {
     kind: String,
@@ -512,7 +515,7 @@ struct VsBody {
     cascade: Cascade,
     weight: u64,
     quorum: Option<(u64, Token)>,
-    sorry: Option<(Node, Option<(&'static str, Option<String>)>)>,
+    sorry: Option<(Node, Option<Method>)>,
     ip_family_v6: Option<bool>,
     name: Option<String>,
     notes: Vec<String>,
