@@ -155,7 +155,7 @@ virtual_server 172.16.1.71 80 {
     lb_algo rr
 }
 CONF
-check "keepalived accepts the file (keepalived -t)" sh -c "keepalived -t -f $E/ka/keepalived.conf >$E/ka/t.log 2>&1 || { cat $E/ka/t.log; false; }"
+check "keepalived accepts the file (keepalived -t, in its namespace: it has eth0)" sh -c "$IP netns exec kad keepalived -t -f $E/ka/keepalived.conf >$E/ka/t.log 2>&1 || { cat $E/ka/t.log; false; }"
 on kad keepalived -C -n -l -D -f $E/ka/keepalived.conf -p $E/ka/k.pid -c $E/ka/c.pid >$E/ka/keepalived.log 2>&1 &
 ./lvsd import --from keepalived $E/ka/keepalived.conf >$E/ka/lvsd.yaml 2>$E/ka/summary.txt
 check "lvsd import --from keepalived converts it" [ -s $E/ka/lvsd.yaml ]
