@@ -1492,6 +1492,9 @@ fn virtual_server(
                     let w = *weights.iter().next().unwrap_or(&1);
                     let n = q.div_ceil(w.max(1)).clamp(1, s.reals.len().max(1) as u64);
                     s.quorum = Some(n as u32);
+                    if s.fallback.is_some() && idx == 0 {
+                        s.notes.push("below the quorum keepalived takes the remaining real servers out for the sorry server; lvsd leaves them at weight 0 (their connections finish) while the fallback takes new ones".into());
+                    }
                     if w != 1 && idx == 0 {
                         s.notes.push(format!("{}: quorum {q} counts weights in keepalived; lvsd counts real servers: {n} of weight {w}", r.at(t)));
                     }
