@@ -67,6 +67,9 @@ if ! cargo build --locked -p lvsd; then
   failed=$((failed + 1)); finish
 fi
 cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml deploy/ha/*.yaml deploy/ha/*.conf "$payload/"
+# The import scenario: keepalived's own sample configs, and a certificate for the lab's TLS listeners.
+mkdir -p "$payload/samples" && cp /usr/share/doc/keepalived/samples/keepalived.conf.* "$payload/samples/"
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab -days 2 -keyout "$payload/lab.key" -out "$payload/lab.crt" 2>/dev/null
 # The container's binary: static, so `FROM scratch` needs nothing else. The ops scenario runs it.
 check "static binary builds (glibc, crt-static) and is statically linked" sh -c \
   'RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked -p lvsd --target x86_64-unknown-linux-gnu &&
@@ -117,6 +120,7 @@ sh ./faults.sh || rc=1
 sh ./daemon.sh || rc=1
 sh ./pair.sh || rc=1
 sh ./anycast.sh || rc=1
+sh ./import.sh || rc=1
 # Last: it unloads and reloads every IPVS module.
 sh ./modules.sh || rc=1
 exit $rc

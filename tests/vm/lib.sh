@@ -32,6 +32,7 @@ vm_install_deps() {
   command -v file >/dev/null || missing+=(file)
   command -v tcpdump >/dev/null || missing+=(tcpdump)
   command -v socat >/dev/null || missing+=(socat)
+  command -v openssl >/dev/null || missing+=(openssl)  # the import scenario's TLS listeners
   # The real peers of the director-pair and active/active tests: Debian's own binaries.
   [ -x /usr/sbin/keepalived ] || missing+=(keepalived)
   [ -x /usr/sbin/bird ] || missing+=(bird2)

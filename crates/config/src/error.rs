@@ -62,6 +62,184 @@ pub enum Error {
         /// Problems found after the first [`MAX_SHOWN`], not listed.
         omitted: usize,
     },
+    /// More than one file of a generation (the main file and the files it includes) has
+    /// problems: each file's, in the order the files are read.
+    #[error("{}", Several(errors))]
+    Several {
+        /// One error per file, none of them `Several`.
+        errors: Vec<Error>,
+    },
+}
+
+struct Several<'a>(&'a Vec<Error>);
+
+impl fmt::Display for Several<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A problem with the file it is in, for a machine (`lvsd check --json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The file (escaped for printing).
+    pub file: String,
+    /// 1-based line, 0 when the problem concerns the file as a whole.
+    pub line: u64,
+    /// 1-based column, 0 when unknown.
+    pub col: u64,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, when the message says so apart from what is wrong.
+    pub hint: Option<String>,
+}
+
+impl Error {
+    /// Every problem with its file, in the order they are printed; a problem with the file as
+    /// a whole (unreadable, not a file, too large) is at line 0. The last entry counts what
+    /// was left out past the first [`MAX_SHOWN`], when anything was.
+    pub fn located(&self) -> (Vec<Located>, usize) {
+        let mut out = vec![];
+        let mut omitted = 0;
+        self.locate(&mut out, &mut omitted);
+        (out, omitted)
+    }
+
+    fn locate(&self, out: &mut Vec<Located>, omitted: &mut usize) {
+        let whole = |path: &str, message: String| {
+            let (message, hint) = split_hint(&message);
+            Located {
+                file: path.to_owned(),
+                line: 0,
+                col: 0,
+                message,
+                hint,
+            }
+        };
+        match self {
+            Error::Read { path, source } => {
+                out.push(whole(path, format!("cannot read the config: {source}")))
+            }
+            Error::NotAFile { path, kind } => out.push(whole(
+                path,
+                format!("the config is {kind}, not a regular file; point lvsd at the file itself"),
+            )),
+            Error::TooLarge { path, size, limit } => out.push(whole(
+                path,
+                format!("the config is {size} bytes; the limit is {limit} bytes"),
+            )),
+            Error::Invalid {
+                path,
+                problems,
+                omitted: more,
+            } => {
+                for p in problems {
+                    let (message, hint) = split_hint(&p.message);
+                    out.push(Located {
+                        file: path.clone(),
+                        line: p.line,
+                        col: p.col,
+                        message,
+                        hint,
+                    });
+                }
+                *omitted += more;
+            }
+            Error::Several { errors } => {
+                for e in errors {
+                    e.locate(out, omitted);
+                }
+            }
+        }
+    }
+
+    /// The errors of several files as one, at most [`MAX_SHOWN`] problems shown in all; `None`
+    /// when there are none.
+    pub fn combine(errors: Vec<Error>) -> Option<Error> {
+        let mut shown = 0usize;
+        let mut out = Vec::with_capacity(errors.len());
+        for e in errors {
+            let e = match e {
+                Error::Invalid {
+                    path,
+                    mut problems,
+                    omitted,
+                } => {
+                    let room = MAX_SHOWN.saturating_sub(shown);
+                    let cut = problems.len().saturating_sub(room);
+                    problems.truncate(room);
+                    shown += problems.len();
+                    Error::Invalid {
+                        path,
+                        problems,
+                        omitted: omitted + cut,
+                    }
+                }
+                Error::Several { errors } => match Error::combine(errors) {
+                    Some(e) => e,
+                    None => continue,
+                },
+                other => {
+                    shown += 1;
+                    other
+                }
+            };
+            out.push(e);
+        }
+        match out.len() {
+            0 => None,
+            1 => out.pop(),
+            _ => Some(Error::Several { errors: out }),
+        }
+    }
+}
+
+/// Splits a message in lvsd's words into what is wrong and how to fix it: at the first `; `
+/// outside backquotes (most messages say "what; how"), or else at the last `: ` before an
+/// instruction ("... : replace the tab with spaces").
+pub fn split_hint(message: &str) -> (String, Option<String>) {
+    const DO: &[&str] = &[
+        "add", "check", "close", "create", "delete", "fix", "give", "leave", "line", "list",
+        "merge", "move", "pick", "point", "put", "quote", "remove", "replace", "save", "set",
+        "use", "write",
+    ];
+    let mut quoted = false;
+    let mut colon = None;
+    let bytes = message.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'`' => quoted = !quoted,
+            b';' if !quoted && bytes.get(i + 1) == Some(&b' ') => {
+                let hint = message[i + 2..].trim();
+                if !hint.is_empty() {
+                    return (message[..i].to_owned(), Some(hint.to_owned()));
+                }
+            }
+            b':' if !quoted && bytes.get(i + 1) == Some(&b' ') => {
+                let next = message[i + 2..]
+                    .split([' ', ','])
+                    .next()
+                    .unwrap_or_default();
+                if DO.contains(&next) {
+                    colon = Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    match colon {
+        Some(i) => (
+            message[..i].to_owned(),
+            Some(message[i + 2..].trim().to_owned()),
+        ),
+        None => (message.to_owned(), None),
+    }
 }
 
 struct Problems<'a>(&'a String, &'a Vec<Problem>, usize);
@@ -165,6 +343,36 @@ pub(crate) fn describe(c: char) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_splits_into_what_is_wrong_and_how_to_fix_it() {
+        let s = |m: &str| split_hint(m);
+        assert_eq!(
+            s("unknown key `wieght`; did you mean `weight`? valid keys here: a, b"),
+            (
+                "unknown key `wieght`".into(),
+                Some("did you mean `weight`? valid keys here: a, b".into())
+            )
+        );
+        assert_eq!(
+            s(
+                "a tab indents this line, and YAML indents with spaces only: replace the tab with spaces"
+            ),
+            (
+                "a tab indents this line, and YAML indents with spaces only".into(),
+                Some("replace the tab with spaces".into())
+            )
+        );
+        // A `; ` inside backquotes is text of the file, not the split.
+        assert_eq!(
+            s("`a; b` is not a number"),
+            ("`a; b` is not a number".into(), None)
+        );
+        assert_eq!(
+            s("the file ends in the middle of a value"),
+            ("the file ends in the middle of a value".into(), None)
+        );
+    }
 
     #[test]
     fn text_is_escaped_only_where_it_would_mislead() {

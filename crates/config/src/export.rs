@@ -105,14 +105,79 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
             if d.lower_threshold != 0 {
                 let _ = writeln!(out, "        min_connections: {}", d.lower_threshold);
             }
-            if d.forward == ForwardMethod::Tunnel && d.tunnel_type != ipvs::TunnelType::Ipip {
-                let _ = writeln!(
-                    out,
-                    "        # tunnel type {:?} (port {}) is not expressible in lvsd's config yet",
-                    d.tunnel_type, d.tunnel_port
-                );
+            if d.forward == ForwardMethod::Tunnel {
+                if let Some(t) = tunnel_yaml(d) {
+                    let _ = writeln!(out, "        tunnel: {t}");
+                }
             }
         }
     }
     out
+}
+
+/// A tunnel real's encapsulation as the config writes it (`{type: gue, port: 6080, flags:
+/// [csum]}`); `None` for plain IP-in-IP, the default.
+pub fn tunnel_yaml(d: &ipvs::DestSpec) -> Option<String> {
+    use ipvs::TunnelType;
+    let kind = match d.tunnel_type {
+        TunnelType::Ipip if d.tunnel_flags == 0 && d.tunnel_port == 0 => return None,
+        TunnelType::Ipip => "ipip".to_owned(),
+        TunnelType::Gue => "gue".to_owned(),
+        TunnelType::Gre => "gre".to_owned(),
+        // Not one lvsd can write: the kernel's number, which validation names.
+        TunnelType::Other(n) => format!("type-{n}"),
+    };
+    let mut out = format!("{{type: {kind}");
+    if d.tunnel_type == TunnelType::Gue || d.tunnel_port != 0 {
+        let _ = write!(out, ", port: {}", d.tunnel_port);
+    }
+    let mut flags = vec![];
+    if d.tunnel_flags & crate::validate::TUNNEL_CSUM != 0 {
+        flags.push("csum".to_owned());
+    }
+    if d.tunnel_flags & crate::validate::TUNNEL_REMCSUM != 0 {
+        flags.push("remcsum".to_owned());
+    }
+    let rest = d.tunnel_flags & !(crate::validate::TUNNEL_CSUM | crate::validate::TUNNEL_REMCSUM);
+    if rest != 0 {
+        flags.push(format!("flag-{rest}"));
+    }
+    if !flags.is_empty() {
+        let _ = write!(out, ", flags: [{}]", flags.join(", "));
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// The table as one file per service, for a directory the main file includes (`lvsd export
+/// --split`): each file's name and text. A file is named after its service, as the kernel
+/// knows it (`tcp-10.0.0.1-80.yaml`, `fwmark-7.yaml`, `udp-2001-db8--1-53.yaml`).
+pub fn split(rules: &[Rule], header: &str) -> Vec<(String, String)> {
+    rules
+        .iter()
+        .map(|r| (file_name(&r.0), to_yaml(std::slice::from_ref(r), header)))
+        .collect()
+}
+
+/// The file `lvsd export --split` writes a service into.
+pub fn file_name(key: &ServiceKey) -> String {
+    match key {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => {
+            let p = match protocol {
+                Protocol::Tcp => "tcp".to_owned(),
+                Protocol::Udp => "udp".to_owned(),
+                Protocol::Sctp => "sctp".to_owned(),
+                Protocol::Other(n) => format!("protocol-{n}"),
+            };
+            format!("{p}-{}-{port}.yaml", addr.to_string().replace(':', "-"))
+        }
+        ServiceKey::Fwmark { mark, family } => match family {
+            Family::Inet => format!("fwmark-{mark}.yaml"),
+            Family::Inet6 => format!("fwmark-{mark}-ipv6.yaml"),
+        },
+    }
 }

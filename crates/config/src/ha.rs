@@ -23,6 +23,22 @@ pub(crate) struct Ha {
     pub globals: GlobalsDesired,
     /// `ha.health_file`.
     pub health_file: Option<PathBuf>,
+    /// `ha.mode: active-active` (checked on every service, included files' too).
+    pub active_active: bool,
+}
+
+/// A real of the other family beside `ha.sync`.
+pub(crate) fn cross_family_message(key: ipvs::ServiceKey, real: ipvs::DestKey) -> String {
+    format!(
+        "real server {real} of {key} is of the other address family: the kernel refuses connection sync (ha.sync) while such a real is in the table; give the service reals of its own family, or run without ha.sync"
+    )
+}
+
+/// `mh` with `on_failure: remove` on active-active directors.
+pub(crate) fn mh_remove_message(key: ipvs::ServiceKey) -> String {
+    format!(
+        "service {key}: `on_failure: remove` with the mh scheduler would reorder its real servers (mh fills its lookup table in the order they were added), and active-active directors must agree on that order; use `on_failure: drain`"
+    )
 }
 
 const MODES: &[&str] = &["active-backup", "active-active"];
@@ -329,6 +345,7 @@ impl Checker {
                 sync: None,
             },
             health_file: None,
+            active_active: false,
         };
         let Some(raw) = raw else {
             return out;
@@ -418,7 +435,7 @@ impl Checker {
         }
         if out.globals.sync.is_some() {
             for (key, real, loc) in std::mem::take(&mut later.cross_family) {
-                self.err(loc, format!("real server {real} of {key} is of the other address family: the kernel refuses connection sync (ha.sync) while such a real is in the table; give the service reals of its own family, or run without ha.sync"));
+                self.err(loc, cross_family_message(key, real));
             }
         }
         let Some((mode, mode_at)) = mode else {
@@ -488,8 +505,9 @@ impl Checker {
                 );
             }
         }
+        out.active_active = true;
         for (key, loc) in std::mem::take(&mut later.mh_remove) {
-            self.err(loc, format!("service {key}: `on_failure: remove` with the mh scheduler would reorder its real servers (mh fills its lookup table in the order they were added), and active-active directors must agree on that order; use `on_failure: drain`"));
+            self.err(loc, mh_remove_message(key));
         }
         if let Some(device) = device {
             host.ha = HaMode::ActiveActive { device, announce };

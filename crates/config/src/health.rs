@@ -14,6 +14,11 @@ const KINDS: &[&str] = &["tcp", "http", "https", "exec", "none"];
 /// Longest interval or timeout accepted: a check that rare is not a health check.
 const MAX_CHECK_TIME: Duration = Duration::from_secs(3600);
 
+/// The text before the `-` of a status range (to refuse `0200-299` and `+200-299`).
+fn lo_text(s: &str) -> &str {
+    s.split_once('-').map_or(s, |(lo, _)| lo)
+}
+
 /// A field, whether it fits this check's type, where it stands, and the types it is for.
 type Misplaced<'a> = (bool, Option<(u64, u64)>, &'a str, &'a str);
 
@@ -175,6 +180,22 @@ impl Checker {
                     .items(&c.expect_status, "expect_status")
                     .unwrap_or_default()
                 {
+                    // A range, as keepalived writes them: `200-299`.
+                    if let Some((lo, hi)) = s.value.split_once('-') {
+                        match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                            (Ok(lo), Ok(hi))
+                                if (100..=599).contains(&lo) && (lo..=599).contains(&hi)
+                                    && !lo.to_string().ne(lo_text(&s.value)) =>
+                            {
+                                expect_status.extend(lo..=hi);
+                            }
+                            _ => self.err(
+                                at(&s.referenced),
+                                format!("`{}` is not a range of HTTP statuses: write it as 200-299 (100 to 599, the lower first)", printable(&s.value)),
+                            ),
+                        }
+                        continue;
+                    }
                     let Some(n) = self.number(s, "expect_status", "an HTTP status from 100 to 599")
                     else {
                         continue;

@@ -29,6 +29,9 @@ pub struct Loaded {
     /// mapped already (a large file read into fresh memory costs a page fault per page).
     next: Vec<u8>,
     layout: Option<Layout>,
+    /// The files the main file includes, with their bytes (`None`: no `include`). A
+    /// generation is read again whole when any of its files changed.
+    included: Option<crate::include::Included>,
 }
 
 /// Where the entries of `services` are in the text.
@@ -225,6 +228,11 @@ impl Loaded {
     /// [`Loaded::reread`] needs.
     pub fn parse(text: String, path: &str, role: Option<Role>) -> Result<Loaded, Error> {
         let (config, entries) = crate::parse_entries(&text, path, role)?;
+        Ok(Loaded::parsed(text, config, entries))
+    }
+
+    /// A config read whole, with the layout of its text.
+    fn parsed(text: String, config: Config, entries: crate::Entries) -> Loaded {
         let layout = scan(&text).and_then(|(indent, starts, line_nos, end)| {
             let keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;
             (line_nos == entries.lines && keys.len() == starts.len()).then_some(Layout {
@@ -234,12 +242,46 @@ impl Loaded {
                 end,
             })
         });
-        Ok(Loaded {
+        Loaded {
             config,
             text: text.into_bytes(),
             next: Vec::new(),
             layout,
+            included: None,
+        }
+    }
+
+    /// Reads the main file's `text` (from `path`) with every file it includes, as one
+    /// generation (see [`crate::load_as`]).
+    fn generation(
+        text: String,
+        path: &std::path::Path,
+        role: Option<Role>,
+    ) -> Result<Loaded, Error> {
+        let g = crate::include::read(&text, path, role)?;
+        let Some(included) = g.included else {
+            return Ok(Loaded::parsed(text, g.config, g.entries));
+        };
+        Ok(Loaded {
+            config: g.config,
+            text: text.into_bytes(),
+            next: Vec::new(),
+            layout: None,
+            included: Some(included),
         })
+    }
+
+    /// The directories and file names the generation reads besides the main file: what the
+    /// daemon watches. Empty when the main file includes nothing.
+    pub fn include_dirs(&self) -> &[crate::IncludeDir] {
+        self.included.as_ref().map_or(&[], |i| i.dirs.as_slice())
+    }
+
+    /// The files the main file includes, as read.
+    pub fn included_files(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.included
+            .iter()
+            .flat_map(|i| i.files.iter().map(|(p, _)| p.as_path()))
     }
 
     /// Reads the file at `path` (see [`crate::load_as`]) for a daemon that will read it again:
@@ -247,7 +289,11 @@ impl Loaded {
     /// reads into memory that is there already.
     pub fn load(path: &std::path::Path, role: Option<Role>) -> Result<Loaded, Error> {
         let text = crate::read_text(path)?;
-        let mut loaded = Loaded::parse(text, &path.display().to_string(), role)?;
+        let mut loaded = if crate::include::may_include(text.as_bytes()) {
+            Loaded::generation(text, path, role)?
+        } else {
+            Loaded::parse(text, &path.display().to_string(), role)?
+        };
         // Written, not just allocated: zeroed memory from the allocator is not mapped yet.
         loaded.next.resize(loaded.text.len() + 4096, b' ');
         loaded.next.clear();
@@ -265,7 +311,27 @@ impl Loaded {
             self.next = next;
             return Err(e);
         }
+        if self.included.is_some() || crate::include::may_include(&next) {
+            return self.reread_generation(next, path, role);
+        }
         self.reread(next, &path.display().to_string(), role)
+    }
+
+    /// Reads a generation again: the same when no file of it changed (and the same files are
+    /// included), else read and validated whole.
+    fn reread_generation(
+        &mut self,
+        next: Vec<u8>,
+        path: &std::path::Path,
+        role: Option<Role>,
+    ) -> Result<Reread, Error> {
+        let text = crate::text_of(next, &path.display().to_string())?;
+        let new = Loaded::generation(text, path, role)?;
+        if new.text == self.text && new.included == self.included {
+            self.next = new.text;
+            return Ok(Reread::Same);
+        }
+        Ok(Reread::Whole(Box::new(new)))
     }
 
     /// Takes a config read whole ([`Reread::Whole`]), keeping this one's buffer for the next

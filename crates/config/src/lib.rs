@@ -8,9 +8,12 @@ mod duration;
 mod error;
 pub mod export;
 mod fast;
+mod glob;
 mod ha;
 mod health;
 mod host;
+pub mod import;
+mod include;
 mod incremental;
 mod raw;
 mod validate;
@@ -19,7 +22,8 @@ mod values;
 use std::path::Path;
 
 pub use duration::{DurationError, parse_duration};
-pub use error::{Error, MAX_SHOWN, Problem, printable};
+pub use error::{Error, Located, MAX_SHOWN, Problem, printable, split_hint};
+pub use include::{IncludeDir, Sources};
 pub use incremental::{Loaded, Reread, Undo};
 use plan::Desired;
 use plan::host::{HostSpec, Role};
@@ -43,6 +47,8 @@ pub struct Config {
     /// Where the daemon writes how many services cannot serve (`ha.health_file`), for
     /// keepalived's `track_file`.
     pub health_file: Option<std::path::PathBuf>,
+    /// Which file each service came from, when the main file includes others.
+    pub sources: Sources,
 }
 
 /// What `lvsd check` reports of a valid file.
@@ -54,15 +60,55 @@ pub struct Summary {
     pub reals: usize,
     /// This host's role and what it needs, with `--role` applied.
     pub host: HostSpec,
+    /// When the main file includes others: every file, the main one first, with the services
+    /// it defines.
+    pub files: Vec<FileSummary>,
+}
+
+/// One file of a generation, for `lvsd check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSummary {
+    /// The file (escaped for printing).
+    pub path: String,
+    /// Its services: identity, name, and how many real servers.
+    pub services: Vec<(ipvs::ServiceKey, Option<String>, usize)>,
 }
 
 impl Summary {
     /// The summary of a config read whole.
     pub fn of(c: &Config) -> Summary {
+        let mut files: Vec<FileSummary> = c
+            .sources
+            .files
+            .iter()
+            .map(|p| FileSummary {
+                path: p.clone(),
+                services: vec![],
+            })
+            .collect();
+        if c.sources.includes() {
+            let index: std::collections::HashMap<&str, usize> = c
+                .sources
+                .files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.as_str(), i))
+                .collect();
+            for (k, s) in &c.desired.services {
+                let f = c
+                    .sources
+                    .file_of(k)
+                    .and_then(|f| index.get(f))
+                    .copied()
+                    .unwrap_or(0);
+                files[f].services.push((*k, s.name.clone(), s.reals.len()));
+            }
+        }
         Summary {
             services: c.desired.services.len(),
             reals: c.desired.services.values().map(|s| s.reals.len()).sum(),
             host: c.host.clone(),
+            files,
         }
     }
 }
@@ -72,6 +118,10 @@ impl Summary {
 /// needs, in memory proportional to the file rather than to the table it describes.
 pub fn check_as(path: &Path, role: Option<Role>) -> Result<Summary, Error> {
     let text = read_text(path)?;
+    if include::may_include(text.as_bytes()) {
+        // A generation: every file read whole (its verdict is the one `apply` reaches).
+        return include::read(&text, path, role).map(|g| Summary::of(&g.config));
+    }
     check_text(&text, &path.display().to_string(), role)
 }
 
@@ -97,6 +147,7 @@ pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary,
             services: entries.counted.0,
             reals: entries.counted.1,
             host,
+            files: vec![],
         }))
     };
     if let Some(raw) = fast::read::<true>(text) {
@@ -134,8 +185,14 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 
 /// Reads and validates the file at `path` for a host whose role the command line sets
 /// (`--role`), overriding `host.role`: one file for the director and every real server.
+///
+/// A main file with `include:` is read with every file it includes, as one generation: see
+/// [`Sources`] for where each service came from.
 pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
     let text = read_text(path)?;
+    if include::may_include(text.as_bytes()) {
+        return include::read(&text, path, role).map(|g| g.config);
+    }
     parse_as(&text, &path.display().to_string(), role)
 }
 
@@ -387,6 +444,7 @@ fn finish(
                 host,
                 globals: ha.globals,
                 health_file: ha.health_file,
+                sources: Sources::default(),
             },
             entries,
         )))
@@ -406,6 +464,31 @@ fn parse_inner(
     role: Option<Role>,
     fast: bool,
 ) -> Result<(Config, Entries), Error> {
+    parse_main(text, path, role, fast).0
+}
+
+/// The main file's `include` patterns, each with where it stands (`None`: no `include`).
+pub(crate) type Patterns = Option<Vec<(String, (u64, u64))>>;
+
+/// [`parse_inner`], with the file's `include` patterns.
+pub(crate) fn parse_main(
+    text: &str,
+    path: &str,
+    role: Option<Role>,
+    fast: bool,
+) -> (Result<(Config, Entries), Error>, Patterns) {
+    let mut patterns = None;
+    let r = parse_body(text, path, role, fast, &mut patterns);
+    (r, patterns)
+}
+
+fn parse_body(
+    text: &str,
+    path: &str,
+    role: Option<Role>,
+    fast: bool,
+    patterns: &mut Patterns,
+) -> Result<(Config, Entries), Error> {
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(Error::TooLarge {
             path: printable(path).into_owned(),
@@ -419,6 +502,7 @@ fn parse_inner(
     if let Some(raw) = fast.then(|| fast::read::<false>(text)).flatten() {
         let mut checker = validate::Checker::default();
         let (host, entries, ha) = checker.file(raw, role);
+        *patterns = checker.includes.take();
         if let Some(done) = finish(checker, host, ha, entries, path) {
             return done;
         }
@@ -433,6 +517,7 @@ fn parse_inner(
         })?;
     let mut checker = validate::Checker::default();
     let (host, entries, ha) = checker.file(raw.unwrap_or_default(), role);
+    *patterns = checker.includes.take();
     for t in entries.later.misspelt(text) {
         checker.err(t.at, validate::TYPED_PERSISTENCE);
     }

@@ -112,6 +112,9 @@ pub(crate) struct RawFile<const COUNT: bool = false> {
     pub ha: Field<RawHa>,
     #[serde(default, deserialize_with = "given")]
     pub ipvs: Field<RawIpvs>,
+    /// Paths or globs of files holding more services (the main file only).
+    #[serde(default, deserialize_with = "given")]
+    pub include: List<String>,
 }
 
 /// `ha`: how this director shares its VIPs with others.
@@ -234,6 +237,8 @@ pub(crate) struct RawService {
     #[serde(default, deserialize_with = "given")]
     pub forward: Field<String>,
     #[serde(default, deserialize_with = "given")]
+    pub tunnel: Field<RawTunnel>,
+    #[serde(default, deserialize_with = "given")]
     pub persistence: Field<Persistence>,
     #[serde(default, deserialize_with = "given")]
     pub flags: List<String>,
@@ -320,12 +325,27 @@ pub(crate) struct RawReal {
     #[serde(default, deserialize_with = "given")]
     pub forward: Field<String>,
     #[serde(default, deserialize_with = "given")]
+    pub tunnel: Field<RawTunnel>,
+    #[serde(default, deserialize_with = "given")]
     pub max_connections: Field<String>,
     #[serde(default, deserialize_with = "given")]
     pub min_connections: Field<String>,
     // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
     #[serde(default, deserialize_with = "given")]
     pub check: Option<Box<Spanned<RawCheck>>>,
+}
+
+/// `tunnel: {type: gue, port: 6080, flags: [csum]}`: how a tunnel real's packets are
+/// encapsulated (IP-in-IP when not given).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    #[serde(rename = "type", default, deserialize_with = "given")]
+    pub kind: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub port: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub flags: List<String>,
 }
 
 /// `persistence: 300s` or `persistence: {timeout: 300s, netmask: 255.255.255.0}`.

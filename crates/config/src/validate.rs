@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use ipvs::{
     DestKey, DestSpec, Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey,
-    ServiceSpec,
+    ServiceSpec, TunnelType,
 };
 use plan::health::{OnFailure, ServiceHealth};
 use plan::host::{HostSpec, Role};
 use plan::{DEFAULT_DRAIN_TIMEOUT, Desired, DesiredService, normalize_dest, normalize_service};
 
 use crate::error::{MAX_SHOWN, Problem, printable};
-use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, Spanned};
+use crate::raw::{Loc, Persistence, RawFile, RawReal, RawService, RawTunnel, Spanned};
 use crate::values::{host_scoped, unusable, unusable_real};
 
 /// Schedulers IPVS has (the kernel loads `ip_vs_<name>` on first use).
@@ -35,6 +35,29 @@ const FORWARD_WORDS: &[(&str, &str)] = &[
     ("tunnel", "tunnel"),
     ("ipip", "tunnel"),
 ];
+
+/// `IP_VS_TUNNEL_ENCAP_FLAG_CSUM`: checksums in the outer header (GUE, GRE).
+pub(crate) const TUNNEL_CSUM: u16 = 1;
+/// `IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM`: remote checksum offload (GUE).
+pub(crate) const TUNNEL_REMCSUM: u16 = 2;
+
+/// A tunnel real's encapsulation, as the kernel keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tunnel {
+    kind: TunnelType,
+    port: u16,
+    flags: u16,
+}
+
+/// `d` with the tunnel settings (the planner drops them from reals that are not tunnelled).
+fn with_tunnel(mut d: DestSpec, t: Tunnel) -> DestSpec {
+    if d.forward == ForwardMethod::Tunnel {
+        d.tunnel_type = t.kind;
+        d.tunnel_port = t.port;
+        d.tunnel_flags = t.flags;
+    }
+    d
+}
 
 /// The longest persistence timeout the kernel keeps intact: it stores the timeout in jiffies
 /// (seconds × HZ) in 32 bits, so at HZ=1000 anything longer wraps around to a short one.
@@ -120,6 +143,19 @@ impl Problems {
 pub(crate) struct Checker {
     /// Everything found, in the order found.
     pub problems: Problems,
+    /// The main file's `include` patterns, with where each stands (`None`: no `include`).
+    pub includes: Option<Vec<(String, (u64, u64))>>,
+}
+
+/// What an included file's services are checked against: the main file's host and `ha`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Context {
+    /// The host, with `--role` applied.
+    pub host: HostSpec,
+    /// `ha.sync` is given.
+    pub sync: bool,
+    /// `ha.mode: active-active`.
+    pub active_active: bool,
 }
 
 /// Services validated so far, in file order.
@@ -134,6 +170,8 @@ pub(crate) struct Collected {
     pub keys: Vec<Option<ServiceKey>>,
     /// Each entry's line.
     pub lines: Vec<u64>,
+    /// Each entry's column.
+    pub cols: Vec<u64>,
     /// Problems found.
     pub problems: Problems,
     /// What can be decided only with more than one entry in view.
@@ -342,9 +380,11 @@ impl Collected {
         if self.keys.is_empty() {
             self.keys = next.keys;
             self.lines = next.lines;
+            self.cols = next.cols;
         } else {
             self.keys.extend(next.keys);
             self.lines.extend(next.lines);
+            self.cols.extend(next.cols);
         }
         self.counted.0 += next.counted.0;
         self.counted.1 += next.counted.1;
@@ -395,6 +435,11 @@ impl Collected {
     /// The names the services use.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.names.keys().map(String::as_str)
+    }
+
+    /// The names the services use, with the line each was first used on.
+    pub(crate) fn names_at(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.names.iter().map(|(n, l)| (n.as_str(), *l))
     }
 }
 
@@ -464,33 +509,19 @@ impl Checker {
         role: Option<Role>,
     ) -> (HostSpec, Collected, crate::ha::Ha) {
         let mut host = self.host(raw.host, role);
-        let mut services = match raw.services {
-            Some(s) if s.null => {
-                self.err(
-                    at(&s.referenced),
-                    "`services` is empty (null); write `services: []` for no services",
-                );
-                Collected::counting(COUNT)
+        if let Some(list) = &raw.include {
+            let items = self.items(&raw.include, "include").unwrap_or_default();
+            let mut patterns = Vec::with_capacity(items.len());
+            for i in items {
+                patterns.push((i.value.clone(), at(&i.referenced)));
             }
-            Some(s) => s.value.0,
-            None => Collected::counting(COUNT),
-        };
-        self.problems.append(std::mem::take(&mut services.problems));
+            if !list.null {
+                self.includes = Some(patterns);
+            }
+        }
+        let mut services = self.services(raw.services, COUNT);
         if host.role != Role::None && host.vips.is_none() {
-            for (addr, kind, loc) in std::mem::take(&mut services.later.scoped) {
-                let place = match (host.role, &host.interface) {
-                    (Role::Director, Some(i)) => format!("to `{i}`"),
-                    (Role::Director, None) => "to the director's interface".to_owned(),
-                    _ => "to `lo` (or a tunnel device)".to_owned(),
-                };
-                self.err(
-                    loc,
-                    format!(
-                        "`{addr}` is {kind}, which must not be a VIP: with role {} lvsd would add it {place}. List the VIPs in `host.vips`, or use role `none` to serve it to this host's own clients",
-                        host.role.name()
-                    ),
-                );
-            }
+            self.scoped(&mut services.later, &host);
         }
         let ha = self.ha(raw.ha, raw.ipvs, &mut host, &mut services.later);
         // Decided now, whatever the sections said.
@@ -499,11 +530,88 @@ impl Checker {
         (host, services, ha)
     }
 
+    /// The `services` list, with its problems taken in.
+    fn services<const COUNT: bool>(
+        &mut self,
+        raw: crate::raw::Field<crate::raw::Services<COUNT>>,
+        count: bool,
+    ) -> Collected {
+        let mut services = match raw {
+            Some(s) if s.null => {
+                self.err(
+                    at(&s.referenced),
+                    "`services` is empty (null); write `services: []` for no services",
+                );
+                Collected::counting(count)
+            }
+            Some(s) => s.value.0,
+            None => Collected::counting(count),
+        };
+        self.problems.append(std::mem::take(&mut services.problems));
+        services
+    }
+
+    /// Service addresses that must not become VIPs on a host with a role.
+    fn scoped(&mut self, later: &mut Later, host: &HostSpec) {
+        for (addr, kind, loc) in std::mem::take(&mut later.scoped) {
+            let place = match (host.role, &host.interface) {
+                (Role::Director, Some(i)) => format!("to `{i}`"),
+                (Role::Director, None) => "to the director's interface".to_owned(),
+                _ => "to `lo` (or a tunnel device)".to_owned(),
+            };
+            self.err(
+                loc,
+                format!(
+                    "`{addr}` is {kind}, which must not be a VIP: with role {} lvsd would add it {place}. List the VIPs in `host.vips`, or use role `none` to serve it to this host's own clients",
+                    host.role.name()
+                ),
+            );
+        }
+    }
+
+    /// Validates a file the main file includes: `services` only, checked against the main
+    /// file's host and `ha` (`ctx`), as if they were in the main file.
+    pub(crate) fn included(&mut self, raw: RawFile, main: &str, ctx: &Context) -> Collected {
+        let sections: [(&str, Option<(u64, u64)>); 4] = [
+            ("host", raw.host.as_ref().map(|v| at(&v.referenced))),
+            ("ha", raw.ha.as_ref().map(|v| at(&v.referenced))),
+            ("ipvs", raw.ipvs.as_ref().map(|v| at(&v.referenced))),
+            ("include", raw.include.as_ref().map(|v| at(&v.referenced))),
+        ];
+        for (key, loc) in sections {
+            if let Some(loc) = loc {
+                self.err(
+                    loc,
+                    format!("`{key}` belongs in the main config ({}); an included file holds `services:` only: move it there", printable(main)),
+                );
+            }
+        }
+        let mut services = self.services(raw.services, false);
+        if ctx.host.role != Role::None && ctx.host.vips.is_none() {
+            self.scoped(&mut services.later, &ctx.host);
+        }
+        if ctx.sync {
+            for (key, real, loc) in std::mem::take(&mut services.later.cross_family) {
+                self.err(loc, crate::ha::cross_family_message(key, real));
+            }
+        }
+        if ctx.active_active {
+            for (key, loc) in std::mem::take(&mut services.later.mh_remove) {
+                self.err(loc, crate::ha::mh_remove_message(key));
+            }
+        }
+        services.later.scoped.clear();
+        services.later.cross_family.clear();
+        services.later.mh_remove.clear();
+        services
+    }
+
     /// Validates one entry of `services` into `out`, with the checks that span entries
     /// (unique identities and names).
     pub(crate) fn collect(&mut self, svc: Spanned<RawService>, out: &mut Collected) {
         let loc = at(&svc.referenced);
         out.lines.push(loc.0);
+        out.cols.push(loc.1);
         let mark = self.problems.mark();
         let done = if svc.null {
             self.err(
@@ -841,6 +949,10 @@ impl Checker {
             None => ForwardMethod::DirectRoute,
             Some(f) => self.forward(f).unwrap_or(ForwardMethod::DirectRoute),
         };
+        let tunnel = self
+            .given(&s.tunnel, "tunnel")
+            .and_then(|t| self.tunnel(t, forward, "this service's"))
+            .unwrap_or_default();
 
         let svc_check = match &s.check {
             Some(c) if c.null => {
@@ -890,7 +1002,7 @@ impl Checker {
                 Some(c) => Some((c.value.clone(), at(&c.referenced))),
                 None => None,
             };
-            if let Some((k, spec)) = self.real(r.value, rloc, key, forward) {
+            if let Some((k, spec)) = self.real(r.value, rloc, key, forward, tunnel) {
                 if let Some(line) = real_lines.insert(k, rloc.0) {
                     self.err(
                         rloc,
@@ -918,7 +1030,9 @@ impl Checker {
             .given(&s.quorum, "quorum")
             .and_then(|q| self.quorum(q, reals.len()));
         let fallback = match (self.given(&s.fallback, "fallback"), key) {
-            (Some(f), Some(k)) => self.fallback(f, k, forward, &reals),
+            (Some(f), Some(k)) => self
+                .fallback(f, k, forward, &reals)
+                .map(|(k, d)| (k, with_tunnel(d, tunnel))),
             _ => None,
         };
         let health = ServiceHealth {
@@ -949,6 +1063,112 @@ impl Checker {
             },
             key_at,
         ))
+    }
+
+    /// `tunnel: {type, port, flags}`: the encapsulation of tunnel reals. The kernel takes GUE
+    /// (5.2) with a UDP port, and GRE (5.3); checksums are for those two, remote checksum
+    /// offload for GUE only. `forward` is the method of what it is given on.
+    fn tunnel(
+        &mut self,
+        t: &Spanned<RawTunnel>,
+        forward: ForwardMethod,
+        whose: &str,
+    ) -> Option<Tunnel> {
+        let loc = at(&t.referenced);
+        if forward != ForwardMethod::Tunnel {
+            self.err(
+                loc,
+                format!("`tunnel` settings are for `forward: tunnel`, and {whose} forwarding is `{}`; remove `tunnel` or set `forward: tunnel`", plan::forward_name(forward)),
+            );
+            return None;
+        }
+        let before = self.problems.total();
+        let t = &t.value;
+        let kind = match self.given(&t.kind, "type") {
+            None => TunnelType::Ipip,
+            Some(k) => match k.value.as_str() {
+                "ipip" => TunnelType::Ipip,
+                "gue" => TunnelType::Gue,
+                "gre" => TunnelType::Gre,
+                other => {
+                    self.err(
+                        at(&k.referenced),
+                        format!(
+                            "unknown tunnel type `{}`: use ipip (the default), gue or gre",
+                            printable(other)
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let port = match (self.given(&t.port, "port"), kind) {
+            (Some(p), TunnelType::Gue) => {
+                match self.number(p, "port", "a UDP port from 1 to 65535") {
+                    Some(n) if (1..=65535).contains(&n) => n as u16,
+                    Some(_) => {
+                        self.err(
+                            at(&p.referenced),
+                            format!("tunnel port {} is out of range (1-65535)", p.value),
+                        );
+                        0
+                    }
+                    None => 0,
+                }
+            }
+            (None, TunnelType::Gue) if t.port.is_none() => {
+                self.err(
+                    loc,
+                    "a GUE tunnel needs `port`: the UDP port the real servers decapsulate on (such as 6080)",
+                );
+                0
+            }
+            (Some(p), _) => {
+                self.err(
+                    at(&p.referenced),
+                    "only a GUE tunnel has a port (it is UDP); remove `port` or use `type: gue`",
+                );
+                0
+            }
+            (None, _) => 0,
+        };
+        let mut flags = 0u16;
+        for f in self.items(&t.flags, "flags").unwrap_or_default() {
+            let (bit, ok) = match f.value.as_str() {
+                "csum" => (TUNNEL_CSUM, kind != TunnelType::Ipip),
+                "remcsum" => (TUNNEL_REMCSUM, kind == TunnelType::Gue),
+                other => {
+                    let hint = suggest(other, &["csum", "remcsum"])
+                        .map(|c| format!("did you mean `{c}`? "))
+                        .unwrap_or_default();
+                    self.err(
+                        at(&f.referenced),
+                        format!(
+                            "unknown tunnel flag `{}`; {hint}valid flags: csum (gue, gre), remcsum (gue)",
+                            printable(other)
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if !ok {
+                let kind = match kind {
+                    TunnelType::Ipip => "an IP-in-IP tunnel has no checksum options",
+                    _ => "a GRE tunnel has no remote checksum offload",
+                };
+                self.err(
+                    at(&f.referenced),
+                    format!("flag `{}`: {kind}; remove it", f.value),
+                );
+            } else if flags != 0 && flags != bit {
+                self.err(
+                    at(&f.referenced),
+                    "give one of `csum` and `remcsum`: the kernel uses one checksum option",
+                );
+            }
+            flags |= bit;
+        }
+        (self.problems.total() == before).then_some(Tunnel { kind, port, flags })
     }
 
     fn netmask(&mut self, n: &Spanned<String>, family: Family) -> Option<Netmask> {
@@ -1007,13 +1227,18 @@ impl Checker {
         loc: (u64, u64),
         service: Option<ServiceKey>,
         default_forward: ForwardMethod,
+        default_tunnel: Tunnel,
     ) -> Option<(DestKey, DestSpec)> {
         let a = self.given(&r.address, "address");
         let forward = match self.given(&r.forward, "forward") {
             None => default_forward,
             Some(f) => self.forward(f)?,
         };
-        let mut spec = DestSpec::new(forward, 1);
+        let tunnel = match self.given(&r.tunnel, "tunnel") {
+            Some(t) => self.tunnel(t, forward, "this real's")?,
+            None => default_tunnel,
+        };
+        let mut spec = with_tunnel(DestSpec::new(forward, 1), tunnel);
         if let Some(w) = self.given(&r.weight, "weight") {
             if let Some(w) = self.real_number(w, "weight", i32::MAX as u32, "drained") {
                 spec.weight = w;

@@ -6,11 +6,13 @@ mod daemon;
 mod fault;
 mod health_status;
 mod lock;
+mod output;
 mod perms;
 mod reconcile;
 mod state_file;
 mod telemetry;
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +59,16 @@ struct ConfigArg {
     allow_insecure_config: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportFrom {
+    /// `ipvsadm -Sn` output (`ipvsadm-save -n`).
+    Ipvsadm,
+    /// keepalived.conf: its virtual_server and virtual_server_group sections.
+    Keepalived,
+    /// ldirectord.cf.
+    Ldirectord,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RoleArg {
     Director,
@@ -88,14 +100,34 @@ struct TableArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the config; exit 0 when valid, 1 when not.
-    Check(ConfigArg),
+    /// Validate the config (and every file it includes); exit 0 when valid, 1 when not.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print one JSON document (the problems with file, line, column, message, hint).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what `apply` would change; exit 0 in sync, 2 changes pending, 1 error.
-    Plan(TableArgs),
+    Plan {
+        #[command(flatten)]
+        table: TableArgs,
+        /// Print one JSON document: every operation (kind, object, before, after, reason)
+        /// and the totals.
+        #[arg(long)]
+        json: bool,
+    },
     /// Converge the table on the config once and print what changed.
     Apply {
         #[command(flatten)]
         table: TableArgs,
+        /// Print one JSON document: every operation carried out, failed or still pending,
+        /// and the totals.
+        #[arg(long)]
+        json: bool,
+        /// Print every change, also of a bulk apply (which otherwise prints counts by kind).
+        #[arg(short, long)]
+        verbose: bool,
         /// Apply even if the plan removes more than half of what lvsd manages.
         #[arg(long)]
         force: bool,
@@ -137,12 +169,22 @@ enum Command {
         json: bool,
     },
     /// Print the live table as lvsd YAML (what `apply` accepts unchanged).
-    Export,
-    /// Convert `ipvsadm -Sn` output (a file, or - for stdin) to lvsd YAML.
+    Export {
+        /// Write one file per service into this directory instead (for `include:`), named
+        /// after the service.
+        #[arg(long, value_name = "DIR")]
+        split: Option<PathBuf>,
+    },
+    /// Convert another tool's configuration (a file, or - for stdin) to lvsd YAML: `ipvsadm
+    /// -Sn` rules, a keepalived.conf's virtual servers, or an ldirectord.cf. What has no
+    /// equivalent is kept as a comment where it stood, and summed up on stderr.
     Import {
-        /// The saved rules.
+        /// The file.
         #[arg(default_value = "-")]
         file: String,
+        /// What the file is.
+        #[arg(long, value_enum, default_value = "ipvsadm")]
+        from: ImportFrom,
     },
     /// Print the live IPVS table in `ipvsadm -Sn` form (what `ipvsadm-restore` reads).
     Dump,
@@ -192,7 +234,10 @@ fn init_logging(format: LogFormat, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Run { .. }) {
+    // A bulk apply with JSON logs logs every change it makes (at info).
+    let every_change =
+        matches!(cli.command, Command::Apply { .. }) && matches!(cli.log_format, LogFormat::Json);
+    let default_level = if matches!(cli.command, Command::Run { .. }) || every_change {
         "info"
     } else {
         "warn"
@@ -234,7 +279,16 @@ fn load(arg: &ConfigArg) -> Result<config::Config, config::Error> {
 /// Loads a config lvsd is about to act on: its permissions are checked first.
 fn load_trusted(arg: &ConfigArg) -> Result<config::Config> {
     check_trusted(arg)?;
-    Ok(load(arg)?)
+    let cfg = load(arg)?;
+    // Every file of the generation: whoever can write one of them controls its services.
+    if !arg.allow_insecure_config {
+        for f in cfg.sources.files.iter().skip(1) {
+            if let Some(why) = perms::insecure(std::path::Path::new(f)) {
+                bail!("{why}");
+            }
+        }
+    }
+    Ok(cfg)
 }
 
 /// Refuses a config others can write (unless `--allow-insecure-config`).
@@ -269,8 +323,21 @@ fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) {
     let _ = out.flush();
 }
 
-fn print_plan(plan: &Plan, now: u64) {
-    print_lines(&plan.ops);
+/// An operation's line, with the file its service comes from when the main file includes
+/// others.
+struct Line<'a>(&'a plan::Op, &'a config::Sources);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1.file_of(&self.0.service()) {
+            Some(file) => write!(f, "{}  [{file}]", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+fn print_plan(plan: &Plan, now: u64, sources: &config::Sources) {
+    print_lines(plan.ops.iter().map(|o| Line(o, sources)));
     for w in &plan.waiting {
         println!(
             "  waiting: real {} of {} has {} active connections; deleted when they close or in {}s at the latest",
@@ -286,33 +353,47 @@ fn print_plan(plan: &Plan, now: u64) {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    // With JSON logs, an apply logs every change (stdout still sums a bulk apply up).
+    let every_change = matches!(cli.log_format, LogFormat::Json);
     match cli.command {
         // The same verdict as every other command's reading, keeping no table.
-        Command::Check(arg) => match config::check_as(&arg.config, arg.role.map(Role::from)) {
-            Ok(c) => {
-                let role = match (c.host.role, &c.host.interface) {
-                    (Role::None, _) => String::new(),
-                    (r, Some(i)) => format!("; role {} on {i}", r.name()),
-                    (r, None) => format!("; role {}", r.name()),
-                };
-                let shown = config::printable(&arg.config.display().to_string()).into_owned();
-                println!(
-                    "{shown}: valid ({} services, {} real servers{role})",
-                    c.services, c.reals
-                );
-                if c.services == 0 {
-                    eprintln!(
-                        "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
+        Command::Check { config: arg, json } => {
+            let shown = config::printable(&arg.config.display().to_string()).into_owned();
+            let checked = config::check_as(&arg.config, arg.role.map(Role::from));
+            if json {
+                output::print(&check_json(&shown, &checked));
+                return Ok(if checked.is_ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            match checked {
+                Ok(c) => {
+                    let role = match (c.host.role, &c.host.interface) {
+                        (Role::None, _) => String::new(),
+                        (r, Some(i)) => format!("; role {} on {i}", r.name()),
+                        (r, None) => format!("; role {}", r.name()),
+                    };
+                    println!(
+                        "{shown}: valid ({} services, {} real servers{role})",
+                        c.services, c.reals
                     );
+                    print_files(&c);
+                    if c.services == 0 {
+                        eprintln!(
+                            "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
                 }
-                Ok(ExitCode::SUCCESS)
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
-        Command::Plan(t) => {
+        }
+        Command::Plan { table: t, json } => {
             let cfg = load(&t.config)?;
             if let Some(h) = lock::holder(&t.state_dir).filter(lock::Holder::is_daemon) {
                 eprintln!(
@@ -332,11 +413,62 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 table,
                 globals,
             } = full;
+            if json {
+                let mut ops: Vec<serde_json::Value> = host
+                    .ops
+                    .iter()
+                    .map(|o| output::host_op(o, output::Result::Pending, None))
+                    .collect();
+                ops.extend(
+                    globals
+                        .ops
+                        .iter()
+                        .map(|o| output::global_op(o, output::Result::Pending, None)),
+                );
+                let mut waiting = vec![];
+                let mut foreign = vec![];
+                if let Some(plan) = &table {
+                    ops.extend(plan.ops.iter().map(|o| {
+                        output::op(
+                            o,
+                            cfg.sources.file_of(&o.service()),
+                            output::Result::Pending,
+                            None,
+                        )
+                    }));
+                    waiting = plan.waiting.iter().map(waiting_json).collect();
+                    foreign = plan.foreign.iter().map(ToString::to_string).collect();
+                }
+                let pending = ops.len() + waiting.len();
+                let code = if !host.missing.is_empty() {
+                    1
+                } else if pending == 0 {
+                    0
+                } else {
+                    2
+                };
+                let doc = output::document(
+                    "plan",
+                    &config::printable(&t.config.config.display().to_string()),
+                    ops,
+                    serde_json::json!({
+                        "in_sync": pending == 0 && host.missing.is_empty(),
+                        "services": cfg.desired.services.len(),
+                        "waiting": waiting,
+                        "foreign": foreign,
+                        "missing": host.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "refused": refusal.map(|r| r.to_string()),
+                        "exit": code,
+                    }),
+                );
+                output::print(&doc);
+                return Ok(ExitCode::from(code));
+            }
             print_host_plan(&host);
             print_lines(&globals.ops);
             let mut pending = host.ops.len() + globals.ops.len();
             if let Some(plan) = &table {
-                print_plan(plan, reconcile::now());
+                print_plan(plan, reconcile::now(), &cfg.sources);
                 pending += plan.ops.len() + plan.waiting.len();
                 for w in engine.mh_warnings(&cfg.desired).await? {
                     println!("! warning: {w}");
@@ -372,26 +504,58 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Apply {
             table,
+            json,
+            verbose,
             force,
             no_wait,
             lock_timeout,
         } => {
-            let cfg = load_trusted(&table.config)?;
+            let shown = config::printable(&table.config.config.display().to_string()).into_owned();
+            let fail_json = |e: &anyhow::Error| {
+                if json {
+                    output::print(&output::document(
+                        "apply",
+                        &shown,
+                        vec![],
+                        serde_json::json!({"error": format!("{e:#}"), "exit": 1}),
+                    ));
+                }
+            };
+            let cfg = match load_trusted(&table.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    fail_json(&e);
+                    return Err(e);
+                }
+            };
             let _lock = lock::acquire(
                 &table.state_dir,
                 "apply",
                 &table.config.config,
                 lock_timeout,
-            )?;
+            )
+            .inspect_err(|e| fail_json(&anyhow::anyhow!("{e}")))?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
-            engine.adopt_health(&cfg, &mut health).await?;
+            engine
+                .adopt_health(&cfg, &mut health)
+                .await
+                .inspect_err(|e| fail_json(e))?;
             let effective = health.effective_if_any(&cfg.desired);
             let unable = effective
                 .as_ref()
                 .map(|(_, st)| plan::health::unable(st))
                 .unwrap_or_default();
             let table_desired = effective.as_ref().map_or(&cfg.desired, |(t, _)| t);
+            let mut out = ApplyOutput {
+                json,
+                verbose,
+                log: every_change,
+                sources: &cfg.sources,
+                docs: vec![],
+                kinds: BTreeMap::new(),
+                summarized: false,
+            };
             let mut changed = 0;
             let mut failed = 0;
             loop {
@@ -404,61 +568,59 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .flatten()
                     .next()
                 {
-                    return Err(anyhow::anyhow!("{e:#}"));
+                    let e = anyhow::anyhow!("{e:#}");
+                    fail_json(&e);
+                    return Err(e);
                 }
                 let (host, table) = (pass.host.done(), pass.table.done());
-                for op in host.iter().flat_map(|h| &h.applied) {
-                    println!("{op}");
-                }
-                if let Some((op, e)) = host.and_then(|h| h.failed.as_ref()) {
-                    println!("! {op}: {e}");
-                }
-                if let Some(g) = table.map(|t| &t.globals) {
-                    print_lines(&g.applied);
-                    for (op, e) in &g.failed {
-                        println!("! {op}: {e}");
-                    }
-                    for op in &g.stuck {
-                        println!(
-                            "! {op}: still needed after the kernel took it and it was read back"
-                        );
-                    }
-                    if let Some(e) = &g.error {
-                        println!("! {e}");
-                    }
-                }
                 let started = std::time::Instant::now();
-                print_lines(table.iter().flat_map(|t| &t.applied));
+                out.pass(host, table);
                 tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "printed the changes");
-                for (op, e) in table.iter().flat_map(|t| &t.failed) {
-                    println!("! {op}: {e}");
-                }
-                for op in table.iter().flat_map(|t| &t.stuck) {
-                    println!("! {op}: still needed after the kernel took it and it was read back");
-                }
                 changed +=
                     table.map_or(0, |t| t.applied.len()) + host.map_or(0, |h| h.applied.len());
                 let failed_now = table.map_or(0, |t| t.failed.len() + t.stuck.len())
                     + usize::from(host.is_some_and(|h| h.failed.is_some()));
                 failed += failed_now;
                 if pass.converged() || no_wait || failed_now > 0 {
-                    if let Some(h) = host {
-                        print_host_plan(&h.after);
-                    }
-                    if let Some(t) = table {
-                        print_lines(&t.globals.after.ops);
-                        print_plan(&t.after, reconcile::now());
-                    }
+                    out.after(host, table);
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if json {
+                let code = u8::from(failed > 0);
+                let pending = out.docs.iter().filter(|d| d["result"] == "pending").count();
+                let doc = output::document(
+                    "apply",
+                    &shown,
+                    std::mem::take(&mut out.docs),
+                    serde_json::json!({
+                        "in_sync": failed == 0 && pending == 0,
+                        "services": cfg.desired.services.len(),
+                        "applied": changed,
+                        "failed": failed,
+                        "exit": code,
+                    }),
+                );
+                output::print(&doc);
+                return Ok(ExitCode::from(code));
+            }
+            if out.summarized {
+                println!(
+                    "applied {changed} changes: {} (lvsd apply -v lists each)",
+                    output::counts(
+                        out.kinds
+                            .iter()
+                            .flat_map(|(k, n)| std::iter::repeat_n(*k, *n))
+                    )
+                );
             }
             if failed > 0 {
                 bail!("{failed} operations failed; {changed} applied");
             }
             if changed == 0 {
                 println!("in sync: nothing to change");
-            } else {
+            } else if !out.summarized {
                 println!("applied {changed} changes");
             }
             Ok(ExitCode::SUCCESS)
@@ -502,20 +664,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             daemon::run(settings, signals, engine, cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export => {
+        Command::Export { split } => {
             let mut client = ipvs::Client::connect().await?;
             let dump = client.dump().await?;
             let observed = plan::Observed::from_dump(&dump);
-            print!(
-                "{}",
-                config::export::to_yaml(
-                    &observed.to_rules(),
-                    "exported by lvsd from the live IPVS table"
-                )
-            );
+            let rules = observed.to_rules();
+            match split {
+                None => print!(
+                    "{}",
+                    config::export::to_yaml(&rules, "exported by lvsd from the live IPVS table")
+                ),
+                Some(dir) => {
+                    let files =
+                        config::export::split(&rules, "exported by lvsd from the live IPVS table");
+                    write_split(&dir, &files)?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { file } => {
+        Command::Import { file, from } => {
             let text = if file == "-" {
                 let mut s = String::new();
                 std::io::stdin()
@@ -523,18 +690,41 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .context("read standard input")?;
                 s
             } else {
-                std::fs::read_to_string(&file).with_context(|| format!("read {file}"))?
+                let path = std::path::Path::new(&file);
+                config::read_text(path)?
             };
-            let rules =
-                ipvs::save::parse_rules(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-            let observed = plan::Observed::from_rules(&rules);
-            print!(
-                "{}",
-                config::export::to_yaml(
-                    &observed.to_rules(),
-                    "imported by lvsd from ipvsadm -Sn rules"
-                )
-            );
+            let converted = match from {
+                ImportFrom::Ipvsadm => {
+                    let rules = ipvs::save::parse_rules(&text)
+                        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                    let observed = plan::Observed::from_rules(&rules);
+                    print!(
+                        "{}",
+                        config::export::to_yaml(
+                            &observed.to_rules(),
+                            "imported by lvsd from ipvsadm -Sn rules"
+                        )
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                ImportFrom::Keepalived => {
+                    config::import::keepalived(&text, std::path::Path::new(&file))
+                }
+                ImportFrom::Ldirectord => {
+                    config::import::ldirectord(&text, std::path::Path::new(&file))
+                }
+            };
+            let converted = match converted {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            print!("{}", converted.yaml);
+            for line in &converted.summary {
+                eprintln!("lvsd import: {line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Dump => {
@@ -572,6 +762,281 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 info.conn_tab_size
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What an apply prints as it goes: each change (a small apply, `-v`), counts by kind (a bulk
+/// apply), or nothing until the JSON document at the end (`--json`); with JSON logs, every
+/// change is logged as well.
+struct ApplyOutput<'a> {
+    json: bool,
+    verbose: bool,
+    log: bool,
+    sources: &'a config::Sources,
+    /// `--json`: every operation so far.
+    docs: Vec<serde_json::Value>,
+    /// Changes carried out, by kind (for the summary).
+    kinds: BTreeMap<&'static str, usize>,
+    /// A pass had more changes than are printed one by one.
+    summarized: bool,
+}
+
+impl ApplyOutput<'_> {
+    fn pass(&mut self, host: Option<&reconcile::HostPass>, table: Option<&reconcile::TablePass>) {
+        use output::Result as R;
+        let applied = host.map_or(0, |h| h.applied.len())
+            + table.map_or(0, |t| t.applied.len() + t.globals.applied.len());
+        let each = !self.json && (self.verbose || applied <= output::SUMMARY_ABOVE);
+        self.summarized |= !self.json && !each;
+        let stuck = "still needed after the kernel took it and it was read back";
+        if let Some(h) = host {
+            for op in &h.applied {
+                *self.kinds.entry(op.kind()).or_default() += 1;
+                if self.log {
+                    tracing::info!(kind = op.kind(), result = "ok", "{op}");
+                }
+                if self.json {
+                    self.docs.push(output::host_op(op, R::Ok, None));
+                } else if each {
+                    println!("{op}");
+                }
+            }
+            if let Some((op, e)) = &h.failed {
+                if self.json {
+                    self.docs
+                        .push(output::host_op(op, R::Failed, Some(e.to_string())));
+                } else {
+                    println!("! {op}: {e}");
+                }
+            }
+        }
+        if let Some(g) = table.map(|t| &t.globals) {
+            for op in &g.applied {
+                *self.kinds.entry(op.kind()).or_default() += 1;
+                if self.log {
+                    tracing::info!(kind = op.kind(), result = "ok", "{op}");
+                }
+            }
+            if self.json {
+                self.docs
+                    .extend(g.applied.iter().map(|o| output::global_op(o, R::Ok, None)));
+                self.docs.extend(
+                    g.failed
+                        .iter()
+                        .map(|(o, e)| output::global_op(o, R::Failed, Some(e.to_string()))),
+                );
+                self.docs.extend(
+                    g.stuck
+                        .iter()
+                        .map(|o| output::global_op(o, R::Stuck, Some(stuck.into()))),
+                );
+            } else {
+                if each {
+                    print_lines(&g.applied);
+                }
+                for (op, e) in &g.failed {
+                    println!("! {op}: {e}");
+                }
+                for op in &g.stuck {
+                    println!("! {op}: {stuck}");
+                }
+                if let Some(e) = &g.error {
+                    println!("! {e}");
+                }
+            }
+        }
+        let Some(t) = table else { return };
+        for op in &t.applied {
+            *self.kinds.entry(op.kind()).or_default() += 1;
+        }
+        if self.log {
+            for op in &t.applied {
+                tracing::info!(kind = op.kind(), service = %op.service(), result = "ok", "{op}");
+            }
+        }
+        let file = |o: &plan::Op| self.sources.file_of(&o.service()).map(str::to_owned);
+        if self.json {
+            let mut docs = Vec::with_capacity(t.applied.len());
+            for o in &t.applied {
+                docs.push(output::op(o, file(o).as_deref(), R::Ok, None));
+            }
+            for (o, e) in &t.failed {
+                docs.push(output::op(
+                    o,
+                    file(o).as_deref(),
+                    R::Failed,
+                    Some(e.to_string()),
+                ));
+            }
+            for o in &t.stuck {
+                docs.push(output::op(
+                    o,
+                    file(o).as_deref(),
+                    R::Stuck,
+                    Some(stuck.into()),
+                ));
+            }
+            self.docs.extend(docs);
+            return;
+        }
+        if each {
+            print_lines(t.applied.iter().map(|o| Line(o, self.sources)));
+        }
+        for (op, e) in &t.failed {
+            if self.log {
+                tracing::warn!(kind = op.kind(), service = %op.service(), result = "failed", "{op}: {e}");
+            }
+            println!("! {op}: {e}");
+        }
+        for op in &t.stuck {
+            println!("! {op}: {stuck}");
+        }
+    }
+
+    /// What is still to do once the apply stops (drains waiting, failures).
+    fn after(&mut self, host: Option<&reconcile::HostPass>, table: Option<&reconcile::TablePass>) {
+        use output::Result as R;
+        if self.json {
+            if let Some(h) = host {
+                self.docs.extend(
+                    h.after
+                        .ops
+                        .iter()
+                        .map(|o| output::host_op(o, R::Pending, None)),
+                );
+            }
+            if let Some(t) = table {
+                self.docs.extend(
+                    t.globals
+                        .after
+                        .ops
+                        .iter()
+                        .map(|o| output::global_op(o, R::Pending, None)),
+                );
+                for o in &t.after.ops {
+                    let file = self.sources.file_of(&o.service());
+                    self.docs.push(output::op(o, file, R::Pending, None));
+                }
+            }
+            return;
+        }
+        if let Some(h) = host {
+            print_host_plan(&h.after);
+        }
+        if let Some(t) = table {
+            print_lines(&t.globals.after.ops);
+            print_plan(&t.after, reconcile::now(), self.sources);
+        }
+    }
+}
+
+/// Writes `lvsd export --split`'s files into `dir` (created if missing), refusing to replace
+/// any file that is there already.
+fn write_split(dir: &std::path::Path, files: &[(String, String)]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let there: Vec<String> = files
+        .iter()
+        .filter(|(name, _)| dir.join(name).exists())
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !there.is_empty() {
+        bail!(
+            "{} already holds {}; export into an empty directory (or remove them first)",
+            dir.display(),
+            there.join(", ")
+        );
+    }
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    }
+    eprintln!(
+        "lvsd export: wrote {} files into {}; the main config takes them with `include: [{}/*.yaml]`",
+        files.len(),
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// A real waiting for its connections to close, for `plan --json`.
+fn waiting_json(w: &plan::Waiting) -> serde_json::Value {
+    serde_json::json!({
+        "service": w.service.to_string(),
+        "real": w.real.to_string(),
+        "active": w.active,
+        "inactive": w.inactive,
+        "persistent": w.persistent,
+        "deadline": w.deadline,
+    })
+}
+
+/// `lvsd check --json`: the verdict, and every problem with its file, line, column, message
+/// and hint.
+fn check_json(shown: &str, checked: &Result<config::Summary, config::Error>) -> serde_json::Value {
+    match checked {
+        Ok(c) => {
+            let files: Vec<serde_json::Value> = c
+                .files
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "path": f.path,
+                        "services": f.services.iter().map(|(k, n, r)| serde_json::json!({"service": k.to_string(), "name": n, "reals": r})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "version": output::SCHEMA_VERSION,
+                "command": "check",
+                "config": shown,
+                "valid": true,
+                "services": c.services,
+                "reals": c.reals,
+                "role": c.host.role.name(),
+                "files": files,
+                "problems": [],
+                "omitted": 0,
+            })
+        }
+        Err(e) => {
+            let (problems, omitted) = e.located();
+            serde_json::json!({
+                "version": output::SCHEMA_VERSION,
+                "command": "check",
+                "config": shown,
+                "valid": false,
+                "problems": problems.iter().map(|p| serde_json::json!({
+                    "file": p.file,
+                    "line": p.line,
+                    "column": p.col,
+                    "message": p.message,
+                    "hint": p.hint,
+                })).collect::<Vec<_>>(),
+                "omitted": omitted,
+            })
+        }
+    }
+}
+
+/// `lvsd check` of a generation: each file with its services (listed while there are few).
+fn print_files(c: &config::Summary) {
+    const LISTED: usize = 50;
+    for f in &c.files {
+        let reals: usize = f.services.iter().map(|s| s.2).sum();
+        println!(
+            "  {}: {} services, {reals} real servers",
+            f.path,
+            f.services.len()
+        );
+        if c.services <= LISTED {
+            for (k, name, _) in &f.services {
+                match name {
+                    Some(n) => println!("    {k} ({n})"),
+                    None => println!("    {k}"),
+                }
+            }
         }
     }
 }

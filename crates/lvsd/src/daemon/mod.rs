@@ -27,7 +27,7 @@ use self::decide::{
     Event, HostSummary, Machine, Part, PassRequest, PassSummary, Reloaded, Scope, Standing, Step,
     TableSummary,
 };
-use self::watch::{ConfigWatch, file_identity};
+use self::watch::ConfigWatch;
 use crate::health_status;
 use crate::reconcile::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::telemetry::{PassRecord, Telemetry};
@@ -152,9 +152,10 @@ pub async fn run(
     let clock = Clock(tokio::time::Instant::now());
     let (tx, mut inputs) = mpsc::unbounded_channel();
     let files = tx.clone();
-    let watch = ConfigWatch::new(&settings.config, move |whole| {
+    let mut watch = ConfigWatch::new(&settings.config, move |whole| {
         let _ = files.send(Input::File(whole));
     })?;
+    watch.follow(loaded.include_dirs());
     forward_signals(signals, tx.clone());
     let role = loaded.config.host.role;
     let services = loaded.config.desired.services.len();
@@ -189,7 +190,7 @@ pub async fn run(
         clock.now(),
     );
     let mut d = Daemon {
-        loaded_identity: file_identity(&settings.config),
+        loaded_identity: watch.identity(),
         rejected_identity: None,
         watch,
         engine,
@@ -233,7 +234,7 @@ pub async fn run(
         match d.machine.next(d.clock.now()) {
             Step::Reload { asked } => d.reload(asked).await,
             Step::CheckFile => {
-                let changed = file_identity(&d.settings.config) != d.loaded_identity;
+                let changed = d.watch.identity() != d.loaded_identity;
                 if changed {
                     tracing::info!(config = %d.settings.config.display(), "resync: another file is behind the config path; reading it");
                 } else {
@@ -348,7 +349,7 @@ impl Daemon {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
         }
-        let identity = file_identity(&self.settings.config);
+        let identity = self.watch.identity();
         if !asked && identity.is_some() && identity == self.rejected_identity {
             // The very file just rejected (a rename is reported by more than one event):
             // nothing new to say.
@@ -359,6 +360,9 @@ impl Daemon {
         }
         self.loaded_identity = identity;
         let outcome = reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await;
+        if let Some(l) = &self.loaded {
+            self.watch.follow(l.include_dirs());
+        }
         self.rejected_identity = None;
         match &outcome {
             Reloaded::Rejected(why) => {

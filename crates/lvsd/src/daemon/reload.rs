@@ -64,6 +64,12 @@ pub async fn reload(
             }
         }
         Ok(Reread::Whole(new)) => {
+            if !settings.allow_insecure_config {
+                if let Some(why) = new.included_files().find_map(crate::perms::insecure) {
+                    tracing::error!("{why}; keeping the last good config");
+                    return Reloaded::Rejected(why);
+                }
+            }
             let touched = changed(&current.config.desired, &new.config.desired);
             let same_settings = new.config.host == current.config.host
                 && new.config.globals == current.config.globals

@@ -1,10 +1,16 @@
 //! Watching the config file: the directory holding it and the one its symlinks lead to, which
 //! is what sees in-place writes, atomic renames and ConfigMap `..data` swaps alike. Only events
 //! naming the config file (or `..data`) count, so unrelated files in `/etc/lvsd` cause no
-//! reloads. The watcher only reports; when to read is the daemon's decision (`decide`).
+//! reloads. With `include:`, the directories of the included files are watched too, and an
+//! event naming a file the patterns match (added, written, renamed into place or removed) or
+//! `..data` (a ConfigMap mounted as the directory) is a change of the config. The watcher only
+//! reports; when to read is the daemon's decision (`decide`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use config::IncludeDir;
 
 use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
@@ -15,6 +21,8 @@ pub struct ConfigWatch {
     /// Watched directories and the inode each was when watched.
     dirs: BTreeMap<PathBuf, u64>,
     config: PathBuf,
+    /// The included files' directories and patterns, shared with the watcher's thread.
+    includes: Arc<RwLock<Vec<IncludeDir>>>,
 }
 
 /// The directory `p` is in (`.` for a bare file name).
@@ -39,13 +47,25 @@ impl ConfigWatch {
         {
             names.insert(n);
         }
+        let includes: Arc<RwLock<Vec<IncludeDir>>> = Arc::default();
+        let shared = includes.clone();
         let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             let Ok(ev) = ev else { return };
+            let included = |p: &Path| {
+                let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+                    return false;
+                };
+                let name = name.to_string_lossy();
+                shared.read().is_ok_and(|list| {
+                    list.iter()
+                        .any(|i| same_dir(&i.dir, dir) && i.matches(&name))
+                })
+            };
             let relevant = !ev.kind.is_access()
                 && ev
                     .paths
                     .iter()
-                    .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
+                    .any(|p| p.file_name().is_some_and(|n| names.contains(n)) || included(p));
             if !relevant {
                 // Writers make thousands of these (a large file written in pieces).
                 tracing::trace!(kind = ?ev.kind, paths = ?ev.paths, "file event, not the config");
@@ -65,6 +85,7 @@ impl ConfigWatch {
             watcher,
             dirs: BTreeMap::new(),
             config: config.to_path_buf(),
+            includes,
         };
         w.refresh()?;
         Ok(w)
@@ -76,6 +97,14 @@ impl ConfigWatch {
         let mut want = vec![parent(&self.config)];
         if let Ok(real) = std::fs::canonicalize(&self.config) {
             want.push(parent(&real));
+        }
+        if let Ok(list) = self.includes.read() {
+            for i in list.iter() {
+                want.push(i.dir.clone());
+                if let Ok(real) = std::fs::canonicalize(&i.dir) {
+                    want.push(real);
+                }
+            }
         }
         for d in want {
             use std::os::unix::fs::MetadataExt as _;
@@ -96,6 +125,73 @@ impl ConfigWatch {
             self.dirs.insert(d, ino);
         }
         Ok(())
+    }
+}
+
+impl ConfigWatch {
+    /// Follows the included files of the generation just read: their directories are watched
+    /// from now on (one that does not exist yet is watched once it does, at the next refresh).
+    pub fn follow(&mut self, dirs: &[IncludeDir]) {
+        if let Ok(mut list) = self.includes.write() {
+            if list.as_slice() == dirs {
+                return;
+            }
+            *list = dirs.to_vec();
+        }
+        if let Err(e) = self.refresh() {
+            tracing::warn!("{e:#}");
+        }
+    }
+
+    /// What the config is now, for a resync to compare with what was read (events can be
+    /// lost): the main file's [`file_identity`], with the included files' folded into its
+    /// last field, so that a file added, replaced or removed behind a lost watch is seen too.
+    pub fn identity(&self) -> Option<(u64, u64, u64, i64, i64)> {
+        let (dev, ino, size, mtime, nsec) = file_identity(&self.config)?;
+        let Ok(list) = self.includes.read() else {
+            return Some((dev, ino, size, mtime, nsec));
+        };
+        if list.is_empty() {
+            return Some((dev, ino, size, mtime, nsec));
+        }
+        // FNV-1a over each included file's name and identity.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x100_0000_01b3);
+            }
+        };
+        for i in list.iter() {
+            let Ok(entries) = std::fs::read_dir(&i.dir) else {
+                mix(b"-");
+                continue;
+            };
+            let mut names: Vec<std::ffi::OsString> = entries
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| i.matches(&n.to_string_lossy()))
+                .collect();
+            names.sort();
+            for n in names {
+                mix(n.as_encoded_bytes());
+                if let Some(id) = file_identity(&i.dir.join(&n)) {
+                    mix(format!("{id:?}").as_bytes());
+                }
+            }
+        }
+        Some((dev, ino, size, mtime, nsec ^ (h as i64)))
+    }
+}
+
+/// Whether two paths name one directory (as written, or once symlinks are resolved).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 
