@@ -5,7 +5,7 @@
 //!
 //! It is deliberately strict and partial: it returns `None` at the first thing it does not
 //! handle — quotes, flow collections, anchors, aliases, tags, block scalars, multi-line
-//! scalars, nulls, floats, booleans, numbers where text is expected, health checks, long-form
+//! scalars, nulls, floats, booleans, numbers where text is expected, long-form
 //! persistence, unknown or repeated keys, any indentation it does not expect, any character
 //! YAML forbids or reads specially — and the caller then reads the file with serde-saphyr,
 //! which reports every YAML error. What it does accept, it reads exactly as serde-saphyr does,
@@ -13,7 +13,9 @@
 //! here (a property test holds the two to the same result, word for word, on random and
 //! damaged files and on every class of character).
 
-use crate::raw::{Loc, Persistence, RawFile, RawHost, RawReal, RawService, Services, Spanned};
+use crate::raw::{
+    Loc, Persistence, RawCheck, RawFile, RawHost, RawReal, RawService, Services, Spanned,
+};
 use crate::validate::{Checker, Collected};
 
 /// One meaningful line: its number, indentation and content without comment or trailing
@@ -319,11 +321,59 @@ fn scalar(node: &Node<'_>) -> Option<Spanned<String>> {
 }
 
 fn texts(node: &Node<'_>) -> Option<Spanned<Vec<Spanned<String>>>> {
+    list(node, text)
+}
+
+/// An HTTP status or a range of them (`200-299`), which YAML reads as text: no schema takes
+/// digits, a dash and digits for a number or a date.
+fn status(node: &Node<'_>) -> Option<Spanned<String>> {
+    if let Node::Scalar(s, loc) = node
+        && let Some((low, high)) = s.split_once('-')
+        && [low, high]
+            .iter()
+            .all(|p| p.len() == 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some(Spanned::plain(s, *loc));
+    }
+    int(node)
+}
+
+/// A list of `each`.
+fn list(
+    node: &Node<'_>,
+    each: impl Fn(&Node<'_>) -> Option<Spanned<String>>,
+) -> Option<Spanned<Vec<Spanned<String>>>> {
     let Node::Seq(items, loc) = node else {
         return None;
     };
-    let items = items.iter().map(text).collect::<Option<_>>()?;
+    let items = items.iter().map(each).collect::<Option<_>>()?;
     Some(Spanned::new(items, *loc))
+}
+
+/// A health check in block style; its values are validated later, as the YAML path's are.
+fn check(node: &Node<'_>) -> Option<Box<Spanned<RawCheck>>> {
+    let Node::Map(entries, loc) = node else {
+        return None;
+    };
+    let mut c = RawCheck::default();
+    for (k, v) in entries {
+        match *k {
+            "type" => c.kind = Some(text(v)?),
+            "port" => c.port = Some(int(v)?),
+            "path" => c.path = Some(text(v)?),
+            "expect_status" => c.expect_status = Some(list(v, status)?),
+            "expect_body" => c.expect_body = Some(text(v)?),
+            "host" => c.host = Some(text(v)?),
+            "command" => c.command = Some(list(v, text)?),
+            "interval" => c.interval = Some(scalar(v)?),
+            "timeout" => c.timeout = Some(scalar(v)?),
+            "rise" => c.rise = Some(int(v)?),
+            "fall" => c.fall = Some(int(v)?),
+            "initial" => c.initial = Some(text(v)?),
+            _ => return None,
+        }
+    }
+    Some(Box::new(Spanned::new(c, *loc)))
 }
 
 fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
@@ -338,6 +388,7 @@ fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
             "forward" => r.forward = Some(text(v)?),
             "max_connections" => r.max_connections = Some(int(v)?),
             "min_connections" => r.min_connections = Some(int(v)?),
+            "check" => r.check = Some(check(v)?),
             _ => return None,
         }
     }
@@ -376,6 +427,7 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             "on_failure" => s.on_failure = Some(text(v)?),
             "fallback" => s.fallback = Some(text(v)?),
             "quorum" => s.quorum = Some(int(v)?),
+            "check" => s.check = Some(check(v)?),
             "reals" => {
                 let Node::Seq(items, loc) = v else {
                     return None;

@@ -49,6 +49,38 @@ fn opt() -> impl Strategy<Value = (&'static str, &'static str)> {
         Just(("name", "x\u{200b}")),
         Just(("name", "\u{3000}")),
         Just(("flags", "\n      - one-packet")),
+        // Health checks in block style, valid and not.
+        Just(("check", "\n      type: tcp")),
+        Just((
+            "check",
+            "\n      type: http\n      path: /healthz\n      expect_status:\n        - 200\n        - 300-399\n      interval: 2s\n      rise: 2\n      fall: 3"
+        )),
+        Just((
+            "check",
+            "\n      type: https\n      host: www.example.com\n      expect_body: ok\n      timeout: 1500ms"
+        )),
+        Just((
+            "check",
+            "\n      type: command\n      command:\n        - /bin/true\n        - x"
+        )),
+        Just((
+            "check",
+            "\n      type: tcp\n      port: 8080\n      timeout: 1s\n      initial: up"
+        )),
+        Just(("check", "\n      type: ping")),
+        Just(("check", "\n      port: 99999")),
+        Just((
+            "check",
+            "\n      type: http\n      expect_status:\n        - 99"
+        )),
+        Just((
+            "check",
+            "\n      type: http\n      expect_status:\n        - 299-200"
+        )),
+        Just(("check", "\n      type: tcp\n      interval: 0s")),
+        Just(("check", "\n      type: tcp\n      rise: 0")),
+        Just(("check", "\n      type: tcp\n      initial: maybe")),
+        Just(("check", "\n      type: tcp\n      color: red")),
     ]
 }
 
@@ -67,6 +99,10 @@ fn real_opt() -> impl Strategy<Value = Option<&'static str>> {
         Just("weight:"),
         Just("address: 127.0.0.1"),
         Just("address: 0.0.0.0"),
+        Just("check:\n  port: 8081"),
+        Just("check:\n  type: tcp\n  fall: 1"),
+        Just("check:\n  rise: 0"),
+        Just("check:\n  type: http\n  expect_status:\n    - 204"),
     ])
 }
 
@@ -103,6 +139,7 @@ fn render(services: &[Svc], indent: usize, host: Option<bool>) -> String {
         for (r, o) in &s.reals {
             t.push_str(&format!("{pad}    - address: 10.1.0.{r}\n"));
             if let Some(o) = o {
+                let o = o.replace('\n', &format!("\n{pad}      "));
                 t.push_str(&format!("{pad}      {o}\n"));
             }
         }
@@ -350,11 +387,14 @@ fn every_character_class_gets_one_verdict() {
 fn the_fast_reader_takes_the_examples_style_and_declines_the_rest() {
     let plain = "services:\n  - address: 10.0.0.1:80\n    scheduler: wlc\n    reals:\n      - address: 10.1.0.1\n        weight: 2\n";
     assert!(config::fast_reader_takes(plain));
+    let checked = "services:\n  - address: 10.0.0.1:80\n    check:\n      type: http\n      path: /\n      expect_status:\n        - 200-299\n    reals:\n      - address: 10.1.0.1\n        check:\n          port: 8080\n";
+    assert!(config::fast_reader_takes(checked));
     for declined in [
         "services:\n  - address: \"10.0.0.1:80\"\n",
         "services: [{address: 10.0.0.1:80}]\n",
         "x: &a 1\nservices:\n  - address: 10.0.0.1:80\n",
-        "services:\n  - address: 10.0.0.1:80\n    check:\n      type: tcp\n",
+        "services:\n  - address: 10.0.0.1:80\n    check: {type: tcp}\n",
+        "services:\n  - address: 10.0.0.1:80\n    check:\n      type: tcp\n      expect_status:\n        - 2000-2999\n",
         "services:\n  - address: 10.0.0.1:80\n    name:\n",
         "services:\n  - address: 10.0.0.1:80\n    name: null\n",
         "services:\n  - address: 10.0.0.1:80\n    name: x: y\n",
