@@ -29,7 +29,13 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
                 port,
             } => {
                 let a = ipvs::SocketDisplay(*addr, *port);
-                let _ = writeln!(out, "  - address: \"{a}\"");
+                // Plain where YAML cannot misread it (an IPv4 address and port), so a large
+                // export is read by the config's fast reader; an IPv6 one in brackets must be
+                // quoted (a plain `[` opens a list).
+                let _ = match addr {
+                    IpAddr::V4(_) => writeln!(out, "  - address: {a}"),
+                    IpAddr::V6(_) => writeln!(out, "  - address: \"{a}\""),
+                };
                 let p = match protocol {
                     Protocol::Tcp => "tcp".to_owned(),
                     Protocol::Udp => "udp".to_owned(),
@@ -75,7 +81,10 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
         }
         let flags = flag_names(spec.flags, &spec.scheduler);
         if !flags.is_empty() {
-            let _ = writeln!(out, "    flags: [{}]", flags.join(", "));
+            out.push_str("    flags:\n");
+            for f in flags {
+                let _ = writeln!(out, "      - {f}");
+            }
         }
         if dests.is_empty() {
             out.push_str("    reals: []\n");
@@ -86,9 +95,11 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
             if Some(dk.port) == svc_port || (svc_port.is_none() && dk.port == 0) {
                 // An IPv6 address in brackets: `2001:db8::1:80` alone would be ambiguous.
                 let _ = match dk.addr {
-                    IpAddr::V4(a) => writeln!(out, "      - address: \"{a}\""),
+                    IpAddr::V4(a) => writeln!(out, "      - address: {a}"),
                     IpAddr::V6(a) => writeln!(out, "      - address: \"[{a}]\""),
                 };
+            } else if dk.addr.is_ipv4() {
+                let _ = writeln!(out, "      - address: {dk}");
             } else {
                 let _ = writeln!(out, "      - address: \"{dk}\"");
             }

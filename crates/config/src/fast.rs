@@ -4,7 +4,7 @@
 //! emulation or on small machines.
 //!
 //! It is deliberately strict and partial: it returns `None` at the first thing it does not
-//! handle — quotes, flow collections, anchors, aliases, tags, block scalars, multi-line
+//! handle — quotes, flow collections (but for an empty `[]` list), anchors, aliases, tags, block scalars, multi-line
 //! scalars, nulls, floats, booleans, numbers where text is expected, long-form
 //! persistence, unknown or repeated keys, any indentation it does not expect, any character
 //! YAML forbids or reads specially — and the caller then reads the file with serde-saphyr,
@@ -64,27 +64,34 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
         if outside_subset(raw) {
             return None;
         }
+        // An empty list written `key: []` (as `lvsd export` writes a service without reals),
+        // and no other bracket on the line.
+        let empty_list = raw.matches('[').count() == 1
+            && raw.matches(']').count() == 1
+            && raw
+                .split(" #")
+                .next()
+                .is_some_and(|t| t.trim_end_matches(' ').ends_with(": []"));
         if raw.bytes().any(|b| {
-            matches!(
-                b,
-                b'\t'
-                    | b'&'
-                    | b'*'
-                    | b'!'
-                    | b'%'
-                    | b'|'
-                    | b'>'
-                    | b'{'
-                    | b'}'
-                    | b'['
-                    | b']'
-                    | b'"'
-                    | b'\''
-                    | b'@'
-                    | b'`'
-                    | b'?'
-                    | b','
-            )
+            matches!(b, b'[' | b']') && !empty_list
+                || matches!(
+                    b,
+                    b'\t'
+                        | b'&'
+                        | b'*'
+                        | b'!'
+                        | b'%'
+                        | b'|'
+                        | b'>'
+                        | b'{'
+                        | b'}'
+                        | b'"'
+                        | b'\''
+                        | b'@'
+                        | b'`'
+                        | b'?'
+                        | b','
+                )
         }) {
             return None;
         }
@@ -198,13 +205,15 @@ impl<'a> Reader<'a, '_> {
                 }
                 // Keys stand at `indent`; the value follows its key on the line.
                 let column = indent + (text.len() - value.len()) + 1;
-                Node::Scalar(
-                    value,
-                    Loc {
-                        line: line.no,
-                        column: column as u64,
-                    },
-                )
+                let at = Loc {
+                    line: line.no,
+                    column: column as u64,
+                };
+                if value == "[]" {
+                    Node::Seq(vec![], at)
+                } else {
+                    Node::Scalar(value, at)
+                }
             };
             entries.push((key, node));
             match self.peek() {

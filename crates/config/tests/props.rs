@@ -49,7 +49,51 @@ proptest! {
         let yaml = config::export::to_yaml(&observed.to_rules(), "test");
         let back = config::parse(&yaml, "export.yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
         prop_assert_eq!(back.desired.to_rules(), observed.to_rules(), "{}", yaml);
+        // What needs no quotes or flow style is written so the fast reader takes it (a large
+        // export applies without the YAML library's cost).
+        if !rules.is_empty() && !yaml.contains(['"', '{']) {
+            prop_assert!(config::fast_reader_takes(&yaml), "{}", yaml);
+        }
     }
+}
+
+#[test]
+fn an_ipv4_export_is_written_in_the_fast_readers_style() {
+    let rules: Vec<ipvs::save::Rule> = (0..200u16)
+        .map(|i| {
+            let key = ServiceKey::Addr {
+                protocol: Protocol::Tcp,
+                addr: IpAddr::V4(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1)),
+                port: 80,
+            };
+            let mut spec = ServiceSpec::new("wlc", Family::Inet);
+            if i % 2 == 0 {
+                spec.flags = ServiceFlags::PERSISTENT;
+                spec.timeout = 300;
+            }
+            let dests = (1..=3u8)
+                .map(|r| {
+                    let dk = DestKey {
+                        addr: IpAddr::V4(Ipv4Addr::new(10, 1, 0, r)),
+                        port: if r == 3 { 8080 } else { 80 },
+                    };
+                    // A real on another port is NAT: direct routing keeps the port.
+                    let forward = if r == 3 {
+                        ForwardMethod::Masq
+                    } else {
+                        ForwardMethod::DirectRoute
+                    };
+                    (dk, DestSpec::new(forward, u32::from(r)))
+                })
+                .collect();
+            (key, spec, dests)
+        })
+        .collect();
+    let yaml = config::export::to_yaml(&rules, "lvsd export");
+    assert!(!yaml.contains('"'), "{yaml}");
+    assert!(config::fast_reader_takes(&yaml), "{yaml}");
+    let back = config::parse(&yaml, "export.yaml").unwrap();
+    assert_eq!(back.desired.services.len(), 200);
 }
 
 fn v4() -> impl Strategy<Value = IpAddr> {
