@@ -42,6 +42,12 @@ lab_down() {
   # free again, or the next lab_up cannot create them.
   i=0
   while $IP -o link show | grep -q 'veth-' && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  # A namespace something still holds (it outlives its name) keeps its end of the pair, with
+  # the lab's addresses: take the pair away here, or the next lab's bridge would reach it.
+  for l in $($IP -o link show | sed -n 's/^[0-9]*: \(veth-[^@:]*\).*/\1/p'); do
+    echo "lab: $l outlived its namespace; deleting it"
+    $IP link del "$l"
+  done
   return 0
 }
 
