@@ -1,31 +1,56 @@
 #!/bin/sh
-# The lvsd benchmark, run inside the VM by tests/bench/run.sh (busybox sh). For each size it
-# generates the config and the same rules for `ipvsadm -R`, and measures in fresh network
-# namespaces: cold apply, no-op apply (and its kernel writes) against `ipvsadm -Sn`, one weight
-# change and one added service under the daemon (from the rename to the kernel holding it, from
-# the daemon's own log), parsing and planning the file (from `lvsd plan`'s debug log), then the
-# daemon's peak RSS and its CPU over a minute of resyncs at the default interval (30 s).
-# Prints one table. Times are wall-clock from /proc/uptime (10 ms resolution) or from lvsd's
-# log (microseconds).
+# The lvsd benchmark, run inside the VM by tests/bench/run.sh (busybox sh). Every measurement
+# gets a fresh network namespace, and lvsd is compared with the limit and with its peers in the
+# same boot:
+# - the raw writer and raw dump (`ipvs-raw`: the ipvs crate alone, no file, no plan): the
+#   floors of a cold apply and of a no-op;
+# - `ipvsadm -R` and `ipvsadm -Sn`;
+# - keepalived (Debian's binary): loading the same services, the same weight edit by SIGHUP
+#   reload, and the same TCP health checks.
+# Edits are timed from outside the daemon: `ipvs-raw rename-wait` renames the new file into
+# place and polls the one service over netlink until the kernel holds the change.
+# Prints the detail of each part, then one table of every target, met or missed.
 . ./seed-lab.sh
 B=/tmp/bench
 mkdir -p $B
+: >$B/rows
+SIZES=${SIZES:-1000 10000}
+LARGEST=${SIZES##* }
 REALS=${REALS:-10}
+KA_SIZE=${KA_SIZE:-3000}
+HC_SIZE=${HC_SIZE:-1000}
+BIG=${BIG:-50000}
+BIG_REALS=${BIG_REALS:-4}
+
 cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 secs() { awk -v c="$1" 'BEGIN { printf "%.2f", c / 100 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else printf "n/a" }'; }
-fresh_ns() { lab_routed_ns "$@"; }
-gen_yaml() { # services
-  awk -v n="$1" -v r="$REALS" 'BEGIN {
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "" && b != "") printf "%.2f", a / b; else printf "n/a" }'; }
+# met when $1 >= $2 (or <= with `le`)
+verdict() { awk -v a="$1" -v t="$2" -v op="$3" 'BEGIN { if (a == "n/a" || a == "") print "n/a"; else if (op == "le" ? a + 0 <= t + 0 : a + 0 >= t + 0) print "met"; else print "MISSED" }'; }
+row() { # what, lvsd, against, ratio, target, verdict
+  printf '%-50s | %-18s | %-24s | %-7s | %-9s | %s\n' "$1" "$2" "$3" "$4" "$5" "$6" >>$B/rows
+}
+max() { printf '%s\n' "$@" | awk 'NR == 1 || $1 > m { m = $1 } END { print m }'; }
+min() { printf '%s\n' "$@" | awk 'NR == 1 || $1 < m { m = $1 } END { print m }'; }
+# the middle one of three
+median3() { printf '%s\n' "$@" | awk '{ v[NR] = $1 + 0 } END { a = v[1]; b = v[2]; c = v[3]; if ((a - b) * (c - a) >= 0) print a; else if ((b - a) * (c - b) >= 0) print b; else print c }'; }
+# utime + stime of the processes, in clock ticks (1/100 s)
+cpu() { local t=0 p; for p in "$@"; do set -- $(cut -d' ' -f14,15 /proc/$p/stat); t=$((t + $1 + $2)); done; echo $t; }
+rss() { awk '/VmHWM/ { printf "%d", $2 / 1024 }' /proc/$1/status; }
+
+gen_yaml() { # services reals [check]
+  awk -v n="$1" -v r="$2" -v chk="${3:-}" 'BEGIN {
     print "services:"
     for (i = 0; i < n; i++) {
-      printf "  - address: 10.1.%d.%d:80\n    scheduler: wlc\n    reals:\n", int(i / 250), i % 250 + 1
+      printf "  - address: 10.1.%d.%d:80\n    scheduler: wlc\n", int(i / 250), i % 250 + 1
+      if (chk != "") printf "    check:\n      type: tcp\n      interval: %s\n      timeout: 1s\n      initial: up\n", chk
+      print "    reals:"
       for (j = 1; j <= r; j++) printf "      - address: 10.2.%d.%d\n", int(j / 250), j % 250 + 1
     }
   }'
 }
-gen_rules() { # services
-  awk -v n="$1" -v r="$REALS" 'BEGIN {
+gen_rules() { # services reals
+  awk -v n="$1" -v r="$2" 'BEGIN {
     for (i = 0; i < n; i++) {
       s = sprintf("10.1.%d.%d:80", int(i / 250), i % 250 + 1)
       printf "-A -t %s -s wlc\n", s
@@ -33,71 +58,221 @@ gen_rules() { # services
     }
   }'
 }
-# Seconds in a debug line's `elapsed=1.23s` / `elapsed=456.7ms` / `elapsed=89µs`.
-elapsed() { sed -n 's/.*elapsed=\([0-9.]*\)\([µmn]*s\).*/\1 \2/p' | awk '{ f = ($2 == "s") ? 1 : ($2 == "ms") ? 0.001 : ($2 == "µs") ? 0.000001 : 0.000000001; t += $1 * f } END { printf "%.3f", t }'; }
-# Seconds since midnight of a log line's RFC 3339 timestamp.
-stamp() { echo "$1" | awk '{ split($1, a, "T"); split(a[2], t, ":"); sub("Z", "", t[3]); printf "%.6f", t[1] * 3600 + t[2] * 60 + t[3] }'; }
-# Latency (ms) from the first relevant file event after line $2 of log $1 to the last
-# operation line, and the number of operation lines.
-edit_cost() {
-  tail -n +"$2" "$1" >$B/tail.log
-  ev=$(grep -m 1 'relevant=true' $B/tail.log)
-  last=$(grep -E ' INFO [-+~] ' $B/tail.log | tail -n 1)
-  ops=$(grep -c -E ' INFO [-+~] ' $B/tail.log)
-  if [ -z "$ev" ] || [ -z "$last" ]; then echo "n/a 0"; return; fi
-  awk -v a="$(stamp "$ev")" -v b="$(stamp "$last")" -v n="$ops" 'BEGIN { printf "%.0f %d\n", (b - a) * 1000, n }'
+gen_keepalived() { # services reals [delay_loop: TCP_CHECK on every real]
+  awk -v n="$1" -v r="$2" -v chk="${3:-}" 'BEGIN {
+    print "global_defs {\n  router_id bench\n}"
+    for (i = 0; i < n; i++) {
+      printf "virtual_server 10.1.%d.%d 80 {\n  lb_algo wlc\n  lb_kind DR\n  protocol TCP\n", int(i / 250), i % 250 + 1
+      if (chk != "") printf "  delay_loop %s\n", chk
+      for (j = 1; j <= r; j++) {
+        printf "  real_server 10.2.%d.%d 80 {\n    weight 1\n", int(j / 250), j % 250 + 1
+        if (chk != "") print "    TCP_CHECK {\n      connect_timeout 1\n    }"
+        print "  }"
+      }
+      print "}"
+    }
+  }'
 }
-wait_log() { # file pattern count: until the log has `count` lines matching
-  i=0
-  while [ "$(grep -c -E "$2" "$1")" -lt "$3" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+# The file with the first real of the first service at weight $2.
+with_weight() { # file weight
+  awk -v w="$2" '{ print } !done && /^      - address: 10\.2\.0\.2$/ { print "        weight: " w; done = 1 }' "$1"
+}
+added_service() { # reals: one service more, at the end
+  local j
+  printf '  - address: 10.9.9.9:80\n    reals:\n'
+  j=1; while [ $j -le "$1" ]; do printf '      - address: 10.2.0.%d\n' $((j + 1)); j=$((j + 1)); done
+}
+listen_reals() { # ns reals: the reals' addresses on the namespace's lo, and listeners on them
+  local addrs="" j
+  j=1; while [ $j -le "$2" ]; do $IP -n "$1" addr add 10.2.0.$((j + 1))/32 dev lo; addrs="$addrs 10.2.0.$((j + 1)):80"; j=$((j + 1)); done
+  # shellcheck disable=SC2086
+  LISTEN_COUNT=$B/accepted-$1 $IP netns exec "$1" ./ipvs-raw listen $addrs &
+  echo $! >$B/listener-$1
+}
+accepted() { cat "$B/accepted-$1" 2>/dev/null || echo 0; }
+wait_for() { # seconds command...: until the command succeeds
+  local left=$(($1 * 10)); shift
+  while ! "$@" && [ $left -gt 0 ]; do sleep 0.1; left=$((left - 1)); done
+}
+in_sync() { $IP netns exec "$1" ./lvsd status --state-dir "$2" 2>/dev/null | grep -q 'table in sync'; }
+daemon() { # ns config state-dir log [more args]: starts lvsd run (its pid in $dpid), waits until it says the table is in sync
+  local ns=$1 cfg=$2 st=$3 log=$4; shift 4
+  LVSD_LOG=info $IP netns exec "$ns" ./lvsd run -c "$cfg" --state-dir "$st" "$@" >"$log" 2>&1 &
+  dpid=$!
+  wait_for 300 in_sync "$ns" "$st"
+}
+# rename-wait for three weight edits of the live file (3, 4, 5); prints the three latencies (ms).
+three_edits() { # ns live-file
+  local w
+  for w in 3 4 5; do
+    with_weight "$B/base.yaml" $w >"$2.tmp"
+    $IP netns exec "$1" ./ipvs-raw rename-wait "$2.tmp" "$2" 10.1.0.1:80 10.2.0.2:80 $w
+    sleep 1
+  done
 }
 
-printf '%-11s | %-34s | %-36s | %-30s | %-30s | %-22s\n' "services" "cold apply: lvsd / ipvsadm -R" "no-op apply (writes) / ipvsadm -Sn" "edit: weight (writes, x cold)" "edit: +service (writes, x cold)" "parse+plan (of cold)"
-for n in ${SIZES:-100 1000 10000}; do
-  gen_yaml "$n" >$B/cfg.yaml
-  gen_rules "$n" >$B/rules
-  fresh_ns a$n
-  fresh_ns r$n
-  t0=$(cs); $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/apply.out 2>&1; cold=$(( $(cs) - t0 ))
-  t0=$(cs); $IP netns exec r$n ipvsadm -R <$B/rules; coldr=$(( $(cs) - t0 ))
-  t0=$(cs); $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/noop.out 2>&1; noop=$(( $(cs) - t0 ))
-  writes=$(grep -c -E '^[-+~] ' $B/noop.out)
-  t0=$(cs); $IP netns exec a$n ipvsadm -Sn >/dev/null; dump=$(( $(cs) - t0 ))
-  # Parsing and planning the whole file against an empty table, from lvsd's own timings.
-  fresh_ns p$n
-  LVSD_LOG=warn,lvsd=debug $IP netns exec p$n ./lvsd plan -c $B/cfg.yaml --state-dir $B/sp-$n >/dev/null 2>$B/plan.err
-  pp=$(grep -E 'read and validated the config|planned' $B/plan.err | elapsed)
-  $IP netns del p$n
-  # The daemon: one weight change, then one added service, each written as a rename.
-  mkdir -p $B/live && cp $B/cfg.yaml $B/live/lvsd.yaml
-  LVSD_LOG=info,lvsd=debug $IP netns exec a$n ./lvsd run -c $B/live/lvsd.yaml --state-dir $B/st-$n >$B/daemon.log 2>&1 &
-  dpid=$!
-  wait_log $B/daemon.log 'lvsd running' 1
-  sleep 2
-  start=$(($(wc -l <$B/daemon.log) + 1))
-  # line 5 is the first real of the first service
-  awk 'NR == 5 { $0 = $0 "\n        weight: 3" } { print }' $B/cfg.yaml >$B/live/.tmp && mv $B/live/.tmp $B/live/lvsd.yaml
-  wait_log $B/daemon.log ' INFO ~ real' 1
-  set -- $(edit_cost $B/daemon.log $start); w_ms=$1 w_ops=$2
-  start=$(($(wc -l <$B/daemon.log) + 1))
-  { cat $B/live/lvsd.yaml; printf '  - address: 10.9.9.9:80\n    reals:\n'; j=1; while [ $j -le "$REALS" ]; do printf '      - address: 10.2.0.%d\n' $j; j=$((j + 1)); done; } >$B/live/.tmp && mv $B/live/.tmp $B/live/lvsd.yaml
-  wait_log $B/daemon.log ' INFO \+ real [^ ]+ of TCP 10.9.9.9:80' "$REALS"
-  set -- $(edit_cost $B/daemon.log $start); s_ms=$1 s_ops=$2
-  printf '%-11s | %-34s | %-36s | %-30s | %-30s | %-22s\n' "$n x $REALS" \
-    "$(secs $cold) s / $(secs $coldr) s = $(ratio $coldr $cold)" \
-    "$(secs $noop) s ($writes) / $(secs $dump) s = $(ratio $noop $dump)" \
-    "$w_ms ms ($w_ops), $(ratio $((cold * 10)) $w_ms)" "$s_ms ms ($s_ops), $(ratio $((cold * 10)) $s_ms)" \
-    "$pp s ($(awk -v a="$pp" -v c="$cold" 'BEGIN { printf "%.0f%%", a * 10000 / c }'))"
-  if [ "$n" = "${SIZES##* }" ] || [ "$n" = 10000 ]; then
-    t1=$(awk '{ print $14 + $15 }' /proc/$dpid/stat)
-    sleep 60
-    t2=$(awk '{ print $14 + $15 }' /proc/$dpid/stat)
-    hwm=$(awk '/VmHWM/ { print $2 }' /proc/$dpid/status)
-    last_n=$n
+echo "== kernel floors and peers, per size ($REALS reals a service) =="
+for n in $SIZES; do
+  gen_yaml "$n" "$REALS" >$B/cfg.yaml
+  gen_rules "$n" "$REALS" >$B/rules
+  lab_routed_ns r$n; lab_routed_ns w$n; lab_routed_ns a$n; lab_routed_ns e$n
+  t0=$(cs); $IP netns exec r$n ipvsadm -R <$B/rules; coldr=$(($(cs) - t0))
+  t0=$(cs); $IP netns exec r$n ipvsadm -Sn >/dev/null; sn=$(($(cs) - t0))
+  $IP netns exec r$n ipvsadm -C; $IP netns del r$n
+  raw=$($IP netns exec w$n ./ipvs-raw write "$n" "$REALS")
+  set -- $($IP netns exec w$n ./ipvs-raw dump); rawdump=$1
+  $IP netns exec w$n ipvsadm -C; $IP netns del w$n
+  t0=$(cs); LVSD_LOG=warn,lvsd::timing=debug $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/apply.out 2>$B/apply-$n.err; cold=$(($(cs) - t0))
+  noops=""; writes=0
+  for k in 1 2 3; do
+    t0=$(cs); $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/noop.out 2>&1; noops="$noops $(($(cs) - t0))"
+    writes=$((writes + $(grep -c -E '^[-+~] |^applied' $B/noop.out)))
+  done
+  worst=$(max $noops)
+  $IP netns exec a$n ./lvsd export >$B/export.yaml
+  t0=$(cs); $IP netns exec e$n ./lvsd apply -c $B/export.yaml --state-dir $B/ste-$n >/dev/null 2>&1; exported=$(($(cs) - t0))
+  $IP netns exec e$n ipvsadm -C; $IP netns del e$n
+  echo "$n x $REALS: cold apply: lvsd $(secs $cold) s, raw writer ${raw} s, ipvsadm -R $(secs $coldr) s"
+  echo "  lvsd's own timings: $(grep 'elapsed=' $B/apply-$n.err | sed 's/.*DEBUG //' | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+  echo "  no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($writes writes); raw dump ${rawdump} s; ipvsadm -Sn $(secs $sn) s"
+  echo "  apply of lvsd export's output into an empty table: $(secs $exported) s (the generated file: $(secs $cold) s)"
+  # The daemon holding the table: three weight edits, then one added service.
+  cp $B/cfg.yaml $B/base.yaml; mkdir -p $B/live; cp $B/cfg.yaml $B/live/lvsd.yaml
+  daemon a$n $B/live/lvsd.yaml $B/st-$n $B/daemon-$n.log
+  edits=$(three_edits a$n $B/live/lvsd.yaml | tr '\n' ' ')
+  { cat $B/base.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
+  added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
+  echo "  daemon, rename to kernel: weight edits ${edits}ms; a service with $REALS reals added ${added} ms"
+  if [ "$n" = "$LARGEST" ]; then
+    sleep 35
+    c1=$(cpu $dpid); sleep 60; c2=$(cpu $dpid)
+    idle=$((c2 - c1)); peak=$(rss $dpid)
+    echo "  idle daemon: $(secs $idle) s CPU over 60 s (resync every 30 s, the default); peak RSS $peak MiB"
+    # Two resyncs a minute each read the whole table: the raw dump's CPU is the floor.
+    set -- $($IP netns exec a$n ./ipvs-raw dump); floor=$(awk -v d="$1" 'BEGIN { printf "%.2f", 2 * d }')
+    L_cold=$cold L_coldr=$coldr L_raw=$raw L_worst=$worst L_sn=$sn L_rawdump=$rawdump L_edits=$edits L_added=$added L_exported=$exported
   fi
   kill $dpid; wait $dpid 2>/dev/null
-  $IP netns del a$n; $IP netns del r$n
+  # The same edits with a health check on every service (every real checked; the listeners
+  # answer, and the interval is long so the edits are not measured against probe traffic).
+  if [ "$n" = "$LARGEST" ]; then
+    listen_reals a$n "$REALS"
+    gen_yaml "$n" "$REALS" 10m >$B/base.yaml; cp $B/base.yaml $B/live/lvsd.yaml
+    daemon a$n $B/live/lvsd.yaml $B/st-$n $B/daemon-chk.log
+    wait_for 600 sh -c "[ \$(cat $B/accepted-a$n 2>/dev/null || echo 0) -ge $((n * REALS)) ]"
+    sleep 5
+    chk_edits=$(three_edits a$n $B/live/lvsd.yaml | tr '\n' ' ')
+    { cat $B/base.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
+    chk_added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
+    echo "  with a tcp check on each of the $((n * REALS)) reals: weight edits ${chk_edits}ms; a service added ${chk_added} ms"
+    kill $dpid; wait $dpid 2>/dev/null
+    kill "$(cat $B/listener-a$n)"
+  fi
+  $IP netns exec a$n ipvsadm -C; $IP netns del a$n
 done
+
 echo
-echo "daemon at $last_n x $REALS: peak RSS $((hwm / 1024)) MiB; CPU over 60 s of resyncs every 30 s (the default): $(secs $((t2 - t1))) s"
-grep -m 1 -E 'applied [0-9]+ changes' $B/apply.out >/dev/null || { echo "cold apply output:"; tail -n 3 $B/apply.out; }
+echo "== keepalived $(keepalived --version 2>&1 | head -n 1 | cut -d' ' -f1-2) at $KA_SIZE x $REALS =="
+gen_keepalived "$KA_SIZE" "$REALS" >$B/k.conf
+lab_routed_ns ka
+t0=$(cs)
+$IP netns exec ka keepalived -C -n -f $B/k.conf -p $B/k.pid -c $B/kc.pid >$B/k.log 2>&1 &
+$IP netns exec ka ./ipvs-raw count "$KA_SIZE" >/dev/null
+ka_load=$(($(cs) - t0))
+sleep 3
+kreloads=""
+for w in 3 4; do
+  awk -v w="$w" '!done && /    weight 1/ { sub(/weight 1/, "weight " w); done = 1 } { print }' $B/k.conf >$B/k2.conf && cp $B/k2.conf $B/k.conf
+  kreloads="$kreloads $($IP netns exec ka ./ipvs-raw signal-wait "$(cat $B/k.pid)" 1 10.1.0.1:80 10.2.0.2:80 $w)"
+  sed -i "s/    weight $w/    weight 1/" $B/k.conf
+  sleep 3
+done
+kill "$(cat $B/k.pid)"; sleep 2; $IP netns exec ka ipvsadm -C; $IP netns del ka
+gen_yaml "$KA_SIZE" "$REALS" >$B/base.yaml; cp $B/base.yaml $B/live/lvsd.yaml
+lab_routed_ns la
+t0=$(cs); $IP netns exec la ./lvsd apply -c $B/base.yaml --state-dir $B/st-ka >/dev/null 2>&1; la_cold=$(($(cs) - t0))
+daemon la $B/live/lvsd.yaml $B/st-ka $B/daemon-ka.log
+ka_edits=$(three_edits la $B/live/lvsd.yaml | tr '\n' ' ')
+kill $dpid; wait $dpid 2>/dev/null
+$IP netns exec la ipvsadm -C; $IP netns del la
+echo "load: keepalived $(secs $ka_load) s, lvsd apply $(secs $la_cold) s"
+echo "weight edit: keepalived's SIGHUP reload${kreloads} ms; lvsd's rename ${ka_edits}ms"
+
+echo
+echo "== health checks: $HC_SIZE services x $REALS reals, tcp every 2 s, against listeners =="
+lab_routed_ns hc
+listen_reals hc "$REALS"
+gen_yaml "$HC_SIZE" "$REALS" 2s >$B/h.yaml
+$IP netns exec hc ./lvsd run -c $B/h.yaml --state-dir $B/st-hc --metrics-listen 127.0.0.1:9474 >$B/h.log 2>&1 &
+hp=$!
+scrape() { printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec hc busybox nc 127.0.0.1 9474; }
+sleep 30
+scrape >$B/metrics-before
+c1=$(cpu $hp); a1=$(accepted hc); sleep 60; c2=$(cpu $hp); a2=$(accepted hc)
+l_cpu=$((c2 - c1)); l_probes=$((a2 - a1))
+late=$(scrape | ./ipvs-raw lateness $B/metrics-before)
+downs=$(grep -c 'is DOWN' $B/h.log)
+kill $hp; wait $hp 2>/dev/null
+$IP netns exec hc ipvsadm -C
+gen_keepalived "$HC_SIZE" "$REALS" 2 >$B/kh.conf
+$IP netns exec hc keepalived -C -n -f $B/kh.conf -p $B/kh.pid -c $B/khc.pid >$B/kh.log 2>&1 &
+sleep 30
+kps=$(cat $B/kh.pid $B/khc.pid | tr '\n' ' ')
+# shellcheck disable=SC2086
+c1=$(cpu $kps); a1=$(accepted hc); sleep 60; c2=$(cpu $kps); a2=$(accepted hc)
+k_cpu=$((c2 - c1)); k_probes=$((a2 - a1))
+kill "$(cat $B/kh.pid)"; sleep 2
+kill "$(cat $B/listener-hc)"
+$IP netns exec hc ipvsadm -C; $IP netns del hc
+per() { awk -v c="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.0f", c * 10000 / p; else printf "n/a" }'; } # µs CPU a probe
+echo "lvsd: $(secs $l_cpu) s CPU in 60 s for $l_probes probes ($((l_probes / 60))/s): $(per $l_cpu $l_probes) µs CPU a probe; lateness $late; $downs reals reported down"
+echo "keepalived: $(secs $k_cpu) s CPU in 60 s for $k_probes probes ($((k_probes / 60))/s): $(per $k_cpu $k_probes) µs CPU a probe"
+
+echo
+echo "== $BIG services x $BIG_REALS reals =="
+gen_yaml "$BIG" "$BIG_REALS" >$B/base.yaml
+lab_routed_ns bw; lab_routed_ns ba
+big_raw=$($IP netns exec bw ./ipvs-raw write "$BIG" "$BIG_REALS")
+set -- $($IP netns exec bw ./ipvs-raw dump); big_dump=$1
+t0=$(cs); $IP netns exec bw ipvsadm -Sn >/dev/null; big_sn=$(($(cs) - t0))
+$IP netns exec bw ipvsadm -C; $IP netns del bw
+t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >/dev/null 2>&1; big_cold=$(($(cs) - t0))
+t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >$B/noop.out 2>&1; big_noop=$(($(cs) - t0))
+big_writes=$(grep -c -E '^[-+~] |^applied' $B/noop.out)
+cp $B/base.yaml $B/live/lvsd.yaml
+daemon ba $B/live/lvsd.yaml $B/st-big $B/daemon-big.log
+big_edits=$(three_edits ba $B/live/lvsd.yaml | tr '\n' ' ')
+big_rss=$(rss $dpid)
+kill $dpid; wait $dpid 2>/dev/null
+$IP netns exec ba ipvsadm -C; $IP netns del ba
+echo "cold apply: lvsd $(secs $big_cold) s, raw writer $big_raw s"
+echo "no-op apply: lvsd $(secs $big_noop) s ($big_writes writes), raw dump $big_dump s, ipvsadm -Sn $(secs $big_sn) s"
+echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
+echo "the raw dump a service: $(awk -v a="$L_rawdump" -v n="$LARGEST" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $LARGEST services, $(awk -v a="$big_dump" -v n="$BIG" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $BIG"
+
+# The targets (the largest size unless said).
+L="$LARGEST x $REALS"
+r=$(div "$L_coldr" "$L_cold"); row "cold apply, $L: ipvsadm -R / lvsd" "$(secs $L_cold) s" "ipvsadm -R $(secs $L_coldr) s" "${r}x" ">= 20x" "$(verdict "$r" 20)"
+r=$(div "$L_cold" "$(awk -v s="$L_raw" 'BEGIN { print s * 100 }')"); row "cold apply, $L: lvsd / raw writer" "$(secs $L_cold) s" "raw writer $L_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
+r=$(div "$L_worst" "$L_sn"); row "no-op apply, $L: lvsd / ipvsadm -Sn (worst of 3)" "$(secs $L_worst) s" "ipvsadm -Sn $(secs $L_sn) s" "${r}x" "<= 0.35x" "$(verdict "$r" 0.35 le)"
+r=$(div "$L_worst" "$(awk -v s="$L_rawdump" 'BEGIN { print s * 100 }')"); row "no-op apply, $L: lvsd / raw dump (the floor)" "$(secs $L_worst) s" "raw dump $L_rawdump s" "${r}x" "-" "-"
+row "no-op apply, $L: writes in three runs" "$writes" "" "" "0" "$([ "$writes" = 0 ] && echo met || echo MISSED)"
+e=$(median3 $L_edits); r=$(div "$((L_cold * 10))" "$e"); row "weight edit, $L: cold apply / edit (median of 3)" "$e ms" "cold $(secs $L_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
+e=$(max $L_edits); r=$(div "$((L_cold * 10))" "$e"); row "... the worst of the 3" "$e ms" "cold $(secs $L_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
+e=$(median3 $chk_edits); r=$(div "$((L_cold * 10))" "$e"); row "the same with a check on every real (median)" "$e ms" "cold $(secs $L_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
+r=$(div "$((L_cold * 10))" "$chk_added"); row "a service added, with checks: cold / edit" "$chk_added ms" "cold $(secs $L_cold) s" "${r}x" "-" "-"
+k=$(min $kreloads); e=$(median3 $ka_edits); r=$(div "$k" "$e")
+row "weight edit, $KA_SIZE x $REALS: keepalived reload / lvsd (median)" "$e ms" "keepalived $k ms (its best)" "${r}x" ">= 100x" "$(verdict "$r" 100)"
+r=$(div "$ka_load" "$la_cold"); row "load, $KA_SIZE x $REALS: keepalived / lvsd apply" "$(secs $la_cold) s" "keepalived $(secs $ka_load) s" "${r}x" "-" "-"
+row "idle daemon, $L: CPU in a minute (default resync)" "$(secs $idle) s" "floor: 2 raw dumps $floor s" "" "<= 3 s" "$(verdict "$(secs $idle)" 3 le)"
+lp=$(per $l_cpu $l_probes); kp=$(per $k_cpu $k_probes); r=$(div "$lp" "$kp")
+row "health checks, $HC_SIZE x $REALS: CPU a probe, lvsd / keepalived" "$lp µs" "keepalived $kp µs" "${r}x" "<= 0.5x" "$(verdict "$r" 0.5 le)"
+p99=$(echo "$late" | sed -n 's/.*p99 <= \([0-9]*\)ms.*/\1/p')
+row "health checks: p99 lateness" "${p99:-?} ms" "($late)" "" "< 100 ms" "$(verdict "${p99:-n/a}" 99 le)"
+r=$(div "$L_exported" "$L_cold"); row "apply of export's output / of the generated file" "$(secs $L_exported) s" "generated $(secs $L_cold) s" "${r}x" "~1x" "$(verdict "$r" 1.15 le)"
+row "peak RSS, $L" "$peak MiB" "" "" "< 64 MiB" "$(verdict "$peak" 63 le)"
+row "peak RSS, $BIG x $BIG_REALS" "$big_rss MiB" "" "" "< 200 MiB" "$(verdict "$big_rss" 199 le)"
+echo
+printf '%-50s | %-18s | %-24s | %-7s | %-9s | %s\n' "target" "lvsd" "against" "ratio" "target" ""
+cat $B/rows
+echo "test result: ok. 0 passed; 0 failed; bench"

@@ -12,8 +12,9 @@
 //!   until REAL has WEIGHT: an edit's latency from outside the daemon. Prints milliseconds.
 //! - `listen ADDR...`: accepts and closes TCP connections on each address until killed (the
 //!   lab's real servers for health checks at scale: cheap enough not to be what is measured).
-//! - `lateness`: reads Prometheus text on stdin and prints p50 and p99 of
-//!   `lvsd_check_lateness_seconds` (from its buckets).
+//! - `lateness [EARLIER]`: reads Prometheus text on stdin and prints p50 and p99 of
+//!   `lvsd_check_lateness_seconds` (from its buckets); with the file of an earlier scrape, of
+//!   the probes started between the two.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -162,24 +163,37 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             }
         }
         "lateness" => {
+            // The buckets of a scrape; with a file of an earlier scrape as argument, only what
+            // was counted between the two (the steady state, not the start's burst).
+            fn read_buckets(text: &str) -> Vec<(f64, f64)> {
+                let mut out = vec![];
+                for line in text.lines() {
+                    let Some(rest) = line.strip_prefix("lvsd_check_lateness_seconds_bucket{le=\"")
+                    else {
+                        continue;
+                    };
+                    let Some((le, count)) = rest.split_once("\"} ") else {
+                        continue;
+                    };
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap_or(f64::INFINITY)
+                    };
+                    out.push((le, count.trim().parse().unwrap_or(0.0)));
+                }
+                out
+            }
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .map_err(|e| e.to_string())?;
-            let mut buckets: Vec<(f64, f64)> = vec![];
-            for line in text.lines() {
-                let Some(rest) = line.strip_prefix("lvsd_check_lateness_seconds_bucket{le=\"")
-                else {
-                    continue;
-                };
-                let Some((le, count)) = rest.split_once("\"} ") else {
-                    continue;
-                };
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().unwrap_or(f64::INFINITY)
-                };
-                buckets.push((le, count.trim().parse().unwrap_or(0.0)));
+            let mut buckets = read_buckets(&text);
+            if let Some(before) = args.get(1) {
+                let before = std::fs::read_to_string(before).map_err(|e| e.to_string())?;
+                let before = read_buckets(&before);
+                for (b, (_, was)) in buckets.iter_mut().zip(before) {
+                    b.1 -= was;
+                }
             }
             let total = buckets.last().map_or(0.0, |b| b.1);
             let q = |p: f64| -> String {
