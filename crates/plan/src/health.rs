@@ -196,9 +196,11 @@ impl fmt::Display for ServiceStatus {
 
 /// The services that cannot serve now: no healthy real server, or fewer than their quorum.
 /// An active-active director withdraws their VIPs; `ha.health_file` counts them.
-pub fn unable(statuses: &[ServiceStatus]) -> std::collections::BTreeSet<ServiceKey> {
+pub fn unable<'a>(
+    statuses: impl IntoIterator<Item = &'a ServiceStatus>,
+) -> std::collections::BTreeSet<ServiceKey> {
     statuses
-        .iter()
+        .into_iter()
         .filter(|s| s.standing != Standing::Ok)
         .map(|s| s.service)
         .collect()
@@ -295,10 +297,23 @@ pub fn effective_service(
 pub type CheckId = (ServiceKey, DestKey);
 
 /// Every checked real's health, kept across reloads for reals whose check did not change.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct HealthTable {
     entries: BTreeMap<CheckId, (CheckSpec, Health)>,
+    /// Counts the changes people can see (a check added or dropped, a state or reason
+    /// changed): what is derived from the whole table is rebuilt only when it moved.
+    revision: u64,
 }
+
+/// Two tables are equal when they hold the same checks in the same states, however they got
+/// there.
+impl PartialEq for HealthTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for HealthTable {}
 
 impl HealthTable {
     /// Follows the config: checks that are new or changed start from what the table shows (a
@@ -310,6 +325,14 @@ impl HealthTable {
         for (skey, svc) in &desired.services {
             self.take_service(skey, svc, observed, &mut old);
         }
+        if !old.is_empty() {
+            self.revision += 1;
+        }
+    }
+
+    /// Moves on whenever a check is added or dropped or a real's state or reason changes.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// [`HealthTable::sync`] for the services in `services` only (an edit of a few services
@@ -328,6 +351,9 @@ impl HealthTable {
                 .collect();
             if let Some(svc) = desired.services.get(skey) {
                 self.take_service(skey, svc, observed, &mut old);
+            }
+            if !old.is_empty() {
+                self.revision += 1;
             }
         }
     }
@@ -368,6 +394,7 @@ impl HealthTable {
                         }
                         None => spec.initial_up,
                     };
+                    self.revision += 1;
                     (spec.clone(), Health::new(up))
                 }
             };
@@ -396,6 +423,7 @@ impl HealthTable {
     /// Records a result; returns the new state on a transition.
     pub fn record(&mut self, id: &CheckId, ok: bool, reason: &str) -> Option<bool> {
         let (spec, h) = self.entries.get_mut(id)?;
+        self.revision += 1;
         h.record(ok, reason, spec.rise, spec.fall)
     }
 
@@ -404,6 +432,9 @@ impl HealthTable {
     /// state when it changed.
     pub fn set(&mut self, id: &CheckId, up: bool, reason: &str) -> Option<bool> {
         let (_, h) = self.entries.get_mut(id)?;
+        if h.reason != reason || h.up != up {
+            self.revision += 1;
+        }
         reason.clone_into(&mut h.reason);
         h.streak = 0;
         (h.up != up).then(|| {

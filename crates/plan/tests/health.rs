@@ -306,3 +306,51 @@ fn syncing_the_services_an_edit_touched_is_syncing_everything() {
         vec![((keys[1], real(101)), false), ((keys[1], real(102)), true)]
     );
 }
+
+#[test]
+fn the_revision_moves_with_what_people_see_and_only_then() {
+    let d = desired(&[(101, 1), (102, 1)], |_| {});
+    let mut t = HealthTable::default();
+    t.sync(&d, None);
+    let id = (svc(), real(101));
+    let r = t.revision();
+    // The same state and reason again: nothing to rebuild.
+    t.set(&id, false, "");
+    assert_eq!(t.revision(), r);
+    // A new reason, then a new state.
+    t.set(&id, false, "connection refused");
+    assert!(t.revision() > r);
+    let r = t.revision();
+    t.set(&id, true, "connection refused");
+    assert!(t.revision() > r);
+    // An edit that leaves the checks as they were moves nothing...
+    let r = t.revision();
+    let mut heavier = d.clone();
+    heavier
+        .services
+        .get_mut(&svc())
+        .unwrap()
+        .reals
+        .get_mut(&real(102))
+        .unwrap()
+        .weight = 5;
+    t.sync_services(&heavier, None, &[svc()].into());
+    t.sync(&heavier, None);
+    assert_eq!(t.revision(), r);
+    // ...one that drops a check or changes one does.
+    t.sync(&desired(&[(101, 1)], |_| {}), None);
+    assert!(t.revision() > r);
+    let r = t.revision();
+    let mut slower = desired(&[(101, 1)], |_| {});
+    slower
+        .services
+        .get_mut(&svc())
+        .unwrap()
+        .health
+        .checks
+        .get_mut(&real(101))
+        .unwrap()
+        .fall = 9;
+    t.sync_services(&slower, None, &[svc()].into());
+    assert!(t.revision() > r);
+}

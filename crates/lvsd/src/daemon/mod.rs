@@ -126,6 +126,10 @@ struct Daemon {
     /// config itself is the target), each service's standing, and what to recompute.
     table_desired: Option<Desired>,
     statuses: BTreeMap<ipvs::ServiceKey, ServiceStatus>,
+    /// Moves on whenever a service's standing changes (with the health table's revision, what
+    /// the health picture was last published for).
+    statuses_revision: u64,
+    health_published: Option<(u64, u64)>,
     stale: Scope,
     /// What was last said about each service's health (logged once per change).
     standings: BTreeMap<ipvs::ServiceKey, (HealthStanding, bool)>,
@@ -202,6 +206,8 @@ pub async fn run(
         monitor,
         table_desired: None,
         statuses: BTreeMap::new(),
+        statuses_revision: 0,
+        health_published: None,
         stale: Scope::All,
         standings: BTreeMap::new(),
         health_written: None,
@@ -338,9 +344,7 @@ impl Daemon {
             self.health.sync(&loaded.config.desired, None);
         }
         match services {
-            Some(s) => self
-                .monitor
-                .sync_some(|id| s.contains(&id.0), self.health.checks_of(s)),
+            Some(s) => self.monitor.sync_some(s, self.health.checks_of(s)),
             None => self.monitor.sync(self.health.checks_with_state()),
         }
     }
@@ -385,7 +389,9 @@ impl Daemon {
                 // Said once the pass has carried the change out: hashing a large file is not
                 // worth delaying it for.
                 self.hash_due = true;
+                let t = std::time::Instant::now();
                 self.sync_health(true, Some(touched)).await;
+                tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "brought the checks in line");
                 self.stale.merge(touched.clone());
             }
         }
@@ -412,19 +418,28 @@ impl Daemon {
     fn refresh_effective(&mut self) {
         let stale = std::mem::replace(&mut self.stale, Scope::none());
         if let Some(loaded) = &self.loaded {
-            refresh_effective(
+            if refresh_effective(
                 &self.health,
                 &loaded.config.desired,
                 stale,
                 &mut self.table_desired,
                 &mut self.statuses,
-            );
+            ) {
+                self.statuses_revision += 1;
+            }
         }
     }
 
     /// The health picture before a pass: logged on change, written for `lvsd plan` when it
-    /// changed, handed to status and metrics.
+    /// changed, handed to status and metrics. Built only when a check's state or a service's
+    /// standing moved since the last time: an edit of one weight in a large table with checks
+    /// everywhere does not rebuild a line per real.
     fn publish_health(&mut self) {
+        let now = (self.health.revision(), self.statuses_revision);
+        if self.health_published == Some(now) {
+            return;
+        }
+        self.health_published = Some(now);
         let list: Vec<ServiceStatus> = self.statuses.values().cloned().collect();
         log_standings(&list, &mut self.standings);
         let lines = health_status::lines(&self.health, &list);
@@ -437,8 +452,10 @@ impl Daemon {
     }
 
     async fn pass(&mut self, req: PassRequest) {
+        let t = std::time::Instant::now();
         self.refresh_effective();
         self.publish_health();
+        tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "applied health to the config");
         let Some(loaded) = &self.loaded else { return };
         let cfg = &loaded.config;
         let allow_set = req.allow.clone();
@@ -448,8 +465,7 @@ impl Daemon {
             Some(Scope::All) => Some(None),
             Some(Scope::Services(s)) => Some(Some(s)),
         };
-        let statuses: Vec<ServiceStatus> = self.statuses.values().cloned().collect();
-        let unable = plan::health::unable(&statuses);
+        let unable = plan::health::unable(self.statuses.values());
         let spec = PassSpec {
             table,
             host: req.host,
@@ -595,24 +611,23 @@ impl Daemon {
 /// Brings the table the planner aims for (the config with health applied) and the services'
 /// standings up to date for the services in `stale`. `table` is `None` while no service has
 /// health settings: the planner then aims for the config itself (no copy of a large table).
+/// Returns whether a standing changed.
 fn refresh_effective(
     health: &HealthTable,
     desired: &Desired,
     stale: Scope,
     table: &mut Option<Desired>,
     statuses: &mut BTreeMap<ipvs::ServiceKey, ServiceStatus>,
-) {
-    let whole = |table: &mut Option<Desired>, statuses: &mut BTreeMap<_, _>| match health
-        .effective_if_any(desired)
-    {
-        Some((t, st)) => {
+) -> bool {
+    let whole = |table: &mut Option<Desired>, statuses: &mut BTreeMap<_, _>| {
+        let before = std::mem::take(statuses);
+        if let Some((t, st)) = health.effective_if_any(desired) {
             *table = Some(t);
             *statuses = st.into_iter().map(|s| (s.service, s)).collect();
-        }
-        None => {
+        } else {
             *table = None;
-            statuses.clear();
         }
+        before != *statuses
     };
     let keys = match stale {
         Scope::All => return whole(table, statuses),
@@ -620,31 +635,35 @@ fn refresh_effective(
     };
     let Some(t) = table else {
         // Still the config itself, unless one of these services brought health settings.
-        if keys
+        return keys
             .iter()
             .filter_map(|k| desired.services.get(k))
             .any(|s| !s.health.is_inert())
-        {
-            whole(table, statuses);
-        }
-        return;
+            && whole(table, statuses);
     };
+    let mut changed = false;
     for k in keys {
-        match desired.services.get(&k) {
+        let st = match desired.services.get(&k) {
             Some(svc) => {
                 let (svc, st) = health.effective_service(&k, svc);
                 t.services.insert(k, svc);
-                match st {
-                    Some(st) => statuses.insert(k, st),
-                    None => statuses.remove(&k),
-                };
+                st
             }
             None => {
                 t.services.remove(&k);
-                statuses.remove(&k);
+                None
             }
+        };
+        match st {
+            Some(st) if statuses.get(&k) != Some(&st) => {
+                statuses.insert(k, st);
+                changed = true;
+            }
+            Some(_) => {}
+            None => changed |= statuses.remove(&k).is_some(),
         }
     }
+    changed
 }
 
 /// The device an active-active director announces its VIPs from.
