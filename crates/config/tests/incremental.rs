@@ -342,3 +342,47 @@ fn an_edit_that_is_not_utf8_is_refused_with_its_place_and_changes_nothing() {
     assert!(e.contains("lvsd.yaml:4:") && e.contains("not UTF-8"), "{e}");
     assert_eq!(loaded.config, before);
 }
+
+/// The benchmark's file: a tcp check on every service. A weight edit and an added service are
+/// read in place, like in a file without checks.
+#[test]
+fn a_file_with_checks_everywhere_is_read_in_place_too() {
+    let mut text = String::from("services:\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "  - address: 10.1.0.{}:80\n    scheduler: wlc\n    check:\n      type: tcp\n      interval: 10m\n      timeout: 1s\n      initial: up\n    reals:\n",
+            i + 1
+        ));
+        for j in 2..=11 {
+            text.push_str(&format!("      - address: 10.2.0.{j}\n"));
+        }
+    }
+    let mut loaded = Loaded::parse(text.clone(), "lvsd.yaml", None).unwrap();
+    assert!(loaded.incremental(), "a file with checks has a layout");
+    let edited = text.replacen(
+        "      - address: 10.2.0.2\n",
+        "      - address: 10.2.0.2\n        weight: 3\n",
+        1,
+    );
+    let r = loaded
+        .reread(edited.clone().into_bytes(), "lvsd.yaml", None)
+        .unwrap();
+    let Reread::Edited { touched, .. } = r else {
+        panic!("a weight edit was read whole");
+    };
+    assert_eq!(touched.len(), 1);
+    assert_eq!(loaded.config, config::parse(&edited, "lvsd.yaml").unwrap());
+    let mut added = edited.clone();
+    added.push_str("  - address: 10.9.9.9:80\n    reals:\n");
+    for j in 2..=11 {
+        added.push_str(&format!("      - address: 10.2.0.{j}\n"));
+    }
+    let Reread::Edited { touched, .. } = loaded
+        .reread(added.clone().into_bytes(), "lvsd.yaml", None)
+        .unwrap()
+    else {
+        panic!("a service added at the end was read whole");
+    };
+    assert_eq!(touched.len(), 1);
+    assert_eq!(loaded.config, config::parse(&added, "lvsd.yaml").unwrap());
+}
