@@ -12,7 +12,10 @@ cd "$(dirname "$0")/../.."
 source tests/vm/lib.sh
 vm_install_deps
 vm_fetch_kernel
-cargo build --locked --release -p lvsd -p lvsd-ipvs --example ipvs-raw
+# Two builds: a target flag (--example) limits a build to that target, so one command would
+# leave lvsd's binary as it was.
+cargo build --locked --release -p lvsd --bin lvsd
+cargo build --locked --release -p lvsd-ipvs --example ipvs-raw
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/payload"
