@@ -428,7 +428,12 @@ impl Engine {
                 self.fresh = false;
                 Ok(Some(t))
             }
-            _ => Ok(Some(self.observe().await?)),
+            (_, kept) => {
+                // Put back for `observe`, which takes unchanged services from it (taken here,
+                // every resync decoded the whole table again).
+                self.table = kept;
+                Ok(Some(self.observe().await?))
+            }
         }
     }
 
