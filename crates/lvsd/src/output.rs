@@ -149,16 +149,16 @@ pub fn host_op(op: &HostOp, result: Result, error: Option<String>) -> Value {
             Some("lvsd added it and no service needs it"),
         ),
     };
-    json!({
-        "kind": op.kind(),
-        "object": object,
-        "before": before,
-        "after": after,
-        "reason": reason,
-        "result": result.name(),
-        "error": error,
-        "text": op.to_string(),
-    })
+    entry(
+        op.kind(),
+        &object,
+        before,
+        after,
+        reason,
+        result,
+        error,
+        op.to_string(),
+    )
 }
 
 /// One table-wide operation (timeouts, sync daemons).
@@ -182,16 +182,16 @@ pub fn global_op(op: &GlobalOp, result: Result, error: Option<String>) -> Value 
         GlobalOp::StopDaemon { daemon: d, .. } => ("sync daemon", daemon(d), Value::Null, None),
         GlobalOp::StartDaemon(d) => ("sync daemon", Value::Null, daemon(d), None),
     };
-    json!({
-        "kind": op.kind(),
-        "object": object,
-        "before": before,
-        "after": after,
-        "reason": reason,
-        "result": result.name(),
-        "error": error,
-        "text": op.to_string(),
-    })
+    entry(
+        op.kind(),
+        object,
+        before,
+        after,
+        reason,
+        result,
+        error,
+        op.to_string(),
+    )
 }
 
 /// The document: every operation and the totals (by kind, and by result).
@@ -257,10 +257,53 @@ pub fn counts<'a>(kinds: impl IntoIterator<Item = &'a str>) -> String {
     parts.join(", ")
 }
 
+/// The document of an operation that has no service (host and table-wide ones): what it is,
+/// before and after, why, and how it went.
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    kind: &str,
+    object: &str,
+    before: Value,
+    after: Value,
+    reason: Option<&str>,
+    result: Result,
+    error: Option<String>,
+    text: String,
+) -> Value {
+    json!({
+        "kind": kind,
+        "object": object,
+        "before": before,
+        "after": after,
+        "reason": reason,
+        "result": result.name(),
+        "error": error,
+        "text": text,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_operation_says_the_same_fields() {
+        let op = HostOp::SetSysctl {
+            key: plan::host::Sysctl("net/ipv4/ip_forward".into()),
+            from: "0".into(),
+            to: "1".into(),
+        };
+        let v = host_op(&op, Result::Failed, Some("EPERM".into()));
+        assert_eq!(v["kind"], json!(op.kind()));
+        assert_eq!(v["object"], json!("sysctl net.ipv4.ip_forward"));
+        assert_eq!(v["before"], json!("0"));
+        assert_eq!(v["after"], json!("1"));
+        assert_eq!(v["reason"], Value::Null);
+        assert_eq!(v["result"], json!(Result::Failed.name()));
+        assert_eq!(v["error"], json!("EPERM"));
+        assert_eq!(v["text"], json!(op.to_string()));
+    }
 
     #[test]
     fn an_operation_says_kind_object_before_after_and_reason() {
