@@ -144,15 +144,11 @@ impl Monitor {
             .into_iter()
             .map(|(i, s, up)| (*i, (s.clone(), up)))
             .collect();
-        let first = ipvs::DestKey {
-            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port: 0,
-        };
         let stale: Vec<CheckId> = services
             .iter()
             .flat_map(|svc| {
                 self.tasks
-                    .range((*svc, first)..)
+                    .range((*svc, plan::health::FIRST_DEST)..)
                     .take_while(move |(id, _)| id.0 == *svc)
             })
             .filter(|(id, (spec, _, _))| wanted.get(id).is_none_or(|(s, _)| s != spec))

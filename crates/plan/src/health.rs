@@ -296,6 +296,13 @@ pub fn effective_service(
 /// A check's identity: the service and the real it probes.
 pub type CheckId = (ServiceKey, DestKey);
 
+/// The lowest real of any service: `(service, FIRST_DEST)..` ranges over one service's checks
+/// in a map ordered by [`CheckId`].
+pub const FIRST_DEST: DestKey = DestKey {
+    addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    port: 0,
+};
+
 /// Every checked real's health, kept across reloads for reals whose check did not change.
 #[derive(Debug, Clone, Default)]
 pub struct HealthTable {
@@ -360,12 +367,8 @@ impl HealthTable {
 
     /// The checks of one service.
     fn service_ids(&self, service: &ServiceKey) -> Vec<CheckId> {
-        let first = DestKey {
-            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port: 0,
-        };
         self.entries
-            .range((*service, first)..)
+            .range((*service, FIRST_DEST)..)
             .take_while(|((s, _), _)| s == service)
             .map(|(id, _)| *id)
             .collect()
@@ -408,13 +411,9 @@ impl HealthTable {
         &'a self,
         services: &'a std::collections::BTreeSet<ServiceKey>,
     ) -> impl Iterator<Item = (&'a CheckId, &'a CheckSpec, bool)> + 'a {
-        let first = DestKey {
-            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port: 0,
-        };
         services.iter().flat_map(move |s| {
             self.entries
-                .range((*s, first)..)
+                .range((*s, FIRST_DEST)..)
                 .take_while(move |((k, _), _)| k == s)
                 .map(|(id, (spec, h))| (id, spec, h.up))
         })
@@ -486,13 +485,9 @@ impl HealthTable {
     ) -> (DesiredService, Option<ServiceStatus>) {
         let (svc, mut status) = effective_service(key, svc, &|s, d| self.is_up(s, d));
         if let Some(st) = &mut status {
-            let first = DestKey {
-                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                port: 0,
-            };
             st.waiting = self
                 .entries
-                .range((*key, first)..)
+                .range((*key, FIRST_DEST)..)
                 .take_while(|((s, _), _)| s == key)
                 .filter(|(_, (_, h))| !h.up && h.reason.is_empty())
                 .count();
