@@ -122,7 +122,7 @@ conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" rr | edit_unseen
 kill -HUP $pid
 check "change the scheduler (an edit the watcher cannot see, then SIGHUP)" within 2 has "-A -t 172.16.1.50:80 -s rr"
 conf "$(r 172.16.1.101 4; r 172.16.1.102 0; r 172.16.1.103)" rr | edit_unseen
-check "an edit the watcher cannot see, without SIGHUP, is taken by the next resync (3 s)" within 4 has "-r 172.16.1.101:80 -g -w 4"
+check "an edit the watcher cannot see, without SIGHUP, is taken by the next resync (3 s)" within 6 has "-r 172.16.1.101:80 -g -w 4"
 conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" rr "$web8080" | edit_in_place
 check "add a service (in-place write)" within 2 has "-A -t 172.16.1.50:8080 -s wlc"
 conf "$(r 172.16.1.101 3; r 172.16.1.102 0; r 172.16.1.103)" rr | edit_rename
@@ -131,7 +131,7 @@ conf "$(r 172.16.1.101 3; r 172.16.1.102 0)" rr | edit_swap
 check "remove a real (ConfigMap ..data swap): drained at once" within 2 has "-r 172.16.1.103:80 -g -w 0"
 # It served requests: the kernel keeps the closed connections' entries for a while (counted
 # as inactive), and a drained real waits for every entry, or for drain_timeout (8 s here).
-check "... and deleted by drain_timeout, its closed connections' entries notwithstanding" within 10 lacks "172.16.1.103"
+check "... and deleted by drain_timeout, its closed connections' entries notwithstanding" within 15 lacks "172.16.1.103"
 conf "$(r 172.16.1.101 3; r 172.16.1.102 1)" rr | edit_unseen
 kill -HUP $pid
 check "undrain a real (SIGHUP)" within 2 has "-r 172.16.1.102:80 -g -w 1"
