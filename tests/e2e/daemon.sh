@@ -93,7 +93,7 @@ udp 30s 172.16.1.102:1 >$E/u.next && mv $E/u.next $E/u.yaml
 check "removed from the file: drained to weight 0" within 2 weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 0
 sleep 2
 check "... and kept while the flow goes on (UDP entries count as inactive connections)" weight_is "-u 172.16.1.50:5353" 172.16.1.101:5353 0
-check "... said in the log: waiting, with an inactive connection" logged $E/u.log 'inactive=1'
+check "... said in the log: waiting, with an inactive connection" within 3 logged $E/u.log 'inactive=1'
 rm -f $E/flow
 # The entry expires 3 s after the last datagram; the drain poll runs every 0.5 s.
 check "deleted once the flow's entry expired" within 6 absent "-u 172.16.1.50:5353" 172.16.1.101:5353
