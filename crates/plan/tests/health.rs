@@ -41,6 +41,17 @@ fn desired(weights: &[(u8, u32)], tweak: impl FnOnce(&mut ServiceHealth)) -> Des
     d
 }
 
+/// One real's check in a desired table, to edit.
+fn check_mut<'a>(d: &'a mut Desired, service: &ServiceKey, n: u8) -> &'a mut CheckSpec {
+    d.services
+        .get_mut(service)
+        .unwrap()
+        .health
+        .checks
+        .get_mut(&real(n))
+        .unwrap()
+}
+
 fn weights(d: &Desired) -> Vec<(u8, u32)> {
     d.services[&svc()]
         .reals
@@ -207,15 +218,7 @@ fn the_table_adopts_kernel_weights_and_keeps_unchanged_checks() {
     assert!(t.is_up(&svc(), &real(103)));
     // ...and a changed check starts again from the table.
     let mut changed = d.clone();
-    changed
-        .services
-        .get_mut(&svc())
-        .unwrap()
-        .health
-        .checks
-        .get_mut(&real(103))
-        .unwrap()
-        .port = Some(8080);
+    check_mut(&mut changed, &svc(), 103).port = Some(8080);
     t.sync(&changed, Some(&o));
     assert!(!t.is_up(&svc(), &real(103)));
     // Checks that left the config are dropped.
@@ -281,15 +284,7 @@ fn syncing_the_services_an_edit_touched_is_syncing_everything() {
     let mut part = full.clone();
     // The edit: the second service's check changes, the third leaves the file.
     let mut edited = d.clone();
-    edited
-        .services
-        .get_mut(&keys[1])
-        .unwrap()
-        .health
-        .checks
-        .get_mut(&real(101))
-        .unwrap()
-        .fall = 7;
+    check_mut(&mut edited, &keys[1], 101).fall = 7;
     edited.services.remove(&keys[2]);
     full.sync(&edited, None);
     part.sync_services(&edited, None, &[keys[1], keys[2]].into());
@@ -342,15 +337,7 @@ fn the_revision_moves_with_what_people_see_and_only_then() {
     assert!(t.revision() > r);
     let r = t.revision();
     let mut slower = desired(&[(101, 1)], |_| {});
-    slower
-        .services
-        .get_mut(&svc())
-        .unwrap()
-        .health
-        .checks
-        .get_mut(&real(101))
-        .unwrap()
-        .fall = 9;
+    check_mut(&mut slower, &svc(), 101).fall = 9;
     t.sync_services(&slower, None, &[svc()].into());
     assert!(t.revision() > r);
 }
