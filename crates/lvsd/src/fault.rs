@@ -2,7 +2,8 @@
 //! itself (SIGSTOP) at that point, so a test can SIGKILL it at exactly the instant it means —
 //! between recording intent and writing to the kernel, between writing and recording what was
 //! written — instead of racing a kill against a write window of a few milliseconds. Without
-//! the variable nothing happens.
+//! the variable nothing happens. The start-up and reload points let a test change the config
+//! at each step of reading it (`tests/e2e/startup.sh`).
 
 /// Named points: after the ownership intent is on disk, before the kernel is written to.
 pub const AFTER_INTENT: &str = "after-intent";
@@ -16,3 +17,16 @@ pub fn point(name: &str) {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 }
+
+/// Start-up, before the config's directory is watched.
+pub const START_BEFORE_WATCH: &str = "start-before-watch";
+/// Start-up, once the directory is watched and before the config is read.
+pub const START_BEFORE_READ: &str = "start-before-read";
+/// Start-up, once the config is read (before its included directories are watched).
+pub const START_AFTER_READ: &str = "start-after-read";
+/// Start-up done, before the daemon's loop takes its first step.
+pub const START_BEFORE_LOOP: &str = "start-before-loop";
+/// A reload, before the file is read again.
+pub const RELOAD_BEFORE_READ: &str = "reload-before-read";
+/// A reload, once the file is read (before its included directories are followed).
+pub const RELOAD_AFTER_READ: &str = "reload-after-read";
