@@ -12,6 +12,7 @@ use ipvs::ServiceKey;
 use plan::host::{HaMode, Role};
 
 use crate::error::printable;
+use crate::stamp::{FileStamp, Stamp};
 use crate::validate::{Checker, Context};
 use crate::{Config, Entries, Error, Problem, glob};
 
@@ -95,6 +96,62 @@ pub(crate) fn may_include(bytes: &[u8]) -> bool {
 /// A file an `include` pattern names, and where the pattern stands.
 type Named = (PathBuf, (u64, u64));
 
+/// The files `include` patterns match, listed the one way both the read and the daemon's check
+/// of a generation ([`crate::Stamp::now`]) list them.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    /// Each file, in pattern order (a wildcard's matches sorted by name), with the index of
+    /// the pattern that named it; at most [`MAX_INCLUDED_FILES`].
+    pub files: Vec<(PathBuf, usize)>,
+    /// The patterns whose directory could not be listed, and why.
+    pub errors: Vec<(usize, std::io::Error)>,
+    /// When there were more files than the limit: how many, and the pattern of the first one
+    /// past it.
+    pub over: Option<(usize, usize)>,
+}
+
+/// Lists the files `dirs` match: the main file itself and a file another pattern already named
+/// (by its real path) are left out.
+pub(crate) fn listing(dirs: &[IncludeDir], main: &Path) -> Listing {
+    let main_real = std::fs::canonicalize(main).ok();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Listing::default();
+    for (i, d) in dirs.iter().enumerate() {
+        let mut add = |p: PathBuf| {
+            let real = std::fs::canonicalize(&p).ok();
+            if real.is_some() && real == main_real {
+                return;
+            }
+            if seen.insert(real.unwrap_or_else(|| p.clone())) {
+                out.files.push((p, i));
+            }
+        };
+        if !glob::has_wildcard(&d.pattern) {
+            add(d.dir.join(&d.pattern));
+            continue;
+        }
+        match std::fs::read_dir(&d.dir) {
+            Ok(entries) => {
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| glob::matches(&d.pattern, n))
+                    .collect();
+                names.sort();
+                for n in names {
+                    add(d.dir.join(n));
+                }
+            }
+            Err(e) => out.errors.push((i, e)),
+        }
+    }
+    if let Some((_, i)) = out.files.get(MAX_INCLUDED_FILES) {
+        out.over = Some((out.files.len(), *i));
+        out.files.truncate(MAX_INCLUDED_FILES);
+    }
+    out
+}
+
 /// The files the patterns name, and the directories to watch; problems are the main file's,
 /// at the pattern that has them.
 fn resolve(
@@ -106,10 +163,9 @@ fn resolve(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let main_real = std::fs::canonicalize(main).ok();
-    let mut files: Vec<(PathBuf, (u64, u64))> = vec![];
-    let mut seen = std::collections::HashSet::new();
     let mut dirs = vec![];
+    // Where each directory's pattern stands.
+    let mut ats = vec![];
     let mut err = |at: (u64, u64), message: String| {
         problems.push(Problem {
             line: at.0,
@@ -146,60 +202,37 @@ fn resolve(
         }
         dirs.push(IncludeDir {
             dir: dir.to_path_buf(),
-            pattern: name.clone(),
+            pattern: name,
         });
-        let mut add = |p: PathBuf| {
-            let real = std::fs::canonicalize(&p).ok();
-            if real.is_some() && real == main_real {
-                return;
-            }
-            if seen.insert(real.unwrap_or_else(|| p.clone())) {
-                files.push((p, *at));
-            }
-        };
-        if !glob::has_wildcard(&name) {
-            add(path);
-            continue;
-        }
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                let mut names: Vec<String> = entries
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| glob::matches(&name, n))
-                    .collect();
-                names.sort();
-                for n in names {
-                    add(dir.join(n));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => err(
-                *at,
+        ats.push(*at);
+    }
+    let listed = listing(&dirs, main);
+    for (i, e) in listed.errors {
+        let dir = printable(&dirs[i].dir.display().to_string()).into_owned();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            err(
+                ats[i],
                 format!(
-                    "the directory `{}` does not exist: create it (it may stay empty), or remove this `include`",
-                    printable(&dir.display().to_string())
+                    "the directory `{dir}` does not exist: create it (it may stay empty), or remove this `include`"
                 ),
-            ),
-            Err(e) => err(
-                *at,
-                format!(
-                    "cannot read the directory `{}` ({e}): fix its permissions",
-                    printable(&dir.display().to_string())
-                ),
-            ),
+            );
+        } else {
+            err(
+                ats[i],
+                format!("cannot read the directory `{dir}` ({e}): fix its permissions"),
+            );
         }
     }
-    if files.len() > MAX_INCLUDED_FILES {
-        let at = files[MAX_INCLUDED_FILES].1;
+    if let Some((count, i)) = listed.over {
         err(
-            at,
+            ats[i],
             format!(
-                "`include` names {} files; lvsd reads at most {MAX_INCLUDED_FILES}: put more services in each file",
-                files.len()
+                "`include` names {count} files; lvsd reads at most {MAX_INCLUDED_FILES}: put more services in each file"
             ),
         );
-        files.truncate(MAX_INCLUDED_FILES);
     }
+    problems.sort_by_key(|p| (p.line, p.col));
+    let files = listed.files.into_iter().map(|(p, i)| (p, ats[i])).collect();
     (files, dirs)
 }
 
@@ -231,8 +264,15 @@ fn included(text: &str, shown: &str, main: &str, ctx: &Context) -> Result<Entrie
 }
 
 /// Reads and validates the main file's `text` (read from `main`) and every file it includes, as
-/// one generation.
-pub(crate) fn read(text: &str, main: &Path, role: Option<Role>) -> Result<Generation, Error> {
+/// one generation. `seen` gets the directories listed and a stamp of every included file
+/// (taken from the descriptor it was read through), whatever the outcome; its main file's
+/// stamp is the caller's.
+pub(crate) fn read(
+    text: &str,
+    main: &Path,
+    role: Option<Role>,
+    seen: &mut Stamp,
+) -> Result<Generation, Error> {
     let shown_main = printable(&main.display().to_string()).into_owned();
     let (parsed, patterns) = crate::parse_main(text, &main.display().to_string(), role, true);
     let Some(patterns) = patterns else {
@@ -245,6 +285,8 @@ pub(crate) fn read(text: &str, main: &Path, role: Option<Role>) -> Result<Genera
     };
     let mut main_problems = vec![];
     let (files, dirs) = resolve(&patterns, main, &mut main_problems);
+    seen.dirs.clone_from(&dirs);
+    seen.included.clear();
     let ctx = match &parsed {
         Ok((c, _)) => Context {
             host: c.host.clone(),
@@ -303,8 +345,14 @@ pub(crate) fn read(text: &str, main: &Path, role: Option<Role>) -> Result<Genera
         let shown = printable(&path.display().to_string()).into_owned();
         let index = sources.files.len() as u32;
         sources.files.push(shown.clone());
-        let bytes = match crate::read_bytes(&path) {
-            Ok(b) => b,
+        let read = crate::read_stamped(&path);
+        let stamp = match &read {
+            Ok((_, stamp)) => Some(*stamp),
+            Err(_) => FileStamp::at(&path),
+        };
+        seen.included.push((path.clone(), stamp));
+        let bytes = match read {
+            Ok((b, _)) => b,
             Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 errors.push(Error::Invalid {
                     path: shown_main.clone(),

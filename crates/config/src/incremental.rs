@@ -15,7 +15,7 @@ use ipvs::ServiceKey;
 use plan::DesiredService;
 use plan::host::Role;
 
-use crate::{Config, Error};
+use crate::{Config, Error, FileStamp, Stamp};
 
 /// A valid config together with the text it was read from, so that the next version of the
 /// file can be read by re-parsing only what changed.
@@ -257,8 +257,9 @@ impl Loaded {
         text: String,
         path: &std::path::Path,
         role: Option<Role>,
+        seen: &mut Stamp,
     ) -> Result<Loaded, Error> {
-        let g = crate::include::read(&text, path, role)?;
+        let g = crate::include::read(&text, path, role, seen)?;
         let Some(included) = g.included else {
             return Ok(Loaded::parsed(text, g.config, g.entries));
         };
@@ -286,11 +287,28 @@ impl Loaded {
 
     /// Reads the file at `path` (see [`crate::load_as`]) for a daemon that will read it again:
     /// the buffer for the next version is mapped now, so even the first edit of a large file
-    /// reads into memory that is there already.
-    pub fn load(path: &std::path::Path, role: Option<Role>) -> Result<Loaded, Error> {
-        let text = crate::read_text(path)?;
+    /// reads into memory that is there already. `seen` gets the stamp of what was read
+    /// (whatever the outcome), for the daemon to tell when the files there are no longer
+    /// those.
+    pub fn load(
+        path: &std::path::Path,
+        role: Option<Role>,
+        seen: &mut Stamp,
+    ) -> Result<Loaded, Error> {
+        *seen = Stamp::default();
+        let bytes = match crate::read_stamped(path) {
+            Ok((bytes, stamp)) => {
+                seen.main = Some(stamp);
+                bytes
+            }
+            Err(e) => {
+                seen.main = FileStamp::at(path);
+                return Err(e);
+            }
+        };
+        let text = crate::text_of(bytes, &path.display().to_string())?;
         let mut loaded = if crate::include::may_include(text.as_bytes()) {
-            Loaded::generation(text, path, role)?
+            Loaded::generation(text, path, role, seen)?
         } else {
             Loaded::parse(text, &path.display().to_string(), role)?
         };
@@ -301,18 +319,25 @@ impl Loaded {
     }
 
     /// Reads the file at `path` again, into the buffer kept for it: see [`Loaded::reread`].
+    /// `seen` gets the stamp of what was read, as for [`Loaded::load`].
     pub fn reread_file(
         &mut self,
         path: &std::path::Path,
         role: Option<Role>,
+        seen: &mut Stamp,
     ) -> Result<Reread, Error> {
+        *seen = Stamp::default();
         let mut next = std::mem::take(&mut self.next);
-        if let Err(e) = crate::read_bytes_into(path, &mut next) {
-            self.next = next;
-            return Err(e);
+        match crate::read_bytes_into(path, &mut next) {
+            Ok(stamp) => seen.main = Some(stamp),
+            Err(e) => {
+                seen.main = FileStamp::at(path);
+                self.next = next;
+                return Err(e);
+            }
         }
         if self.included.is_some() || crate::include::may_include(&next) {
-            return self.reread_generation(next, path, role);
+            return self.reread_generation(next, path, role, seen);
         }
         self.reread(next, &path.display().to_string(), role)
     }
@@ -324,9 +349,10 @@ impl Loaded {
         next: Vec<u8>,
         path: &std::path::Path,
         role: Option<Role>,
+        seen: &mut Stamp,
     ) -> Result<Reread, Error> {
         let text = crate::text_of(next, &path.display().to_string())?;
-        let new = Loaded::generation(text, path, role)?;
+        let new = Loaded::generation(text, path, role, seen)?;
         if new.text == self.text && new.included == self.included {
             self.next = new.text;
             return Ok(Reread::Same);

@@ -16,6 +16,7 @@ pub mod import;
 mod include;
 mod incremental;
 mod raw;
+mod stamp;
 mod validate;
 mod values;
 
@@ -27,6 +28,7 @@ pub use include::{IncludeDir, Sources};
 pub use incremental::{Loaded, Reread, Undo};
 use plan::Desired;
 use plan::host::{HostSpec, Role};
+pub use stamp::{FileStamp, Stamp};
 pub(crate) use validate::Collected as Entries;
 pub use validate::SCHEDULERS;
 
@@ -120,7 +122,8 @@ pub fn check_as(path: &Path, role: Option<Role>) -> Result<Summary, Error> {
     let text = read_text(path)?;
     if include::may_include(text.as_bytes()) {
         // A generation: every file read whole (its verdict is the one `apply` reaches).
-        return include::read(&text, path, role).map(|g| Summary::of(&g.config));
+        return include::read(&text, path, role, &mut Stamp::default())
+            .map(|g| Summary::of(&g.config));
     }
     check_text(&text, &path.display().to_string(), role)
 }
@@ -191,7 +194,7 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 pub fn load_as(path: &Path, role: Option<Role>) -> Result<Config, Error> {
     let text = read_text(path)?;
     if include::may_include(text.as_bytes()) {
-        return include::read(&text, path, role).map(|g| g.config);
+        return include::read(&text, path, role, &mut Stamp::default()).map(|g| g.config);
     }
     parse_as(&text, &path.display().to_string(), role)
 }
@@ -205,9 +208,14 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
 /// Reads the file at `path`: refused when it is not a regular file or larger than any sane
 /// config.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
+    read_stamped(path).map(|(b, _)| b)
+}
+
+/// [`read_bytes`], with the stamp of the file the bytes came from.
+pub fn read_stamped(path: &Path) -> Result<(Vec<u8>, FileStamp), Error> {
     let mut buf = Vec::new();
-    read_bytes_into(path, &mut buf)?;
-    Ok(buf)
+    let stamp = read_bytes_into(path, &mut buf)?;
+    Ok((buf, stamp))
 }
 
 /// What a file that is not a regular file is, for the message.
@@ -235,8 +243,9 @@ fn kind_of(t: std::fs::FileType) -> &'static str {
 /// blocking (a FIFO would otherwise wait for a writer forever) and its type is taken from the
 /// opened file, not the path (which can be replaced in between): anything but a regular file
 /// is refused before a byte is read. The read itself stops one byte past the limit, so a file
-/// that grows after its size was looked at, or lies about it, is refused too.
-pub fn read_bytes_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
+/// that grows after its size was looked at, or lies about it, is refused too. Returns the
+/// stamp of the opened file, taken before its bytes were read (see [`Stamp`]).
+pub fn read_bytes_into(path: &Path, buf: &mut Vec<u8>) -> Result<FileStamp, Error> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let shown = printable(&path.display().to_string()).into_owned();
     let read = |source| Error::Read {
@@ -278,7 +287,8 @@ pub fn read_bytes_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), Error> {
     }
     buf.clear();
     buf.reserve(meta.len() as usize);
-    read_bounded(file, buf, shown)
+    read_bounded(file, buf, shown)?;
+    Ok(FileStamp::of(&meta))
 }
 
 /// Reads `r` to its end into `buf`, but never more than one byte past [`MAX_FILE_BYTES`]:

@@ -130,13 +130,16 @@ fn the_daemons_reread_refuses_what_is_not_a_file_and_keeps_its_config() {
     let dir = scratch("reread");
     let path = dir.join("lvsd.yaml");
     std::fs::write(&path, ONE).unwrap();
-    let mut loaded = config::Loaded::load(&path, None).unwrap();
+    let mut loaded = config::Loaded::load(&path, None, &mut config::Stamp::default()).unwrap();
     let before = loaded.config.clone();
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
     let p = path.clone();
     let (e, loaded) = within("reread of /dev/zero", move || {
-        let e = loaded.reread_file(&p, None).unwrap_err().to_string();
+        let e = loaded
+            .reread_file(&p, None, &mut config::Stamp::default())
+            .unwrap_err()
+            .to_string();
         (e, loaded)
     });
     assert!(e.contains("a character device"), "{e}");

@@ -232,16 +232,20 @@ fn the_daemon_rereads_a_generation_when_a_file_is_added_replaced_or_removed() {
     let d = Dir::new("reread");
     d.write("lvsd.yaml", MAIN);
     d.write("conf.d/web.yaml", &svc("web", "10.0.0.2"));
-    let mut l = config::Loaded::load(&d.main(), None).unwrap();
+    let mut l = config::Loaded::load(&d.main(), None, &mut config::Stamp::default()).unwrap();
     assert_eq!(l.config.desired.services.len(), 2);
     assert_eq!(l.include_dirs().len(), 1);
     assert!(l.include_dirs()[0].matches("api.yaml"));
     assert!(!l.include_dirs()[0].matches(".api.yaml"));
     assert!(matches!(
-        l.reread_file(&d.main(), None).unwrap(),
+        l.reread_file(&d.main(), None, &mut config::Stamp::default())
+            .unwrap(),
         config::Reread::Same
     ));
-    let take = |l: &mut config::Loaded| match l.reread_file(&d.main(), None).unwrap() {
+    let take = |l: &mut config::Loaded| match l
+        .reread_file(&d.main(), None, &mut config::Stamp::default())
+        .unwrap()
+    {
         config::Reread::Whole(new) => {
             l.replace(*new);
             l.config
@@ -267,6 +271,125 @@ fn the_daemon_rereads_a_generation_when_a_file_is_added_replaced_or_removed() {
     assert_eq!(take(&mut l), vec![key("10.0.0.1"), key("10.0.0.4")]);
     // A broken file: refused whole, the last good generation stays.
     d.write("conf.d/api.yaml", "services:\n  - address: 10.0.0.4\n");
-    assert!(l.reread_file(&d.main(), None).is_err());
+    assert!(
+        l.reread_file(&d.main(), None, &mut config::Stamp::default())
+            .is_err()
+    );
     assert_eq!(l.config.desired.services.len(), 2);
+}
+
+/// Loads `d`'s main file; returns the config and the stamp of what was read.
+fn load_stamped(d: &Dir) -> (config::Loaded, config::Stamp) {
+    let mut seen = config::Stamp::default();
+    let l = config::Loaded::load(&d.main(), None, &mut seen).unwrap();
+    (l, seen)
+}
+
+#[test]
+fn a_stamp_says_when_any_file_of_a_generation_is_no_longer_the_one_read() {
+    let d = Dir::new("stamp");
+    d.write("lvsd.yaml", MAIN);
+    d.write("conf.d/web.yaml", &svc("web", "10.0.0.2"));
+    // Files the pattern does not match, and a directory it does, change nothing.
+    d.write("conf.d/notes.txt", "x");
+    let (_, seen) = load_stamped(&d);
+    assert!(!seen.moved(&d.main()), "nothing changed since the read");
+    d.write("conf.d/other.txt", "y");
+    assert!(!seen.moved(&d.main()), "a file the patterns do not match");
+    // Each change a lost event would hide.
+    type Change = Box<dyn Fn(&Dir)>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "main renamed over",
+            Box::new(|d: &Dir| {
+                d.write("lvsd.yaml", &format!("{MAIN}\n"));
+            }),
+        ),
+        (
+            "a file renamed into the directory",
+            Box::new(|d: &Dir| {
+                d.write("conf.d/api.yaml", &svc("api", "10.0.0.3"));
+            }),
+        ),
+        (
+            "an included file replaced",
+            Box::new(|d: &Dir| {
+                d.write("conf.d/web.yaml", &svc("web", "10.0.0.4"));
+            }),
+        ),
+        (
+            "an included file removed",
+            Box::new(|d: &Dir| std::fs::remove_file(d.0.join("conf.d/web.yaml")).unwrap()),
+        ),
+        (
+            "an included file written in place",
+            Box::new(|d: &Dir| {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(d.0.join("conf.d/web.yaml"))
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, b"# more\n"))
+                    .unwrap();
+            }),
+        ),
+    ];
+    for (what, change) in cases {
+        d.write("lvsd.yaml", MAIN);
+        d.write("conf.d/web.yaml", &svc("web", "10.0.0.2"));
+        let _ = std::fs::remove_file(d.0.join("conf.d/api.yaml"));
+        let (_, seen) = load_stamped(&d);
+        assert!(!seen.moved(&d.main()), "{what}: quiet before the change");
+        change(&d);
+        assert!(seen.moved(&d.main()), "{what}: not seen");
+    }
+}
+
+#[test]
+fn a_rejected_generation_is_stamped_too_and_stays_quiet() {
+    let d = Dir::new("stamp-rejected");
+    d.write("lvsd.yaml", MAIN);
+    d.write("conf.d/web.yaml", &svc("web", "10.0.0.2"));
+    let (mut l, _) = load_stamped(&d);
+    // An included file that is invalid, one that names the main file, a missing directory.
+    d.write("conf.d/bad.yaml", "services:\n  - address: nowhere\n");
+    let mut seen = config::Stamp::default();
+    assert!(l.reread_file(&d.main(), None, &mut seen).is_err());
+    assert!(!seen.moved(&d.main()), "the rejected generation, as read");
+    d.write(
+        "lvsd.yaml",
+        &MAIN.replace(
+            "[conf.d/*.yaml]",
+            "[conf.d/*.yaml, '*.yaml', gone.d/*.yaml]",
+        ),
+    );
+    assert!(seen.moved(&d.main()));
+    assert!(l.reread_file(&d.main(), None, &mut seen).is_err());
+    assert!(
+        !seen.moved(&d.main()),
+        "a missing directory, listed the same way"
+    );
+    // A file that cannot be read at all: stamped as the path leads, quiet too.
+    std::fs::remove_file(d.main()).unwrap();
+    assert!(l.reread_file(&d.main(), None, &mut seen).is_err());
+    assert!(!seen.moved(&d.main()), "a missing main file");
+    d.write("lvsd.yaml", MAIN);
+    assert!(seen.moved(&d.main()), "the main file back");
+}
+
+#[test]
+fn a_configmap_swap_moves_the_stamp() {
+    let d = Dir::new("stamp-configmap");
+    std::fs::create_dir_all(d.0.join("..v1")).unwrap();
+    d.write("..v1/lvsd.yaml", &svc("web", "10.0.0.2"));
+    std::os::unix::fs::symlink("..v1", d.0.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/lvsd.yaml", d.main()).unwrap();
+    let (_, seen) = load_stamped(&d);
+    assert!(!seen.moved(&d.main()));
+    std::fs::create_dir_all(d.0.join("..v2")).unwrap();
+    d.write("..v2/lvsd.yaml", &svc("web", "10.0.0.2"));
+    std::os::unix::fs::symlink("..v2", d.0.join("..data_tmp")).unwrap();
+    std::fs::rename(d.0.join("..data_tmp"), d.0.join("..data")).unwrap();
+    assert!(
+        seen.moved(&d.main()),
+        "the same bytes in another file: read again"
+    );
 }
