@@ -646,11 +646,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Duration::ZERO,
             )?;
             check_trusted(&table.config)?;
-            let config = table.config.config.clone();
-            let role = table.config.role.map(Role::from);
-            let cfg = tokio::task::spawn_blocking(move || config::Loaded::load(&config, role))
-                .await
-                .context("read the config")??;
             let engine = Engine::new(table.state_dir, table.exclusive);
             let settings = daemon::Settings {
                 config: table.config.config,
@@ -661,7 +656,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 force,
                 metrics: metrics_listen,
             };
-            daemon::run(settings, signals, engine, cfg).await?;
+            daemon::run(settings, signals, engine).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { split } => {

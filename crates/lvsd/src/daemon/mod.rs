@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use config::Loaded;
+use config::{Loaded, Stamp};
 use health::{Monitor, Report};
 use plan::health::{HealthTable, ServiceStatus, Standing as HealthStanding};
 use plan::host::{HostOp, Role};
@@ -113,10 +113,15 @@ struct Daemon {
     /// The last good config (`None` only while a reload is reading it).
     loaded: Option<Loaded>,
     watch: ConfigWatch,
-    /// The file the last reload read (a resync notices another one behind the path).
-    loaded_identity: Option<(u64, u64, u64, i64, i64)>,
-    /// The file the last reload rejected, while it is still the one there.
-    rejected_identity: Option<(u64, u64, u64, i64, i64)>,
+    /// What the last read saw, accepted or not (a resync notices other files behind the
+    /// paths: an event the watch lost).
+    read: Stamp,
+    /// What the last reload rejected, while it is still what is there.
+    rejected: Option<Stamp>,
+    /// The last check of [`Daemon::read`] right after a read found the files moved, and asked
+    /// for another read: the next such check leaves it to the events and the resync (no loop
+    /// of reads, whatever a file system reports).
+    rechecked: bool,
     machine: Machine,
     clock: Clock,
     telemetry: std::sync::Arc<Telemetry>,
@@ -147,18 +152,36 @@ struct Daemon {
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
-pub async fn run(
-    settings: Settings,
-    signals: Signals,
-    engine: Engine,
-    loaded: Loaded,
-) -> Result<()> {
+///
+/// The config's directory is watched before the config is first read, and the read is stamped
+/// from the file it read: a file renamed into place at any moment of the start is either the
+/// one read or an event (or, in an included directory watched only once the read named it,
+/// seen by the check of the stamp right after).
+pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result<()> {
     let clock = Clock(tokio::time::Instant::now());
     let (tx, mut inputs) = mpsc::unbounded_channel();
     let files = tx.clone();
+    crate::fault::point(crate::fault::START_BEFORE_WATCH);
     let mut watch = ConfigWatch::new(&settings.config, move |whole| {
         let _ = files.send(Input::File(whole));
     })?;
+    crate::fault::point(crate::fault::START_BEFORE_READ);
+    let (path, role) = (settings.config.clone(), settings.role);
+    let (loaded, read) = tokio::task::spawn_blocking(move || {
+        let mut seen = Stamp::default();
+        let loaded = Loaded::load(&path, role, &mut seen);
+        (loaded, seen)
+    })
+    .await
+    .context("read the config")?;
+    let loaded = loaded?;
+    crate::fault::point(crate::fault::START_AFTER_READ);
+    // Every file of the generation: whoever can write one of them controls its services.
+    if !settings.allow_insecure_config {
+        if let Some(why) = loaded.included_files().find_map(crate::perms::insecure) {
+            anyhow::bail!("{why}");
+        }
+    }
     watch.follow(loaded.include_dirs());
     forward_signals(signals, tx.clone());
     let role = loaded.config.host.role;
@@ -194,8 +217,9 @@ pub async fn run(
         clock.now(),
     );
     let mut d = Daemon {
-        loaded_identity: watch.identity(),
-        rejected_identity: None,
+        read,
+        rejected: None,
+        rechecked: false,
         watch,
         engine,
         loaded: Some(loaded),
@@ -217,6 +241,7 @@ pub async fn run(
         health_file_value: None,
         settings,
     };
+    d.check_read().await;
     d.sync_health(false, None).await;
     tracing::info!(config = %d.settings.config.display(), role = role.name(), services, checks = d.monitor.len(), resync = ?d.settings.resync, "lvsd running");
     // Up and watching: READY now, whatever the first pass will say (a module that loads late,
@@ -224,6 +249,7 @@ pub async fn run(
     crate::telemetry::notify_ready("started; first pass under way");
     let watchdog = crate::telemetry::watchdog_interval();
     let mut next_ping = watchdog.map(|w| d.clock.now() + w);
+    crate::fault::point(crate::fault::START_BEFORE_LOOP);
     'run: loop {
         // Everything that arrived while the last step ran is taken in before the next step.
         while let Ok(input) = inputs.try_recv() {
@@ -240,7 +266,7 @@ pub async fn run(
         match d.machine.next(d.clock.now()) {
             Step::Reload { asked } => d.reload(asked).await,
             Step::CheckFile => {
-                let changed = d.watch.identity() != d.loaded_identity;
+                let changed = d.read_moved().await;
                 if changed {
                     tracing::info!(config = %d.settings.config.display(), "resync: another file is behind the config path; reading it");
                 } else {
@@ -349,28 +375,68 @@ impl Daemon {
         }
     }
 
+    /// Whether the files at the config's paths are no longer those the last read saw (off the
+    /// loop: a directory of included files is listed and each file looked at).
+    async fn read_moved(&self) -> bool {
+        let (read, path) = (self.read.clone(), self.settings.config.clone());
+        tokio::task::spawn_blocking(move || read.moved(&path))
+            .await
+            .unwrap_or(true)
+    }
+
+    /// Right after a read, once its included directories are watched: a file that changed
+    /// between the read and the watch gave no event, so the stamp is checked now, and a moved
+    /// one is read again (as after a write seen by the watch).
+    async fn check_read(&mut self) {
+        if !self.read_moved().await {
+            self.rechecked = false;
+            return;
+        }
+        if std::mem::replace(&mut self.rechecked, true) {
+            tracing::debug!(
+                "the config moved again while it was read; the watch and the resync follow it"
+            );
+            return;
+        }
+        tracing::info!(config = %self.settings.config.display(), "the config changed while it was read; reading it again");
+        self.machine
+            .on(Event::FileWritten { whole: false }, self.clock.now());
+    }
+
     async fn reload(&mut self, asked: bool) {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
         }
-        let identity = self.watch.identity();
-        if !asked && identity.is_some() && identity == self.rejected_identity {
-            // The very file just rejected (a rename is reported by more than one event):
-            // nothing new to say.
-            tracing::debug!("the config is the file rejected last; nothing new");
-            self.machine
-                .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
-            return;
+        if !asked {
+            if let Some(rejected) = self.rejected.clone() {
+                let path = self.settings.config.clone();
+                let same = tokio::task::spawn_blocking(move || !rejected.moved(&path))
+                    .await
+                    .unwrap_or(false);
+                if same {
+                    // The very files just rejected (a rename is reported by more than one
+                    // event): nothing new to say.
+                    tracing::debug!("the config is the file rejected last; nothing new");
+                    self.machine
+                        .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
+                    return;
+                }
+            }
         }
-        self.loaded_identity = identity;
-        let outcome = reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await;
+        crate::fault::point(crate::fault::RELOAD_BEFORE_READ);
+        let (outcome, read) =
+            reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await;
+        crate::fault::point(crate::fault::RELOAD_AFTER_READ);
+        self.read = read;
         if let Some(l) = &self.loaded {
             self.watch.follow(l.include_dirs());
         }
-        self.rejected_identity = None;
+        self.check_read().await;
+        self.rejected = None;
+        let present = self.read.is_present();
         match &outcome {
             Reloaded::Rejected(why) => {
-                self.rejected_identity = identity;
+                self.rejected = Some(self.read.clone());
                 self.reload_problem = Some(format!("config rejected: {}", first_line(why)));
                 self.telemetry.config_rejected(why);
             }
@@ -380,7 +446,7 @@ impl Daemon {
             }
             Reloaded::Unchanged => {
                 // The file is the config in force again (a rejected edit undone): say so.
-                if identity.is_some() && self.reload_problem.take().is_some() {
+                if present && self.reload_problem.take().is_some() {
                     self.telemetry.config_back();
                 }
             }

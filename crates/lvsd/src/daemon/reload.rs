@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use config::{Config, Loaded, Reread};
+use config::{Config, Loaded, Reread, Stamp};
 use plan::Desired;
 use plan::host::Role;
 
@@ -15,26 +15,28 @@ use crate::reconcile::Engine;
 
 /// Reads the config at `settings.config` into `loaded`. `Changed` carries the services whose
 /// entries changed (an edit of a few is read in place: only its entries are parsed again).
+/// Also returns the stamp of what was read, whatever the outcome.
 pub async fn reload(
     settings: &Settings,
     loaded: &mut Option<Loaded>,
     engine: &mut Engine,
-) -> Reloaded {
+) -> (Reloaded, Stamp) {
     let path = settings.config.clone();
     if !settings.allow_insecure_config {
         if let Some(why) = crate::perms::insecure(&path) {
             tracing::error!("{why}; keeping the last good config");
-            return Reloaded::Rejected(why);
+            return (Reloaded::Rejected(why), Stamp::main_only(&path));
         }
     }
     let Some(mut current) = loaded.take() else {
-        return Reloaded::Unchanged;
+        return (Reloaded::Unchanged, Stamp::main_only(&path));
     };
     let role = settings.role;
     let started = std::time::Instant::now();
-    let (current, reread) = match tokio::task::spawn_blocking(move || {
-        let r = current.reread_file(&path, role);
-        (current, r)
+    let (current, reread, seen) = match tokio::task::spawn_blocking(move || {
+        let mut seen = Stamp::default();
+        let r = current.reread_file(&path, role, &mut seen);
+        (current, r, seen)
     })
     .await
     {
@@ -43,9 +45,23 @@ pub async fn reload(
             // The reading thread died (it cannot: the reader does not panic). The last good
             // config went with it, which the daemon cannot go on without.
             tracing::error!("reading the config failed: {e}");
-            return Reloaded::Rejected(format!("reading the config failed: {e}"));
+            let why = format!("reading the config failed: {e}");
+            return (Reloaded::Rejected(why), Stamp::main_only(&settings.config));
         }
     };
+    let outcome = take(settings, loaded, engine, current, reread, started).await;
+    (outcome, seen)
+}
+
+/// Takes what a reread found, if the guards allow it.
+async fn take(
+    settings: &Settings,
+    loaded: &mut Option<Loaded>,
+    engine: &mut Engine,
+    current: Loaded,
+    reread: Result<Reread, config::Error>,
+    started: std::time::Instant,
+) -> Reloaded {
     let current = loaded.insert(current);
     tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
     let path = &settings.config;

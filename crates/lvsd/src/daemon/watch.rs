@@ -5,6 +5,11 @@
 //! event naming a file the patterns match (added, written, renamed into place or removed) or
 //! `..data` (a ConfigMap mounted as the directory) is a change of the config. The watcher only
 //! reports; when to read is the daemon's decision (`decide`).
+//!
+//! The watch is set up before the config is first read, so a change made while the daemon
+//! starts is an event; an included directory can only be watched once a read has named it, and
+//! what changed there in between is caught by the read's stamp (`config::Stamp`), which the
+//! daemon checks right after following the directory and at every resync.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -142,46 +147,6 @@ impl ConfigWatch {
             tracing::warn!("{e:#}");
         }
     }
-
-    /// What the config is now, for a resync to compare with what was read (events can be
-    /// lost): the main file's [`file_identity`], with the included files' folded into its
-    /// last field, so that a file added, replaced or removed behind a lost watch is seen too.
-    pub fn identity(&self) -> Option<(u64, u64, u64, i64, i64)> {
-        let (dev, ino, size, mtime, nsec) = file_identity(&self.config)?;
-        let Ok(list) = self.includes.read() else {
-            return Some((dev, ino, size, mtime, nsec));
-        };
-        if list.is_empty() {
-            return Some((dev, ino, size, mtime, nsec));
-        }
-        // FNV-1a over each included file's name and identity.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut mix = |bytes: &[u8]| {
-            for b in bytes {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x100_0000_01b3);
-            }
-        };
-        for i in list.iter() {
-            let Ok(entries) = std::fs::read_dir(&i.dir) else {
-                mix(b"-");
-                continue;
-            };
-            let mut names: Vec<std::ffi::OsString> = entries
-                .flatten()
-                .map(|e| e.file_name())
-                .filter(|n| i.matches(&n.to_string_lossy()))
-                .collect();
-            names.sort();
-            for n in names {
-                mix(n.as_encoded_bytes());
-                if let Some(id) = file_identity(&i.dir.join(&n)) {
-                    mix(format!("{id:?}").as_bytes());
-                }
-            }
-        }
-        Some((dev, ino, size, mtime, nsec ^ (h as i64)))
-    }
 }
 
 /// Whether two paths name one directory (as written, or once symlinks are resolved).
@@ -193,13 +158,4 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
-}
-
-/// What the config path leads to now: device, inode, size and modification time. A resync
-/// compares it with the file last read, since events can be lost (the directory replaced, a
-/// watch on a dead inode).
-pub fn file_identity(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
