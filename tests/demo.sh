@@ -21,6 +21,20 @@ cat >"$p/run" <<'PAYLOAD'
 set -e
 . ./seed-lab.sh
 say() { printf '\n### %s\n' "$*"; }
+# Any failure (a command that fails under set -e, a wait past its deadline) ends the demo with
+# what every lvsd said, and a non-zero exit.
+said() {
+  for f in /tmp/lvsd*.log; do [ -f "$f" ] && { echo "--- what lvsd said ($f):"; cat "$f"; }; done
+}
+trap 'rc=$?; [ $rc -eq 0 ] || { echo "DEMO FAILED (exit $rc)"; said; }' EXIT
+fail() { echo "DEMO FAILED: $*"; exit 1; }
+upto() { # seconds description command...: polls until the command succeeds, or fails the demo
+  n=$(($1 * 10)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    n=$((n - 1)); [ $n -gt 0 ] || fail "$what: not within the deadline"
+    sleep 0.1
+  done
+}
 D() { $IP netns exec director "$@"; }
 RS() { h=$1; shift; $IP netns exec "$h" ./lvsd "$@" --state-dir "/run/lvsd-$h"; }
 ask() { # n requests from the client; prints the answers and a count per real server
@@ -60,12 +74,13 @@ say "lvsd run: daemons take over on the director and the real servers, all watch
 mkdir -p /etc/lvsd && cp seed-dr.yaml /etc/lvsd/lvsd.yaml
 D ./lvsd run --resync-interval 5s >/tmp/lvsd.log 2>&1 &
 for rs in rs1 rs2 rs3; do RS $rs run --role real-server --resync-interval 5s >/tmp/lvsd-$rs.log 2>&1 & done
-sleep 2
+upto 30 "the director's daemon starts" grep -q "lvsd running" /tmp/lvsd.log
+sleep 1
 say "live edit: add real server 172.16.1.103 with weight 2 (written as config management does: temp file + rename)"
 sed 's/      - address: 172.16.1.102/      - address: 172.16.1.102\n      - address: 172.16.1.103\n        weight: 2/' /etc/lvsd/lvsd.yaml >/etc/lvsd/.lvsd.yaml.tmp
 mv /etc/lvsd/.lvsd.yaml.tmp /etc/lvsd/lvsd.yaml
 t0=$(awk '{print $1}' /proc/uptime)
-until D ipvsadm -Sn | grep -q 172.16.1.103; do sleep 0.1; done
+upto 30 "the live edit reaches the table" sh -c "$IP netns exec director ipvsadm -Sn | grep -q 172.16.1.103"
 t1=$(awk '{print $1}' /proc/uptime)
 echo "converged in $(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s"
 cat /tmp/lvsd.log
@@ -76,9 +91,13 @@ n3=$(grep -c 172.16.1.103 /tmp/answers || true)
 say "director: ipvsadm -Ln --stats (OutPkts 0: replies go straight from the real servers to the client)"
 sleep 2.5 # the kernel sums its per-CPU counters every 2 s
 D ipvsadm -Ln --stats
-[ "$n1" -ge 4 ] && [ "$n2" -ge 4 ] && [ "$n3" -ge 4 ] && echo "DEMO OK: lvsd serves the seed's lab from YAML; both real servers answered, alternating; the live edit converged and .103 took its share"
+[ "$n1" -ge 4 ] && [ "$n2" -ge 4 ] || fail "the first ten requests did not alternate between .101 and .102 ($n1 and $n2)"
+[ "$n3" -ge 4 ] || fail ".103 took $n3 of the twelve requests after the edit, not its share"
+echo "DEMO OK: lvsd serves the seed's lab from YAML; both real servers answered, alternating; the live edit converged and .103 took its share"
 PAYLOAD
 chmod 755 "$p" "$p/run"
 vm_build_initramfs "$p" "$work/initrd.gz"
-vm_boot "$work/initrd.gz" "$work/vm.log" | grep -v -E '^(SeaBIOS|Booting|\[ *[0-9.]+\]|.*\[\?7l)' || true
-grep -q 'DEMO OK' "$work/vm.log"
+# The demo takes well under a minute in the VM; a hang is a failure, not a wait.
+VM_TIMEOUT=${LVSD_VM_TIMEOUT:-300}
+vm_boot "$work/initrd.gz" "$work/vm.log" | grep -a -v -E '^(SeaBIOS|Booting|\[ *[0-9.]+\]|.*\[\?7l)' || true
+grep -a -q 'DEMO OK' "$work/vm.log"

@@ -118,6 +118,7 @@ sh ./health.sh || rc=1
 sh ./ops.sh || rc=1
 sh ./faults.sh || rc=1
 sh ./daemon.sh || rc=1
+sh ./startup.sh || rc=1
 sh ./pair.sh || rc=1
 sh ./anycast.sh || rc=1
 sh ./import.sh || rc=1
@@ -134,6 +135,9 @@ if [ "$vm_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/vm.log"; then
   failed=$((failed + 1)); echo "FAILED: the VM run exited $vm_rc without a failing test (boot or crash problem)"
 fi
 grep -q 'LVSD-VM-PRE-IPVS-FAILED' "$work/vm.log" && ! grep -q 'test result: FAILED' "$work/vm.log" && failed=$((failed + 1))
+
+# The README's first command, the product's front door: tested on every change.
+check "the demo (tests/demo.sh): the seed's lab served by lvsd, a live edit converging" tests/demo.sh
 
 note "the Debian package: built, lintian, and proven on Debian 12 booted with systemd (VM)"
 tests/vm/debian.sh 2>&1 | tee "$work/debian.log"
