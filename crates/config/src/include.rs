@@ -285,8 +285,13 @@ pub(crate) fn read(
     };
     let mut main_problems = vec![];
     let (files, dirs) = resolve(&patterns, main, &mut main_problems);
+    // Every file listed is in the stamp, read or not (a generation refused before its files
+    // were read is stamped as they are now; each file read, from its descriptor below).
     seen.dirs.clone_from(&dirs);
-    seen.included.clear();
+    seen.included = files
+        .iter()
+        .map(|(p, _)| (p.clone(), FileStamp::at(p)))
+        .collect();
     let ctx = match &parsed {
         Ok((c, _)) => Context {
             host: c.host.clone(),
@@ -341,16 +346,14 @@ pub(crate) fn read(
     }
     let mut bytes_read = vec![];
     let mut parts = vec![];
-    for (path, at) in files {
+    for (i, (path, at)) in files.into_iter().enumerate() {
         let shown = printable(&path.display().to_string()).into_owned();
         let index = sources.files.len() as u32;
         sources.files.push(shown.clone());
         let read = crate::read_stamped(&path);
-        let stamp = match &read {
-            Ok((_, stamp)) => Some(*stamp),
-            Err(_) => FileStamp::at(&path),
-        };
-        seen.included.push((path.clone(), stamp));
+        if let (Ok((_, stamp)), Some(slot)) = (&read, seen.included.get_mut(i)) {
+            slot.1 = Some(*stamp);
+        }
         let bytes = match read {
             Ok((b, _)) => b,
             Err(Error::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
