@@ -30,3 +30,13 @@ pub const START_BEFORE_LOOP: &str = "start-before-loop";
 pub const RELOAD_BEFORE_READ: &str = "reload-before-read";
 /// A reload, once the file is read (before its included directories are followed).
 pub const RELOAD_AFTER_READ: &str = "reload-after-read";
+/// A reload's reader panics (the thread reading the config is lost with the config it held).
+pub const RELOAD_PANIC: &str = "reload-panic";
+
+/// Panics here when `LVSD_FAULT` names this point: how a test loses a task the way a bug would.
+#[allow(clippy::panic)]
+pub fn panic_point(name: &str) {
+    if std::env::var_os("LVSD_FAULT").is_some_and(|v| v == name) {
+        panic!("LVSD_FAULT: a panic at {name} for a test");
+    }
+}

@@ -17,6 +17,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, config: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with(dir, config, extra, &[])
+    }
+
+    /// [`Daemon::start`] with more variables in its environment.
+    fn start_with(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = dir.join(format!("daemon-{}.log", extra.len()));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_lvsd"))
@@ -26,6 +31,7 @@ impl Daemon {
             .arg(dir.join("state"))
             .args(extra)
             .env("LVSD_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -50,6 +56,18 @@ impl Daemon {
 
     fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// How the daemon exited, if it did within `within`.
+    fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 }
 
@@ -244,5 +262,33 @@ fn status_answers_while_a_large_config_is_read() {
         "status answered only after the config was read: {log_when_answered}"
     );
     assert!(d.wait_log(read, Duration::from_secs(120)), "{}", d.log());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_config_reader_lost_to_a_panic_ends_the_daemon_for_its_supervisor_to_restart() {
+    let dir = workdir("lost-reader");
+    let cfg = config(&dir, "lvsd.yaml", 2);
+    // The reload's reader panics (LVSD_FAULT=reload-panic); the start's reader does not.
+    let mut d = Daemon::start_with(&dir, &cfg, &[], &[("LVSD_FAULT", "reload-panic")]);
+    assert!(
+        d.wait_log("lvsd running", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    let next = config(&dir, "next.yaml", 3);
+    std::fs::rename(&next, &cfg).unwrap();
+    // Not a daemon that goes on pinging the watchdog with its config gone: an exit, non-zero.
+    let status = d.exited(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}: {}",
+        d.log()
+    );
+    assert!(
+        d.log().contains("the config reader was lost"),
+        "{}",
+        d.log()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

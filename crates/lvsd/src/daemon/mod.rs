@@ -250,6 +250,8 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
     let watchdog = crate::telemetry::watchdog_interval();
     let mut next_ping = watchdog.map(|w| d.clock.now() + w);
     crate::fault::point(crate::fault::START_BEFORE_LOOP);
+    // What ends the loop other than a stop: lvsd cannot go on (and exits non-zero).
+    let mut fatal = None;
     'run: loop {
         // Everything that arrived while the last step ran is taken in before the next step.
         while let Ok(input) = inputs.try_recv() {
@@ -264,7 +266,12 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
             }
         }
         match d.machine.next(d.clock.now()) {
-            Step::Reload { asked } => d.reload(asked).await,
+            Step::Reload { asked } => {
+                if let Err(e) = d.reload(asked).await {
+                    fatal = Some(e);
+                    break 'run;
+                }
+            }
             Step::CheckFile => {
                 let changed = d.read_moved().await;
                 if changed {
@@ -292,6 +299,10 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         }
     }
     let _ = std::fs::remove_file(crate::telemetry::socket_path(d.engine.state_dir()));
+    if let Some(e) = fatal {
+        tracing::error!("{e:#}");
+        return Err(e);
+    }
     tracing::info!("stopping; the IPVS table and the host stay as they are");
     Ok(())
 }
@@ -403,7 +414,8 @@ impl Daemon {
             .on(Event::FileWritten { whole: false }, self.clock.now());
     }
 
-    async fn reload(&mut self, asked: bool) {
+    /// Reads the config again; an error is fatal (see [`reload::reload`]).
+    async fn reload(&mut self, asked: bool) -> Result<()> {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
         }
@@ -419,13 +431,13 @@ impl Daemon {
                     tracing::debug!("the config is the file rejected last; nothing new");
                     self.machine
                         .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
-                    return;
+                    return Ok(());
                 }
             }
         }
         crate::fault::point(crate::fault::RELOAD_BEFORE_READ);
         let (outcome, read) =
-            reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await;
+            reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await?;
         crate::fault::point(crate::fault::RELOAD_AFTER_READ);
         self.read = read;
         if let Some(l) = &self.loaded {
@@ -467,6 +479,7 @@ impl Daemon {
             .as_ref()
             .map_or(0, |l| l.config.desired.services.len());
         self.say_status(services);
+        Ok(())
     }
 
     /// `STATUS=` for systemd: how table and host stand, and why the file on disk is not the

@@ -15,26 +15,28 @@ use crate::reconcile::Engine;
 
 /// Reads the config at `settings.config` into `loaded`. `Changed` carries the services whose
 /// entries changed (an edit of a few is read in place: only its entries are parsed again).
-/// Also returns the stamp of what was read, whatever the outcome.
+/// Also returns the stamp of what was read, whatever the outcome. An error is fatal: the
+/// thread reading the config was lost, and the last good config with it.
 pub async fn reload(
     settings: &Settings,
     loaded: &mut Option<Loaded>,
     engine: &mut Engine,
-) -> (Reloaded, Stamp) {
+) -> anyhow::Result<(Reloaded, Stamp)> {
     let path = settings.config.clone();
     if !settings.allow_insecure_config {
         if let Some(why) = crate::perms::insecure(&path) {
             tracing::error!("{why}; keeping the last good config");
-            return (Reloaded::Rejected(why), Stamp::main_only(&path));
+            return Ok((Reloaded::Rejected(why), Stamp::main_only(&path)));
         }
     }
     let Some(mut current) = loaded.take() else {
-        return (Reloaded::Unchanged, Stamp::main_only(&path));
+        anyhow::bail!("the config reader was lost earlier: no config in force");
     };
     let role = settings.role;
     let started = std::time::Instant::now();
     let (current, reread, seen) = match tokio::task::spawn_blocking(move || {
         let mut seen = Stamp::default();
+        crate::fault::panic_point(crate::fault::RELOAD_PANIC);
         let r = current.reread_file(&path, role, &mut seen);
         (current, r, seen)
     })
@@ -42,15 +44,16 @@ pub async fn reload(
     {
         Ok(r) => r,
         Err(e) => {
-            // The reading thread died (it cannot: the reader does not panic). The last good
-            // config went with it, which the daemon cannot go on without.
-            tracing::error!("reading the config failed: {e}");
-            let why = format!("reading the config failed: {e}");
-            return (Reloaded::Rejected(why), Stamp::main_only(&settings.config));
+            // The reading thread died (it should not: the reader does not panic). The last
+            // good config went with it, which the daemon cannot go on without: a daemon that
+            // went on would ping the watchdog while every pass and reload did nothing.
+            anyhow::bail!(
+                "the config reader was lost ({e}), and the config in force with it; exiting so that the supervisor restarts lvsd, which adopts the table as it is"
+            );
         }
     };
     let outcome = take(settings, loaded, engine, current, reread, started).await;
-    (outcome, seen)
+    Ok((outcome, seen))
 }
 
 /// Takes what a reread found, if the guards allow it.
