@@ -932,7 +932,6 @@ fn a_hundred_thousand_bad_services_are_a_hundred_lines_and_a_count() {
             i & 255
         ));
     }
-    let started = std::time::Instant::now();
     for e in [
         config::parse(&yaml, "t.yaml").unwrap_err(),
         config::parse_with_yaml_library(&yaml, "t.yaml").unwrap_err(),
@@ -946,11 +945,6 @@ fn a_hundred_thousand_bad_services_are_a_hundred_lines_and_a_count() {
             "t.yaml: 99900 more problems not shown (the first 100 are above)"
         );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
     // Each problem once: a service's check is checked for each of its reals.
     let mut yaml = String::from("services:\n");
     for i in 0..300u32 {

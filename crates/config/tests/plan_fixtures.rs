@@ -9,13 +9,26 @@ use std::path::Path;
 use plan::{Observed, Options, Owned, OwnedService};
 
 fn run_case(dir: &Path) -> (String, String) {
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    // desired.yaml, observed.txt and expected.txt must be there (a case missing one would
+    // compare nothing with nothing); owned.txt is optional (lvsd owns nothing yet).
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}: {f}: {e}", dir.display()))
+    };
+    let read_optional = |f: &str| match std::fs::read_to_string(dir.join(f)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => panic!("{}: {f}: {e}", dir.display()),
+    };
     let desired = config::parse(&read("desired.yaml"), "desired.yaml")
         .unwrap()
         .desired;
     let observed = Observed::from_rules(&ipvs::save::parse_rules(&read("observed.txt")).unwrap());
     let mut owned = Owned::default();
-    for line in read("owned.txt").lines().filter(|l| !l.trim().is_empty()) {
+    for line in read_optional("owned.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
         let (key, s) = observed
             .services
             .iter()

