@@ -174,4 +174,31 @@ check "lvsd on dir2 logged each change" sh -c "grep -q 'sync daemon on eth0, id 
 for d in director dir2; do kill "$(cat $E/$d/lvsd.pid)" "$(cat $E/$d/k.pid)" 2>/dev/null; done
 kill $(pidof tail) 2>/dev/null
 sleep 0.5
+
+echo "--- 6. the shipped pair file's host record, read back by the next lvsd"
+# deploy/ha/lvsd-pair.yaml sets sync_threshold to "3 50" (two words): the record must carry
+# the original value for `--role none` in another process to restore it.
+R=$E/record
+on dir2 ipvsadm -C
+on dir2 sh -c 'echo "2 20" > /proc/sys/net/ipv4/vs/sync_threshold; echo 0 > /proc/sys/net/ipv4/vs/expire_nodest_conn'
+on dir2 ./lvsd apply -c lvsd-pair.yaml --state-dir $R >$E/rec-apply.out 2>&1; rc=$?
+cat $E/rec-apply.out
+check "the shipped pair file applies" [ $rc -eq 0 ]
+check "... sync_threshold is 3 50" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '3 50' ]"
+on dir2 ./lvsd apply -c lvsd-pair.yaml --role none --state-dir $R >$E/rec-none.out 2>&1; rc=$?
+cat $E/rec-none.out
+check "another lvsd reads the record: --role none exits 0" [ $rc -eq 0 ]
+check "... and restores sync_threshold (2 20) from it" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '2 20' ]"
+check "... and expire_nodest_conn (0)" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/expire_nodest_conn)\" = 0 ]"
+check "... saying nothing of a damaged record" sh -c "! grep -q 'damaged\|cannot be read' $E/rec-none.out"
+# A record that cannot be read: the host part stops, loudly, and touches nothing.
+on dir2 ./lvsd apply -c lvsd-pair.yaml --state-dir $R >/dev/null 2>&1
+echo '{"record": "x", "version": 2, "addresses": 7}' >$R/host
+on dir2 ./lvsd apply -c lvsd-pair.yaml --role none --state-dir $R >$E/rec-bad.out 2>&1; rc=$?
+cat $E/rec-bad.out
+check "a damaged host record: --role none exits non-zero" [ $rc -ne 0 ]
+check "... naming the record and what to do" sh -c "grep -q 'ownership record $R/host cannot be read' $E/rec-bad.out"
+check "... and leaves the sysctls lvsd set as they are" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '3 50' ]"
+rm -f $R/host
+on dir2 ipvsadm -C
 result pair

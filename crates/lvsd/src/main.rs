@@ -5,6 +5,7 @@
 mod daemon;
 mod fault;
 mod health_status;
+mod io;
 mod lock;
 mod output;
 mod perms;

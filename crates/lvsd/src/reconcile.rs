@@ -13,8 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use config::Config;
-use host::Host;
-use ipvs::{Client, DestKey, ServiceKey};
+use ipvs::{DestKey, ServiceKey};
 use plan::globals::{
     GlobalOp, GlobalsDesired, GlobalsObserved, GlobalsOwned, GlobalsPlan, plan_globals,
 };
@@ -24,6 +23,7 @@ use plan::host::{
 };
 use plan::{Desired, Observed, Op, Options, Owned, Plan};
 
+use crate::io::{HostIo as _, Io, System, Table as _};
 use crate::state_file;
 
 /// The process's user and system CPU time so far, for the timing log.
@@ -58,15 +58,20 @@ pub fn now() -> u64 {
 /// The kernel connections and what lvsd remembers about them. Each connection is opened on
 /// first use: a real server never opens the IPVS one (it may not even have the module), and
 /// a table-only lvsd never opens rtnetlink.
-pub struct Engine {
-    client: Option<Client>,
-    host: Option<Host>,
+pub struct Engine<I: Io = System> {
+    io: I,
+    client: Option<I::Table>,
+    host: Option<I::Host>,
     state_dir: PathBuf,
     exclusive: bool,
     /// What lvsd manages in the table, as last saved.
     pub owned: Owned,
     /// What lvsd put on the host, as last saved.
     pub host_owned: HostOwned,
+    /// The table's record exists but cannot be read: the table is not touched until it can.
+    owned_unreadable: Option<state_file::Unreadable>,
+    /// The same for the host's record and the host.
+    host_unreadable: Option<state_file::Unreadable>,
     /// The table as the last pass left it: read back, or known write by write from the
     /// kernel's answers. A pass for a small edit starts from it and reads back only the
     /// services it touches instead of the whole table.
@@ -313,37 +318,88 @@ impl std::error::Error for Refused {}
 impl Engine {
     /// Loads the ownership records; connections are opened when first needed.
     pub fn new(state_dir: PathBuf, exclusive: bool) -> Self {
-        let owned = state_file::load(&state_dir);
-        let host_owned = state_file::load_host(&state_dir);
+        Engine::with_io(System::new(state_dir.clone()), state_dir, exclusive)
+    }
+}
+
+impl<I: Io> Engine<I> {
+    /// An engine reaching the world through `io` (the simulated one, in tests).
+    pub fn with_io(mut io: I, state_dir: PathBuf, exclusive: bool) -> Self {
+        let (owned, owned_unreadable) = split(io.load_owned());
+        let (host_owned, host_unreadable) = split(io.load_host());
+        for e in owned_unreadable.iter().chain(&host_unreadable) {
+            tracing::error!("{e}");
+        }
         Engine {
+            io,
             client: None,
             host: None,
             state_dir,
             exclusive,
             owned,
             host_owned,
+            owned_unreadable,
+            host_unreadable,
             table: None,
             fresh: false,
             digests: std::collections::HashMap::new(),
         }
     }
 
-    async fn client(&mut self) -> Result<&mut Client> {
+    async fn client(&mut self) -> Result<&mut I::Table> {
         if self.client.is_none() {
-            self.client = Some(Client::connect().await?);
+            self.client = Some(self.io.connect_table().await?);
         }
         self.client
             .as_mut()
             .context("the IPVS connection is not open")
     }
 
-    fn host(&mut self) -> Result<&Host> {
+    fn host(&mut self) -> Result<&I::Host> {
         if self.host.is_none() {
-            self.host = Some(Host::connect()?);
+            self.host = Some(self.io.connect_host()?);
         }
         self.host
             .as_ref()
             .context("the rtnetlink connection is not open")
+    }
+
+    /// The table's record, once it can be read: while it cannot, nothing of the table is
+    /// planned or touched (read again at every pass, so a record fixed or removed by an
+    /// operator is taken at the next one).
+    fn table_record(&mut self) -> Result<()> {
+        if self.owned_unreadable.is_some() {
+            match self.io.load_owned() {
+                Ok(o) => {
+                    tracing::info!("the table's ownership record can be read again");
+                    self.owned = o;
+                    self.owned_unreadable = None;
+                }
+                Err(e) => {
+                    self.owned_unreadable = Some(e.clone());
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Engine::table_record`] for the host's record and the host.
+    fn host_record(&mut self) -> Result<()> {
+        if self.host_unreadable.is_some() {
+            match self.io.load_host() {
+                Ok(o) => {
+                    tracing::info!("the host's ownership record can be read again");
+                    self.host_owned = o;
+                    self.host_unreadable = None;
+                }
+                Err(e) => {
+                    self.host_unreadable = Some(e.clone());
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Where the ownership records (and the daemon's health file) live.
@@ -377,7 +433,7 @@ impl Engine {
         let read = async {
             let client = match self.client.as_mut() {
                 Some(c) => c,
-                None => self.client.insert(Client::connect().await?),
+                None => self.client.insert(self.io.connect_table().await?),
             };
             let services = client.services().await.context("read the IPVS table")?;
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
@@ -423,6 +479,7 @@ impl Engine {
         if cfg.host.role == Role::RealServer {
             return Ok(None);
         }
+        self.table_record()?;
         match (self.fresh, self.table.take()) {
             (true, Some(t)) => {
                 self.fresh = false;
@@ -494,6 +551,7 @@ impl Engine {
         table: Option<&Observed>,
         unable: &BTreeSet<ServiceKey>,
     ) -> Result<HostPlan> {
+        self.host_record()?;
         if cfg.host.role == Role::None
             && cfg.host.ipvs_sysctls.is_empty()
             && self.host_owned.is_empty()
@@ -644,7 +702,7 @@ impl Engine {
     fn save_globals(&mut self, kept: &GlobalsOwned) -> Result<()> {
         if *kept != self.owned.globals {
             self.owned.globals = kept.clone();
-            state_file::save(&self.state_dir, &self.owned)?;
+            self.io.save_owned(&self.owned)?;
         }
         Ok(())
     }
@@ -661,6 +719,7 @@ impl Engine {
         if cfg.host.role == Role::RealServer || !self.scoped(scope) {
             return Ok(None);
         }
+        self.table_record()?;
         let table = self.table.take();
         let host = self.plan_host(cfg, table.as_ref(), &NONE).await;
         let plan = table
@@ -779,7 +838,7 @@ impl Engine {
     /// Saves the host record when it differs from the one on disk.
     fn save_host(&mut self, kept: &HostOwned) -> Result<()> {
         if *kept != self.host_owned {
-            state_file::save_host(&self.state_dir, kept)?;
+            self.io.save_host(kept)?;
             self.host_owned = kept.clone();
         }
         Ok(())
@@ -798,7 +857,7 @@ impl Engine {
     fn options(&self) -> Options {
         Options {
             exclusive: self.exclusive,
-            now: now(),
+            now: self.io.now(),
         }
     }
 
@@ -853,7 +912,10 @@ impl Engine {
                     Some(s) => {
                         let mut t = self.table.take().unwrap_or_default();
                         self.fresh = false;
-                        self.refresh(s, &mut t).await.map(|()| t)
+                        match self.table_record() {
+                            Ok(()) => self.refresh(s, &mut t).await.map(|()| t),
+                            Err(e) => Err(e),
+                        }
                     }
                     None => self.observe_table(cfg).await.map(|t| t.unwrap_or_default()),
                 };
@@ -1152,7 +1214,7 @@ impl Engine {
             }
         }
         if changed {
-            state_file::save(&self.state_dir, &self.owned)?;
+            self.io.save_owned(&self.owned)?;
         }
         Ok(())
     }
@@ -1186,7 +1248,7 @@ impl Engine {
             }
         }
         if changed {
-            state_file::save(&self.state_dir, &self.owned)?;
+            self.io.save_owned(&self.owned)?;
         }
         Ok(())
     }
@@ -1201,10 +1263,20 @@ impl Engine {
         }
         if next != self.owned {
             let started = std::time::Instant::now();
-            state_file::save(&self.state_dir, &next)?;
+            self.io.save_owned(&next)?;
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "saved the ownership record");
             self.owned = next;
         }
         Ok(())
+    }
+}
+
+/// A record as loaded, and why it could not be, apart.
+fn split<T: Default>(
+    r: std::result::Result<T, state_file::Unreadable>,
+) -> (T, Option<state_file::Unreadable>) {
+    match r {
+        Ok(t) => (t, None),
+        Err(e) => (T::default(), Some(e)),
     }
 }

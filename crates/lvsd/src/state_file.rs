@@ -2,7 +2,9 @@
 //! (`owned`), and what a host role put on the host (`host`): addresses lvsd added, links it
 //! brought up, sysctls it changed with their original values. They live under `/run/lvsd/`
 //! because they describe kernel state, which does not survive a reboot either. One line per
-//! fact, written atomically and durably (own temp file, fsync, rename, fsync of the directory).
+//! fact (the host record: versioned JSON, whose values may hold any text), written atomically
+//! and durably (own temp file, fsync, rename, fsync of the directory). A record that exists but
+//! cannot be read is an error ([`Unreadable`]), never an empty record.
 //!
 //! ```text
 //! service tcp 172.16.1.50 80 drain_timeout=30 deadline=-
@@ -13,9 +15,9 @@
 //! sync backup
 //! ```
 //! ```text
-//! address lo 172.16.1.50
-//! link tunl0
-//! sysctl net/ipv4/conf/all/arp_ignore original=0 set=1
+//! {"record": "lvsd host record: …", "version": 2,
+//!  "addresses": [{"interface": "lo", "addr": "172.16.1.50"}], "links_up": ["tunl0"],
+//!  "sysctls": [{"key": "net/ipv4/vs/sync_threshold", "original": "3 50", "set": "3 10"}]}
 //! ```
 
 use std::net::IpAddr;
@@ -202,29 +204,35 @@ pub fn parse(text: &str) -> Result<Owned, usize> {
     Ok(owned)
 }
 
-/// Reads record `name` of `dir`; a missing file means lvsd owns nothing yet. A damaged one is
-/// reported and treated as empty: lvsd then touches nothing it cannot prove it made, the safe
-/// side (`consequence` says what that means for this record).
-fn load_with<T: Default>(
+/// A record that exists but cannot be read. lvsd cannot tell what it made from it, so the
+/// part the record covers (the table, or the host) is not touched until the record is fixed or
+/// removed: treating it as empty would turn what lvsd made into something it leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the ownership record {path} cannot be read ({why}); lvsd changes nothing it covers until it can: restore it, or remove it if nothing of lvsd's is left there (lvsd then owns nothing of it)"
+)]
+pub struct Unreadable {
+    /// The record's path.
+    pub path: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// Reads record `name` of `dir`; a missing file means lvsd owns nothing yet.
+fn load_with<T: Default, E: std::fmt::Display>(
     dir: &Path,
     name: &str,
-    parse: fn(&str) -> Result<T, usize>,
-    consequence: &str,
-) -> T {
+    parse: fn(&str) -> Result<T, E>,
+) -> Result<T, Unreadable> {
     let p = dir.join(name);
+    let unreadable = |why: String| Unreadable {
+        path: p.display().to_string(),
+        why,
+    };
     match std::fs::read_to_string(&p) {
-        Ok(text) => match parse(&text) {
-            Ok(o) => o,
-            Err(line) => {
-                tracing::warn!(file = %p.display(), line, "ownership record is damaged; {consequence}");
-                T::default()
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => T::default(),
-        Err(e) => {
-            tracing::warn!(file = %p.display(), error = %e, "cannot read the ownership record; {consequence}");
-            T::default()
-        }
+        Ok(text) => parse(&text).map_err(|e| unreadable(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(unreadable(e.to_string())),
     }
 }
 
@@ -268,13 +276,8 @@ pub fn write_value(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Loads the table record.
-pub fn load(dir: &Path) -> Owned {
-    load_with(
-        dir,
-        "owned",
-        parse,
-        "treating every service not in the config as foreign",
-    )
+pub fn load(dir: &Path) -> Result<Owned, Unreadable> {
+    load_with(dir, "owned", |t| parse(t).map_err(Damage::at))
 }
 
 /// Saves the table record.
@@ -282,27 +285,148 @@ pub fn save(dir: &Path, owned: &Owned) -> Result<()> {
     write_atomic(dir, "owned", &render(owned))
 }
 
+/// The host record as written: versioned JSON, so that every value round-trips (a sysctl such
+/// as `sync_threshold` holds several words, which the line format of old could not carry).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostRecord {
+    /// What the file is, for a person who opens it.
+    record: String,
+    version: u32,
+    addresses: Vec<HostRecordAddr>,
+    links_up: Vec<String>,
+    sysctls: Vec<HostRecordSysctl>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostRecordAddr {
+    interface: String,
+    addr: IpAddr,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostRecordSysctl {
+    key: String,
+    original: String,
+    set: String,
+}
+
+/// The host record's format version; a record of a later one is refused, not guessed at.
+const HOST_RECORD_VERSION: u32 = 2;
+
 /// Renders the host record.
 pub fn render_host(owned: &HostOwned) -> String {
-    let mut out =
-        String::from("# lvsd host record: what lvsd's role put on this host. Do not edit.\n");
-    for a in &owned.addresses {
-        out += &format!("address {} {}\n", a.interface, a.addr);
-    }
-    for l in &owned.links_up {
-        out += &format!("link {l}\n");
-    }
-    for (k, s) in &owned.sysctls {
-        out += &format!("sysctl {} original={} set={}\n", k.0, s.original, s.set);
-    }
+    let record = HostRecord {
+        record: "lvsd host record: what lvsd's role put on this host. Do not edit.".into(),
+        version: HOST_RECORD_VERSION,
+        addresses: owned
+            .addresses
+            .iter()
+            .map(|a| HostRecordAddr {
+                interface: a.interface.clone(),
+                addr: a.addr,
+            })
+            .collect(),
+        links_up: owned.links_up.iter().cloned().collect(),
+        sysctls: owned
+            .sysctls
+            .iter()
+            .map(|(k, s)| HostRecordSysctl {
+                key: k.0.clone(),
+                original: s.original.clone(),
+                set: s.set.clone(),
+            })
+            .collect(),
+    };
+    // Serializing plain strings, numbers and addresses cannot fail.
+    let mut out = serde_json::to_string_pretty(&record).unwrap_or_default();
+    out.push('\n');
     out
 }
 
-/// Parses a host record; `Err` names the first line that makes no sense.
-pub fn parse_host(text: &str) -> Result<HostOwned, usize> {
+/// Why a record cannot be read: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {what}")]
+pub struct Damage {
+    /// The line (1-based) where the record stops making sense.
+    pub line: usize,
+    /// What is wrong there.
+    pub what: String,
+}
+
+impl Damage {
+    fn at(line: usize) -> Self {
+        Damage {
+            line,
+            what: "not what lvsd writes".into(),
+        }
+    }
+}
+
+/// Parses a host record: the JSON lvsd writes, or the line format lvsd wrote before (read so
+/// that an upgrade keeps what the old version recorded). `Err` says where it makes no sense.
+pub fn parse_host(text: &str) -> Result<HostOwned, Damage> {
+    if text.trim_start().starts_with('{') {
+        return parse_host_json(text);
+    }
+    parse_host_lines(text).map_err(Damage::at)
+}
+
+fn parse_host_json(text: &str) -> Result<HostOwned, Damage> {
+    let r: HostRecord = serde_json::from_str(text).map_err(|e| Damage {
+        line: e.line(),
+        what: format!("not a host record lvsd can read ({e})"),
+    })?;
+    if r.version != HOST_RECORD_VERSION {
+        return Err(Damage {
+            line: 1,
+            what: format!(
+                "version {} (this lvsd reads version {HOST_RECORD_VERSION}): written by another lvsd",
+                r.version
+            ),
+        });
+    }
+    let mut owned = HostOwned::default();
+    for a in r.addresses {
+        owned.addresses.insert(HostAddr {
+            interface: a.interface,
+            addr: a.addr,
+        });
+    }
+    owned.links_up.extend(r.links_up);
+    for s in r.sysctls {
+        owned.sysctls.insert(
+            Sysctl(s.key),
+            OwnedSysctl {
+                original: s.original,
+                set: s.set,
+            },
+        );
+    }
+    Ok(owned)
+}
+
+/// The line format of lvsd before the JSON record. A sysctl's values may hold spaces (lvsd
+/// wrote `original=3 50 set=3 10` for `sync_threshold`): they are split at the last ` set=`.
+fn parse_host_lines(text: &str) -> Result<HostOwned, usize> {
     let mut owned = HostOwned::default();
     for (i, line) in text.lines().enumerate() {
         let bad = i + 1;
+        if let Some(rest) = line.strip_prefix("sysctl ") {
+            let (key, values) = rest.split_once(' ').ok_or(bad)?;
+            let values = values.strip_prefix("original=").ok_or(bad)?;
+            let (original, set) = values.rsplit_once(" set=").ok_or(bad)?;
+            owned.sysctls.insert(
+                Sysctl(key.to_owned()),
+                OwnedSysctl {
+                    original: original.to_owned(),
+                    set: set.to_owned(),
+                },
+            );
+            continue;
+        }
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             [] => {}
             [c, ..] if c.starts_with('#') => {}
@@ -315,17 +439,6 @@ pub fn parse_host(text: &str) -> Result<HostOwned, usize> {
             ["link", name] => {
                 owned.links_up.insert((*name).to_owned());
             }
-            ["sysctl", key, original, set] => {
-                let original = original.strip_prefix("original=").ok_or(bad)?;
-                let set = set.strip_prefix("set=").ok_or(bad)?;
-                owned.sysctls.insert(
-                    Sysctl((*key).to_owned()),
-                    OwnedSysctl {
-                        original: original.to_owned(),
-                        set: set.to_owned(),
-                    },
-                );
-            }
             _ => return Err(bad),
         }
     }
@@ -333,13 +446,8 @@ pub fn parse_host(text: &str) -> Result<HostOwned, usize> {
 }
 
 /// Loads the host record.
-pub fn load_host(dir: &Path) -> HostOwned {
-    load_with(
-        dir,
-        "host",
-        parse_host,
-        "addresses and sysctls lvsd set earlier will not be undone",
-    )
+pub fn load_host(dir: &Path) -> Result<HostOwned, Unreadable> {
+    load_with(dir, "host", parse_host)
 }
 
 /// Saves the host record.
@@ -401,9 +509,44 @@ mod tests {
         );
         assert_eq!(parse("real 1.2.3.4 80\n"), Err(1));
         assert_eq!(
-            parse_host("address lo 172.16.1.50\nsysctl a/b 0 1\n"),
+            parse_host("address lo 172.16.1.50\nsysctl a/b 0 1\n").map_err(|d| d.line),
             Err(2)
         );
+        assert_eq!(
+            parse_host("{\n  \"record\": \"x\",\n  \"version\": 2,\n  \"addresses\": 7\n}\n")
+                .map_err(|d| d.line),
+            Err(4)
+        );
+        let later = parse_host(
+            "{\"record\":\"\",\"version\":3,\"addresses\":[],\"links_up\":[],\"sysctls\":[]}",
+        )
+        .unwrap_err();
+        assert!(later.what.contains("version 3"), "{later}");
+    }
+
+    #[test]
+    fn the_line_format_of_old_is_read_with_values_of_several_words() {
+        // As lvsd wrote it for `ipvs.sysctl.sync_threshold: "3 50"` (deploy/ha/lvsd-pair.yaml).
+        let old = "# lvsd host record\naddress eth0 172.16.1.50\nlink tunl0\nsysctl net/ipv4/vs/sync_threshold original=3 50 set=3 10\n";
+        let owned = parse_host(old).unwrap();
+        let s = &owned.sysctls[&Sysctl("net/ipv4/vs/sync_threshold".into())];
+        assert_eq!((s.original.as_str(), s.set.as_str()), ("3 50", "3 10"));
+        assert_eq!(owned.addresses.len(), 1);
+        assert_eq!(parse_host(&render_host(&owned)), Ok(owned));
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error_never_an_empty_one() {
+        let dir = std::env::temp_dir().join(format!("lvsd-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(load_host(&dir), Ok(HostOwned::default()), "no record yet");
+        std::fs::write(dir.join("host"), "address lo\n").unwrap();
+        let e = load_host(&dir).unwrap_err().to_string();
+        assert!(e.contains("cannot be read (line 1"), "{e}");
+        assert!(e.contains("changes nothing it covers"), "{e}");
+        std::fs::write(dir.join("owned"), "real 1.2.3.4 80\n").unwrap();
+        assert!(load(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -421,6 +564,34 @@ mod tests {
                 set: "1".into(),
             },
         );
+        owned.sysctls.insert(
+            Sysctl("net/ipv4/vs/sync_threshold".into()),
+            OwnedSysctl {
+                original: "3 50".into(),
+                set: "3 10".into(),
+            },
+        );
         assert_eq!(parse_host(&render_host(&owned)), Ok(owned));
+    }
+
+    proptest::proptest! {
+        /// Every host record lvsd can hold reads back as it was: any interface name, link,
+        /// sysctl key and value (spaces, quotes, newlines, any character).
+        #[test]
+        fn every_host_record_round_trips(
+            addrs in proptest::collection::vec((".{0,16}", proptest::prelude::any::<std::net::IpAddr>()), 0..4),
+            links in proptest::collection::btree_set(".{0,16}", 0..4),
+            sysctls in proptest::collection::btree_map(".{0,24}", (".{0,12}", ".{0,12}"), 0..4),
+        ) {
+            let mut owned = HostOwned::default();
+            for (interface, addr) in addrs {
+                owned.addresses.insert(HostAddr { interface, addr });
+            }
+            owned.links_up = links;
+            for (k, (original, set)) in sysctls {
+                owned.sysctls.insert(Sysctl(k), OwnedSysctl { original, set });
+            }
+            proptest::prop_assert_eq!(parse_host(&render_host(&owned)), Ok(owned));
+        }
     }
 }
