@@ -89,8 +89,13 @@ pub(crate) struct Included {
 /// (a large single file keeps its fast and in-place readings). Asked of every version the
 /// daemon reads, so it searches the way memchr does (a byte-by-byte window over a 4 MB file
 /// was most of an edit's read under emulation).
+///
+/// A key means the same however it is spelled, and a double-quoted scalar can spell
+/// `include` without those bytes (`"\x69nclude"`, `"\u0069nclude"`, a line break escaped
+/// inside the word): a file with a backslash may hold one too. Every other YAML spelling
+/// (plain, single-quoted, tagged, anchored) keeps the word's bytes.
 pub(crate) fn may_include(bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, b"include").is_some()
+    memchr::memmem::find(bytes, b"include").is_some() || memchr::memchr(b'\\', bytes).is_some()
 }
 
 /// A file an `include` pattern names, and where the pattern stands.
@@ -484,5 +489,7 @@ mod tests {
         assert!(!may_include(b"services:\n  - address: 10.0.0.1:80\n"));
         assert!(!may_include(b"includ"));
         assert!(!may_include(b""));
+        // An escape can spell the word without its bytes.
+        assert!(may_include(b"\"\\x69nclude\": [a.yaml]\n"));
     }
 }
