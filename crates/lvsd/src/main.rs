@@ -2,6 +2,8 @@
 //! logging, exit codes and human-readable output; the work is in the `config`, `plan` and
 //! `ipvs` crates and in [`reconcile`] and [`daemon`].
 
+#[macro_use]
+mod stdout;
 mod daemon;
 mod fault;
 mod health_status;
@@ -256,15 +258,46 @@ fn main() -> ExitCode {
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lvsd: cannot start the runtime: {e}");
+            errln!("lvsd: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let json = cli.command.json_document();
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lvsd: {e:#}");
+            // A machine reading `--json` gets a document, also about a failure.
+            if let Some((command, config)) = json {
+                output::print(&output::failure(command, config.as_deref(), &e));
+            }
+            errln!("lvsd: {e:#}");
             ExitCode::FAILURE
+        }
+    };
+    match stdout::failure() {
+        Some(why) => {
+            errln!("{why}");
+            ExitCode::FAILURE
+        }
+        None => code,
+    }
+}
+
+impl Command {
+    /// For a command asked for `--json`: its name and the config it reads (as printed), so
+    /// that a failure is a JSON document too (a playbook's `from_json` then shows lvsd's
+    /// message instead of a parse error of its own).
+    fn json_document(&self) -> Option<(&'static str, Option<String>)> {
+        let shown = |t: &TableArgs| {
+            Some(config::printable(&t.config.config.display().to_string()).into_owned())
+        };
+        match self {
+            Command::Plan { table, json: true } => Some(("plan", shown(table))),
+            Command::Apply {
+                table, json: true, ..
+            } => Some(("apply", shown(table))),
+            Command::Status { json: true, .. } => Some(("status", None)),
+            _ => None,
         }
     }
 }
@@ -303,10 +336,10 @@ fn check_trusted(arg: &ConfigArg) -> Result<()> {
 
 fn print_host_plan(plan: &HostPlan) {
     for m in &plan.missing {
-        println!("! {m}");
+        outln!("! {m}");
     }
     for op in &plan.ops {
-        println!("{op}");
+        outln!("{op}");
     }
 }
 
@@ -314,7 +347,7 @@ fn print_host_plan(plan: &HostPlan) {
 /// thousand lines, and a write per line cost more than the kernel's work.
 fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) {
     use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(stdout::Stdout);
     for i in items {
         if writeln!(out, "{i}").is_err() {
             return;
@@ -339,7 +372,7 @@ impl std::fmt::Display for Line<'_> {
 fn print_plan(plan: &Plan, now: u64, sources: &config::Sources) {
     print_lines(plan.ops.iter().map(|o| Line(o, sources)));
     for w in &plan.waiting {
-        println!(
+        outln!(
             "  waiting: real {} of {} has {} active connections; deleted when they close or in {}s at the latest",
             w.real,
             w.service,
@@ -348,7 +381,7 @@ fn print_plan(plan: &Plan, now: u64, sources: &config::Sources) {
         );
     }
     for k in &plan.foreign {
-        println!("  foreign: service {k} is not lvsd's; left alone (--exclusive would remove it)");
+        outln!("  foreign: service {k} is not lvsd's; left alone (--exclusive would remove it)");
     }
 }
 
@@ -375,20 +408,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         (r, Some(i)) => format!("; role {} on {i}", r.name()),
                         (r, None) => format!("; role {}", r.name()),
                     };
-                    println!(
+                    outln!(
                         "{shown}: valid ({} services, {} real servers{role})",
-                        c.services, c.reals
+                        c.services,
+                        c.reals
                     );
                     print_files(&c);
                     if c.services == 0 {
-                        eprintln!(
+                        errln!(
                             "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
                         );
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("{e}");
+                    errln!("{e}");
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -396,9 +430,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan { table: t, json } => {
             let cfg = load(&t.config)?;
             if let Some(h) = lock::holder(&t.state_dir).filter(lock::Holder::is_daemon) {
-                eprintln!(
+                errln!(
                     "note: lvsd run (pid {}) manages this table from {}; it carries out what this plan shows by itself",
-                    h.pid, h.config
+                    h.pid,
+                    h.config
                 );
             }
             let mut engine = Engine::new(t.state_dir.clone(), t.exclusive);
@@ -471,34 +506,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_plan(plan, reconcile::now(), &cfg.sources);
                 pending += plan.ops.len() + plan.waiting.len();
                 for w in engine.mh_warnings(&cfg.desired).await? {
-                    println!("! warning: {w}");
+                    outln!("! warning: {w}");
                 }
             }
             if let Some(why) = refusal {
-                println!("! {why}");
+                outln!("! {why}");
             }
             match health_status::load(&t.state_dir) {
-                Some(daemon_view) => print!("{daemon_view}"),
+                Some(daemon_view) => out!("{daemon_view}"),
                 None => {
                     for l in health_status::lines(&health, &statuses) {
-                        println!(
-                            "  {l} (as the kernel's weights show; checks run under `lvsd run`)"
-                        );
+                        outln!("  {l} (as the kernel's weights show; checks run under `lvsd run`)");
                     }
                 }
             }
             if !host.missing.is_empty() {
-                println!("! the host lacks what the role needs; apply would change nothing");
+                outln!("! the host lacks what the role needs; apply would change nothing");
                 return Ok(ExitCode::FAILURE);
             }
             if pending == 0 {
                 match table {
-                    Some(_) => println!("in sync: {} services", cfg.desired.services.len()),
-                    None => println!("in sync: host set up as {}", cfg.host.role.name()),
+                    Some(_) => outln!("in sync: {} services", cfg.desired.services.len()),
+                    None => outln!("in sync: host set up as {}", cfg.host.role.name()),
                 }
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{pending} changes pending");
+                outln!("{pending} changes pending");
                 Ok(ExitCode::from(2))
             }
         }
@@ -511,36 +544,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             lock_timeout,
         } => {
             let shown = config::printable(&table.config.config.display().to_string()).into_owned();
-            let fail_json = |e: &anyhow::Error| {
-                if json {
-                    output::print(&output::document(
-                        "apply",
-                        &shown,
-                        vec![],
-                        serde_json::json!({"error": format!("{e:#}"), "exit": 1}),
-                    ));
-                }
-            };
-            let cfg = match load_trusted(&table.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    fail_json(&e);
-                    return Err(e);
-                }
-            };
+            // A failure returned from here is a JSON document under `--json` (see `main`).
+            let cfg = load_trusted(&table.config)?;
             let _lock = lock::acquire(
                 &table.state_dir,
                 "apply",
                 &table.config.config,
                 lock_timeout,
-            )
-            .inspect_err(|e| fail_json(&anyhow::anyhow!("{e}")))?;
+            )?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
-            engine
-                .adopt_health(&cfg, &mut health)
-                .await
-                .inspect_err(|e| fail_json(e))?;
+            engine.adopt_health(&cfg, &mut health).await?;
             let effective = health.effective_if_any(&cfg.desired);
             let unable = effective
                 .as_ref()
@@ -568,9 +582,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .flatten()
                     .next()
                 {
-                    let e = anyhow::anyhow!("{e:#}");
-                    fail_json(&e);
-                    return Err(e);
+                    return Err(anyhow::anyhow!("{e:#}"));
                 }
                 let (host, table) = (pass.host.done(), pass.table.done());
                 let started = std::time::Instant::now();
@@ -606,7 +618,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(code));
             }
             if out.summarized {
-                println!(
+                outln!(
                     "applied {changed} changes: {} (lvsd apply -v lists each)",
                     output::counts(
                         out.kinds
@@ -619,14 +631,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("{failed} operations failed; {changed} applied");
             }
             if changed == 0 {
-                println!("in sync: nothing to change");
+                outln!("in sync: nothing to change");
             } else if !out.summarized {
-                println!("applied {changed} changes");
+                outln!("applied {changed} changes");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { state_dir, json } => {
-            print!("{}", telemetry::query(&state_dir, json).await?);
+            out!("{}", telemetry::query(&state_dir, json).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -665,7 +677,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let observed = plan::Observed::from_dump(&dump);
             let rules = observed.to_rules();
             match split {
-                None => print!(
+                None => out!(
                     "{}",
                     config::export::to_yaml(&rules, "exported by lvsd from the live IPVS table")
                 ),
@@ -690,10 +702,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let converted = match from {
                 ImportFrom::Ipvsadm => {
-                    let rules = ipvs::save::parse_rules(&text)
-                        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                    let rules = ipvs::save::parse_rules(&text).map_err(|e| {
+                        anyhow::anyhow!("{}", config::printable(&format!("{file}: {e}")))
+                    })?;
                     let observed = plan::Observed::from_rules(&rules);
-                    print!(
+                    out!(
                         "{}",
                         config::export::to_yaml(
                             &observed.to_rules(),
@@ -712,20 +725,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let converted = match converted {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("{e}");
+                    // Text from the imported file, escaped as every message of lvsd's is.
+                    for line in e.to_string().lines() {
+                        errln!("{}", config::printable(line));
+                    }
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            print!("{}", converted.yaml);
+            out!("{}", converted.yaml);
             for line in &converted.summary {
-                eprintln!("lvsd import: {line}");
+                errln!("lvsd import: {}", config::printable(line));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Dump => {
             let mut client = ipvs::Client::connect().await?;
             let dump = client.dump().await?;
-            print!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
+            out!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir: Some(dir) } => {
@@ -739,19 +755,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut out)
                 .context("render the man page")?;
-            std::io::Write::write_all(&mut std::io::stdout(), &out)
-                .context("write the man page")?;
+            std::io::Write::write_all(&mut stdout::Stdout, &out).context("write the man page")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "lvsd", &mut std::io::stdout());
+            let mut out = std::io::BufWriter::new(stdout::Stdout);
+            clap_complete::generate(shell, &mut cmd, "lvsd", &mut out);
+            std::io::Write::flush(&mut out).context("write the completions")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
             let mut client = ipvs::Client::connect().await?;
             let info = client.info().await?;
-            println!(
+            outln!(
                 "IP Virtual Server version {} (size={})",
                 info.version_string(),
                 info.conn_tab_size
@@ -794,7 +811,7 @@ impl ApplyOutput<'_> {
                 if self.json {
                     self.docs.push(output::host_op(op, R::Ok, None));
                 } else if each {
-                    println!("{op}");
+                    outln!("{op}");
                 }
             }
             if let Some((op, e)) = &h.failed {
@@ -802,7 +819,7 @@ impl ApplyOutput<'_> {
                     self.docs
                         .push(output::host_op(op, R::Failed, Some(e.to_string())));
                 } else {
-                    println!("! {op}: {e}");
+                    outln!("! {op}: {e}");
                 }
             }
         }
@@ -831,13 +848,13 @@ impl ApplyOutput<'_> {
                     print_lines(&g.applied);
                 }
                 for (op, e) in &g.failed {
-                    println!("! {op}: {e}");
+                    outln!("! {op}: {e}");
                 }
                 for op in &g.stuck {
-                    println!("! {op}: {stuck}");
+                    outln!("! {op}: {stuck}");
                 }
                 if let Some(e) = &g.error {
-                    println!("! {e}");
+                    outln!("! {e}");
                 }
             }
         }
@@ -882,10 +899,10 @@ impl ApplyOutput<'_> {
             if self.log {
                 tracing::warn!(kind = op.kind(), service = %op.service(), result = "failed", "{op}: {e}");
             }
-            println!("! {op}: {e}");
+            outln!("! {op}: {e}");
         }
         for op in &t.stuck {
-            println!("! {op}: {stuck}");
+            outln!("! {op}: {stuck}");
         }
     }
 
@@ -946,7 +963,7 @@ fn write_split(dir: &std::path::Path, files: &[(String, String)]) -> Result<()> 
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
     }
-    eprintln!(
+    errln!(
         "lvsd export: wrote {} files into {}; the main config takes them with `include: [{}/*.yaml]`",
         files.len(),
         dir.display(),
@@ -1020,7 +1037,7 @@ fn print_files(c: &config::Summary) {
     const LISTED: usize = 50;
     for f in &c.files {
         let reals: usize = f.services.iter().map(|s| s.2).sum();
-        println!(
+        outln!(
             "  {}: {} services, {reals} real servers",
             f.path,
             f.services.len()
@@ -1028,8 +1045,8 @@ fn print_files(c: &config::Summary) {
         if c.services <= LISTED {
             for (k, name, _) in &f.services {
                 match name {
-                    Some(n) => println!("    {k} ({n})"),
-                    None => println!("    {k}"),
+                    Some(n) => outln!("    {k} ({n})"),
+                    None => outln!("    {k}"),
                 }
             }
         }
