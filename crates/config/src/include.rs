@@ -26,6 +26,9 @@ pub struct Sources {
     /// Every file of the generation, the main file first (escaped for printing); empty when
     /// the main file has no `include`.
     pub files: Vec<String>,
+    /// The same files as read (the main file first): what permission checks look at, since
+    /// `files` are escaped and name no file when a name holds a tab or a no-break space.
+    pub paths: Vec<PathBuf>,
     /// The file of each service that is not in the main file (an index into `files`).
     of: BTreeMap<ServiceKey, u32>,
 }
@@ -335,6 +338,7 @@ pub(crate) fn read(
     // Every file, read and checked; where each identity and name was first defined.
     let mut sources = Sources {
         files: vec![shown_main.clone()],
+        paths: vec![main.to_path_buf()],
         of: BTreeMap::new(),
     };
     let mut first: HashMap<ServiceKey, (u32, u64)> = HashMap::new();
@@ -355,6 +359,7 @@ pub(crate) fn read(
         let shown = printable(&path.display().to_string()).into_owned();
         let index = sources.files.len() as u32;
         sources.files.push(shown.clone());
+        sources.paths.push(path.clone());
         let read = crate::read_stamped(&path);
         if let (Ok((_, stamp)), Some(slot)) = (&read, seen.included.get_mut(i)) {
             slot.1 = Some(*stamp);

@@ -315,8 +315,10 @@ fn load_trusted(arg: &ConfigArg) -> Result<config::Config> {
     let cfg = load(arg)?;
     // Every file of the generation: whoever can write one of them controls its services.
     if !arg.allow_insecure_config {
-        for f in cfg.sources.files.iter().skip(1) {
-            if let Some(why) = perms::insecure(std::path::Path::new(f)) {
+        // The real paths: the printable names are escaped, and name no file when a name
+        // holds a tab or a no-break space.
+        for f in cfg.sources.paths.iter().skip(1) {
+            if let Some(why) = perms::insecure(f) {
                 bail!("{why}");
             }
         }

@@ -202,6 +202,38 @@ pub fn parse(text: &str) -> Result<Owned, usize> {
     Ok(owned)
 }
 
+/// Opens the state file `p` with `opts`, never through a link: the last part of the path is
+/// not followed (`O_NOFOLLOW`) and nothing blocks on a FIFO (`O_NONBLOCK`). A link planted in
+/// the state directory would otherwise have lvsd, as root, write any file on the system.
+pub fn open(opts: &mut std::fs::OpenOptions, p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = opts
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => std::io::Error::other(format!(
+                "{} is a symbolic link, and lvsd opens no state file through one (it could make lvsd write any file): remove it",
+                config::printable(&p.display().to_string())
+            )),
+            _ => e,
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file: remove it",
+            config::printable(&p.display().to_string())
+        )));
+    }
+    Ok(f)
+}
+
+/// Reads the state file `p` whole, as [`open`] opens it.
+pub fn read(p: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    open(std::fs::OpenOptions::new().read(true), p)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Reads record `name` of `dir`; a missing file means lvsd owns nothing yet. A damaged one is
 /// reported and treated as empty: lvsd then touches nothing it cannot prove it made, the safe
 /// side (`consequence` says what that means for this record).
@@ -212,7 +244,7 @@ fn load_with<T: Default>(
     consequence: &str,
 ) -> T {
     let p = dir.join(name);
-    match std::fs::read_to_string(&p) {
+    match read(&p) {
         Ok(text) => match parse(&text) {
             Ok(o) => o,
             Err(line) => {
@@ -237,7 +269,14 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<()> {
         .with_context(|| format!("create the state directory {}", dir.display()))?;
     let p = dir.join(name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+    // Created new (`O_EXCL`, which follows no link): what a crashed process of the same pid
+    // left is removed first (a link is removed, not followed).
+    let _ = std::fs::remove_file(&tmp);
+    let written = open(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        &tmp,
+    )
+    .and_then(|mut f| {
         f.write_all(text.as_bytes())?;
         f.sync_all()
     });
