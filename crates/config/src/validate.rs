@@ -768,8 +768,15 @@ impl Checker {
                         }
                     },
                 };
-                let expect = "a whole number from 1 to 4294967295";
-                let n = self.number(m, "fwmark", expect)?;
+                let expect = "a whole number from 1 to 4294967295, decimal or hex (0x7)";
+                let n = match crate::values::hex_mark(m) {
+                    Some(Ok(n)) => n,
+                    Some(Err(why)) => {
+                        self.err(at(&m.referenced), why);
+                        return None;
+                    }
+                    None => self.number(m, "fwmark", expect)?,
+                };
                 match u32::try_from(n) {
                     Ok(mark) if mark > 0 => Some(ServiceKey::Fwmark { mark, family }),
                     _ => {
