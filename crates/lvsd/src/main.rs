@@ -375,10 +375,7 @@ fn print_plan(plan: &Plan, now: u64, sources: &config::Sources) {
     print_lines(plan.ops.iter().map(|o| Line(o, sources)));
     for w in &plan.waiting {
         outln!(
-            "  waiting: real {} of {} has {} active connections; deleted when they close or in {}s at the latest",
-            w.real,
-            w.service,
-            w.active,
+            "  waiting: {w}; deleted when they are gone or in {}s at the latest",
             w.deadline.saturating_sub(now)
         );
     }
