@@ -235,7 +235,10 @@ fn init_logging(format: LogFormat, default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return command_line_error(&e),
+    };
     // A bulk apply with JSON logs logs every change it makes (at info).
     let every_change =
         matches!(cli.command, Command::Apply { .. }) && matches!(cli.log_format, LogFormat::Json);
@@ -280,6 +283,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         None => code,
+    }
+}
+
+/// Says what clap has to say about the command line: usage errors on stderr; `--help` and
+/// `--version` on stdout, through [`stdout::Stdout`] when it is not a terminal, so that a full
+/// disk is an error there too (clap's own printing ignores it).
+fn command_line_error(e: &clap::Error) -> ExitCode {
+    let code = u8::try_from(e.exit_code()).unwrap_or(1);
+    if e.use_stderr() || std::io::stdout().is_terminal() {
+        let _ = e.print();
+        return ExitCode::from(code);
+    }
+    out!("{}", e.render());
+    match stdout::failure() {
+        Some(why) => {
+            errln!("{why}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::from(code),
     }
 }
 

@@ -45,14 +45,21 @@ fn a_full_disk_is_an_error_and_a_failing_exit() {
     let d = dir("full");
     let p = d.join("lvsd.yaml");
     std::fs::write(&p, VALID).unwrap();
-    for args in [&["check", "-c"][..], &["check", "--json", "-c"][..]] {
+    let p = p.to_str().unwrap();
+    for args in [
+        &["check", "-c", p][..],
+        &["check", "--json", "-c", p][..],
+        &["--version"][..],
+        &["--help"][..],
+        &["completions", "bash"][..],
+        &["man"][..],
+    ] {
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
             .unwrap();
         let out = lvsd()
             .args(args)
-            .arg(&p)
             .stdout(full)
             .stderr(Stdio::piped())
             .output()
