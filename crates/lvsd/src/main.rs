@@ -291,6 +291,21 @@ fn main() -> ExitCode {
 /// disk is an error there too (clap's own printing ignores it).
 fn command_line_error(e: &clap::Error) -> ExitCode {
     let code = u8::try_from(e.exit_code()).unwrap_or(1);
+    // A machine that asked for `--json` gets a document about a bad command line too.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if e.use_stderr() && args.iter().any(|a| a == "--json") {
+        let command = args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .map_or("", String::as_str);
+        let message = e.render().to_string();
+        output::print(&serde_json::json!({
+            "version": output::SCHEMA_VERSION,
+            "command": config::printable(command),
+            "error": message.trim_end(),
+            "exit": code,
+        }));
+    }
     if e.use_stderr() || std::io::stdout().is_terminal() {
         let _ = e.print();
         return ExitCode::from(code);

@@ -105,6 +105,19 @@ fn every_json_command_prints_a_document_also_when_it_fails() {
             "{cmd}: {e}"
         );
     }
+    // A command line lvsd cannot read.
+    let (code, doc, err) = json_of(&["plan", "--json", "--no-such-option"]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(
+        (doc["command"].as_str(), doc["exit"].as_u64()),
+        (Some("plan"), Some(2)),
+        "{doc}"
+    );
+    assert!(
+        doc["error"].as_str().unwrap().contains("--no-such-option"),
+        "{doc}"
+    );
+    assert!(err.contains("--no-such-option"), "{err}");
     // No daemon on this state directory.
     let (code, doc, _) = json_of(&["status", "--json", "--state-dir", state]);
     assert_eq!(code, 1, "{doc}");
