@@ -95,10 +95,12 @@ pub(crate) struct Included {
 ///
 /// A key means the same however it is spelled, and a double-quoted scalar can spell
 /// `include` without those bytes (`"\x69nclude"`, `"\u0069nclude"`, a line break escaped
-/// inside the word): a file with a backslash may hold one too. Every other YAML spelling
-/// (plain, single-quoted, tagged, anchored) keeps the word's bytes.
+/// inside the word): a file with a double quote and a backslash may hold one too. Every other
+/// YAML spelling (plain, single-quoted, tagged, anchored) keeps the word's bytes, and a
+/// backslash means itself outside double quotes.
 pub(crate) fn may_include(bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, b"include").is_some() || memchr::memchr(b'\\', bytes).is_some()
+    memchr::memmem::find(bytes, b"include").is_some()
+        || (memchr::memchr(b'\\', bytes).is_some() && memchr::memchr(b'"', bytes).is_some())
 }
 
 /// A file an `include` pattern names, and where the pattern stands.
@@ -496,5 +498,7 @@ mod tests {
         assert!(!may_include(b""));
         // An escape can spell the word without its bytes.
         assert!(may_include(b"\"\\x69nclude\": [a.yaml]\n"));
+        // A backslash outside double quotes is itself.
+        assert!(!may_include(b"services:\n  - name: a\\b\n"));
     }
 }
