@@ -145,3 +145,23 @@ fn import_messages_reach_the_terminal_escaped() {
     assert!(err.contains("weird\\u{1b}]0;owned\\u{7}"), "{err}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_full_disk_under_stderr_changes_no_exit_code() {
+    let d = dir("stderr");
+    let bad = d.join("bad.yaml");
+    std::fs::write(&bad, "services:\n  - address: 10.0.0.1:80\n    wieght: 2\n").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = lvsd()
+        .args(["check", "-c"])
+        .arg(&bad)
+        .stdout(Stdio::null())
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "invalid, said or not; no panic");
+    std::fs::remove_dir_all(&d).unwrap();
+}
