@@ -51,7 +51,7 @@ pub struct Holder {
     pub pid: u32,
     /// The command (`run`, `apply`).
     pub command: String,
-    /// Its config file.
+    /// Its config file (escaped for printing).
     pub config: String,
 }
 
@@ -59,10 +59,11 @@ impl Holder {
     fn parse(text: &str) -> Option<Holder> {
         let mut w = text.trim_end_matches('\n').splitn(4, ' ');
         match (w.next(), w.next(), w.next(), w.next()) {
+            // Escaped: what the file says is printed in messages.
             (Some("pid"), Some(pid), Some(command), config) => Some(Holder {
                 pid: pid.parse().ok()?,
-                command: command.to_owned(),
-                config: config.unwrap_or_default().to_owned(),
+                command: config::printable(command).into_owned(),
+                config: config::printable(config.unwrap_or_default()).into_owned(),
             }),
             _ => None,
         }
