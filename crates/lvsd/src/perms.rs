@@ -135,8 +135,19 @@ fn verdict(what: &str, p: &Path, place: Place) -> Option<String> {
         ),
     };
     let owner_ok = m.uid() == 0 || m.uid() == euid;
-    // A sticky directory above: only an entry's owner can rename or remove it.
-    let sticky = place == Place::Above && mode & 0o1000 != 0 && owner_ok;
+    let owner = || {
+        format!(
+            "the {what} belongs to user {}, not root or lvsd's user: {whose}. `chown root {shown}`{fix_more}",
+            m.uid()
+        )
+    };
+    // A sticky directory above: only an entry's owner (and the directory's) can rename or
+    // remove it, so it is safe when it is root's or lvsd's.
+    let sticky_bit = place == Place::Above && mode & 0o1000 != 0;
+    if sticky_bit && !owner_ok {
+        return Some(owner());
+    }
+    let sticky = sticky_bit && owner_ok;
     if mode & 0o002 != 0 && !sticky {
         return Some(format!(
             "the {what} is writable by every user (mode {mode:o}): {whose}. `chmod o-w {shown}`{fix_more}"
@@ -149,10 +160,7 @@ fn verdict(what: &str, p: &Path, place: Place) -> Option<String> {
         ));
     }
     if !owner_ok {
-        return Some(format!(
-            "the {what} belongs to user {}, not root or lvsd's user: {whose}. `chown root {shown}`{fix_more}",
-            m.uid()
-        ));
+        return Some(owner());
     }
     None
 }
@@ -298,5 +306,37 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o664)).unwrap();
         assert!(insecure(&f).unwrap().contains("writable by group 1000"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_above_owned_by_another_user_is_refused_sticky_or_not() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // chown needs root; CI runs as root
+        }
+        let (top, _) = setup("above-owner");
+        let sub = top.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = sub.join("lvsd.yaml");
+        std::fs::write(&f, "services: []\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Its owner can rename `sub` away, sticky bit or not.
+        for mode in [0o755, 0o1777] {
+            std::os::unix::fs::chown(&top, Some(1000), None).unwrap();
+            std::fs::set_permissions(&top, std::fs::Permissions::from_mode(mode)).unwrap();
+            let why = insecure(&f).unwrap();
+            assert!(
+                why.contains("above the config belongs to user 1000"),
+                "{why}"
+            );
+        }
+        // Writable by a group other than root's and lvsd's: refused unless sticky.
+        std::os::unix::fs::chown(&top, Some(0), Some(1000)).unwrap();
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(insecure(&f).unwrap().contains("writable by group 1000"));
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o1775)).unwrap();
+        assert_eq!(insecure(&f), None);
+        std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&top).unwrap();
     }
 }
