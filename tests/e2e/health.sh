@@ -46,7 +46,7 @@ services:
     scheduler: rr
     forward: dr
     check: {type: http, path: /, expect_status: [200], interval: 1s, timeout: 500ms, rise: 2, fall: 2}
-    drain_timeout: 2s          # the sorry server leaves with its closed connections' entries
+    drain_timeout: 2s          # bounds how long an open connection keeps the sorry server
     fallback: 172.16.1.110
     reals:
       - address: 172.16.1.101

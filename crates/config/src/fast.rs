@@ -324,6 +324,18 @@ fn int(node: &Node<'_>) -> Option<Spanned<String>> {
     plain.then(|| Spanned::plain(s, *loc))
 }
 
+/// A mark in hex (`0x7`, as iptables prints marks), which YAML reads as text when the key
+/// wants text, as `fwmark` does: plain hex digits after `0x` only (the validator takes it).
+fn hex(node: &Node<'_>) -> Option<Spanned<String>> {
+    let Node::Scalar(s, loc) = node else {
+        return None;
+    };
+    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
+    let plain =
+        !digits.is_empty() && digits.len() <= 16 && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    plain.then(|| Spanned::plain(s, *loc))
+}
+
 /// A number or a string (durations).
 fn scalar(node: &Node<'_>) -> Option<Spanned<String>> {
     int(node).or_else(|| text(node))
@@ -413,7 +425,7 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
         match *k {
             "name" => s.name = Some(text(v)?),
             "address" => s.address = Some(text(v)?),
-            "fwmark" => s.fwmark = Some(int(v)?),
+            "fwmark" => s.fwmark = Some(int(v).or_else(|| hex(v))?),
             "family" => s.family = Some(text(v)?),
             "protocol" => s.protocol = Some(text(v)?),
             "scheduler" => s.scheduler = Some(text(v)?),

@@ -26,6 +26,9 @@ pub struct Sources {
     /// Every file of the generation, the main file first (escaped for printing); empty when
     /// the main file has no `include`.
     pub files: Vec<String>,
+    /// The same files as read (the main file first): what permission checks look at, since
+    /// `files` are escaped and name no file when a name holds a tab or a no-break space.
+    pub paths: Vec<PathBuf>,
     /// The file of each service that is not in the main file (an index into `files`).
     of: BTreeMap<ServiceKey, u32>,
 }
@@ -89,8 +92,15 @@ pub(crate) struct Included {
 /// (a large single file keeps its fast and in-place readings). Asked of every version the
 /// daemon reads, so it searches the way memchr does (a byte-by-byte window over a 4 MB file
 /// was most of an edit's read under emulation).
+///
+/// A key means the same however it is spelled, and a double-quoted scalar can spell
+/// `include` without those bytes (`"\x69nclude"`, `"\u0069nclude"`, a line break escaped
+/// inside the word): a file with a double quote and a backslash may hold one too. Every other
+/// YAML spelling (plain, single-quoted, tagged, anchored) keeps the word's bytes, and a
+/// backslash means itself outside double quotes.
 pub(crate) fn may_include(bytes: &[u8]) -> bool {
     memchr::memmem::find(bytes, b"include").is_some()
+        || (memchr::memchr(b'\\', bytes).is_some() && memchr::memchr(b'"', bytes).is_some())
 }
 
 /// A file an `include` pattern names, and where the pattern stands.
@@ -330,6 +340,7 @@ pub(crate) fn read(
     // Every file, read and checked; where each identity and name was first defined.
     let mut sources = Sources {
         files: vec![shown_main.clone()],
+        paths: vec![main.to_path_buf()],
         of: BTreeMap::new(),
     };
     let mut first: HashMap<ServiceKey, (u32, u64)> = HashMap::new();
@@ -350,6 +361,7 @@ pub(crate) fn read(
         let shown = printable(&path.display().to_string()).into_owned();
         let index = sources.files.len() as u32;
         sources.files.push(shown.clone());
+        sources.paths.push(path.clone());
         let read = crate::read_stamped(&path);
         if let (Ok((_, stamp)), Some(slot)) = (&read, seen.included.get_mut(i)) {
             slot.1 = Some(*stamp);
@@ -484,5 +496,9 @@ mod tests {
         assert!(!may_include(b"services:\n  - address: 10.0.0.1:80\n"));
         assert!(!may_include(b"includ"));
         assert!(!may_include(b""));
+        // An escape can spell the word without its bytes.
+        assert!(may_include(b"\"\\x69nclude\": [a.yaml]\n"));
+        // A backslash outside double quotes is itself.
+        assert!(!may_include(b"services:\n  - name: a\\b\n"));
     }
 }

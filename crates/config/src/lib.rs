@@ -156,6 +156,7 @@ pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary,
     if let Some(raw) = fast::read::<true>(text) {
         let mut checker = validate::Checker::default();
         let (host, entries, _) = checker.file(raw, role);
+        checker.refuse_include();
         if let Some(done) = counted(checker, host, entries) {
             return done;
         }
@@ -170,6 +171,7 @@ pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary,
                 })?;
         let mut checker = validate::Checker::default();
         let (host, entries, _) = checker.file(raw.unwrap_or_default(), role);
+        checker.refuse_include();
         for t in entries.later.misspelt(text) {
             checker.err(t.at, validate::TYPED_PERSISTENCE);
         }
@@ -474,7 +476,7 @@ fn parse_inner(
     role: Option<Role>,
     fast: bool,
 ) -> Result<(Config, Entries), Error> {
-    parse_main(text, path, role, fast).0
+    parse_body(text, path, role, fast, None)
 }
 
 /// The main file's `include` patterns, each with where it stands (`None`: no `include`).
@@ -488,7 +490,7 @@ pub(crate) fn parse_main(
     fast: bool,
 ) -> (Result<(Config, Entries), Error>, Patterns) {
     let mut patterns = None;
-    let r = parse_body(text, path, role, fast, &mut patterns);
+    let r = parse_body(text, path, role, fast, Some(&mut patterns));
     (r, patterns)
 }
 
@@ -497,8 +499,14 @@ fn parse_body(
     path: &str,
     role: Option<Role>,
     fast: bool,
-    patterns: &mut Patterns,
+    mut patterns: Option<&mut Patterns>,
 ) -> Result<(Config, Entries), Error> {
+    // The generation's reader takes the `include` patterns; any other reading has no file
+    // to resolve them against, and refuses them rather than drop what they name.
+    let mut includes = |checker: &mut validate::Checker| match patterns.as_deref_mut() {
+        Some(p) => *p = checker.includes.take(),
+        None => checker.refuse_include(),
+    };
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(Error::TooLarge {
             path: printable(path).into_owned(),
@@ -512,7 +520,7 @@ fn parse_body(
     if let Some(raw) = fast.then(|| fast::read::<false>(text)).flatten() {
         let mut checker = validate::Checker::default();
         let (host, entries, ha) = checker.file(raw, role);
-        *patterns = checker.includes.take();
+        includes(&mut checker);
         if let Some(done) = finish(checker, host, ha, entries, path) {
             return done;
         }
@@ -527,7 +535,7 @@ fn parse_body(
         })?;
     let mut checker = validate::Checker::default();
     let (host, entries, ha) = checker.file(raw.unwrap_or_default(), role);
-    *patterns = checker.includes.take();
+    includes(&mut checker);
     for t in entries.later.misspelt(text) {
         checker.err(t.at, validate::TYPED_PERSISTENCE);
     }

@@ -145,6 +145,21 @@ pub(crate) struct Checker {
     pub problems: Problems,
     /// The main file's `include` patterns, with where each stands (`None`: no `include`).
     pub includes: Option<Vec<(String, (u64, u64))>>,
+    /// Where the `include` key's value stands, however the key was spelled.
+    pub include_at: (u64, u64),
+}
+
+/// Said of an `include` in text read without its file: the patterns are relative to a file
+/// that is not there, and reading on without them would drop the services they name.
+pub(crate) const INCLUDE_WITHOUT_FILE: &str = "`include` names files relative to the main file, and this text was read without one; give lvsd the main file by its path";
+
+impl Checker {
+    /// Refuses the `include` of text read without its file (see [`INCLUDE_WITHOUT_FILE`]).
+    pub(crate) fn refuse_include(&mut self) {
+        if self.includes.take().is_some() {
+            self.err(self.include_at, INCLUDE_WITHOUT_FILE);
+        }
+    }
 }
 
 /// What an included file's services are checked against: the main file's host and `ha`.
@@ -510,6 +525,7 @@ impl Checker {
     ) -> (HostSpec, Collected, crate::ha::Ha) {
         let mut host = self.host(raw.host, role);
         if let Some(list) = &raw.include {
+            self.include_at = at(&list.referenced);
             let items = self.items(&raw.include, "include").unwrap_or_default();
             let mut patterns = Vec::with_capacity(items.len());
             for i in items {
@@ -752,8 +768,15 @@ impl Checker {
                         }
                     },
                 };
-                let expect = "a whole number from 1 to 4294967295";
-                let n = self.number(m, "fwmark", expect)?;
+                let expect = "a whole number from 1 to 4294967295, decimal or hex (0x7)";
+                let n = match crate::values::hex_mark(m) {
+                    Some(Ok(n)) => n,
+                    Some(Err(why)) => {
+                        self.err(at(&m.referenced), why);
+                        return None;
+                    }
+                    None => self.number(m, "fwmark", expect)?,
+                };
                 match u32::try_from(n) {
                     Ok(mark) if mark > 0 => Some(ServiceKey::Fwmark { mark, family }),
                     _ => {

@@ -58,6 +58,34 @@ fn number_problem(s: &str) -> String {
     format!("`{}` is not a number", printable(s))
 }
 
+/// A firewall mark written in hex (`0x7`, `0X1F`, `0x00000007`), as iptables and nft print
+/// marks: `None` when `v` is not written so, else its value (too many digits is `i128::MAX`,
+/// out of range) or why it is refused (not hex, or quoted: text, as for every number).
+pub(crate) fn hex_mark(v: &Spanned<String>) -> Option<Result<i128, String>> {
+    let digits = v
+        .value
+        .strip_prefix("0x")
+        .or_else(|| v.value.strip_prefix("0X"))?;
+    let hex = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    if v.quoted() {
+        return hex.then(|| {
+            Err(format!(
+                "`fwmark: \"{}\"` is quoted, which makes it text; write the mark without quotes",
+                printable(&v.value)
+            ))
+        });
+    }
+    if !hex {
+        return Some(Err(format!(
+            "fwmark: `{}` is not a hex number; write 0x and hex digits (0-9, a-f) such as 0x7, or the mark in decimal",
+            printable(&v.value)
+        )));
+    }
+    Some(Ok(
+        u64::from_str_radix(digits, 16).map_or(i128::MAX, i128::from)
+    ))
+}
+
 impl Checker {
     /// The value of a key, or `None` when it is missing or null (null is reported: an empty
     /// value is a mistake, never the default).

@@ -960,3 +960,50 @@ fn a_hundred_thousand_bad_services_are_a_hundred_lines_and_a_count() {
         "{e}"
     );
 }
+
+/// Issue 27: a fwmark as iptables and nft print it (`MARK set 0x7`, `meta mark 0x00000007`)
+/// is the same mark as its decimal; still refused: quoted, out of range, not hex.
+#[test]
+fn a_fwmark_in_hex_as_iptables_prints_it_is_taken() {
+    for (written, mark) in [
+        ("0x7", 7),
+        ("0X1f", 31),
+        ("0x00000007", 7),
+        ("0xffffffff", u32::MAX),
+    ] {
+        let yaml =
+            format!("services:\n  - fwmark: {written}\n    reals:\n      - address: 10.0.1.1:80\n");
+        assert_eq!(problems(&yaml), Vec::<String>::new(), "{written}");
+        let c = config::parse(&yaml, "t.yaml").unwrap();
+        let key = ipvs::ServiceKey::Fwmark {
+            mark,
+            family: ipvs::Family::Inet,
+        };
+        assert!(c.desired.services.contains_key(&key), "{written}");
+        // Both readers read it alike, and the fast one reads it itself.
+        assert!(config::fast_reader_takes(&yaml), "{written}");
+        assert_eq!(
+            config::parse_with_yaml_library(&yaml, "t.yaml")
+                .unwrap()
+                .desired,
+            c.desired,
+            "{written}"
+        );
+    }
+    let svc = |m: &str| format!("services:\n  - fwmark: {m}\n");
+    refused(&svc("0x0"), "t.yaml:2:13: fwmark 0x0 is out of range");
+    refused(
+        &svc("0x100000000"),
+        "t.yaml:2:13: fwmark 0x100000000 is out of range",
+    );
+    refused(
+        &svc("0xg"),
+        "t.yaml:2:13: fwmark: `0xg` is not a hex number",
+    );
+    refused(&svc("0x"), "t.yaml:2:13: fwmark: `0x` is not a hex number");
+    refused(
+        &svc("0x10000000000000000000"),
+        "t.yaml:2:13: fwmark 0x10000000000000000000 is out of range",
+    );
+    refused(&svc("\"0x7\""), "t.yaml:2:13: `fwmark: \"0x7\"` is quoted");
+}

@@ -393,3 +393,50 @@ fn a_configmap_swap_moves_the_stamp() {
         "the same bytes in another file: read again"
     );
 }
+
+/// Every spelling YAML gives a key means the same: an `include` written with escapes (which a
+/// search of the bytes for `include` does not find) is honoured by every reading, never
+/// silently dropped (applying the main file alone would remove the included services).
+#[test]
+fn an_include_key_spelled_with_escapes_is_still_an_include() {
+    let spellings = [
+        "\"\\x69nclude\": [conf.d/*.yaml]\n",
+        "\"\\u0069nclude\": [conf.d/*.yaml]\n",
+        "\"\\U00000069nclude\": [conf.d/*.yaml]\n",
+        "? \"inc\\\n  lude\"\n: [conf.d/*.yaml]\n",
+    ];
+    for (i, spelt) in spellings.iter().enumerate() {
+        let d = Dir::new(&format!("escaped-{i}"));
+        let main = format!(
+            "host: {{role: none}}\n{spelt}services:\n  - name: main-svc\n    address: 10.0.0.1:80\n    reals: [{{address: 10.0.1.1}}]\n"
+        );
+        assert!(!main.contains("include"), "{main}");
+        d.write("lvsd.yaml", &main);
+        d.write("conf.d/web.yaml", &svc("web", "10.0.0.2"));
+        let c = config::load(&d.main()).unwrap_or_else(|e| panic!("{spelt}: {e}"));
+        assert_eq!(c.desired.services.len(), 2, "{spelt}");
+        let s = config::check_as(&d.main(), None).unwrap();
+        assert_eq!(s.services, 2, "{spelt}");
+        let (mut l, _) = load_stamped(&d);
+        assert_eq!(l.config.desired.services.len(), 2, "{spelt}");
+        assert_eq!(l.include_dirs().len(), 1, "{spelt}");
+        // The daemon's reread of a file that gains the key.
+        d.write("lvsd.yaml", &main.replace("10.0.0.1", "10.0.0.9"));
+        let mut seen = config::Stamp::default();
+        match l.reread_file(&d.main(), None, &mut seen).unwrap() {
+            config::Reread::Whole(new) => assert_eq!(new.config.desired.services.len(), 2),
+            other => panic!("{spelt}: {other:?}"),
+        }
+    }
+}
+
+/// Text read without its file (no directory to resolve against) that holds an `include` key,
+/// however spelled, is refused at the key, not read as if the key were not there.
+#[test]
+fn an_include_in_text_without_its_file_is_refused_not_dropped() {
+    let e = config::parse("\"\\x69nclude\": [conf.d/*.yaml]\nservices: []\n", "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("t.yaml:1:"), "{e}");
+    assert!(e.contains("include"), "{e}");
+}

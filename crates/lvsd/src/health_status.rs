@@ -56,7 +56,7 @@ pub fn save(dir: &Path, lines: &[String]) {
 
 /// The running daemon's view, if a daemon is running (its pid is alive).
 pub fn load(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("health")).ok()?;
+    let text = crate::state_file::read(&dir.join("health")).ok()?;
     let pid = text
         .lines()
         .next()?

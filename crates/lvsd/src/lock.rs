@@ -31,8 +31,11 @@ pub enum Error {
         /// How long this process waited.
         waited: Duration,
     },
+    /// Users other than root and lvsd's own can write the state directory (or one above it).
+    #[error("{0}")]
+    Insecure(String),
     /// The lock file could not be opened or locked.
-    #[error("cannot lock {}: {source}", .path.display())]
+    #[error("cannot lock {}: {source}", config::printable(&.path.display().to_string()))]
     Io {
         /// The lock file.
         path: PathBuf,
@@ -48,7 +51,7 @@ pub struct Holder {
     pub pid: u32,
     /// The command (`run`, `apply`).
     pub command: String,
-    /// Its config file.
+    /// Its config file (escaped for printing).
     pub config: String,
 }
 
@@ -56,10 +59,11 @@ impl Holder {
     fn parse(text: &str) -> Option<Holder> {
         let mut w = text.trim_end_matches('\n').splitn(4, ' ');
         match (w.next(), w.next(), w.next(), w.next()) {
+            // Escaped: what the file says is printed in messages.
             (Some("pid"), Some(pid), Some(command), config) => Some(Holder {
                 pid: pid.parse().ok()?,
-                command: command.to_owned(),
-                config: config.unwrap_or_default().to_owned(),
+                command: config::printable(command).into_owned(),
+                config: config::printable(config.unwrap_or_default()).into_owned(),
             }),
             _ => None,
         }
@@ -99,11 +103,11 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// Who holds the lock of `state_dir` now, if anyone does.
 pub fn holder(state_dir: &Path) -> Option<Holder> {
     let p = path(state_dir);
-    let file = File::open(&p).ok()?;
+    let file = crate::state_file::open(std::fs::OpenOptions::new().read(true), &p).ok()?;
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
         // Nobody holds it (a shared lock was granted; it goes again at once).
         Ok(_) => None,
-        Err(_) => std::fs::read_to_string(&p)
+        Err(_) => crate::state_file::read(&p)
             .ok()
             .and_then(|t| Holder::parse(&t)),
     }
@@ -123,14 +127,21 @@ pub fn acquire(
         source,
     };
     std::fs::create_dir_all(state_dir).map_err(io)?;
+    // Before anything is written there: whoever else can write it could plant a link to any
+    // file, or forge the record of what lvsd owns.
+    if let Some(why) = crate::perms::insecure_state_dir(state_dir) {
+        return Err(Error::Insecure(why));
+    }
     let started = Instant::now();
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&p)
-        .map_err(io)?;
+    let mut file = crate::state_file::open(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        &p,
+    )
+    .map_err(io)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut held) => {
@@ -146,8 +157,11 @@ pub fn acquire(
             }
             Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut text = String::new();
-                let mut reader = File::open(&p).map_err(io)?;
-                let _ = reader.read_to_string(&mut text);
+                if let Ok(mut reader) =
+                    crate::state_file::open(std::fs::OpenOptions::new().read(true), &p)
+                {
+                    let _ = reader.read_to_string(&mut text);
+                }
                 let holder = Holder::parse(&text);
                 let waited = started.elapsed();
                 if holder.as_ref().is_some_and(Holder::is_daemon) || waited >= wait {

@@ -2,6 +2,8 @@
 //! logging, exit codes and human-readable output; the work is in the `config`, `plan` and
 //! `ipvs` crates and in [`reconcile`] and [`daemon`].
 
+#[macro_use]
+mod stdout;
 mod daemon;
 mod fault;
 mod health_status;
@@ -234,7 +236,10 @@ fn init_logging(format: LogFormat, default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return command_line_error(&e),
+    };
     // A bulk apply with JSON logs logs every change it makes (at info).
     let every_change =
         matches!(cli.command, Command::Apply { .. }) && matches!(cli.log_format, LogFormat::Json);
@@ -257,15 +262,80 @@ fn main() -> ExitCode {
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lvsd: cannot start the runtime: {e}");
+            errln!("lvsd: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let json = cli.command.json_document();
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lvsd: {e:#}");
+            // A machine reading `--json` gets a document, also about a failure.
+            if let Some((command, config)) = json {
+                output::print(&output::failure(command, config.as_deref(), &e));
+            }
+            errln!("lvsd: {e:#}");
             ExitCode::FAILURE
+        }
+    };
+    match stdout::failure() {
+        Some(why) => {
+            errln!("{why}");
+            ExitCode::FAILURE
+        }
+        None => code,
+    }
+}
+
+/// Says what clap has to say about the command line: usage errors on stderr; `--help` and
+/// `--version` on stdout, through [`stdout::Stdout`] when it is not a terminal, so that a full
+/// disk is an error there too (clap's own printing ignores it).
+fn command_line_error(e: &clap::Error) -> ExitCode {
+    let code = u8::try_from(e.exit_code()).unwrap_or(1);
+    // A machine that asked for `--json` gets a document about a bad command line too.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if e.use_stderr() && args.iter().any(|a| a == "--json") {
+        let command = args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .map_or("", String::as_str);
+        let message = e.render().to_string();
+        output::print(&serde_json::json!({
+            "version": output::SCHEMA_VERSION,
+            "command": config::printable(command),
+            "error": message.trim_end(),
+            "exit": code,
+        }));
+    }
+    if e.use_stderr() || std::io::stdout().is_terminal() {
+        let _ = e.print();
+        return ExitCode::from(code);
+    }
+    out!("{}", e.render());
+    match stdout::failure() {
+        Some(why) => {
+            errln!("{why}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::from(code),
+    }
+}
+
+impl Command {
+    /// For a command asked for `--json`: its name and the config it reads (as printed), so
+    /// that a failure is a JSON document too (a playbook's `from_json` then shows lvsd's
+    /// message instead of a parse error of its own).
+    fn json_document(&self) -> Option<(&'static str, Option<String>)> {
+        let shown = |t: &TableArgs| {
+            Some(config::printable(&t.config.config.display().to_string()).into_owned())
+        };
+        match self {
+            Command::Plan { table, json: true } => Some(("plan", shown(table))),
+            Command::Apply {
+                table, json: true, ..
+            } => Some(("apply", shown(table))),
+            Command::Status { json: true, .. } => Some(("status", None)),
+            _ => None,
         }
     }
 }
@@ -283,8 +353,10 @@ fn load_trusted(arg: &ConfigArg) -> Result<config::Config> {
     let cfg = load(arg)?;
     // Every file of the generation: whoever can write one of them controls its services.
     if !arg.allow_insecure_config {
-        for f in cfg.sources.files.iter().skip(1) {
-            if let Some(why) = perms::insecure(std::path::Path::new(f)) {
+        // The real paths: the printable names are escaped, and name no file when a name
+        // holds a tab or a no-break space.
+        for f in cfg.sources.paths.iter().skip(1) {
+            if let Some(why) = perms::insecure(f) {
                 bail!("{why}");
             }
         }
@@ -304,10 +376,10 @@ fn check_trusted(arg: &ConfigArg) -> Result<()> {
 
 fn print_host_plan(plan: &HostPlan) {
     for m in &plan.missing {
-        println!("! {m}");
+        outln!("! {m}");
     }
     for op in &plan.ops {
-        println!("{op}");
+        outln!("{op}");
     }
 }
 
@@ -315,7 +387,7 @@ fn print_host_plan(plan: &HostPlan) {
 /// thousand lines, and a write per line cost more than the kernel's work.
 fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) {
     use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(stdout::Stdout);
     for i in items {
         if writeln!(out, "{i}").is_err() {
             return;
@@ -340,16 +412,13 @@ impl std::fmt::Display for Line<'_> {
 fn print_plan(plan: &Plan, now: u64, sources: &config::Sources) {
     print_lines(plan.ops.iter().map(|o| Line(o, sources)));
     for w in &plan.waiting {
-        println!(
-            "  waiting: real {} of {} has {} active connections; deleted when they close or in {}s at the latest",
-            w.real,
-            w.service,
-            w.active,
+        outln!(
+            "  waiting: {w}; deleted when they are gone or in {}s at the latest",
             w.deadline.saturating_sub(now)
         );
     }
     for k in &plan.foreign {
-        println!("  foreign: service {k} is not lvsd's; left alone (--exclusive would remove it)");
+        outln!("  foreign: service {k} is not lvsd's; left alone (--exclusive would remove it)");
     }
 }
 
@@ -376,20 +445,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         (r, Some(i)) => format!("; role {} on {i}", r.name()),
                         (r, None) => format!("; role {}", r.name()),
                     };
-                    println!(
+                    outln!(
                         "{shown}: valid ({} services, {} real servers{role})",
-                        c.services, c.reals
+                        c.services,
+                        c.reals
                     );
                     print_files(&c);
                     if c.services == 0 {
-                        eprintln!(
+                        errln!(
                             "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
                         );
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("{e}");
+                    errln!("{e}");
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -397,9 +467,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan { table: t, json } => {
             let cfg = load(&t.config)?;
             if let Some(h) = lock::holder(&t.state_dir).filter(lock::Holder::is_daemon) {
-                eprintln!(
+                errln!(
                     "note: lvsd run (pid {}) manages this table from {}; it carries out what this plan shows by itself",
-                    h.pid, h.config
+                    h.pid,
+                    h.config
                 );
             }
             let mut engine = Engine::new(t.state_dir.clone(), t.exclusive);
@@ -472,34 +543,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_plan(plan, reconcile::now(), &cfg.sources);
                 pending += plan.ops.len() + plan.waiting.len();
                 for w in engine.mh_warnings(&cfg.desired).await? {
-                    println!("! warning: {w}");
+                    outln!("! warning: {w}");
                 }
             }
             if let Some(why) = refusal {
-                println!("! {why}");
+                outln!("! {why}");
             }
             match health_status::load(&t.state_dir) {
-                Some(daemon_view) => print!("{daemon_view}"),
+                Some(daemon_view) => out!("{daemon_view}"),
                 None => {
                     for l in health_status::lines(&health, &statuses) {
-                        println!(
-                            "  {l} (as the kernel's weights show; checks run under `lvsd run`)"
-                        );
+                        outln!("  {l} (as the kernel's weights show; checks run under `lvsd run`)");
                     }
                 }
             }
             if !host.missing.is_empty() {
-                println!("! the host lacks what the role needs; apply would change nothing");
+                outln!("! the host lacks what the role needs; apply would change nothing");
                 return Ok(ExitCode::FAILURE);
             }
             if pending == 0 {
                 match table {
-                    Some(_) => println!("in sync: {} services", cfg.desired.services.len()),
-                    None => println!("in sync: host set up as {}", cfg.host.role.name()),
+                    Some(_) => outln!("in sync: {} services", cfg.desired.services.len()),
+                    None => outln!("in sync: host set up as {}", cfg.host.role.name()),
                 }
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{pending} changes pending");
+                outln!("{pending} changes pending");
                 Ok(ExitCode::from(2))
             }
         }
@@ -512,36 +581,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             lock_timeout,
         } => {
             let shown = config::printable(&table.config.config.display().to_string()).into_owned();
-            let fail_json = |e: &anyhow::Error| {
-                if json {
-                    output::print(&output::document(
-                        "apply",
-                        &shown,
-                        vec![],
-                        serde_json::json!({"error": format!("{e:#}"), "exit": 1}),
-                    ));
-                }
-            };
-            let cfg = match load_trusted(&table.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    fail_json(&e);
-                    return Err(e);
-                }
-            };
+            // A failure returned from here is a JSON document under `--json` (see `main`).
+            let cfg = load_trusted(&table.config)?;
             let _lock = lock::acquire(
                 &table.state_dir,
                 "apply",
                 &table.config.config,
                 lock_timeout,
-            )
-            .inspect_err(|e| fail_json(&anyhow::anyhow!("{e}")))?;
+            )?;
             let mut engine = Engine::new(table.state_dir, table.exclusive);
             let mut health = HealthTable::default();
-            engine
-                .adopt_health(&cfg, &mut health)
-                .await
-                .inspect_err(|e| fail_json(e))?;
+            engine.adopt_health(&cfg, &mut health).await?;
             let effective = health.effective_if_any(&cfg.desired);
             let unable = effective
                 .as_ref()
@@ -569,9 +619,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .flatten()
                     .next()
                 {
-                    let e = anyhow::anyhow!("{e:#}");
-                    fail_json(&e);
-                    return Err(e);
+                    return Err(anyhow::anyhow!("{e:#}"));
                 }
                 let (host, table) = (pass.host.done(), pass.table.done());
                 let started = std::time::Instant::now();
@@ -607,7 +655,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(code));
             }
             if out.summarized {
-                println!(
+                outln!(
                     "applied {changed} changes: {} (lvsd apply -v lists each)",
                     output::counts(
                         out.kinds
@@ -620,14 +668,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("{failed} operations failed; {changed} applied");
             }
             if changed == 0 {
-                println!("in sync: nothing to change");
+                outln!("in sync: nothing to change");
             } else if !out.summarized {
-                println!("applied {changed} changes");
+                outln!("applied {changed} changes");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { state_dir, json } => {
-            print!("{}", telemetry::query(&state_dir, json).await?);
+            out!("{}", telemetry::query(&state_dir, json).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -666,7 +714,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let observed = plan::Observed::from_dump(&dump);
             let rules = observed.to_rules();
             match split {
-                None => print!(
+                None => out!(
                     "{}",
                     config::export::to_yaml(&rules, "exported by lvsd from the live IPVS table")
                 ),
@@ -691,10 +739,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let converted = match from {
                 ImportFrom::Ipvsadm => {
-                    let rules = ipvs::save::parse_rules(&text)
-                        .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                    let rules = ipvs::save::parse_rules(&text).map_err(|e| {
+                        anyhow::anyhow!("{}", config::printable(&format!("{file}: {e}")))
+                    })?;
                     let observed = plan::Observed::from_rules(&rules);
-                    print!(
+                    out!(
                         "{}",
                         config::export::to_yaml(
                             &observed.to_rules(),
@@ -713,20 +762,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let converted = match converted {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("{e}");
+                    // Text from the imported file, escaped as every message of lvsd's is.
+                    for line in e.to_string().lines() {
+                        errln!("{}", config::printable(line));
+                    }
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            print!("{}", converted.yaml);
+            out!("{}", converted.yaml);
             for line in &converted.summary {
-                eprintln!("lvsd import: {line}");
+                errln!("lvsd import: {}", config::printable(line));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Dump => {
             let mut client = ipvs::Client::connect().await?;
             let dump = client.dump().await?;
-            print!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
+            out!("{}", ipvs::save::format_rules(&ipvs::save::rules_of(&dump)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir: Some(dir) } => {
@@ -740,19 +792,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
                 .render(&mut out)
                 .context("render the man page")?;
-            std::io::Write::write_all(&mut std::io::stdout(), &out)
-                .context("write the man page")?;
+            std::io::Write::write_all(&mut stdout::Stdout, &out).context("write the man page")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "lvsd", &mut std::io::stdout());
+            let mut out = std::io::BufWriter::new(stdout::Stdout);
+            clap_complete::generate(shell, &mut cmd, "lvsd", &mut out);
+            std::io::Write::flush(&mut out).context("write the completions")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => {
             let mut client = ipvs::Client::connect().await?;
             let info = client.info().await?;
-            println!(
+            outln!(
                 "IP Virtual Server version {} (size={})",
                 info.version_string(),
                 info.conn_tab_size
@@ -795,7 +848,7 @@ impl ApplyOutput<'_> {
                 if self.json {
                     self.docs.push(output::host_op(op, R::Ok, None));
                 } else if each {
-                    println!("{op}");
+                    outln!("{op}");
                 }
             }
             if let Some((op, e)) = &h.failed {
@@ -803,7 +856,7 @@ impl ApplyOutput<'_> {
                     self.docs
                         .push(output::host_op(op, R::Failed, Some(e.to_string())));
                 } else {
-                    println!("! {op}: {e}");
+                    outln!("! {op}: {e}");
                 }
             }
         }
@@ -832,13 +885,13 @@ impl ApplyOutput<'_> {
                     print_lines(&g.applied);
                 }
                 for (op, e) in &g.failed {
-                    println!("! {op}: {e}");
+                    outln!("! {op}: {e}");
                 }
                 for op in &g.stuck {
-                    println!("! {op}: {stuck}");
+                    outln!("! {op}: {stuck}");
                 }
                 if let Some(e) = &g.error {
-                    println!("! {e}");
+                    outln!("! {e}");
                 }
             }
         }
@@ -883,10 +936,10 @@ impl ApplyOutput<'_> {
             if self.log {
                 tracing::warn!(kind = op.kind(), service = %op.service(), result = "failed", "{op}: {e}");
             }
-            println!("! {op}: {e}");
+            outln!("! {op}: {e}");
         }
         for op in &t.stuck {
-            println!("! {op}: {stuck}");
+            outln!("! {op}: {stuck}");
         }
     }
 
@@ -947,7 +1000,7 @@ fn write_split(dir: &std::path::Path, files: &[(String, String)]) -> Result<()> 
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
     }
-    eprintln!(
+    errln!(
         "lvsd export: wrote {} files into {}; the main config takes them with `include: [{}/*.yaml]`",
         files.len(),
         dir.display(),
@@ -1021,7 +1074,7 @@ fn print_files(c: &config::Summary) {
     const LISTED: usize = 50;
     for f in &c.files {
         let reals: usize = f.services.iter().map(|s| s.2).sum();
-        println!(
+        outln!(
             "  {}: {} services, {reals} real servers",
             f.path,
             f.services.len()
@@ -1029,8 +1082,8 @@ fn print_files(c: &config::Summary) {
         if c.services <= LISTED {
             for (k, name, _) in &f.services {
                 match name {
-                    Some(n) => println!("    {k} ({n})"),
-                    None => println!("    {k}"),
+                    Some(n) => outln!("    {k} ({n})"),
+                    None => outln!("    {k}"),
                 }
             }
         }

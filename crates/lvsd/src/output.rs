@@ -223,10 +223,26 @@ pub fn document(command: &str, config: &str, operations: Vec<Value>, extra: Valu
     doc
 }
 
+/// The document of a command that failed before it had operations to show: what went wrong,
+/// and exit 1. `config` is the file it read, when it reads one.
+pub fn failure(command: &str, config: Option<&str>, e: &anyhow::Error) -> Value {
+    let extra = json!({"error": format!("{e:#}"), "exit": 1});
+    match config {
+        Some(config) => document(command, config, vec![], extra),
+        None => {
+            let mut doc = json!({"version": SCHEMA_VERSION, "command": command});
+            if let (Some(d), Value::Object(e)) = (doc.as_object_mut(), extra) {
+                d.extend(e);
+            }
+            doc
+        }
+    }
+}
+
 /// Prints a document as one line of JSON, followed by a line end.
 pub fn print(doc: &Value) {
     use std::io::Write as _;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::stdout::Stdout);
     if serde_json::to_writer(&mut out, doc).is_ok() {
         let _ = writeln!(out);
     }

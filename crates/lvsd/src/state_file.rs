@@ -204,6 +204,38 @@ pub fn parse(text: &str) -> Result<Owned, usize> {
     Ok(owned)
 }
 
+/// Opens the state file `p` with `opts`, never through a link: the last part of the path is
+/// not followed (`O_NOFOLLOW`) and nothing blocks on a FIFO (`O_NONBLOCK`). A link planted in
+/// the state directory would otherwise have lvsd, as root, write any file on the system.
+pub fn open(opts: &mut std::fs::OpenOptions, p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = opts
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => std::io::Error::other(format!(
+                "{} is a symbolic link, and lvsd opens no state file through one (it could make lvsd write any file): remove it",
+                config::printable(&p.display().to_string())
+            )),
+            _ => e,
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file: remove it",
+            config::printable(&p.display().to_string())
+        )));
+    }
+    Ok(f)
+}
+
+/// Reads the state file `p` whole, as [`open`] opens it.
+pub fn read(p: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    open(std::fs::OpenOptions::new().read(true), p)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// A record that exists but cannot be read. lvsd cannot tell what it made from it, so the
 /// part the record covers (the table, or the host) is not touched until the record is fixed or
 /// removed: treating it as empty would turn what lvsd made into something it leaves behind.
@@ -229,7 +261,7 @@ fn load_with<T: Default, E: std::fmt::Display>(
         path: p.display().to_string(),
         why,
     };
-    match std::fs::read_to_string(&p) {
+    match read(&p) {
         Ok(text) => parse(&text).map_err(|e| unreadable(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(unreadable(e.to_string())),
@@ -245,7 +277,14 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<()> {
         .with_context(|| format!("create the state directory {}", dir.display()))?;
     let p = dir.join(name);
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+    // Created new (`O_EXCL`, which follows no link): what a crashed process of the same pid
+    // left is removed first (a link is removed, not followed).
+    let _ = std::fs::remove_file(&tmp);
+    let written = open(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        &tmp,
+    )
+    .and_then(|mut f| {
         f.write_all(text.as_bytes())?;
         f.sync_all()
     });

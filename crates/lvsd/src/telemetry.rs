@@ -751,6 +751,18 @@ pub fn serve_status(state_dir: &Path, t: Arc<Telemetry>) -> Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)
         .with_context(|| format!("listen on {}", path.display()))?;
+    // `chmod` follows a link: make sure the path is still the socket just bound (the state
+    // directory is one only lvsd's user can write, checked when its lock was taken).
+    let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt as _;
+        m.file_type().is_socket()
+    });
+    if !is_socket {
+        anyhow::bail!(
+            "{} was replaced while lvsd set it up; is another program writing the state directory?",
+            path.display()
+        );
+    }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("make {} private", path.display()))?;
     tokio::spawn(async move {

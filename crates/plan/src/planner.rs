@@ -226,7 +226,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         } else {
             DelReason::Exclusive
         };
-        let idle = os.reals.values().all(ObservedReal::idle);
+        let idle = os.reals.values().all(|r| r.idle(key));
         let prev_deadline = prev.and_then(|p| p.service_deadline);
         let all_zero = os.reals.values().all(|r| r.spec.weight == 0);
         let why = match prev_deadline {
@@ -328,7 +328,7 @@ impl Removal {
             // Drained to weight 0 by an earlier pass and now idle (no connection of any state,
             // no persistence template): nothing can start there any more, so deleting drops
             // nothing.
-            Some(_) if self.observed.idle() && self.observed.spec.weight == 0 => {
+            Some(_) if self.observed.idle(&self.service) && self.observed.spec.weight == 0 => {
                 p.ops.push(del(DelReason::Drained));
                 return None;
             }
@@ -342,7 +342,7 @@ impl Removal {
                 return None;
             }
             // Already at weight 0 and idle (drained by hand or by the config): delete.
-            None if self.observed.idle() && self.observed.spec.weight == 0 => {
+            None if self.observed.idle(&self.service) && self.observed.spec.weight == 0 => {
                 p.ops.push(del(DelReason::NotInConfig));
                 return None;
             }

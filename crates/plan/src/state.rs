@@ -61,10 +61,21 @@ impl ObservedReal {
         }
     }
 
-    /// No connection of any kind and no persistence template uses it: deleting it cuts
-    /// nothing.
-    pub fn idle(&self) -> bool {
-        self.active == 0 && self.inactive == 0 && self.persistent == 0
+    /// Nothing that carries traffic of `service` uses it, so deleting it cuts nothing: no
+    /// established connection, no persistence template (it sends its client back whatever the
+    /// weight) and, for a service that can carry UDP (UDP, a fwmark service, a protocol lvsd
+    /// has no name for), no inactive entry: the kernel counts every UDP flow as inactive. A
+    /// TCP or SCTP service's inactive entries are connections closing or closed (TIME_WAIT
+    /// lasts two minutes): a drain does not wait for them.
+    pub fn idle(&self, service: &ServiceKey) -> bool {
+        let inactive_carries = !matches!(
+            service,
+            ServiceKey::Addr {
+                protocol: ipvs::Protocol::Tcp | ipvs::Protocol::Sctp,
+                ..
+            }
+        );
+        self.active == 0 && self.persistent == 0 && (self.inactive == 0 || !inactive_carries)
     }
 }
 

@@ -196,82 +196,129 @@ fn idle_real_leaving_goes_to_weight_0_first_then_is_deleted() {
     );
 }
 
+/// `d` and `o` with service 50 under `key` instead.
+fn rekeyed(key: ServiceKey, mut d: Desired, mut o: Observed) -> (Desired, Observed) {
+    if let Some(s) = d.services.remove(&svc(50)) {
+        d.services.insert(key, s);
+    }
+    if let Some(s) = o.services.remove(&svc(50)) {
+        o.services.insert(key, s);
+    }
+    (d, o)
+}
+
 #[test]
-fn a_drained_real_waits_for_inactive_connections_and_persistence_templates_too() {
-    // UDP entries count as inactive (never active), and a persistence template sends its
-    // client back to the real whatever its weight: either keeps a drained real until it is
-    // gone or drain_timeout passes.
-    let before = desired(&[(50, "wlc", &[(101, 1), (103, 1)])]);
-    let d = desired(&[(50, "wlc", &[(101, 1)])]);
-    let drained = plan::plan(
-        &d,
-        &observed(&[(50, "wlc", &[(101, 1, 0), (103, 1, 0)])]),
-        &owned_of(&before),
-        Options {
-            exclusive: false,
-            now: NOW,
-        },
-    );
-    assert_eq!(drained.ops.len(), 1, "{:?}", lines(&drained));
-    for (inactive, persistent) in [(1, 0), (0, 1), (3, 2)] {
-        let mut o = observed(&[(50, "wlc", &[(101, 1, 0), (103, 0, 0)])]);
-        let r = o
-            .services
-            .get_mut(&svc(50))
-            .and_then(|s| s.reals.get_mut(&real(103)))
-            .unwrap();
-        r.inactive = inactive;
-        r.persistent = persistent;
+fn a_drained_real_waits_for_what_carries_traffic_inactive_udp_flows_and_templates() {
+    // What keeps a drained real until it is gone or drain_timeout passes: a persistence
+    // template (it sends its client back whatever the weight), and for UDP (or a fwmark
+    // service, which may carry UDP) the inactive entries, which are its flows. A TCP or SCTP
+    // service's inactive entries are closing or closed connections (TIME_WAIT lasts two
+    // minutes): "no active connections" is the rule there, as the README says.
+    let udp = ServiceKey::Addr {
+        protocol: ipvs::Protocol::Udp,
+        addr: "172.16.1.50".parse().unwrap(),
+        port: 53,
+    };
+    let sctp = ServiceKey::Addr {
+        protocol: ipvs::Protocol::Sctp,
+        addr: "172.16.1.50".parse().unwrap(),
+        port: 80,
+    };
+    let mark = ServiceKey::Fwmark {
+        mark: 7,
+        family: ipvs::Family::Inet,
+    };
+    for key in [svc(50), sctp, udp, mark] {
+        let waits_for_inactive = matches!(key, ServiceKey::Fwmark { .. })
+            || matches!(key, ServiceKey::Addr { protocol, .. } if protocol == ipvs::Protocol::Udp);
+        let (before, _) = rekeyed(
+            key,
+            desired(&[(50, "wlc", &[(101, 1), (103, 1)])]),
+            observed(&[]),
+        );
+        let (d, o) = rekeyed(
+            key,
+            desired(&[(50, "wlc", &[(101, 1)])]),
+            observed(&[(50, "wlc", &[(101, 1, 0), (103, 1, 0)])]),
+        );
         let opts = |now| Options {
             exclusive: false,
             now,
         };
-        let p = plan::plan(&d, &o, &drained.owned, opts(NOW + 5));
-        assert!(
-            p.ops.is_empty(),
-            "kept ({inactive} inactive, {persistent} persistent): {:?}",
-            lines(&p)
+        let drained = plan::plan(&d, &o, &owned_of(&before), opts(NOW));
+        assert_eq!(drained.ops.len(), 1, "{key}: {:?}", lines(&drained));
+        for (inactive, persistent) in [(1, 0), (0, 1), (3, 2)] {
+            let (_, mut o) = rekeyed(
+                key,
+                Desired::default(),
+                observed(&[(50, "wlc", &[(101, 1, 0), (103, 0, 0)])]),
+            );
+            let r = o
+                .services
+                .get_mut(&key)
+                .and_then(|s| s.reals.get_mut(&real(103)))
+                .unwrap();
+            r.inactive = inactive;
+            r.persistent = persistent;
+            let p = plan::plan(&d, &o, &drained.owned, opts(NOW + 5));
+            if persistent == 0 && !waits_for_inactive {
+                assert_eq!(
+                    lines(&p),
+                    [format!(
+                        "- real 172.16.1.103:80 of {key} (drained: no connections left)"
+                    )],
+                    "{key}: closed TCP or SCTP entries are not waited for"
+                );
+                continue;
+            }
+            assert!(
+                p.ops.is_empty(),
+                "{key}: kept ({inactive} inactive, {persistent} persistent): {:?}",
+                lines(&p)
+            );
+            assert_eq!(p.waiting.len(), 1);
+            assert_eq!(
+                (p.waiting[0].inactive, p.waiting[0].persistent),
+                (inactive, persistent)
+            );
+            assert_eq!(
+                p.waiting[0].to_string(),
+                format!(
+                    "real 172.16.1.103:80 of {key} has 0 active and {inactive} inactive connections, {persistent} persistence templates"
+                )
+            );
+            let late = plan::plan(&d, &o, &drained.owned, opts(NOW + 30));
+            assert_eq!(
+                lines(&late),
+                [format!(
+                    "- real 172.16.1.103:80 of {key} (drain timeout passed)"
+                )]
+            );
+        }
+        // The same for a whole service leaving the file.
+        let (d, mut o) = rekeyed(
+            key,
+            desired(&[(50, "wlc", &[(101, 1)])]),
+            observed(&[(50, "wlc", &[(101, 0, 0)])]),
         );
-        assert_eq!(p.waiting.len(), 1);
-        assert_eq!(
-            (p.waiting[0].inactive, p.waiting[0].persistent),
-            (inactive, persistent)
-        );
-        assert_eq!(
-            p.waiting[0].to_string(),
-            format!(
-                "real 172.16.1.103:80 of TCP 172.16.1.50:80 has 0 active and {inactive} inactive connections, {persistent} persistence templates"
-            )
-        );
-        let late = plan::plan(&d, &o, &drained.owned, opts(NOW + 30));
-        assert_eq!(
-            lines(&late),
-            ["- real 172.16.1.103:80 of TCP 172.16.1.50:80 (drain timeout passed)"]
-        );
+        o.services
+            .get_mut(&key)
+            .unwrap()
+            .reals
+            .get_mut(&real(101))
+            .unwrap()
+            .inactive = 1;
+        let mut owned = owned_of(&d);
+        owned.services.get_mut(&key).unwrap().service_deadline = Some(NOW + 30);
+        let p = plan::plan(&Desired::default(), &o, &owned, opts(NOW + 5));
+        if waits_for_inactive {
+            assert!(p.ops.is_empty(), "{key}: {:?}", lines(&p));
+            assert_eq!(p.waiting.len(), 1, "{key}");
+        } else {
+            assert_eq!(p.ops.len(), 1, "{key}: {:?}", lines(&p));
+            assert!(p.waiting.is_empty(), "{key}");
+        }
     }
-    // The same for a whole service leaving the file.
-    let gone = desired(&[]);
-    let mut o = observed(&[(50, "wlc", &[(101, 0, 0)])]);
-    o.services
-        .get_mut(&svc(50))
-        .unwrap()
-        .reals
-        .get_mut(&real(101))
-        .unwrap()
-        .inactive = 1;
-    let mut owned = owned_of(&d);
-    owned.services.get_mut(&svc(50)).unwrap().service_deadline = Some(NOW + 30);
-    let p = plan::plan(
-        &gone,
-        &o,
-        &owned,
-        Options {
-            exclusive: false,
-            now: NOW + 5,
-        },
-    );
-    assert!(p.ops.is_empty(), "{:?}", lines(&p));
-    assert_eq!(p.waiting.len(), 1);
 }
 
 #[test]
