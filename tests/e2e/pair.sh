@@ -185,7 +185,10 @@ on dir2 ./lvsd apply -c lvsd-pair.yaml --state-dir $R >$E/rec-apply.out 2>&1; rc
 cat $E/rec-apply.out
 check "the shipped pair file applies" [ $rc -eq 0 ]
 check "... sync_threshold is 3 50" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '3 50' ]"
-on dir2 ./lvsd apply -c lvsd-pair.yaml --role none --state-dir $R >$E/rec-none.out 2>&1; rc=$?
+# The same file without its `ha` and `ipvs` sections: what the host is to keep once the role
+# and the settings go (its services stay as they are).
+sed -e '/^ha:/,/^services:/{/^services:/!d}' lvsd-pair.yaml >$E/undo.yaml
+on dir2 ./lvsd apply -c $E/undo.yaml --role none --state-dir $R >$E/rec-none.out 2>&1; rc=$?
 cat $E/rec-none.out
 check "another lvsd reads the record: --role none exits 0" [ $rc -eq 0 ]
 check "... and restores sync_threshold (2 20) from it" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '2 20' ]"
@@ -194,7 +197,7 @@ check "... saying nothing of a damaged record" sh -c "! grep -q 'damaged\|cannot
 # A record that cannot be read: the host part stops, loudly, and touches nothing.
 on dir2 ./lvsd apply -c lvsd-pair.yaml --state-dir $R >/dev/null 2>&1
 echo '{"record": "x", "version": 2, "addresses": 7}' >$R/host
-on dir2 ./lvsd apply -c lvsd-pair.yaml --role none --state-dir $R >$E/rec-bad.out 2>&1; rc=$?
+on dir2 ./lvsd apply -c $E/undo.yaml --role none --state-dir $R >$E/rec-bad.out 2>&1; rc=$?
 cat $E/rec-bad.out
 check "a damaged host record: --role none exits non-zero" [ $rc -ne 0 ]
 check "... naming the record and what to do" sh -c "grep -q 'ownership record $R/host cannot be read' $E/rec-bad.out"
