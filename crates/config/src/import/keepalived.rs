@@ -1203,26 +1203,8 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         }
     }
     if !r.problems.is_empty() {
-        let mut by_file: Vec<Error> = vec![];
-        let mut problems = std::mem::take(&mut r.problems);
-        problems.sort_by_key(|(f, p)| (*f, p.line, p.col));
-        for (f, p) in problems {
-            match by_file.last_mut() {
-                Some(Error::Invalid { path, problems, .. }) if *path == r.files[f] => {
-                    problems.push(p)
-                }
-                _ => by_file.push(Error::Invalid {
-                    path: r.files[f].clone(),
-                    problems: vec![p],
-                    omitted: 0,
-                }),
-            }
-        }
-        return Err(Error::combine(by_file).unwrap_or(Error::Invalid {
-            path: r.files.first().cloned().unwrap_or_default(),
-            problems: vec![],
-            omitted: 0,
-        }));
+        let problems = std::mem::take(&mut r.problems);
+        return Err(super::gather(&r.files, problems));
     }
     let mut header = vec![format!(
         "imported by lvsd from keepalived's {}",
