@@ -41,20 +41,7 @@ const VS: &str =
 
 // Class 1: limits.
 
-
-
-
-
-
-
 // Class 2: nothing lost or changed silently.
-
-
-
-
-
-
-
 
 #[test]
 fn ipvsadm_a_service_added_twice_is_an_error_naming_both_lines() {
@@ -82,7 +69,22 @@ fn ipvsadm_a_scheduler_lvsd_does_not_take_is_an_error_at_its_line() {
 
 // Class 3: errors at the source's lines.
 
+#[test]
+fn keepalived_a_duplicate_service_is_cited_at_its_virtual_server() {
+    let text = format!("{VS}\n{VS}");
+    let e = keepalived_err(&text);
+    assert!(!e.contains("converted"), "{e}");
+    assert!(e.starts_with("k.conf:7:"), "{e}");
+    assert!(e.contains("k.conf:1"), "the first one is named too: {e}");
+}
 
+#[test]
+fn ldirectord_a_duplicate_service_is_cited_at_its_virtual() {
+    let text = "virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\nvirtual=10.0.0.1:80\n    real=10.0.1.2:80 gate\n";
+    let e = ldirectord_err(text);
+    assert!(!e.contains("converted"), "{e}");
+    assert!(e.starts_with("l.cf:3:"), "{e}");
+}
 
 #[test]
 fn ipvsadm_what_lvsd_refuses_is_cited_at_its_rule() {

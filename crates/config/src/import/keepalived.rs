@@ -904,7 +904,10 @@ fn real(
 ) -> Option<RealOut> {
     let addr = addr_arg(n.args.first()?, r)?;
     let port = port_arg(&n.args, 1, r);
-    let mut out = Real::default();
+    let mut out = Real {
+        source: Some((r.files[n.key.file].clone(), n.key.line)),
+        ..Real::default()
+    };
     let mut cas = Cascade::default();
     let mut weight = vs.weight;
     let mut forward = vs_forward.clone();
@@ -1318,6 +1321,7 @@ fn virtual_server(
     let mut out = vec![];
     for (idx, vip) in vips.iter().enumerate() {
         let mut s = Service {
+            source: Some((r.files[n.key.file].clone(), n.key.line)),
             comments: if idx == 0 { comments.clone() } else { vec![] },
             scheduler: scheduler.clone(),
             forward: vs_forward.0,

@@ -166,6 +166,7 @@ struct Virtual {
 
 /// A `real=` line: its servers (a range expands), forwarding, weight, request and receive.
 struct RealLine {
+    line: u64,
     servers: Vec<(IpAddr, Option<u16>)>,
     forward: &'static str,
     weight: u32,
@@ -254,6 +255,7 @@ fn real_line(v: &str, no: u64, c: &mut Ctx) -> Option<RealLine> {
         return None;
     }
     Some(RealLine {
+        line: no,
         servers: first,
         forward: fwd,
         weight,
@@ -388,6 +390,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
 
 fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
     let mut s = Service {
+        source: Some((c.file.to_owned(), vs.line)),
         comments: vec![format!("{}:{}: {}", c.file, vs.line, vs.text)],
         scheduler: "wrr".into(),
         forward: "dr",
@@ -627,6 +630,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
                 }
             };
             let mut real = Real {
+                source: Some((c.file.to_owned(), r.line)),
                 address: socket(*a, port),
                 weight: (r.weight != 1).then_some(r.weight),
                 forward: (r.forward != s.forward).then_some(r.forward),
