@@ -41,7 +41,121 @@ const VS: &str =
 
 // Class 1: limits.
 
+#[test]
+fn keepalived_macros_that_double_are_refused_naming_the_limit() {
+    let mut text = String::from("$M0=xxxxxxxxxxxxxxxx\n");
+    for i in 1..24 {
+        text.push_str(&format!("$M{i}=${{M{}}}${{M{}}}\n", i - 1, i - 1));
+    }
+    text.push_str("virtual_server 10.0.0.1 80 {\n  lb_algo $M23\n}\n");
+    let e = keepalived_err(&text);
+    assert!(e.starts_with("k.conf:26:"), "{e}");
+    assert!(e.contains("expands to more than"), "{e}");
+}
+
+#[test]
+fn keepalived_a_definition_that_uses_itself_is_refused() {
+    let e = keepalived_err("$A=${B}\n$B=x$A\nvirtual_server $A 80 {\n}\n");
+    assert!(e.starts_with("k.conf:3:"), "{e}");
+    assert!(e.contains("uses itself"), "{e}");
+}
+
+#[test]
+fn keepalived_deep_nesting_is_refused_naming_the_limit() {
+    let text = "virtual_server 10.0.0.1 80 {\n".to_owned() + &"a {\n".repeat(50_000);
+    let e = keepalived_err(&text);
+    assert!(e.contains("blocks nest deeper than"), "{e}");
+    assert!(e.starts_with("k.conf:"), "{e}");
+    assert!(
+        e.lines().count() <= 2,
+        "one message, not one per brace: {e}"
+    );
+}
+
+#[test]
+fn keepalived_a_long_line_is_read_in_linear_time() {
+    // A 10 MiB line of 5 million words: quadratic reading would not finish.
+    let text = format!(
+        "virtual_server 10.0.0.1 80 {{\n  notify_up{}\n  real_server 10.0.1.1 80 {{\n  }}\n}}\n",
+        " x".repeat(5 << 20)
+    );
+    let _ = config::import::keepalived(&text, Path::new("k.conf"));
+    // Many definitions and a long line using them.
+    let mut text = String::new();
+    for i in 0..10_000 {
+        text.push_str(&format!("$D{i}=y\n"));
+    }
+    text.push_str(&format!(
+        "virtual_server 10.0.0.1 80 {{\n  notify_up{}\n}}\n",
+        " $D1".repeat(1 << 18)
+    ));
+    let _ = config::import::keepalived(&text, Path::new("k.conf"));
+}
+
+#[test]
+fn keepalived_includes_that_include_each_other_are_a_cycle() {
+    let dir = scratch("cycle");
+    for n in ["a", "b", "c", "d"] {
+        std::fs::write(dir.join(format!("{n}.conf")), "include *.conf\n").unwrap();
+    }
+    let main = dir.join("a.conf");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let e = match config::import::keepalived(&text, &main) {
+        Ok(c) => panic!("accepted:\n{}", c.yaml),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("a.conf:1:9: `include` of"), "{e}");
+    assert!(e.contains("includes itself"), "{e}");
+    assert!(e.len() < 4096, "{} bytes of messages", e.len());
+}
+
+#[test]
+fn keepalived_included_files_are_counted() {
+    // Ten files each including the next ten: 10^8 reads without a limit.
+    let dir = scratch("fan");
+    for level in 0..8 {
+        for i in 0..10 {
+            std::fs::write(
+                dir.join(format!("l{level}-{i}.conf")),
+                format!("include l{}-*.conf\n", level + 1),
+            )
+            .unwrap();
+        }
+    }
+    let main = dir.join("l0-0.conf");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let e = match config::import::keepalived(&text, &main) {
+        Ok(c) => panic!("accepted:\n{}", c.yaml),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("files in all"), "{e}");
+    assert!(e.len() < 4096, "{} bytes of messages", e.len());
+}
+
 // Class 2: nothing lost or changed silently.
+
+#[test]
+fn keepalived_imports_the_same_way_every_time() {
+    let mut text = String::from("$A0=10.0.0.1\n");
+    for i in 1..12 {
+        text.push_str(&format!("$A{i}=${{A{}}}\n", i - 1));
+    }
+    text.push_str("$X=$A11 80\n");
+    text.push_str("virtual_server $X {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n  }\n}\n");
+    let first = config::import::keepalived(&text, Path::new("k.conf"))
+        .map(|c| c.yaml)
+        .map_err(|e| e.to_string());
+    assert!(
+        first.as_ref().is_ok_and(|y| y.contains("10.0.0.1:80")),
+        "{first:?}"
+    );
+    for _ in 0..20 {
+        let again = config::import::keepalived(&text, Path::new("k.conf"))
+            .map(|c| c.yaml)
+            .map_err(|e| e.to_string());
+        assert_eq!(again, first);
+    }
+}
 
 #[test]
 fn ipvsadm_a_service_added_twice_is_an_error_naming_both_lines() {
@@ -223,4 +337,18 @@ proptest! {
         let out = config::import::ipvsadm(&text, Path::new("rules"));
         holds("ipvsadm", &text, out)?;
     }
+}
+
+#[test]
+fn keepalived_groups_that_make_millions_of_services_are_refused() {
+    let mut text = String::from("virtual_server_group G {\n");
+    for i in 0..16 {
+        text.push_str(&format!("  10.{i}.0.0/16 80\n"));
+    }
+    text.push_str(
+        "}\nvirtual_server group G {\n  protocol TCP\n  real_server 10.200.0.1 80 {\n  }\n}\n",
+    );
+    let e = keepalived_err(&text);
+    assert!(e.starts_with("k.conf:19:"), "{e}");
+    assert!(e.contains("services and real servers in all"), "{e}");
 }

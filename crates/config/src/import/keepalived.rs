@@ -8,7 +8,7 @@
 //! NAT, none for a fwmark service). `vrrp_instance` and the other VRRP sections are left to
 //! keepalived and named in the summary.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,21 @@ use crate::{Error, Problem};
 
 /// Nesting of `include` followed, at most.
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// Files read in all (the main one and every include), as for lvsd's own `include`.
+const MAX_FILES: usize = crate::include::MAX_INCLUDED_FILES;
+/// Bytes read in all, over every file: what lvsd reads of one config.
+const MAX_BYTES: u64 = crate::MAX_FILE_BYTES;
+/// Nesting of `{ … }` blocks, at most (keepalived's deepest is four).
+const MAX_NESTING: usize = 32;
+/// Bytes a line may grow to once its `$NAME`s are replaced (and the work of replacing them).
+const MAX_LINE_EXPANSION: usize = 1 << 20;
+/// `$NAME`s within `$NAME`s, at most.
+const MAX_DEFINITION_DEPTH: usize = 32;
+/// Problems kept: past these they are counted (a file of a million stray braces is one mistake).
+const MAX_PROBLEMS: usize = 1000;
+/// Services and real servers made in all: a few `virtual_server_group` ranges used by a few
+/// services would otherwise make millions.
+const MAX_MADE: usize = 1_000_000;
 /// Addresses one entry of a `virtual_server_group` may expand to.
 const MAX_RANGE: u128 = 65_536;
 
@@ -44,12 +59,54 @@ struct Node {
 struct Reader {
     files: Vec<String>,
     problems: Vec<(usize, Problem)>,
-    vars: HashMap<String, String>,
+    /// Problems past [`MAX_PROBLEMS`], counted.
+    omitted: usize,
+    /// Ordered, so that the same file always converts the same way.
+    vars: BTreeMap<String, String>,
     skipped: Vec<String>,
+    /// The files being read, outermost first (canonical paths): an include of one is a cycle.
+    reading: Vec<PathBuf>,
+    /// Bytes read so far, over every file.
+    bytes: u64,
+    /// A limit was hit: reading stops, and the problems so far are the answer.
+    stop: bool,
+    /// Services and reals made so far.
+    made: usize,
+}
+
+/// Why a line's `$NAME`s could not be replaced.
+enum Expansion {
+    TooLarge,
+    Cycle(String),
+    TooDeep,
 }
 
 impl Reader {
+    fn new() -> Reader {
+        Reader {
+            files: vec![],
+            problems: vec![],
+            omitted: 0,
+            vars: BTreeMap::new(),
+            skipped: vec![],
+            reading: vec![],
+            bytes: 0,
+            stop: false,
+            made: 0,
+        }
+    }
+
+    /// A problem that ends the reading: a limit was hit.
+    fn fatal(&mut self, t: &Token, message: impl Into<String>) {
+        self.err(t, message);
+        self.stop = true;
+    }
+
     fn err(&mut self, t: &Token, message: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.omitted += 1;
+            return;
+        }
         self.problems.push((
             t.file,
             Problem {
@@ -69,6 +126,21 @@ impl Reader {
         let file = self.files.len();
         self.files
             .push(printable(&path.display().to_string()).into_owned());
+        self.bytes += text.len() as u64;
+        self.reading
+            .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        self.read_lines(text, file, path, depth, out);
+        self.reading.pop();
+    }
+
+    fn read_lines(
+        &mut self,
+        text: &str,
+        file: usize,
+        path: &Path,
+        depth: usize,
+        out: &mut Vec<Token>,
+    ) {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -76,6 +148,9 @@ impl Reader {
         let mut pending = String::new();
         let mut first_line = 0u64;
         for (n, raw) in text.lines().enumerate() {
+            if self.stop {
+                return;
+            }
             let line_no = n as u64 + 1;
             let raw = raw.trim_end_matches('\r');
             if pending.is_empty() {
@@ -90,7 +165,7 @@ impl Reader {
             let line = std::mem::take(&mut pending);
             self.line(&line, file, first_line, &dir, depth, out);
         }
-        if !pending.is_empty() {
+        if !pending.is_empty() && !self.stop {
             let line = std::mem::take(&mut pending);
             self.line(&line, file, first_line, &dir, depth, out);
         }
@@ -122,13 +197,40 @@ impl Reader {
             ));
             return;
         }
-        let line = self.substitute(line);
+        let line = match self.substitute(line) {
+            Ok(l) => l,
+            Err(e) => {
+                let at = Token {
+                    text: String::new(),
+                    quoted: false,
+                    starts_line: true,
+                    file,
+                    line: no,
+                    col: 1,
+                };
+                let message = match e {
+                    Expansion::TooLarge => format!(
+                        "this line expands to more than {MAX_LINE_EXPANSION} bytes once its `$NAME` definitions are replaced (lvsd's limit for a line); check the definitions it uses"
+                    ),
+                    Expansion::Cycle(name) => format!(
+                        "`${}` uses itself (through the definitions it uses), so it never ends; correct the definitions",
+                        printable(&name)
+                    ),
+                    Expansion::TooDeep => format!(
+                        "`$NAME` definitions are used within each other more than {MAX_DEFINITION_DEPTH} deep (lvsd's limit); use fewer levels"
+                    ),
+                };
+                self.fatal(&at, message);
+                return;
+            }
+        };
         let mut toks: Vec<Token> = vec![];
-        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        let chars: Vec<char> = line.chars().collect();
         let mut i = 0;
-        let col_of = |idx: usize| line[..idx].chars().count() as u64 + 1;
+        // The column is the character's index: counted once, never from the line's start.
+        let col_of = |idx: usize| idx as u64 + 1;
         while i < chars.len() {
-            let (at, c) = chars[i];
+            let (at, c) = (i, chars[i]);
             if c.is_whitespace() {
                 i += 1;
                 continue;
@@ -151,11 +253,11 @@ impl Reader {
             if c == '"' {
                 let mut s = String::new();
                 let mut j = i + 1;
-                while j < chars.len() && chars[j].1 != '"' {
-                    if chars[j].1 == '\\' && j + 1 < chars.len() {
+                while j < chars.len() && chars[j] != '"' {
+                    if chars[j] == '\\' && j + 1 < chars.len() {
                         j += 1;
                     }
-                    s.push(chars[j].1);
+                    s.push(chars[j]);
                     j += 1;
                 }
                 toks.push(Token {
@@ -172,7 +274,7 @@ impl Reader {
             let mut s = String::new();
             let mut j = i;
             while j < chars.len() {
-                let c = chars[j].1;
+                let c = chars[j];
                 if c.is_whitespace() || c == '{' || c == '}' || c == '"' {
                     break;
                 }
@@ -210,26 +312,73 @@ impl Reader {
         out.extend(toks);
     }
 
-    fn substitute(&self, line: &str) -> String {
+    /// `line` with each `$NAME` and `${NAME}` defined replaced by its value, itself
+    /// replaced, in one pass (a name is the longest run of letters, digits and `_`, as
+    /// keepalived reads it; one not defined stays as written). Bounded: the line's size, the
+    /// work, the depth; a definition that uses itself is refused.
+    fn substitute(&self, line: &str) -> Result<String, Expansion> {
         if !line.contains('$') || self.vars.is_empty() {
-            return line.to_owned();
+            return Ok(line.to_owned());
         }
-        let mut out = line.to_owned();
-        // Longest names first, so `$AB` is not read as `$A` followed by `B`.
-        let mut names: Vec<&String> = self.vars.keys().collect();
-        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-        for n in names {
-            let v = &self.vars[n];
-            out = out
-                .replace(&format!("${{{n}}}"), v)
-                .replace(&format!("${n}"), v);
+        let mut out = String::with_capacity(line.len());
+        let mut stack = vec![];
+        let mut work = 0usize;
+        self.expand(line, &mut out, &mut stack, &mut work)?;
+        Ok(out)
+    }
+
+    fn expand<'a>(
+        &'a self,
+        text: &'a str,
+        out: &mut String,
+        stack: &mut Vec<&'a str>,
+        work: &mut usize,
+    ) -> Result<(), Expansion> {
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let Some(d) = memchr::memchr(b'$', &bytes[i..]) else {
+                out.push_str(&text[i..]);
+                break;
+            };
+            out.push_str(&text[i..i + d]);
+            i += d + 1;
+            *work += d + 1;
+            let (name, end) = if bytes.get(i) == Some(&b'{') {
+                match memchr::memchr(b'}', &bytes[i + 1..]) {
+                    Some(n) => (&text[i + 1..i + 1 + n], i + 2 + n),
+                    None => ("", i),
+                }
+            } else {
+                let n = bytes[i..].iter().take_while(|b| ident(**b)).count();
+                (&text[i..i + n], i + n)
+            };
+            match self.vars.get_key_value(name) {
+                Some((name, value)) if !name.is_empty() => {
+                    if stack.contains(&name.as_str()) {
+                        return Err(Expansion::Cycle(name.clone()));
+                    }
+                    if stack.len() >= MAX_DEFINITION_DEPTH {
+                        return Err(Expansion::TooDeep);
+                    }
+                    stack.push(name);
+                    self.expand(value, out, stack, work)?;
+                    stack.pop();
+                    i = end;
+                }
+                _ => out.push('$'),
+            }
+            if out.len() > MAX_LINE_EXPANSION || *work > 4 * MAX_LINE_EXPANSION {
+                return Err(Expansion::TooLarge);
+            }
         }
-        out
+        Ok(())
     }
 
     fn include(&mut self, pattern: &Token, dir: &Path, depth: usize, out: &mut Vec<Token>) {
         if depth >= MAX_INCLUDE_DEPTH {
-            self.err(
+            self.fatal(
                 pattern,
                 format!("`include` nests deeper than {MAX_INCLUDE_DEPTH} files (does a file include itself?)"),
             );
@@ -253,7 +402,39 @@ impl Reader {
             }
         }
         for path in found {
+            if self.stop {
+                return;
+            }
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if self.reading.contains(&canonical) {
+                self.fatal(
+                    pattern,
+                    format!(
+                        "`include` of `{}` while that file is being read: it includes itself (keepalived would read it without end); remove the include or narrow its pattern",
+                        printable(&path.display().to_string())
+                    ),
+                );
+                return;
+            }
+            if self.files.len() >= MAX_FILES {
+                self.fatal(
+                    pattern,
+                    format!(
+                        "`include` reads more than {MAX_FILES} files in all (lvsd's limit); include each file once, and fewer of them"
+                    ),
+                );
+                return;
+            }
             match crate::read_text(&path) {
+                Ok(text) if self.bytes + text.len() as u64 > MAX_BYTES => {
+                    self.fatal(
+                        pattern,
+                        format!(
+                            "the included files come to more than {MAX_BYTES} bytes in all (lvsd's limit for a config); include each file once, and fewer of them"
+                        ),
+                    );
+                    return;
+                }
                 Ok(text) => self.tokens(&text, &path, depth + 1, out),
                 Err(e) => self.err(pattern, e.to_string()),
             }
@@ -265,7 +446,18 @@ impl Reader {
 /// line, and a `{ … }` block (on the same line or the next).
 fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<Node> {
     let mut out: Vec<Node> = vec![];
-    while *i < tokens.len() {
+    if depth > MAX_NESTING {
+        if let Some(t) = tokens.get(i.saturating_sub(1)) {
+            r.fatal(
+                t,
+                format!(
+                    "blocks nest deeper than {MAX_NESTING} (lvsd's limit; keepalived's own go four deep); a `}}` is missing, or remove the extra `{{`"
+                ),
+            );
+        }
+        return out;
+    }
+    while *i < tokens.len() && !r.stop {
         let t = &tokens[*i];
         if t.text == "}" && !t.quoted {
             *i += 1;
@@ -311,7 +503,7 @@ fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<N
         }
         out.push(node);
     }
-    if depth > 0 {
+    if depth > 0 && !r.stop {
         if let Some(last) = tokens.last() {
             r.err(last, "the file ends inside a block: a `}` is missing");
         }
@@ -1157,17 +1349,24 @@ fn group(n: &Node, r: &mut Reader) -> Vec<Vip> {
 /// Converts the LVS part of keepalived.conf `text` (read from `path`: includes are relative
 /// to it).
 pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
-    let mut r = Reader {
-        files: vec![],
-        problems: vec![],
-        vars: HashMap::new(),
-        skipped: vec![],
-    };
+    let mut r = Reader::new();
     let mut tokens = vec![];
+    if text.len() as u64 > MAX_BYTES {
+        return Err(Error::TooLarge {
+            path: printable(&path.display().to_string()).into_owned(),
+            size: text.len() as u64,
+            limit: MAX_BYTES,
+        });
+    }
     r.tokens(text, path, 0, &mut tokens);
     let mut i = 0;
-    let top = nodes(&tokens, &mut i, 0, &mut r);
-    let mut groups: HashMap<String, (Vec<Vip>, String)> = HashMap::new();
+    let top = if r.stop {
+        vec![]
+    } else {
+        nodes(&tokens, &mut i, 0, &mut r)
+    };
+    drop(tokens);
+    let mut groups: BTreeMap<String, (Vec<Vip>, String)> = BTreeMap::new();
     for n in &top {
         if n.key.text == "virtual_server_group" {
             let Some(name) = n.args.first() else {
@@ -1184,7 +1383,10 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     for n in &top {
         match n.key.text.as_str() {
             "virtual_server_group" => {}
-            "virtual_server" => services.extend(virtual_server(n, &groups, &mut names, &mut r)),
+            "virtual_server" if !r.stop => {
+                services.extend(virtual_server(n, &groups, &mut names, &mut r))
+            }
+            "virtual_server" => {}
             "SSL" => {
                 let text = format!(
                     "{}: SSL — lvsd's https checks need no client certificate and do not verify the server's",
@@ -1207,7 +1409,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     }
     if !r.problems.is_empty() {
         let problems = std::mem::take(&mut r.problems);
-        return Err(super::gather(&r.files, problems));
+        return Err(super::gather(&r.files, problems, r.omitted));
     }
     let mut header = vec![format!(
         "imported by lvsd from keepalived's {}",
@@ -1236,7 +1438,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
 
 fn virtual_server(
     n: &Node,
-    groups: &HashMap<String, (Vec<Vip>, String)>,
+    groups: &BTreeMap<String, (Vec<Vip>, String)>,
     names: &mut BTreeSet<String>,
     r: &mut Reader,
 ) -> Vec<Service> {
@@ -1318,6 +1520,17 @@ fn virtual_server(
         .iter()
         .filter_map(|rn| real(rn, &b, vs_forward.clone(), r))
         .collect();
+    let made = vips.len().saturating_mul(reals.len() + 1);
+    r.made = r.made.saturating_add(made);
+    if r.made > MAX_MADE {
+        r.fatal(
+            &n.key,
+            format!(
+                "the virtual_servers up to here make more than {MAX_MADE} services and real servers in all (lvsd's limit for one conversion; this one makes {made}); use smaller virtual_server_group ranges, or convert in parts"
+            ),
+        );
+        return vec![];
+    }
     let mut out = vec![];
     for (idx, vip) in vips.iter().enumerate() {
         let mut s = Service {

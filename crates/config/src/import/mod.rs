@@ -367,7 +367,7 @@ pub(crate) fn checked(
         ),
         other => return Err(other),
     }
-    Err(gather(&files, found))
+    Err(gather(&files, found, 0))
 }
 
 /// A message of lvsd's reader with each `on line N` of the converted text said as the
@@ -398,7 +398,11 @@ fn cite_lines(message: &str, origin: &dyn Fn(u64) -> (String, u64)) -> String {
 
 /// Problems found in several files (indexes into `files`) as one error: by file in the order
 /// read, by line in each, at most [`crate::MAX_SHOWN`] shown.
-pub(crate) fn gather(files: &[String], mut problems: Vec<(usize, Problem)>) -> Error {
+pub(crate) fn gather(
+    files: &[String],
+    mut problems: Vec<(usize, Problem)>,
+    omitted: usize,
+) -> Error {
     let mut by_file: Vec<Error> = vec![];
     problems.sort_by_key(|(f, p)| (*f, p.line, p.col));
     for (f, p) in problems {
@@ -411,6 +415,9 @@ pub(crate) fn gather(files: &[String], mut problems: Vec<(usize, Problem)>) -> E
                 omitted: 0,
             }),
         }
+    }
+    if let Some(Error::Invalid { omitted: o, .. }) = by_file.last_mut() {
+        *o += omitted;
     }
     Error::combine(by_file).unwrap_or(Error::Invalid {
         path: files.first().cloned().unwrap_or_default(),
