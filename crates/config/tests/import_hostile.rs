@@ -158,6 +158,63 @@ fn keepalived_imports_the_same_way_every_time() {
 }
 
 #[test]
+fn keepalived_timers_lvsd_cannot_carry_are_errors_at_their_line() {
+    for (setting, line) in [
+        ("delay_loop 0", 2),
+        ("connect_timeout 0", 2),
+        ("delay_loop 7200", 2),
+        ("connect_timeout 0.0001", 2),
+    ] {
+        let text = format!(
+            "virtual_server 10.0.0.1 80 {{\n  {setting}\n  protocol TCP\n  real_server 10.0.1.1 80 {{\n    TCP_CHECK {{\n    }}\n  }}\n}}\n"
+        );
+        let e = keepalived_err(&text);
+        assert!(e.starts_with(&format!("k.conf:{line}:")), "{setting}: {e}");
+        let word = setting.split(' ').next().unwrap();
+        assert!(e.contains(word), "{setting}: {e}");
+    }
+    // What lvsd can carry is carried exactly.
+    let text = "virtual_server 10.0.0.1 80 {\n  delay_loop 3600\n  connect_timeout 1.5\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n";
+    let out = config::import::keepalived(text, Path::new("k.conf")).unwrap();
+    assert!(out.yaml.contains("interval: 3600s"), "{}", out.yaml);
+    assert!(out.yaml.contains("timeout: 1500ms"), "{}", out.yaml);
+}
+
+#[test]
+fn keepalived_numbers_too_large_for_lvsd_are_errors() {
+    let e = keepalived_err(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    uthreshold 4294967296\n  }\n}\n",
+    );
+    assert!(e.starts_with("k.conf:4:"), "{e}");
+    let e = keepalived_err(
+        "virtual_server_group G {\n  fwmark 4294967297\n}\nvirtual_server group G {\n  real_server 10.0.1.1 80 {\n  }\n}\n",
+    );
+    assert!(e.starts_with("k.conf:2:"), "{e}");
+    // A retry lvsd cannot count is named, not just clamped.
+    let out = config::import::keepalived(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    TCP_CHECK {\n      retry 500\n    }\n  }\n}\n",
+        Path::new("k.conf"),
+    );
+    match out {
+        Ok(c) => assert!(
+            c.summary.iter().any(|s| s.contains("retry 500")),
+            "{:?}",
+            c.summary
+        ),
+        Err(e) => assert!(e.to_string().contains("retry"), "{e}"),
+    }
+}
+
+#[test]
+fn keepalived_persistence_settings_are_not_copied_into_yaml_raw() {
+    let e = keepalived_err(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  persistence_timeout 60\n  persistence_granularity 255.0.0.0,x:1\n  real_server 10.0.1.1 80 {\n  }\n}\n",
+    );
+    assert!(e.starts_with("k.conf:4:"), "{e}");
+    assert!(!e.contains("converted"), "{e}");
+}
+
+#[test]
 fn ipvsadm_a_service_added_twice_is_an_error_naming_both_lines() {
     let e = ipvsadm_err(
         "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1\n-A -t 10.0.0.1:80 -s wlc\n-a -t 10.0.0.1:80 -r 10.0.1.2:80 -g -w 1\n",

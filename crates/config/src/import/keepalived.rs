@@ -511,14 +511,73 @@ fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<N
     out
 }
 
-/// Seconds as keepalived reads a timer (`3`, `1.5`), in milliseconds.
-fn timer(t: &Token, r: &mut Reader) -> Option<u64> {
-    match t.text.parse::<f64>() {
-        Ok(s) if (0.0..1e9).contains(&s) => Some((s * 1000.0).round() as u64),
+/// Seconds as keepalived reads a timer (`3`, `1.5`), in milliseconds: exactly, or an error
+/// (lvsd counts milliseconds; a finer value is not rounded silently).
+fn timer(what: &str, t: &Token, r: &mut Reader) -> Option<u64> {
+    let (whole, frac) = t.text.split_once('.').unwrap_or((&t.text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let secs = match whole.parse::<u64>() {
+        Ok(n) if digits(whole) && digits(frac) && n < 1_000_000_000 => n,
         _ => {
             r.err(
                 t,
-                format!("`{}` is not a number of seconds", printable(&t.text)),
+                format!(
+                    "{what} `{}` is not a number of seconds; write seconds such as 3 or 1.5",
+                    printable(&t.text)
+                ),
+            );
+            return None;
+        }
+    };
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > 3 {
+        r.err(
+            t,
+            format!(
+                "{what} `{}` seconds is not a whole number of milliseconds, which lvsd counts in; round it to at most three decimals",
+                printable(&t.text)
+            ),
+        );
+        return None;
+    }
+    let ms = format!("{frac:0<3}").parse::<u64>().unwrap_or(0);
+    Some(secs * 1000 + ms)
+}
+
+/// A timer that becomes a check's interval or timeout: one lvsd runs checks with (1 ms to 1 h),
+/// or an error at its line (never clamped).
+fn check_timer(n: &Node, r: &mut Reader) -> Option<u64> {
+    let Some(a) = n.args.first() else {
+        r.err(
+            &n.key,
+            format!("`{}` needs a number of seconds", printable(&n.key.text)),
+        );
+        return None;
+    };
+    let ms = timer(&printable(&n.key.text), a, r)?;
+    if ms == 0 || ms > 3_600_000 {
+        r.err(
+            a,
+            format!(
+                "`{} {}`: lvsd's checks take an interval and timeout from 1ms to 3600s; write a value in that range",
+                printable(&n.key.text),
+                printable(&a.text)
+            ),
+        );
+        return None;
+    }
+    Some(ms)
+}
+
+/// A number that fits the kernel's 32 bits, or an error at its place.
+fn uint32(t: &Token, r: &mut Reader) -> Option<u32> {
+    let n = uint(t, r)?;
+    match u32::try_from(n) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            r.err(
+                t,
+                format!("{n} is larger than the kernel takes here (at most 4294967295)"),
             );
             None
         }
@@ -573,7 +632,13 @@ fn method(n: &Node, r: &mut Reader) -> Option<(&'static str, Option<String>)> {
                         i += 2;
                     }
                     "port" => {
-                        port = rest.get(i + 1).and_then(|p| p.parse::<u16>().ok());
+                        port = match rest.get(i + 1).map(|p| p.parse::<u16>()) {
+                            Some(Ok(p)) if p > 0 => Some(p),
+                            _ => {
+                                r.err(&n.key, "a tunnel's `port` is a number from 1 to 65535");
+                                return None;
+                            }
+                        };
                         i += 2;
                     }
                     "nocsum" => {
@@ -658,11 +723,13 @@ impl Cascade {
     fn take(&mut self, n: &Node, r: &mut Reader) -> bool {
         let arg = n.args.first();
         match n.key.text.as_str() {
-            "delay_loop" => self.delay_loop = arg.and_then(|a| timer(a, r)),
-            "connect_timeout" => self.connect_timeout = arg.and_then(|a| timer(a, r)),
+            "delay_loop" => self.delay_loop = check_timer(n, r),
+            "connect_timeout" => self.connect_timeout = check_timer(n, r),
             "retry" | "nb_get_retry" => self.retry = arg.and_then(|a| uint(a, r)),
             "delay_before_retry" => {
-                self.delay_before_retry = arg.and_then(|a| timer(a, r)).map(|ms| (ms, r.at(&n.key)))
+                self.delay_before_retry = arg
+                    .and_then(|a| timer("delay_before_retry", a, r))
+                    .map(|ms| (ms, r.at(&n.key)))
             }
             "warmup" => self.warmup = Some(r.at(&n.key)),
             "alpha" => self.alpha = Some(boolean(n)),
@@ -760,8 +827,26 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
                     Some(a) => uint(a, r),
                 }
             }
-            "persistence_granularity" => b.granularity = arg.map(|a| a.text.clone()),
-            "persistence_engine" => b.engine = arg.map(|a| a.text.clone()),
+            "persistence_granularity" => b.granularity = arg.and_then(|a| granularity(a, r)),
+            "persistence_engine" => {
+                b.engine = match arg {
+                    Some(a)
+                        if !a.text.is_empty()
+                            && a.text
+                                .bytes()
+                                .all(|c| c.is_ascii_alphanumeric() || c == b'_') =>
+                    {
+                        Some(a.text.clone())
+                    }
+                    _ => {
+                        r.err(
+                            &n.key,
+                            "persistence_engine needs an engine's name (the kernel has `sip`)",
+                        );
+                        None
+                    }
+                }
+            }
             "protocol" => {
                 b.protocol = match arg.map(|a| a.text.to_ascii_uppercase()).as_deref() {
                     Some("TCP") => Some("tcp"),
@@ -796,7 +881,16 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
             "quorum" => b.quorum = arg.and_then(|a| uint(a, r)).map(|q| (q, n.key.clone())),
             "sorry_server" => b.sorry = Some((n.clone(), None)),
             "sorry_server_lvs_method" => sorry_method = method(n, r),
-            "ip_family" => b.ip_family_v6 = arg.map(|a| a.text == "inet6"),
+            "ip_family" => {
+                b.ip_family_v6 = match arg.map(|a| a.text.as_str()) {
+                    Some("inet") => Some(false),
+                    Some("inet6") => Some(true),
+                    _ => {
+                        r.err(&n.key, "ip_family is inet or inet6");
+                        None
+                    }
+                }
+            }
             "snmp_name" => b.name = arg.map(|a| a.text.clone()),
             "real_server" => b.reals.push(n.clone()),
             "hysteresis" => note(
@@ -842,6 +936,26 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
         s.1 = Some(m);
     }
     b
+}
+
+/// `persistence_granularity`: an IPv4 netmask or an IPv6 prefix length, checked here rather
+/// than copied into the YAML as written.
+fn granularity(t: &Token, r: &mut Reader) -> Option<String> {
+    let ok = t.text.parse::<Ipv4Addr>().is_ok()
+        || (t.text.bytes().all(|b| b.is_ascii_digit())
+            && t.text.parse::<u8>().is_ok_and(|n| (1..=128).contains(&n)));
+    if ok {
+        Some(t.text.clone())
+    } else {
+        r.err(
+            t,
+            format!(
+                "`{}` is not a netmask (255.255.255.0) or an IPv6 prefix length (64)",
+                printable(&t.text)
+            ),
+        );
+        None
+    }
 }
 
 /// The port of `a`'s second argument, when given and not 0.
@@ -898,7 +1012,7 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
             "connect_port" => port = port_arg(&n.args, 0, r),
             "url" => urls.push(n),
             "misc_path" => misc_path = n.args.first().cloned(),
-            "misc_timeout" => misc_timeout = n.args.first().and_then(|a| timer(a, r)),
+            "misc_timeout" => misc_timeout = check_timer(n, r),
             "misc_dynamic" => note(
                 r,
                 &mut comments,
@@ -947,10 +1061,13 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
     let retry = cas.retry.unwrap_or(default_retry);
     check.fall = Some((retry + 1).clamp(1, 100) as u32);
     if retry + 1 > 100 {
-        comments.push(format!(
-            "{}: retry {retry}: lvsd's `fall` is at most 100",
-            r.at(&c.key)
-        ));
+        let text = format!(
+            "{}: retry {retry} — lvsd's `fall` is at most 100: the real server is taken out after 100 failed checks, not {}",
+            r.at(&c.key),
+            retry.saturating_add(1)
+        );
+        r.skipped.push(text.clone());
+        comments.push(text);
     }
     if let Some((_, at)) = &cas.delay_before_retry {
         let text = format!(
@@ -1116,8 +1233,8 @@ fn real(
                     forward = m;
                 }
             }
-            "uthreshold" => out.max_connections = arg.and_then(|a| uint(a, r)).map(|v| v as u32),
-            "lthreshold" => out.min_connections = arg.and_then(|a| uint(a, r)).map(|v| v as u32),
+            "uthreshold" => out.max_connections = arg.and_then(|a| uint32(a, r)),
+            "lthreshold" => out.min_connections = arg.and_then(|a| uint32(a, r)),
             "notify_up" | "notify_down" => note(
                 r,
                 &mut out.comments,
@@ -1321,11 +1438,18 @@ fn group(n: &Node, r: &mut Reader) -> Vec<Vip> {
     let mut out = vec![];
     for e in n.children.iter().flatten() {
         if e.key.text == "fwmark" {
-            let Some(m) = e.args.first().and_then(|a| uint(a, r)) else {
+            let Some(m) = e.args.first().and_then(|a| uint32(a, r)) else {
+                if e.args.is_empty() {
+                    r.err(&e.key, "fwmark needs a mark from 1 to 4294967295");
+                }
                 continue;
             };
+            if m == 0 {
+                r.err(&e.key, "fwmark needs a mark from 1 to 4294967295");
+                continue;
+            }
             let v6 = e.args.get(1).map(|f| f.text == "inet6");
-            out.push(Vip::Fwmark(m as u32, v6));
+            out.push(Vip::Fwmark(m, v6));
             continue;
         }
         let port = port_arg(&e.args, 0, r);
