@@ -2,7 +2,7 @@
 //! ldirectord and ipvsadm is bounded as `lvsd check` is (bytes, nesting, macro expansion,
 //! includes, linear-time reading), never loses or changes a setting silently, and cites the
 //! line of the file the user wrote, never of the converted YAML.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
@@ -212,6 +212,65 @@ fn keepalived_persistence_settings_are_not_copied_into_yaml_raw() {
     );
     assert!(e.starts_with("k.conf:4:"), "{e}");
     assert!(!e.contains("converted"), "{e}");
+}
+
+#[test]
+fn ldirectord_numbers_that_do_not_read_are_errors_at_their_line() {
+    for (setting, indented) in [
+        ("checktimeout=abc", false),
+        ("checkinterval=-3", false),
+        ("checktimeout=abc", true),
+        ("checkinterval=-3", true),
+        ("failurecount=x", true),
+        ("persistent=ten", true),
+        ("checkport=http", true),
+        ("negotiatetimeout=0", true),
+    ] {
+        let text = if indented {
+            format!("virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n    {setting}\n")
+        } else {
+            format!("{setting}\nvirtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n")
+        };
+        let line = if indented { 3 } else { 1 };
+        let e = ldirectord_err(&text);
+        assert!(e.starts_with(&format!("l.cf:{line}:")), "{setting}: {e}");
+    }
+}
+
+#[test]
+fn ldirectord_a_real_at_the_left_margin_is_an_error() {
+    let e = ldirectord_err("virtual=10.0.0.1:80\nreal=10.0.1.1:80 gate\n");
+    assert!(e.starts_with("l.cf:2:"), "{e}");
+    assert!(e.contains("indent"), "{e}");
+    let e =
+        ldirectord_err("virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n  real=10.0.1.2:80 gate\n");
+    assert!(e.starts_with("l.cf:3:"), "{e}");
+}
+
+#[test]
+fn ldirectord_settings_are_not_copied_into_yaml_raw() {
+    let e = ldirectord_err(
+        "virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n    persistent=60\n    netmask=255.0.0.0, engine: sip\n",
+    );
+    assert!(e.starts_with("l.cf:4:"), "{e}");
+    let e = ldirectord_err("virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate 99999999999\n");
+    assert!(e.starts_with("l.cf:2:"), "{e}");
+}
+
+#[test]
+fn ldirectord_a_real_listed_twice_is_named() {
+    let out = config::import::ldirectord(
+        "virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n    real=10.0.1.1:80 gate 5\n",
+        Path::new("l.cf"),
+    )
+    .unwrap();
+    assert!(
+        out.summary
+            .iter()
+            .any(|s| s.contains("l.cf:3") && s.contains("listed twice")),
+        "{:?}",
+        out.summary
+    );
 }
 
 #[test]
