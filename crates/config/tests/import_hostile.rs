@@ -258,6 +258,30 @@ fn ldirectord_settings_are_not_copied_into_yaml_raw() {
 }
 
 #[test]
+fn text_from_the_file_is_escaped_in_the_summary_and_errors() {
+    let out = config::import::ldirectord(
+        "bad\u{1b}[2Jkey=1\nvirtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n",
+        Path::new("l.cf"),
+    )
+    .unwrap();
+    assert!(
+        out.summary.iter().all(|l| !l.contains('\u{1b}')),
+        "{:?}",
+        out.summary
+    );
+    assert!(
+        out.summary.iter().any(|l| l.contains("\\u{1b}")),
+        "{:?}",
+        out.summary
+    );
+    let e = keepalived_err("virtual_server 10.0.0.1 80 {\n  lb_algo \u{1b}[2J\n}\n");
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+    let e =
+        ldirectord_err("virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n    scheduler=\u{1b}[2J\n");
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+}
+
+#[test]
 fn ldirectord_a_real_listed_twice_is_named() {
     let out = config::import::ldirectord(
         "virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n    real=10.0.1.1:80 gate 5\n",
@@ -390,6 +414,9 @@ fn holds(
 ) -> Result<(), TestCaseError> {
     match out {
         Ok(c) => {
+            for l in &c.summary {
+                prop_assert!(!l.contains('\u{1b}'), "{what}: raw escape in {l:?}");
+            }
             if let Err(e) = config::parse(&c.yaml, "out.yaml") {
                 return Err(TestCaseError::fail(format!(
                     "{what}: output refused by lvsd check: {e}\n--- input\n{input}\n--- output\n{}",

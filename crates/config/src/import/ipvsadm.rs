@@ -61,7 +61,8 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         sources.insert(*key, (r.line as u64, reals));
     }
     if !problems.is_empty() {
-        return Err(invalid(problems));
+        let problems = problems.into_iter().map(|p| (0, p)).collect();
+        return Err(super::gather(std::slice::from_ref(&file), problems, 0));
     }
     let rules: Vec<ipvs::save::Rule> = located.into_iter().map(|r| r.rule).collect();
     let rules = plan::Observed::from_rules(&rules).to_rules();

@@ -469,11 +469,11 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         }
     }
     if !c.problems.is_empty() {
-        return Err(Error::Invalid {
-            path: file.clone(),
-            problems: std::mem::take(&mut c.problems),
-            omitted: 0,
-        });
+        let problems = std::mem::take(&mut c.problems)
+            .into_iter()
+            .map(|p| (0, p))
+            .collect();
+        return Err(super::gather(std::slice::from_ref(&file), problems, 0));
     }
     let mut summary: Vec<String> = c
         .skipped

@@ -303,7 +303,14 @@ pub(crate) fn checked(
 ) -> Result<Converted, Error> {
     let shown = format!("{source} (converted)");
     let e = match crate::parse(&yaml, &shown) {
-        Ok(_) => return Ok(Converted { yaml, summary }),
+        Ok(_) => {
+            // Printed on a terminal: text from the file is escaped.
+            let summary = summary
+                .into_iter()
+                .map(|l| printable(&l).into_owned())
+                .collect();
+            return Ok(Converted { yaml, summary });
+        }
         Err(e) => e,
     };
     markers.sort_by_key(|m| m.0);
@@ -405,7 +412,11 @@ pub(crate) fn gather(
 ) -> Error {
     let mut by_file: Vec<Error> = vec![];
     problems.sort_by_key(|(f, p)| (*f, p.line, p.col));
-    for (f, p) in problems {
+    for (f, mut p) in problems {
+        // Whatever a message quotes from the file, it reaches a terminal escaped.
+        if let std::borrow::Cow::Owned(m) = printable(&p.message) {
+            p.message = m;
+        }
         let name = files.get(f).cloned().unwrap_or_default();
         match by_file.last_mut() {
             Some(Error::Invalid { path, problems, .. }) if *path == name => problems.push(p),
