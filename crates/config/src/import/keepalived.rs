@@ -28,6 +28,8 @@ const MAX_NESTING: usize = 32;
 const MAX_LINE_EXPANSION: usize = 1 << 20;
 /// `$NAME`s within `$NAME`s, at most.
 const MAX_DEFINITION_DEPTH: usize = 32;
+/// Words and braces read in all, over every file (each is kept until the blocks are built).
+const MAX_TOKENS: usize = 2_000_000;
 /// Problems kept: past these they are counted (a file of a million stray braces is one mistake).
 const MAX_PROBLEMS: usize = 1000;
 /// Services and real servers made in all: a few `virtual_server_group` ranges used by a few
@@ -72,6 +74,10 @@ struct Reader {
     stop: bool,
     /// Services and reals made so far.
     made: usize,
+    /// Addresses the groups' ranges hold so far.
+    grouped: usize,
+    /// Tokens read so far.
+    tokens: usize,
 }
 
 /// Why a line's `$NAME`s could not be replaced.
@@ -93,6 +99,8 @@ impl Reader {
             bytes: 0,
             stop: false,
             made: 0,
+            grouped: 0,
+            tokens: 0,
         }
     }
 
@@ -308,6 +316,19 @@ impl Reader {
                 self.include(&pattern, dir, depth, out);
                 return;
             }
+        }
+        self.tokens += toks.len();
+        if self.tokens > MAX_TOKENS {
+            if let Some(t) = toks.first() {
+                let t = t.clone();
+                self.fatal(
+                    &t,
+                    format!(
+                        "the files hold more than {MAX_TOKENS} words and braces in all (lvsd's limit for one conversion); convert in parts"
+                    ),
+                );
+            }
+            return;
         }
         out.extend(toks);
     }
@@ -1456,6 +1477,16 @@ fn group(n: &Node, r: &mut Reader) -> Vec<Vip> {
         if let Ok(a) = e.key.text.parse::<IpAddr>() {
             out.push(Vip::Addr(a, port));
         } else if let Some(list) = range(&e.key, r) {
+            r.grouped = r.grouped.saturating_add(list.len());
+            if r.grouped > MAX_MADE {
+                r.fatal(
+                    &e.key,
+                    format!(
+                        "the virtual_server_groups up to here hold more than {MAX_MADE} addresses in all (lvsd's limit for one conversion); use smaller ranges, or convert in parts"
+                    ),
+                );
+                return out;
+            }
             out.extend(list.into_iter().map(|a| Vip::Addr(a, port)));
         } else {
             r.err(
@@ -1492,6 +1523,9 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     drop(tokens);
     let mut groups: BTreeMap<String, (Vec<Vip>, String)> = BTreeMap::new();
     for n in &top {
+        if r.stop {
+            break;
+        }
         if n.key.text == "virtual_server_group" {
             let Some(name) = n.args.first() else {
                 r.err(&n.key, "virtual_server_group needs a name");

@@ -18,6 +18,9 @@ pub use keepalived::convert as keepalived;
 pub(crate) use keepalived::split_command as keepalived_split;
 pub use ldirectord::convert as ldirectord;
 
+/// Lines of the summary shown, at most.
+const MAX_SUMMARY: usize = 1000;
+
 /// A converted configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {
@@ -304,11 +307,19 @@ pub(crate) fn checked(
     let shown = format!("{source} (converted)");
     let e = match crate::parse(&yaml, &shown) {
         Ok(_) => {
-            // Printed on a terminal: text from the file is escaped.
-            let summary = summary
+            // Printed on a terminal: text from the file is escaped, and a file of a million
+            // unconverted settings is not a million lines (each is a comment in the YAML).
+            let more = summary.len().saturating_sub(MAX_SUMMARY);
+            let mut summary: Vec<String> = summary
                 .into_iter()
+                .take(MAX_SUMMARY)
                 .map(|l| printable(&l).into_owned())
                 .collect();
+            if more > 0 {
+                summary.push(format!(
+                    "and {more} more lines like these, not shown (each is a comment in the YAML at its place)"
+                ));
+            }
             return Ok(Converted { yaml, summary });
         }
         Err(e) => e,
