@@ -311,6 +311,62 @@ fn ldirectord_a_real_listed_twice_is_named() {
 }
 
 #[test]
+fn keepalived_what_is_converted_with_a_difference_is_in_the_summary() {
+    let summary = |text: &str| {
+        config::import::keepalived(text, Path::new("k.conf"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .summary
+    };
+    let s = summary(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  sorry_server 10.0.1.1 80\n  real_server 10.0.1.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n",
+    );
+    assert!(
+        s.iter()
+            .any(|l| l.contains("k.conf:3") && l.contains("sorry_server")),
+        "{s:?}"
+    );
+    let s = summary(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  quorum 5\n  real_server 10.0.1.1 80 {\n    TCP_CHECK {\n    }\n  }\n  real_server 10.0.1.2 80 {\n    TCP_CHECK {\n    }\n  }\n}\n",
+    );
+    assert!(
+        s.iter()
+            .any(|l| l.contains("k.conf:3") && l.contains("quorum 5")),
+        "{s:?}"
+    );
+    let s = summary(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    inhibit_on_failure\n    TCP_CHECK {\n    }\n  }\n  real_server 10.0.1.2 80 {\n    TCP_CHECK {\n    }\n  }\n}\n",
+    );
+    assert!(s.iter().any(|l| l.contains("inhibit_on_failure")), "{s:?}");
+}
+
+#[test]
+fn keepalived_a_real_server_or_status_that_does_not_read_is_an_error() {
+    let e =
+        keepalived_err("virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server {\n  }\n}\n");
+    assert!(e.starts_with("k.conf:3:"), "{e}");
+    let e = keepalived_err(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    HTTP_GET {\n      url {\n        status_code 200,500\n      }\n    }\n  }\n}\n",
+    );
+    assert!(e.starts_with("k.conf:6:"), "{e}");
+}
+
+#[test]
+fn ldirectord_a_fallback_converted_with_a_difference_is_in_the_summary() {
+    let out = config::import::ldirectord(
+        "virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate\n    fallback=nonsense\n",
+        Path::new("l.cf"),
+    )
+    .unwrap();
+    assert!(
+        out.summary
+            .iter()
+            .any(|l| l.contains("l.cf:3") && l.contains("fallback")),
+        "{:?}",
+        out.summary
+    );
+}
+
+#[test]
 fn ipvsadm_a_service_added_twice_is_an_error_naming_both_lines() {
     let e = ipvsadm_err(
         "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1\n-A -t 10.0.0.1:80 -s wlc\n-a -t 10.0.0.1:80 -r 10.0.1.2:80 -g -w 1\n",

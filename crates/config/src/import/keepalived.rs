@@ -802,6 +802,12 @@ struct VsBody {
     reals: Vec<Node>,
 }
 
+/// A setting converted with a difference: a comment at its place and a line of the summary.
+fn said(r: &mut Reader, notes: &mut Vec<String>, text: String) {
+    r.skipped.push(text.clone());
+    notes.push(text);
+}
+
 fn note(r: &mut Reader, notes: &mut Vec<String>, n: &Node, why: &str) {
     let args: Vec<&str> = n.args.iter().map(|a| a.text.as_str()).collect();
     let text = format!(
@@ -1138,7 +1144,26 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
                     match f.key.text.as_str() {
                         "path" => check.path = arg.map(|a| a.text.clone()),
                         "status_code" => {
-                            check.expect_status = f.args.iter().map(|a| a.text.clone()).collect();
+                            check.expect_status = vec![];
+                            for a in &f.args {
+                                let ok = |x: &str| {
+                                    x.len() == 3
+                                        && x.bytes().all(|b| b.is_ascii_digit())
+                                        && (100..=599).contains(&x.parse::<u16>().unwrap_or(0))
+                                };
+                                let fine = match a.text.split_once('-') {
+                                    Some((lo, hi)) => ok(lo) && ok(hi) && lo <= hi,
+                                    None => ok(&a.text),
+                                };
+                                if fine {
+                                    check.expect_status.push(a.text.clone());
+                                } else {
+                                    r.err(a, format!("`{}` is not an HTTP status (200) or a range of them (200-299)", printable(&a.text)));
+                                }
+                            }
+                            if check.expect_status.is_empty() {
+                                check.expect_status = vec!["200-299".into()];
+                            }
                         }
                         "virtualhost" => check.host = arg.map(|a| a.text.clone()),
                         "digest" => note(
@@ -1232,7 +1257,11 @@ fn real(
     vs_forward: (&'static str, Option<String>),
     r: &mut Reader,
 ) -> Option<RealOut> {
-    let addr = addr_arg(n.args.first()?, r)?;
+    let Some(first) = n.args.first() else {
+        r.err(&n.key, "real_server needs an address and a port");
+        return None;
+    };
+    let addr = addr_arg(first, r)?;
     let port = port_arg(&n.args, 1, r);
     let mut out = Real {
         source: Some((r.files[n.key.file].clone(), n.key.line)),
@@ -1820,7 +1849,11 @@ fn virtual_server(
                 "remove"
             });
             if drains > 0 && drains < inhibit.len() && idx == 0 {
-                s.notes.push("inhibit_on_failure differs between the real servers; lvsd sets on_failure per service: the more common one is taken".into());
+                let text = format!(
+                    "{}: inhibit_on_failure differs between the real servers — lvsd sets on_failure per service: the more common one is taken",
+                    r.at(&n.key)
+                );
+                said(r, &mut s.notes, text);
             }
         }
         if let Some((sorry, method)) = &b.sorry {
@@ -1834,11 +1867,22 @@ fn virtual_server(
                 };
                 let addr = socket(a, port);
                 if s.reals.iter().any(|r| r.address == addr) {
-                    s.notes.push(format!("sorry_server {addr} is also a real server: lvsd's fallback must be another server; not converted"));
+                    if idx == 0 {
+                        let text = format!(
+                            "{}: sorry_server {addr} is also a real server — lvsd's fallback must be another server; not converted",
+                            r.at(&sorry.key)
+                        );
+                        said(r, &mut s.notes, text);
+                    }
                 } else {
                     s.fallback = Some(addr);
                     if method.as_ref().is_some_and(|m| m.0 != vs_forward.0) && idx == 0 {
-                        s.notes.push("sorry_server_lvs_method: lvsd's fallback uses the service's forwarding".into());
+                        let text = format!(
+                            "{}: sorry_server_lvs_method — lvsd's fallback uses the service's forwarding ({})",
+                            r.at(&sorry.key),
+                            vs_forward.0
+                        );
+                        said(r, &mut s.notes, text);
                     }
                 }
             }
@@ -1847,8 +1891,16 @@ fn virtual_server(
             if *q > 1 {
                 if weights.len() == 1 {
                     let w = *weights.iter().next().unwrap_or(&1);
-                    let n = q.div_ceil(w.max(1)).clamp(1, s.reals.len().max(1) as u64);
+                    let need = q.div_ceil(w.max(1));
+                    let n = need.clamp(1, s.reals.len().max(1) as u64);
                     s.quorum = Some(n as u32);
+                    if need > n && idx == 0 {
+                        let text = format!(
+                            "{}: quorum {q} — more than the real servers' weights add up to, so keepalived is always below it; lvsd's quorum is at most the number of real servers: {n}",
+                            r.at(t)
+                        );
+                        said(r, &mut s.notes, text);
+                    }
                     if s.fallback.is_some() && idx == 0 {
                         s.notes.push("below the quorum keepalived takes the remaining real servers out for the sorry server; lvsd leaves them at weight 0 (their connections finish) while the fallback takes new ones".into());
                     }

@@ -823,7 +823,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
             global.fallback.clone()
         }
     });
-    if let Some((f, _)) = fb {
+    if let Some((f, line)) = fb {
         let mut words = f.split_whitespace();
         let addr = words.next().unwrap_or_default();
         let fwd = words.next().and_then(forward).unwrap_or("dr");
@@ -832,15 +832,19 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
                 let port = if fwd == "nat" { p.or(vport) } else { None };
                 s.fallback = Some(socket(a, port));
                 if fwd != s.forward {
-                    notes.push(format!(
-                        "fallback {f}: lvsd's fallback uses the service's forwarding ({})",
+                    let why = format!(
+                        "lvsd's fallback uses the service's forwarding ({})",
                         s.forward
-                    ));
+                    );
+                    c.note(&mut notes, line, &format!("fallback = {f}"), &why);
                 }
             }
-            None => notes.push(format!(
-                "fallback {f}: not an address lvsd can use; not converted"
-            )),
+            None => c.note(
+                &mut notes,
+                line,
+                &format!("fallback = {f}"),
+                "not an address lvsd can use; not converted",
+            ),
         }
     }
     s.notes = notes;
