@@ -544,6 +544,25 @@ proptest! {
     }
 
     #[test]
+    fn random_text_never_crashes_an_importer_and_what_it_writes_passes_check(
+        words in prop::collection::vec(prop_oneof![
+            Just("virtual_server"), Just("real_server"), Just("virtual_server_group"),
+            Just("10.0.0.1"), Just("10.0.0.1-3"), Just("80"), Just("{"), Just("}"),
+            Just("\n"), Just("\n    "), Just("lb_algo"), Just("rr"), Just("protocol"),
+            Just("TCP"), Just("TCP_CHECK"), Just("delay_loop"), Just("1.5"), Just("$A"),
+            Just("$A=$A$A"), Just("\"x"), Just("#"), Just("!"), Just("\\"),
+            Just("virtual=10.0.0.1:80"), Just("real=10.0.1.1:80"), Just("gate"), Just("masq"),
+            Just("checktype=connect"), Just("-A"), Just("-a"), Just("-t"), Just("10.0.0.1:80"),
+            Just("-r"), Just("-s"), Just("-w"), Just("5"), Just("-m"), Just("fwmark"), Just("7"),
+        ], 0..60)
+    ) {
+        let text = words.join(" ");
+        holds("keepalived", &text, config::import::keepalived(&text, Path::new("k.conf")))?;
+        holds("ldirectord", &text, config::import::ldirectord(&text, Path::new("l.cf")))?;
+        holds("ipvsadm", &text, config::import::ipvsadm(&text, Path::new("rules")))?;
+    }
+
+    #[test]
     fn ipvsadm_output_always_passes_check(op: u8, at: usize, op2: u8, at2: usize, j in junk(), j2 in junk()) {
         let text = mutate(&mutate(IPVSADM, op, at, &j), op2, at2, &j2);
         let out = config::import::ipvsadm(&text, Path::new("rules"));
