@@ -132,6 +132,19 @@ fn keepalived_included_files_are_counted() {
     assert!(e.len() < 4096, "{} bytes of messages", e.len());
 }
 
+#[test]
+fn text_over_the_size_limit_is_refused_by_every_importer() {
+    let text = "#".repeat(config::MAX_FILE_BYTES as usize + 1);
+    for e in [
+        config::import::keepalived(&text, Path::new("k.conf")).map(|_| ()),
+        config::import::ldirectord(&text, Path::new("k.conf")).map(|_| ()),
+        config::import::ipvsadm(&text, Path::new("k.conf")).map(|_| ()),
+    ] {
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("the limit is 16777216 bytes"), "{e}");
+    }
+}
+
 // Class 2: nothing lost or changed silently.
 
 #[test]

@@ -14,6 +14,13 @@ use crate::{Error, Problem};
 /// Converts ipvsadm rules `text` (read from `path`, for messages).
 pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     let file = printable(&path.display().to_string()).into_owned();
+    if text.len() as u64 > crate::MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: file,
+            size: text.len() as u64,
+            limit: crate::MAX_FILE_BYTES,
+        });
+    }
     let invalid = |problems: Vec<Problem>| Error::Invalid {
         path: file.clone(),
         problems,

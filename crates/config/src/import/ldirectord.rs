@@ -373,6 +373,13 @@ fn service_of_port(p: u16) -> &'static str {
 /// Converts an ldirectord.cf `text` (read from `path`, for messages).
 pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     let file = printable(&path.display().to_string()).into_owned();
+    if text.len() as u64 > crate::MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: file,
+            size: text.len() as u64,
+            limit: crate::MAX_FILE_BYTES,
+        });
+    }
     let mut c = Ctx {
         file: &file,
         problems: vec![],
