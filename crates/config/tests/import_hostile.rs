@@ -171,6 +171,34 @@ fn keepalived_imports_the_same_way_every_time() {
 }
 
 #[test]
+fn keepalived_definitions_are_read_as_keepalived_reads_them() {
+    // `$AB` is not `$A` followed by B; `$A:80` is not replaced (keepalived wants a space after
+    // an unbraced name), `${A}:80` is.
+    let out = config::import::keepalived(
+        "$A=10.0.0.1\n$P=80\nvirtual_server ${A} $P {\n  protocol TCP\n  real_server $A 8080 {\n  }\n}\n",
+        Path::new("k.conf"),
+    )
+    .unwrap();
+    assert!(out.yaml.contains("10.0.0.1:80"), "{}", out.yaml);
+    let out = config::import::keepalived(
+        "$A=10.0.0.1\nvirtual_server $A 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    notify_up $A/x ${A}/y\n  }\n}\n",
+        Path::new("k.conf"),
+    )
+    .unwrap();
+    assert!(
+        out.summary
+            .iter()
+            .any(|l| l.contains("notify_up $A/x 10.0.0.1/y")),
+        "{:?}",
+        out.summary
+    );
+    let e = keepalived_err(
+        "$A=10.0.0.1\nvirtual_server $AB 80 {\n  real_server 10.0.1.1 80 {\n  }\n}\n",
+    );
+    assert!(e.contains("`$AB` is not an IP address"), "{e}");
+}
+
+#[test]
 fn keepalived_timers_lvsd_cannot_carry_are_errors_at_their_line() {
     for (setting, line) in [
         ("delay_loop 0", 2),

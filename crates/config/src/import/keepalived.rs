@@ -334,8 +334,9 @@ impl Reader {
     }
 
     /// `line` with each `$NAME` and `${NAME}` defined replaced by its value, itself
-    /// replaced, in one pass (a name is the longest run of letters, digits and `_`, as
-    /// keepalived reads it; one not defined stays as written). Bounded: the line's size, the
+    /// replaced, in one pass (a name is the longest run of letters, digits and `_`, and
+    /// `$NAME` ends at a space, a tab or the line's end, as keepalived reads it; one not
+    /// defined stays as written). Bounded: the line's size, the
     /// work, the depth; a definition that uses itself is refused.
     fn substitute(&self, line: &str) -> Result<String, Expansion> {
         if !line.contains('$') || self.vars.is_empty() {
@@ -366,6 +367,8 @@ impl Reader {
             out.push_str(&text[i..i + d]);
             i += d + 1;
             *work += d + 1;
+            // As keepalived's find_definition: a name starts with a letter or `_`; `${NAME}`
+            // ends at its brace, `$NAME` at a space, a tab or the end of the line.
             let (name, end) = if bytes.get(i) == Some(&b'{') {
                 match memchr::memchr(b'}', &bytes[i + 1..]) {
                     Some(n) => (&text[i + 1..i + 1 + n], i + 2 + n),
@@ -373,7 +376,14 @@ impl Reader {
                 }
             } else {
                 let n = bytes[i..].iter().take_while(|b| ident(**b)).count();
-                (&text[i..i + n], i + n)
+                match bytes.get(i + n) {
+                    None | Some(b' ' | b'\t') => (&text[i..i + n], i + n),
+                    Some(_) => ("", i),
+                }
+            };
+            let name = match name.as_bytes().first() {
+                Some(b) if b.is_ascii_alphabetic() || *b == b'_' => name,
+                _ => "",
             };
             match self.vars.get_key_value(name) {
                 Some((name, value)) if !name.is_empty() => {
