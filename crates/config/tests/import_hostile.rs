@@ -93,6 +93,20 @@ fn keepalived_a_long_line_is_read_in_linear_time() {
 }
 
 #[test]
+fn ldirectord_and_ipvsadm_read_a_long_line_in_linear_time() {
+    let words = " xxxxxxxxx".repeat(1 << 20);
+    let text = format!(
+        "virtual=10.0.0.1:80\n    real=10.0.1.1:80 gate 1 \"{words}\", \"ok\"\n    request=\"{words}\"\n    frobnicate={words}\n"
+    );
+    let _ = config::import::ldirectord(&text, Path::new("l.cf"));
+    let text = format!("-A -t 10.0.0.1:80 -s rr{}\n", " -o".repeat(3 << 20));
+    let _ = config::import::ipvsadm(&text, Path::new("rules"));
+    let text =
+        format!("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1{words}\n");
+    let _ = config::import::ipvsadm(&text, Path::new("rules"));
+}
+
+#[test]
 fn keepalived_includes_that_include_each_other_are_a_cycle() {
     let dir = scratch("cycle");
     for n in ["a", "b", "c", "d"] {
