@@ -213,6 +213,20 @@ fn keepalived_definitions_are_read_as_keepalived_reads_them() {
 }
 
 #[test]
+fn keepalived_an_include_that_matches_nothing_is_in_the_summary() {
+    let dir = scratch("nomatch");
+    let main = dir.join("keepalived.conf");
+    let out = config::import::keepalived("include conf.d/*.conf\n", &main).unwrap();
+    assert!(
+        out.summary
+            .iter()
+            .any(|l| l.contains("keepalived.conf:1") && l.contains("matches no file")),
+        "{:?}",
+        out.summary
+    );
+}
+
+#[test]
 fn keepalived_timers_lvsd_cannot_carry_are_errors_at_their_line() {
     for (setting, line) in [
         ("delay_loop 0", 2),

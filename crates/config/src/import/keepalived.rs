@@ -419,7 +419,18 @@ impl Reader {
         for p in crate::glob::expand_braces(&pattern.text) {
             let path = dir.join(&p);
             if crate::glob::has_wildcard(&p) {
-                found.extend(crate::glob::glob(&path));
+                let matched = crate::glob::glob(&path);
+                if matched.is_empty() {
+                    // keepalived logs it and goes on; said here, so that a mistyped directory
+                    // is not a config with nothing in it and "every setting converted".
+                    self.skipped.push(format!(
+                        "{}:{}: include {} — matches no file (keepalived logs \"Unable to find configuration file\" and goes on); nothing read from it",
+                        self.files[pattern.file],
+                        pattern.line,
+                        printable(&path.display().to_string())
+                    ));
+                }
+                found.extend(matched);
             } else if path.exists() {
                 found.push(path);
             } else {
