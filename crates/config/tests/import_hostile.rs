@@ -80,6 +80,14 @@ fn keepalived_a_long_line_is_read_in_linear_time() {
         " xxxxxxxxx".repeat(1 << 20)
     );
     let _ = config::import::keepalived(&text, Path::new("k.conf"));
+    // More words than the limit, on one line: refused as they are read.
+    let text = format!(
+        "virtual_server 10.0.0.1 80 {{\n  notify_up{}\n}}\n",
+        " x".repeat(3 << 20)
+    );
+    let e = keepalived_err(&text);
+    assert!(e.starts_with("k.conf:2:"), "{e}");
+    assert!(e.contains("words and braces in all"), "{e}");
     // Many definitions and a long line using them.
     let mut text = String::new();
     for i in 0..10_000 {

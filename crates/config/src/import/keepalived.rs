@@ -238,6 +238,24 @@ impl Reader {
         // The column is the character's index: counted once, never from the line's start.
         let col_of = |idx: usize| idx as u64 + 1;
         while i < chars.len() {
+            if self.tokens + toks.len() >= MAX_TOKENS {
+                // Checked as the words are read: one long line is not held whole first.
+                let t = Token {
+                    text: String::new(),
+                    quoted: false,
+                    starts_line: true,
+                    file,
+                    line: no,
+                    col: col_of(i),
+                };
+                self.fatal(
+                    &t,
+                    format!(
+                        "the files hold more than {MAX_TOKENS} words and braces in all (lvsd's limit for one conversion); convert in parts"
+                    ),
+                );
+                return;
+            }
             let (at, c) = (i, chars[i]);
             if c.is_whitespace() {
                 i += 1;
@@ -318,18 +336,6 @@ impl Reader {
             }
         }
         self.tokens += toks.len();
-        if self.tokens > MAX_TOKENS {
-            if let Some(t) = toks.first() {
-                let t = t.clone();
-                self.fatal(
-                    &t,
-                    format!(
-                        "the files hold more than {MAX_TOKENS} words and braces in all (lvsd's limit for one conversion); convert in parts"
-                    ),
-                );
-            }
-            return;
-        }
         out.extend(toks);
     }
 
