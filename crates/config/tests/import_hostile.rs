@@ -315,6 +315,18 @@ fn ldirectord_numbers_that_do_not_read_are_errors_at_their_line() {
 }
 
 #[test]
+fn a_million_bad_lines_are_a_hundred_messages_and_a_count() {
+    let text = "virtual=10.0.0.1:80\n".to_owned() + &"real=10.0.1.1:80 gate\n".repeat(200_000);
+    let e = ldirectord_err(&text);
+    assert!(e.lines().count() <= 101, "{} lines", e.lines().count());
+    assert!(
+        e.contains("199900 more problems not shown"),
+        "{}",
+        e.lines().last().unwrap_or_default()
+    );
+}
+
+#[test]
 fn ldirectord_a_real_at_the_left_margin_is_an_error() {
     let e = ldirectord_err("virtual=10.0.0.1:80\nreal=10.0.1.1:80 gate\n");
     assert!(e.starts_with("l.cf:2:"), "{e}");

@@ -16,6 +16,8 @@ use crate::{Error, Problem};
 
 /// Addresses one `real=A->B` range may expand to.
 const MAX_RANGE: u32 = 65_536;
+/// Problems kept: past these they are counted.
+const MAX_PROBLEMS: usize = 1000;
 /// Real servers made in all (ranges expand): past this the conversion is refused.
 const MAX_REALS: usize = 1_000_000;
 /// Settings that belong to a `virtual=` block: at the left margin they are an error, as in
@@ -70,6 +72,8 @@ struct Ctx<'a> {
     skipped: Vec<String>,
     /// Real servers made so far.
     made: usize,
+    /// Problems past [`MAX_PROBLEMS`], counted.
+    omitted: usize,
 }
 
 impl Ctx<'_> {
@@ -115,6 +119,11 @@ impl Ctx<'_> {
     }
 
     fn err(&mut self, line: u64, message: impl Into<String>) {
+        // A file of a million bad lines is one mistake: the first thousand are kept.
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.omitted += 1;
+            return;
+        }
         self.problems.push(Problem {
             line,
             col: 1,
@@ -385,6 +394,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         problems: vec![],
         skipped: vec![],
         made: 0,
+        omitted: 0,
     };
     let mut global = Settings::default();
     let mut header = vec![format!("imported by lvsd from ldirectord's {file}")];
@@ -480,7 +490,11 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
             .into_iter()
             .map(|p| (0, p))
             .collect();
-        return Err(super::gather(std::slice::from_ref(&file), problems, 0));
+        return Err(super::gather(
+            std::slice::from_ref(&file),
+            problems,
+            c.omitted,
+        ));
     }
     let mut summary: Vec<String> = c
         .skipped
