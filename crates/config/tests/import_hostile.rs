@@ -267,6 +267,10 @@ fn keepalived_numbers_too_large_for_lvsd_are_errors() {
         "virtual_server_group G {\n  fwmark 4294967297\n}\nvirtual_server group G {\n  real_server 10.0.1.1 80 {\n  }\n}\n",
     );
     assert!(e.starts_with("k.conf:2:"), "{e}");
+    let e = keepalived_err(
+        "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  persistence_timeout 0\n  real_server 10.0.1.1 80 {\n  }\n}\n",
+    );
+    assert!(e.starts_with("k.conf:3:"), "{e}");
     // A retry lvsd cannot count is named, not just clamped.
     let out = config::import::keepalived(
         "virtual_server 10.0.0.1 80 {\n  protocol TCP\n  real_server 10.0.1.1 80 {\n    TCP_CHECK {\n      retry 500\n    }\n  }\n}\n",

@@ -878,7 +878,15 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
             "persistence_timeout" => {
                 b.persistence = match arg {
                     None => Some(360),
-                    Some(a) => uint(a, r),
+                    Some(a) => match uint(a, r) {
+                        // keepalived's own range (LVS_MAX_TIMEOUT, 31 days).
+                        Some(t) if (1..=2_678_400).contains(&t) => Some(t),
+                        Some(t) => {
+                            r.err(a, format!("persistence_timeout {t}: keepalived takes 1 to 2678400 seconds (31 days); write a value in that range, or remove it for no persistence"));
+                            None
+                        }
+                        None => None,
+                    },
                 }
             }
             "persistence_granularity" => b.granularity = arg.and_then(|a| granularity(a, r)),
