@@ -128,10 +128,30 @@ pub fn format_rules(rules: &[Rule]) -> String {
     out
 }
 
+/// A rule with the lines it was read from, so that an importer can say where a setting came
+/// from.
+#[derive(Debug, Clone)]
+pub struct LocatedRule {
+    /// The service and its destinations.
+    pub rule: Rule,
+    /// The 1-based line of its `-A`.
+    pub line: usize,
+    /// The 1-based line of each destination's `-a`, in the order of `rule.2`.
+    pub dest_lines: Vec<usize>,
+}
+
 /// Reads `ipvsadm -Sn` output (or an `ipvsadm-restore` file). Comments and blank lines are
-/// skipped; `-a` lines may come in any order after their `-A`.
+/// skipped; `-a` lines may come in any order after their `-A`. A service or a destination added
+/// twice is an error, as it is for `ipvsadm -R` (the kernel refuses what exists).
 pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
-    let mut rules: Vec<Rule> = Vec::new();
+    parse_rules_located(text).map(|rules| rules.into_iter().map(|r| r.rule).collect())
+}
+
+/// [`parse_rules`], with the line each service and destination came from.
+pub fn parse_rules_located(text: &str) -> Result<Vec<LocatedRule>, ParseError> {
+    let mut rules: Vec<LocatedRule> = Vec::new();
+    let mut index: std::collections::HashMap<ServiceKey, usize> = Default::default();
+    let mut dests: std::collections::HashMap<(ServiceKey, DestKey), usize> = Default::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -280,7 +300,19 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                     netmask,
                     pe_name: pe,
                 };
-                rules.push((key, spec, vec![]));
+                if let Some(&first) = index.get(&key) {
+                    return Err(err(format!(
+                        "{} is added a second time (its first -A is on line {}): ipvsadm -R stops here, as the kernel refuses a service that exists; merge the two -A lines into one",
+                        service_selector(&key),
+                        rules[first].line
+                    )));
+                }
+                index.insert(key, rules.len());
+                rules.push(LocatedRule {
+                    rule: (key, spec, vec![]),
+                    line: i + 1,
+                    dest_lines: vec![],
+                });
             }
             Some('a') => {
                 let r = real.ok_or_else(|| err("-a needs -r".into()))?;
@@ -297,16 +329,27 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
                             .map(|a| (a, default_port))
                     })
                     .ok_or_else(|| err(format!("bad real server `{r}`")))?;
-                let rule = rules.iter_mut().find(|(k, ..)| *k == key).ok_or_else(|| {
-                    err(format!("real server for {key}, which no -A line defines"))
-                })?;
+                let rule = index
+                    .get(&key)
+                    .and_then(|&n| rules.get_mut(n))
+                    .ok_or_else(|| {
+                        err(format!("real server for {key}, which no -A line defines"))
+                    })?;
+                let dk = DestKey { addr, port };
+                if let Some(first) = dests.insert((key, dk), i + 1) {
+                    return Err(err(format!(
+                        "real server {dk} of {} is added a second time (its first -a is on line {first}): ipvsadm -R stops here, as the kernel refuses a real server that exists; remove one of the two -a lines",
+                        service_selector(&key)
+                    )));
+                }
                 let mut spec = DestSpec::new(fwd, weight);
                 spec.upper_threshold = ut;
                 spec.lower_threshold = lt;
                 spec.tunnel_type = tun_type;
                 spec.tunnel_port = tun_port;
                 spec.tunnel_flags = tun_flags;
-                rule.2.push((DestKey { addr, port }, spec));
+                rule.rule.2.push((dk, spec));
+                rule.dest_lines.push(i + 1);
             }
             _ => return Err(err("expected -A or -a".into())),
         }

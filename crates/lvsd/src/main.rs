@@ -728,30 +728,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Import { file, from } => {
             let text = if file == "-" {
-                let mut s = String::new();
+                // Bounded as a file is: an endless pipe is refused, not read into memory.
+                let mut bytes = Vec::new();
                 std::io::stdin()
-                    .read_to_string(&mut s)
+                    .take(config::MAX_FILE_BYTES + 1)
+                    .read_to_end(&mut bytes)
                     .context("read standard input")?;
-                s
+                if bytes.len() as u64 > config::MAX_FILE_BYTES {
+                    return Err(config::Error::TooLarge {
+                        path: "-".into(),
+                        size: bytes.len() as u64,
+                        limit: config::MAX_FILE_BYTES,
+                    }
+                    .into());
+                }
+                config::text_of(bytes, "-")?
             } else {
                 let path = std::path::Path::new(&file);
                 config::read_text(path)?
             };
             let converted = match from {
-                ImportFrom::Ipvsadm => {
-                    let rules = ipvs::save::parse_rules(&text).map_err(|e| {
-                        anyhow::anyhow!("{}", config::printable(&format!("{file}: {e}")))
-                    })?;
-                    let observed = plan::Observed::from_rules(&rules);
-                    out!(
-                        "{}",
-                        config::export::to_yaml(
-                            &observed.to_rules(),
-                            "imported by lvsd from ipvsadm -Sn rules"
-                        )
-                    );
-                    return Ok(ExitCode::SUCCESS);
-                }
+                ImportFrom::Ipvsadm => config::import::ipvsadm(&text, std::path::Path::new(&file)),
                 ImportFrom::Keepalived => {
                     config::import::keepalived(&text, std::path::Path::new(&file))
                 }

@@ -97,3 +97,46 @@ fn a_fifo_is_refused_without_waiting_for_a_writer() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `lvsd import`: a refused conversion is exit 1 with the source's file:line on stderr and
+/// nothing on stdout; standard input is read as a file is.
+#[test]
+fn import_refuses_at_the_source_line_and_writes_nothing() {
+    use std::io::Write as _;
+    let d = dir("import");
+    let p = d.join("rules");
+    std::fs::write(
+        &p,
+        "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1\n-A -t 10.0.0.1:80 -s wlc\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["import", "--from", "ipvsadm"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains("rules:3:1: -t 10.0.0.1:80 is added a second time"),
+        "{err}"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["import", "--from", "ipvsadm", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(yaml.contains("address: 10.0.0.1:80"), "{yaml}");
+}

@@ -8,7 +8,7 @@
 //! NAT, none for a fwmark service). `vrrp_instance` and the other VRRP sections are left to
 //! keepalived and named in the summary.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,23 @@ use crate::{Error, Problem};
 
 /// Nesting of `include` followed, at most.
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// Files read in all (the main one and every include), as for lvsd's own `include`.
+const MAX_FILES: usize = crate::include::MAX_INCLUDED_FILES;
+/// Bytes read in all, over every file: what lvsd reads of one config.
+const MAX_BYTES: u64 = crate::MAX_FILE_BYTES;
+/// Nesting of `{ … }` blocks, at most (keepalived's deepest is four).
+const MAX_NESTING: usize = 32;
+/// Bytes a line may grow to once its `$NAME`s are replaced (and the work of replacing them).
+const MAX_LINE_EXPANSION: usize = 1 << 20;
+/// `$NAME`s within `$NAME`s, at most.
+const MAX_DEFINITION_DEPTH: usize = 32;
+/// Words and braces read in all, over every file (each is kept until the blocks are built).
+const MAX_TOKENS: usize = 2_000_000;
+/// Problems kept: past these they are counted (a file of a million stray braces is one mistake).
+const MAX_PROBLEMS: usize = 1000;
+/// Services and real servers made in all: a few `virtual_server_group` ranges used by a few
+/// services would otherwise make millions.
+const MAX_MADE: usize = 1_000_000;
 /// Addresses one entry of a `virtual_server_group` may expand to.
 const MAX_RANGE: u128 = 65_536;
 
@@ -44,12 +61,60 @@ struct Node {
 struct Reader {
     files: Vec<String>,
     problems: Vec<(usize, Problem)>,
-    vars: HashMap<String, String>,
+    /// Problems past [`MAX_PROBLEMS`], counted.
+    omitted: usize,
+    /// Ordered, so that the same file always converts the same way.
+    vars: BTreeMap<String, String>,
     skipped: Vec<String>,
+    /// The files being read, outermost first (canonical paths): an include of one is a cycle.
+    reading: Vec<PathBuf>,
+    /// Bytes read so far, over every file.
+    bytes: u64,
+    /// A limit was hit: reading stops, and the problems so far are the answer.
+    stop: bool,
+    /// Services and reals made so far.
+    made: usize,
+    /// Addresses the groups' ranges hold so far.
+    grouped: usize,
+    /// Tokens read so far.
+    tokens: usize,
+}
+
+/// Why a line's `$NAME`s could not be replaced.
+enum Expansion {
+    TooLarge,
+    Cycle(String),
+    TooDeep,
 }
 
 impl Reader {
+    fn new() -> Reader {
+        Reader {
+            files: vec![],
+            problems: vec![],
+            omitted: 0,
+            vars: BTreeMap::new(),
+            skipped: vec![],
+            reading: vec![],
+            bytes: 0,
+            stop: false,
+            made: 0,
+            grouped: 0,
+            tokens: 0,
+        }
+    }
+
+    /// A problem that ends the reading: a limit was hit.
+    fn fatal(&mut self, t: &Token, message: impl Into<String>) {
+        self.err(t, message);
+        self.stop = true;
+    }
+
     fn err(&mut self, t: &Token, message: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.omitted += 1;
+            return;
+        }
         self.problems.push((
             t.file,
             Problem {
@@ -69,6 +134,21 @@ impl Reader {
         let file = self.files.len();
         self.files
             .push(printable(&path.display().to_string()).into_owned());
+        self.bytes += text.len() as u64;
+        self.reading
+            .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+        self.read_lines(text, file, path, depth, out);
+        self.reading.pop();
+    }
+
+    fn read_lines(
+        &mut self,
+        text: &str,
+        file: usize,
+        path: &Path,
+        depth: usize,
+        out: &mut Vec<Token>,
+    ) {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -76,6 +156,9 @@ impl Reader {
         let mut pending = String::new();
         let mut first_line = 0u64;
         for (n, raw) in text.lines().enumerate() {
+            if self.stop {
+                return;
+            }
             let line_no = n as u64 + 1;
             let raw = raw.trim_end_matches('\r');
             if pending.is_empty() {
@@ -90,7 +173,7 @@ impl Reader {
             let line = std::mem::take(&mut pending);
             self.line(&line, file, first_line, &dir, depth, out);
         }
-        if !pending.is_empty() {
+        if !pending.is_empty() && !self.stop {
             let line = std::mem::take(&mut pending);
             self.line(&line, file, first_line, &dir, depth, out);
         }
@@ -122,13 +205,58 @@ impl Reader {
             ));
             return;
         }
-        let line = self.substitute(line);
+        let line = match self.substitute(line) {
+            Ok(l) => l,
+            Err(e) => {
+                let at = Token {
+                    text: String::new(),
+                    quoted: false,
+                    starts_line: true,
+                    file,
+                    line: no,
+                    col: 1,
+                };
+                let message = match e {
+                    Expansion::TooLarge => format!(
+                        "this line expands to more than {MAX_LINE_EXPANSION} bytes once its `$NAME` definitions are replaced (lvsd's limit for a line); check the definitions it uses"
+                    ),
+                    Expansion::Cycle(name) => format!(
+                        "`${}` uses itself (through the definitions it uses), so it never ends; correct the definitions",
+                        printable(&name)
+                    ),
+                    Expansion::TooDeep => format!(
+                        "`$NAME` definitions are used within each other more than {MAX_DEFINITION_DEPTH} deep (lvsd's limit); use fewer levels"
+                    ),
+                };
+                self.fatal(&at, message);
+                return;
+            }
+        };
         let mut toks: Vec<Token> = vec![];
-        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        let chars: Vec<char> = line.chars().collect();
         let mut i = 0;
-        let col_of = |idx: usize| line[..idx].chars().count() as u64 + 1;
+        // The column is the character's index: counted once, never from the line's start.
+        let col_of = |idx: usize| idx as u64 + 1;
         while i < chars.len() {
-            let (at, c) = chars[i];
+            if self.tokens + toks.len() >= MAX_TOKENS {
+                // Checked as the words are read: one long line is not held whole first.
+                let t = Token {
+                    text: String::new(),
+                    quoted: false,
+                    starts_line: true,
+                    file,
+                    line: no,
+                    col: col_of(i),
+                };
+                self.fatal(
+                    &t,
+                    format!(
+                        "the files hold more than {MAX_TOKENS} words and braces in all (lvsd's limit for one conversion); convert in parts"
+                    ),
+                );
+                return;
+            }
+            let (at, c) = (i, chars[i]);
             if c.is_whitespace() {
                 i += 1;
                 continue;
@@ -151,11 +279,11 @@ impl Reader {
             if c == '"' {
                 let mut s = String::new();
                 let mut j = i + 1;
-                while j < chars.len() && chars[j].1 != '"' {
-                    if chars[j].1 == '\\' && j + 1 < chars.len() {
+                while j < chars.len() && chars[j] != '"' {
+                    if chars[j] == '\\' && j + 1 < chars.len() {
                         j += 1;
                     }
-                    s.push(chars[j].1);
+                    s.push(chars[j]);
                     j += 1;
                 }
                 toks.push(Token {
@@ -172,7 +300,7 @@ impl Reader {
             let mut s = String::new();
             let mut j = i;
             while j < chars.len() {
-                let c = chars[j].1;
+                let c = chars[j];
                 if c.is_whitespace() || c == '{' || c == '}' || c == '"' {
                     break;
                 }
@@ -207,29 +335,87 @@ impl Reader {
                 return;
             }
         }
+        self.tokens += toks.len();
         out.extend(toks);
     }
 
-    fn substitute(&self, line: &str) -> String {
+    /// `line` with each `$NAME` and `${NAME}` defined replaced by its value, itself
+    /// replaced, in one pass (a name is the longest run of letters, digits and `_`, and
+    /// `$NAME` ends at a space, a tab or the line's end, as keepalived reads it; one not
+    /// defined stays as written). Bounded: the line's size, the
+    /// work, the depth; a definition that uses itself is refused.
+    fn substitute(&self, line: &str) -> Result<String, Expansion> {
         if !line.contains('$') || self.vars.is_empty() {
-            return line.to_owned();
+            return Ok(line.to_owned());
         }
-        let mut out = line.to_owned();
-        // Longest names first, so `$AB` is not read as `$A` followed by `B`.
-        let mut names: Vec<&String> = self.vars.keys().collect();
-        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-        for n in names {
-            let v = &self.vars[n];
-            out = out
-                .replace(&format!("${{{n}}}"), v)
-                .replace(&format!("${n}"), v);
+        let mut out = String::with_capacity(line.len());
+        let mut stack = vec![];
+        let mut work = 0usize;
+        self.expand(line, &mut out, &mut stack, &mut work)?;
+        Ok(out)
+    }
+
+    fn expand<'a>(
+        &'a self,
+        text: &'a str,
+        out: &mut String,
+        stack: &mut Vec<&'a str>,
+        work: &mut usize,
+    ) -> Result<(), Expansion> {
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let Some(d) = memchr::memchr(b'$', &bytes[i..]) else {
+                out.push_str(&text[i..]);
+                break;
+            };
+            out.push_str(&text[i..i + d]);
+            i += d + 1;
+            *work += d + 1;
+            // As keepalived's find_definition: a name starts with a letter or `_`; `${NAME}`
+            // ends at its brace, `$NAME` at a space, a tab or the end of the line.
+            let (name, end) = if bytes.get(i) == Some(&b'{') {
+                match memchr::memchr(b'}', &bytes[i + 1..]) {
+                    Some(n) => (&text[i + 1..i + 1 + n], i + 2 + n),
+                    None => ("", i),
+                }
+            } else {
+                let n = bytes[i..].iter().take_while(|b| ident(**b)).count();
+                match bytes.get(i + n) {
+                    None | Some(b' ' | b'\t') => (&text[i..i + n], i + n),
+                    Some(_) => ("", i),
+                }
+            };
+            let name = match name.as_bytes().first() {
+                Some(b) if b.is_ascii_alphabetic() || *b == b'_' => name,
+                _ => "",
+            };
+            match self.vars.get_key_value(name) {
+                Some((name, value)) if !name.is_empty() => {
+                    if stack.contains(&name.as_str()) {
+                        return Err(Expansion::Cycle(name.clone()));
+                    }
+                    if stack.len() >= MAX_DEFINITION_DEPTH {
+                        return Err(Expansion::TooDeep);
+                    }
+                    stack.push(name);
+                    self.expand(value, out, stack, work)?;
+                    stack.pop();
+                    i = end;
+                }
+                _ => out.push('$'),
+            }
+            if out.len() > MAX_LINE_EXPANSION || *work > 4 * MAX_LINE_EXPANSION {
+                return Err(Expansion::TooLarge);
+            }
         }
-        out
+        Ok(())
     }
 
     fn include(&mut self, pattern: &Token, dir: &Path, depth: usize, out: &mut Vec<Token>) {
         if depth >= MAX_INCLUDE_DEPTH {
-            self.err(
+            self.fatal(
                 pattern,
                 format!("`include` nests deeper than {MAX_INCLUDE_DEPTH} files (does a file include itself?)"),
             );
@@ -239,7 +425,18 @@ impl Reader {
         for p in crate::glob::expand_braces(&pattern.text) {
             let path = dir.join(&p);
             if crate::glob::has_wildcard(&p) {
-                found.extend(crate::glob::glob(&path));
+                let matched = crate::glob::glob(&path);
+                if matched.is_empty() {
+                    // keepalived logs it and goes on; said here, so that a mistyped directory
+                    // is not a config with nothing in it and "every setting converted".
+                    self.skipped.push(format!(
+                        "{}:{}: include {} — matches no file (keepalived logs \"Unable to find configuration file\" and goes on); nothing read from it",
+                        self.files[pattern.file],
+                        pattern.line,
+                        printable(&path.display().to_string())
+                    ));
+                }
+                found.extend(matched);
             } else if path.exists() {
                 found.push(path);
             } else {
@@ -253,7 +450,39 @@ impl Reader {
             }
         }
         for path in found {
+            if self.stop {
+                return;
+            }
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if self.reading.contains(&canonical) {
+                self.fatal(
+                    pattern,
+                    format!(
+                        "`include` of `{}` while that file is being read: it includes itself (keepalived would read it without end); remove the include or narrow its pattern",
+                        printable(&path.display().to_string())
+                    ),
+                );
+                return;
+            }
+            if self.files.len() >= MAX_FILES {
+                self.fatal(
+                    pattern,
+                    format!(
+                        "`include` reads more than {MAX_FILES} files in all (lvsd's limit); include each file once, and fewer of them"
+                    ),
+                );
+                return;
+            }
             match crate::read_text(&path) {
+                Ok(text) if self.bytes + text.len() as u64 > MAX_BYTES => {
+                    self.fatal(
+                        pattern,
+                        format!(
+                            "the included files come to more than {MAX_BYTES} bytes in all (lvsd's limit for a config); include each file once, and fewer of them"
+                        ),
+                    );
+                    return;
+                }
                 Ok(text) => self.tokens(&text, &path, depth + 1, out),
                 Err(e) => self.err(pattern, e.to_string()),
             }
@@ -265,7 +494,18 @@ impl Reader {
 /// line, and a `{ … }` block (on the same line or the next).
 fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<Node> {
     let mut out: Vec<Node> = vec![];
-    while *i < tokens.len() {
+    if depth > MAX_NESTING {
+        if let Some(t) = tokens.get(i.saturating_sub(1)) {
+            r.fatal(
+                t,
+                format!(
+                    "blocks nest deeper than {MAX_NESTING} (lvsd's limit; keepalived's own go four deep); a `}}` is missing, or remove the extra `{{`"
+                ),
+            );
+        }
+        return out;
+    }
+    while *i < tokens.len() && !r.stop {
         let t = &tokens[*i];
         if t.text == "}" && !t.quoted {
             *i += 1;
@@ -311,7 +551,7 @@ fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<N
         }
         out.push(node);
     }
-    if depth > 0 {
+    if depth > 0 && !r.stop {
         if let Some(last) = tokens.last() {
             r.err(last, "the file ends inside a block: a `}` is missing");
         }
@@ -319,14 +559,73 @@ fn nodes(tokens: &[Token], i: &mut usize, depth: usize, r: &mut Reader) -> Vec<N
     out
 }
 
-/// Seconds as keepalived reads a timer (`3`, `1.5`), in milliseconds.
-fn timer(t: &Token, r: &mut Reader) -> Option<u64> {
-    match t.text.parse::<f64>() {
-        Ok(s) if (0.0..1e9).contains(&s) => Some((s * 1000.0).round() as u64),
+/// Seconds as keepalived reads a timer (`3`, `1.5`), in milliseconds: exactly, or an error
+/// (lvsd counts milliseconds; a finer value is not rounded silently).
+fn timer(what: &str, t: &Token, r: &mut Reader) -> Option<u64> {
+    let (whole, frac) = t.text.split_once('.').unwrap_or((&t.text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let secs = match whole.parse::<u64>() {
+        Ok(n) if digits(whole) && digits(frac) && n < 1_000_000_000 => n,
         _ => {
             r.err(
                 t,
-                format!("`{}` is not a number of seconds", printable(&t.text)),
+                format!(
+                    "{what} `{}` is not a number of seconds; write seconds such as 3 or 1.5",
+                    printable(&t.text)
+                ),
+            );
+            return None;
+        }
+    };
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > 3 {
+        r.err(
+            t,
+            format!(
+                "{what} `{}` seconds is not a whole number of milliseconds, which lvsd counts in; round it to at most three decimals",
+                printable(&t.text)
+            ),
+        );
+        return None;
+    }
+    let ms = format!("{frac:0<3}").parse::<u64>().unwrap_or(0);
+    Some(secs * 1000 + ms)
+}
+
+/// A timer that becomes a check's interval or timeout: one lvsd runs checks with (1 ms to 1 h),
+/// or an error at its line (never clamped).
+fn check_timer(n: &Node, r: &mut Reader) -> Option<u64> {
+    let Some(a) = n.args.first() else {
+        r.err(
+            &n.key,
+            format!("`{}` needs a number of seconds", printable(&n.key.text)),
+        );
+        return None;
+    };
+    let ms = timer(&printable(&n.key.text), a, r)?;
+    if ms == 0 || ms > 3_600_000 {
+        r.err(
+            a,
+            format!(
+                "`{} {}`: lvsd's checks take an interval and timeout from 1ms to 3600s; write a value in that range",
+                printable(&n.key.text),
+                printable(&a.text)
+            ),
+        );
+        return None;
+    }
+    Some(ms)
+}
+
+/// A number that fits the kernel's 32 bits, or an error at its place.
+fn uint32(t: &Token, r: &mut Reader) -> Option<u32> {
+    let n = uint(t, r)?;
+    match u32::try_from(n) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            r.err(
+                t,
+                format!("{n} is larger than the kernel takes here (at most 4294967295)"),
             );
             None
         }
@@ -381,7 +680,13 @@ fn method(n: &Node, r: &mut Reader) -> Option<(&'static str, Option<String>)> {
                         i += 2;
                     }
                     "port" => {
-                        port = rest.get(i + 1).and_then(|p| p.parse::<u16>().ok());
+                        port = match rest.get(i + 1).map(|p| p.parse::<u16>()) {
+                            Some(Ok(p)) if p > 0 => Some(p),
+                            _ => {
+                                r.err(&n.key, "a tunnel's `port` is a number from 1 to 65535");
+                                return None;
+                            }
+                        };
                         i += 2;
                     }
                     "nocsum" => {
@@ -466,11 +771,13 @@ impl Cascade {
     fn take(&mut self, n: &Node, r: &mut Reader) -> bool {
         let arg = n.args.first();
         match n.key.text.as_str() {
-            "delay_loop" => self.delay_loop = arg.and_then(|a| timer(a, r)),
-            "connect_timeout" => self.connect_timeout = arg.and_then(|a| timer(a, r)),
+            "delay_loop" => self.delay_loop = check_timer(n, r),
+            "connect_timeout" => self.connect_timeout = check_timer(n, r),
             "retry" | "nb_get_retry" => self.retry = arg.and_then(|a| uint(a, r)),
             "delay_before_retry" => {
-                self.delay_before_retry = arg.and_then(|a| timer(a, r)).map(|ms| (ms, r.at(&n.key)))
+                self.delay_before_retry = arg
+                    .and_then(|a| timer("delay_before_retry", a, r))
+                    .map(|ms| (ms, r.at(&n.key)))
             }
             "warmup" => self.warmup = Some(r.at(&n.key)),
             "alpha" => self.alpha = Some(boolean(n)),
@@ -522,6 +829,12 @@ struct VsBody {
     reals: Vec<Node>,
 }
 
+/// A setting converted with a difference: a comment at its place and a line of the summary.
+fn said(r: &mut Reader, notes: &mut Vec<String>, text: String) {
+    r.skipped.push(text.clone());
+    notes.push(text);
+}
+
 fn note(r: &mut Reader, notes: &mut Vec<String>, n: &Node, why: &str) {
     let args: Vec<&str> = n.args.iter().map(|a| a.text.as_str()).collect();
     let text = format!(
@@ -565,11 +878,37 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
             "persistence_timeout" => {
                 b.persistence = match arg {
                     None => Some(360),
-                    Some(a) => uint(a, r),
+                    Some(a) => match uint(a, r) {
+                        // keepalived's own range (LVS_MAX_TIMEOUT, 31 days).
+                        Some(t) if (1..=2_678_400).contains(&t) => Some(t),
+                        Some(t) => {
+                            r.err(a, format!("persistence_timeout {t}: keepalived takes 1 to 2678400 seconds (31 days); write a value in that range, or remove it for no persistence"));
+                            None
+                        }
+                        None => None,
+                    },
                 }
             }
-            "persistence_granularity" => b.granularity = arg.map(|a| a.text.clone()),
-            "persistence_engine" => b.engine = arg.map(|a| a.text.clone()),
+            "persistence_granularity" => b.granularity = arg.and_then(|a| granularity(a, r)),
+            "persistence_engine" => {
+                b.engine = match arg {
+                    Some(a)
+                        if !a.text.is_empty()
+                            && a.text
+                                .bytes()
+                                .all(|c| c.is_ascii_alphanumeric() || c == b'_') =>
+                    {
+                        Some(a.text.clone())
+                    }
+                    _ => {
+                        r.err(
+                            &n.key,
+                            "persistence_engine needs an engine's name (the kernel has `sip`)",
+                        );
+                        None
+                    }
+                }
+            }
             "protocol" => {
                 b.protocol = match arg.map(|a| a.text.to_ascii_uppercase()).as_deref() {
                     Some("TCP") => Some("tcp"),
@@ -604,7 +943,16 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
             "quorum" => b.quorum = arg.and_then(|a| uint(a, r)).map(|q| (q, n.key.clone())),
             "sorry_server" => b.sorry = Some((n.clone(), None)),
             "sorry_server_lvs_method" => sorry_method = method(n, r),
-            "ip_family" => b.ip_family_v6 = arg.map(|a| a.text == "inet6"),
+            "ip_family" => {
+                b.ip_family_v6 = match arg.map(|a| a.text.as_str()) {
+                    Some("inet") => Some(false),
+                    Some("inet6") => Some(true),
+                    _ => {
+                        r.err(&n.key, "ip_family is inet or inet6");
+                        None
+                    }
+                }
+            }
             "snmp_name" => b.name = arg.map(|a| a.text.clone()),
             "real_server" => b.reals.push(n.clone()),
             "hysteresis" => note(
@@ -650,6 +998,26 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
         s.1 = Some(m);
     }
     b
+}
+
+/// `persistence_granularity`: an IPv4 netmask or an IPv6 prefix length, checked here rather
+/// than copied into the YAML as written.
+fn granularity(t: &Token, r: &mut Reader) -> Option<String> {
+    let ok = t.text.parse::<Ipv4Addr>().is_ok()
+        || (t.text.bytes().all(|b| b.is_ascii_digit())
+            && t.text.parse::<u8>().is_ok_and(|n| (1..=128).contains(&n)));
+    if ok {
+        Some(t.text.clone())
+    } else {
+        r.err(
+            t,
+            format!(
+                "`{}` is not a netmask (255.255.255.0) or an IPv6 prefix length (64)",
+                printable(&t.text)
+            ),
+        );
+        None
+    }
 }
 
 /// The port of `a`'s second argument, when given and not 0.
@@ -706,7 +1074,7 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
             "connect_port" => port = port_arg(&n.args, 0, r),
             "url" => urls.push(n),
             "misc_path" => misc_path = n.args.first().cloned(),
-            "misc_timeout" => misc_timeout = n.args.first().and_then(|a| timer(a, r)),
+            "misc_timeout" => misc_timeout = check_timer(n, r),
             "misc_dynamic" => note(
                 r,
                 &mut comments,
@@ -755,10 +1123,13 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
     let retry = cas.retry.unwrap_or(default_retry);
     check.fall = Some((retry + 1).clamp(1, 100) as u32);
     if retry + 1 > 100 {
-        comments.push(format!(
-            "{}: retry {retry}: lvsd's `fall` is at most 100",
-            r.at(&c.key)
-        ));
+        let text = format!(
+            "{}: retry {retry} — lvsd's `fall` is at most 100: the real server is taken out after 100 failed checks, not {}",
+            r.at(&c.key),
+            retry.saturating_add(1)
+        );
+        r.skipped.push(text.clone());
+        comments.push(text);
     }
     if let Some((_, at)) = &cas.delay_before_retry {
         let text = format!(
@@ -808,7 +1179,26 @@ fn checker(c: &Checker, cascade: &Cascade, r: &mut Reader) -> Option<(Check, Vec
                     match f.key.text.as_str() {
                         "path" => check.path = arg.map(|a| a.text.clone()),
                         "status_code" => {
-                            check.expect_status = f.args.iter().map(|a| a.text.clone()).collect();
+                            check.expect_status = vec![];
+                            for a in &f.args {
+                                let ok = |x: &str| {
+                                    x.len() == 3
+                                        && x.bytes().all(|b| b.is_ascii_digit())
+                                        && (100..=599).contains(&x.parse::<u16>().unwrap_or(0))
+                                };
+                                let fine = match a.text.split_once('-') {
+                                    Some((lo, hi)) => ok(lo) && ok(hi) && lo <= hi,
+                                    None => ok(&a.text),
+                                };
+                                if fine {
+                                    check.expect_status.push(a.text.clone());
+                                } else {
+                                    r.err(a, format!("`{}` is not an HTTP status (200) or a range of them (200-299)", printable(&a.text)));
+                                }
+                            }
+                            if check.expect_status.is_empty() {
+                                check.expect_status = vec!["200-299".into()];
+                            }
                         }
                         "virtualhost" => check.host = arg.map(|a| a.text.clone()),
                         "digest" => note(
@@ -902,9 +1292,16 @@ fn real(
     vs_forward: (&'static str, Option<String>),
     r: &mut Reader,
 ) -> Option<RealOut> {
-    let addr = addr_arg(n.args.first()?, r)?;
+    let Some(first) = n.args.first() else {
+        r.err(&n.key, "real_server needs an address and a port");
+        return None;
+    };
+    let addr = addr_arg(first, r)?;
     let port = port_arg(&n.args, 1, r);
-    let mut out = Real::default();
+    let mut out = Real {
+        source: Some((r.files[n.key.file].clone(), n.key.line)),
+        ..Real::default()
+    };
     let mut cas = Cascade::default();
     let mut weight = vs.weight;
     let mut forward = vs_forward.clone();
@@ -921,8 +1318,8 @@ fn real(
                     forward = m;
                 }
             }
-            "uthreshold" => out.max_connections = arg.and_then(|a| uint(a, r)).map(|v| v as u32),
-            "lthreshold" => out.min_connections = arg.and_then(|a| uint(a, r)).map(|v| v as u32),
+            "uthreshold" => out.max_connections = arg.and_then(|a| uint32(a, r)),
+            "lthreshold" => out.min_connections = arg.and_then(|a| uint32(a, r)),
             "notify_up" | "notify_down" => note(
                 r,
                 &mut out.comments,
@@ -1126,17 +1523,34 @@ fn group(n: &Node, r: &mut Reader) -> Vec<Vip> {
     let mut out = vec![];
     for e in n.children.iter().flatten() {
         if e.key.text == "fwmark" {
-            let Some(m) = e.args.first().and_then(|a| uint(a, r)) else {
+            let Some(m) = e.args.first().and_then(|a| uint32(a, r)) else {
+                if e.args.is_empty() {
+                    r.err(&e.key, "fwmark needs a mark from 1 to 4294967295");
+                }
                 continue;
             };
+            if m == 0 {
+                r.err(&e.key, "fwmark needs a mark from 1 to 4294967295");
+                continue;
+            }
             let v6 = e.args.get(1).map(|f| f.text == "inet6");
-            out.push(Vip::Fwmark(m as u32, v6));
+            out.push(Vip::Fwmark(m, v6));
             continue;
         }
         let port = port_arg(&e.args, 0, r);
         if let Ok(a) = e.key.text.parse::<IpAddr>() {
             out.push(Vip::Addr(a, port));
         } else if let Some(list) = range(&e.key, r) {
+            r.grouped = r.grouped.saturating_add(list.len());
+            if r.grouped > MAX_MADE {
+                r.fatal(
+                    &e.key,
+                    format!(
+                        "the virtual_server_groups up to here hold more than {MAX_MADE} addresses in all (lvsd's limit for one conversion); use smaller ranges, or convert in parts"
+                    ),
+                );
+                return out;
+            }
             out.extend(list.into_iter().map(|a| Vip::Addr(a, port)));
         } else {
             r.err(
@@ -1154,18 +1568,28 @@ fn group(n: &Node, r: &mut Reader) -> Vec<Vip> {
 /// Converts the LVS part of keepalived.conf `text` (read from `path`: includes are relative
 /// to it).
 pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
-    let mut r = Reader {
-        files: vec![],
-        problems: vec![],
-        vars: HashMap::new(),
-        skipped: vec![],
-    };
+    let mut r = Reader::new();
     let mut tokens = vec![];
+    if text.len() as u64 > MAX_BYTES {
+        return Err(Error::TooLarge {
+            path: printable(&path.display().to_string()).into_owned(),
+            size: text.len() as u64,
+            limit: MAX_BYTES,
+        });
+    }
     r.tokens(text, path, 0, &mut tokens);
     let mut i = 0;
-    let top = nodes(&tokens, &mut i, 0, &mut r);
-    let mut groups: HashMap<String, (Vec<Vip>, String)> = HashMap::new();
+    let top = if r.stop {
+        vec![]
+    } else {
+        nodes(&tokens, &mut i, 0, &mut r)
+    };
+    drop(tokens);
+    let mut groups: BTreeMap<String, (Vec<Vip>, String)> = BTreeMap::new();
     for n in &top {
+        if r.stop {
+            break;
+        }
         if n.key.text == "virtual_server_group" {
             let Some(name) = n.args.first() else {
                 r.err(&n.key, "virtual_server_group needs a name");
@@ -1181,7 +1605,10 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     for n in &top {
         match n.key.text.as_str() {
             "virtual_server_group" => {}
-            "virtual_server" => services.extend(virtual_server(n, &groups, &mut names, &mut r)),
+            "virtual_server" if !r.stop => {
+                services.extend(virtual_server(n, &groups, &mut names, &mut r))
+            }
+            "virtual_server" => {}
             "SSL" => {
                 let text = format!(
                     "{}: SSL — lvsd's https checks need no client certificate and do not verify the server's",
@@ -1203,26 +1630,8 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         }
     }
     if !r.problems.is_empty() {
-        let mut by_file: Vec<Error> = vec![];
-        let mut problems = std::mem::take(&mut r.problems);
-        problems.sort_by_key(|(f, p)| (*f, p.line, p.col));
-        for (f, p) in problems {
-            match by_file.last_mut() {
-                Some(Error::Invalid { path, problems, .. }) if *path == r.files[f] => {
-                    problems.push(p)
-                }
-                _ => by_file.push(Error::Invalid {
-                    path: r.files[f].clone(),
-                    problems: vec![p],
-                    omitted: 0,
-                }),
-            }
-        }
-        return Err(Error::combine(by_file).unwrap_or(Error::Invalid {
-            path: r.files.first().cloned().unwrap_or_default(),
-            problems: vec![],
-            omitted: 0,
-        }));
+        let problems = std::mem::take(&mut r.problems);
+        return Err(super::gather(&r.files, problems, r.omitted));
     }
     let mut header = vec![format!(
         "imported by lvsd from keepalived's {}",
@@ -1251,7 +1660,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
 
 fn virtual_server(
     n: &Node,
-    groups: &HashMap<String, (Vec<Vip>, String)>,
+    groups: &BTreeMap<String, (Vec<Vip>, String)>,
     names: &mut BTreeSet<String>,
     r: &mut Reader,
 ) -> Vec<Service> {
@@ -1333,9 +1742,21 @@ fn virtual_server(
         .iter()
         .filter_map(|rn| real(rn, &b, vs_forward.clone(), r))
         .collect();
+    let made = vips.len().saturating_mul(reals.len() + 1);
+    r.made = r.made.saturating_add(made);
+    if r.made > MAX_MADE {
+        r.fatal(
+            &n.key,
+            format!(
+                "the virtual_servers up to here make more than {MAX_MADE} services and real servers in all (lvsd's limit for one conversion; this one makes {made}); use smaller virtual_server_group ranges, or convert in parts"
+            ),
+        );
+        return vec![];
+    }
     let mut out = vec![];
     for (idx, vip) in vips.iter().enumerate() {
         let mut s = Service {
+            source: Some((r.files[n.key.file].clone(), n.key.line)),
             comments: if idx == 0 { comments.clone() } else { vec![] },
             scheduler: scheduler.clone(),
             forward: vs_forward.0,
@@ -1463,7 +1884,11 @@ fn virtual_server(
                 "remove"
             });
             if drains > 0 && drains < inhibit.len() && idx == 0 {
-                s.notes.push("inhibit_on_failure differs between the real servers; lvsd sets on_failure per service: the more common one is taken".into());
+                let text = format!(
+                    "{}: inhibit_on_failure differs between the real servers — lvsd sets on_failure per service: the more common one is taken",
+                    r.at(&n.key)
+                );
+                said(r, &mut s.notes, text);
             }
         }
         if let Some((sorry, method)) = &b.sorry {
@@ -1477,11 +1902,22 @@ fn virtual_server(
                 };
                 let addr = socket(a, port);
                 if s.reals.iter().any(|r| r.address == addr) {
-                    s.notes.push(format!("sorry_server {addr} is also a real server: lvsd's fallback must be another server; not converted"));
+                    if idx == 0 {
+                        let text = format!(
+                            "{}: sorry_server {addr} is also a real server — lvsd's fallback must be another server; not converted",
+                            r.at(&sorry.key)
+                        );
+                        said(r, &mut s.notes, text);
+                    }
                 } else {
                     s.fallback = Some(addr);
                     if method.as_ref().is_some_and(|m| m.0 != vs_forward.0) && idx == 0 {
-                        s.notes.push("sorry_server_lvs_method: lvsd's fallback uses the service's forwarding".into());
+                        let text = format!(
+                            "{}: sorry_server_lvs_method — lvsd's fallback uses the service's forwarding ({})",
+                            r.at(&sorry.key),
+                            vs_forward.0
+                        );
+                        said(r, &mut s.notes, text);
                     }
                 }
             }
@@ -1490,8 +1926,16 @@ fn virtual_server(
             if *q > 1 {
                 if weights.len() == 1 {
                     let w = *weights.iter().next().unwrap_or(&1);
-                    let n = q.div_ceil(w.max(1)).clamp(1, s.reals.len().max(1) as u64);
+                    let need = q.div_ceil(w.max(1));
+                    let n = need.clamp(1, s.reals.len().max(1) as u64);
                     s.quorum = Some(n as u32);
+                    if need > n && idx == 0 {
+                        let text = format!(
+                            "{}: quorum {q} — more than the real servers' weights add up to, so keepalived is always below it; lvsd's quorum is at most the number of real servers: {n}",
+                            r.at(t)
+                        );
+                        said(r, &mut s.notes, text);
+                    }
                     if s.fallback.is_some() && idx == 0 {
                         s.notes.push("below the quorum keepalived takes the remaining real servers out for the sorry server; lvsd leaves them at weight 0 (their connections finish) while the fallback takes new ones".into());
                     }

@@ -16,12 +16,42 @@ use crate::{Error, Problem};
 
 /// Addresses one `real=A->B` range may expand to.
 const MAX_RANGE: u32 = 65_536;
+/// Problems kept: past these they are counted.
+const MAX_PROBLEMS: usize = 1000;
+/// Real servers made in all (ranges expand): past this the conversion is refused.
+const MAX_REALS: usize = 1_000_000;
+/// Settings that belong to a `virtual=` block: at the left margin they are an error, as in
+/// ldirectord (an unindented line ends the block).
+const VIRTUAL_ONLY: &[&str] = &[
+    "real",
+    "real6",
+    "scheduler",
+    "protocol",
+    "persistent",
+    "netmask",
+    "checktype",
+    "service",
+    "request",
+    "receive",
+    "checkport",
+    "checkcommand",
+    "virtualhost",
+    "ops",
+    "httpmethod",
+    "login",
+    "passwd",
+    "database",
+    "secret",
+    "monitorfile",
+];
 
 struct Line {
     no: u64,
     key: String,
     value: String,
     indented: bool,
+    /// Indented, but by less than a tab or four spaces (which ldirectord reads as unindented).
+    short_indent: bool,
 }
 
 /// A setting that applies to every service unless one sets its own.
@@ -40,10 +70,60 @@ struct Ctx<'a> {
     file: &'a str,
     problems: Vec<Problem>,
     skipped: Vec<String>,
+    /// Real servers made so far.
+    made: usize,
+    /// Problems past [`MAX_PROBLEMS`], counted.
+    omitted: usize,
 }
 
 impl Ctx<'_> {
+    /// A whole number of seconds ldirectord takes and lvsd's checks can run with (1 to 3600),
+    /// or an error at the line.
+    fn secs(&mut self, l: &Line) -> Option<u64> {
+        self.number(l, 1, 3600, "seconds")
+    }
+
+    /// A whole number from `lo` to `hi`, or an error at the line (never a default instead).
+    fn number(&mut self, l: &Line, lo: u64, hi: u64, what: &str) -> Option<u64> {
+        match l.value.parse::<u64>() {
+            Ok(n) if l.value.bytes().all(|b| b.is_ascii_digit()) && (lo..=hi).contains(&n) => {
+                Some(n)
+            }
+            _ => {
+                self.err(
+                    l.no,
+                    format!(
+                        "{} = `{}`: a whole number of {what} from {lo} to {hi} is needed here (lvsd's limit); write one",
+                        l.key,
+                        printable(&l.value)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `yes` or `no`, or an error at the line.
+    fn yes_no(&mut self, l: &Line) -> Option<bool> {
+        match l.value.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            other => {
+                self.err(
+                    l.no,
+                    format!("{} = `{}`: write yes or no", l.key, printable(other)),
+                );
+                None
+            }
+        }
+    }
+
     fn err(&mut self, line: u64, message: impl Into<String>) {
+        // A file of a million bad lines is one mistake: the first thousand are kept.
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.omitted += 1;
+            return;
+        }
         self.problems.push(Problem {
             line,
             col: 1,
@@ -82,6 +162,7 @@ fn lines(text: &str) -> Vec<Line> {
             continue;
         }
         let indented = body.starts_with("    ");
+        let short_indent = !indented && body.starts_with(' ');
         let body = body.trim();
         let (key, value) = match body.split_once('=') {
             Some((k, v)) => (k.trim().to_owned(), v.trim().to_owned()),
@@ -92,6 +173,7 @@ fn lines(text: &str) -> Vec<Line> {
             key,
             value,
             indented,
+            short_indent,
         });
     }
     out
@@ -166,6 +248,7 @@ struct Virtual {
 
 /// A `real=` line: its servers (a range expands), forwarding, weight, request and receive.
 struct RealLine {
+    line: u64,
     servers: Vec<(IpAddr, Option<u16>)>,
     forward: &'static str,
     weight: u32,
@@ -230,7 +313,16 @@ fn real_line(v: &str, no: u64, c: &mut Ctx) -> Option<RealLine> {
         .next()
         .filter(|w| w.bytes().all(|b| b.is_ascii_digit()))
     {
-        weight = w.parse().unwrap_or(1);
+        weight = match w.parse::<u32>() {
+            Ok(n) if n <= i32::MAX as u32 => n,
+            _ => {
+                c.err(
+                    no,
+                    format!("weight {w} is larger than the kernel takes (2147483647)"),
+                );
+                return None;
+            }
+        };
         rest = rest[w.len()..].trim();
     }
     let mut request = None;
@@ -254,6 +346,7 @@ fn real_line(v: &str, no: u64, c: &mut Ctx) -> Option<RealLine> {
         return None;
     }
     Some(RealLine {
+        line: no,
         servers: first,
         forward: fwd,
         weight,
@@ -289,16 +382,40 @@ fn service_of_port(p: u16) -> &'static str {
 /// Converts an ldirectord.cf `text` (read from `path`, for messages).
 pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     let file = printable(&path.display().to_string()).into_owned();
+    if text.len() as u64 > crate::MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            path: file,
+            size: text.len() as u64,
+            limit: crate::MAX_FILE_BYTES,
+        });
+    }
     let mut c = Ctx {
         file: &file,
         problems: vec![],
         skipped: vec![],
+        made: 0,
+        omitted: 0,
     };
     let mut global = Settings::default();
     let mut header = vec![format!("imported by lvsd from ldirectord's {file}")];
     let mut virtuals: Vec<Virtual> = vec![];
-    let secs = |v: &str| v.parse::<u64>().ok().filter(|n| *n > 0);
     for l in lines(text) {
+        if !l.indented && VIRTUAL_ONLY.contains(&l.key.as_str()) {
+            let why = if l.short_indent {
+                "indented by less than a tab or four spaces, which ldirectord reads as the left margin"
+            } else {
+                "at the left margin"
+            };
+            c.err(
+                l.no,
+                format!(
+                    "`{}=` is {why}: ldirectord ends a virtual= block at such a line and refuses `{}` outside one; indent it by a tab or four spaces below its virtual=",
+                    printable(&l.key),
+                    printable(&l.key)
+                ),
+            );
+            continue;
+        }
         if l.indented {
             match virtuals.last_mut() {
                 Some(v) => v.lines.push(l),
@@ -332,11 +449,11 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
                 }
                 virtuals.push(vs);
             }
-            "checktimeout" => global.checktimeout = secs(&v),
-            "negotiatetimeout" => global.negotiatetimeout = secs(&v),
-            "checkinterval" => global.checkinterval = secs(&v),
-            "failurecount" => global.failurecount = secs(&v),
-            "quiescent" => global.quiescent = Some(v == "yes"),
+            "checktimeout" => global.checktimeout = c.secs(&l),
+            "negotiatetimeout" => global.negotiatetimeout = c.secs(&l),
+            "checkinterval" => global.checkinterval = c.secs(&l),
+            "failurecount" => global.failurecount = c.number(&l, 1, 100, "failures"),
+            "quiescent" => global.quiescent = c.yes_no(&l),
             "fallback" => global.fallback = Some((v, l.no)),
             "fallback6" => global.fallback6 = Some((v, l.no)),
             other => {
@@ -369,11 +486,15 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         }
     }
     if !c.problems.is_empty() {
-        return Err(Error::Invalid {
-            path: file.clone(),
-            problems: std::mem::take(&mut c.problems),
-            omitted: 0,
-        });
+        let problems = std::mem::take(&mut c.problems)
+            .into_iter()
+            .map(|p| (0, p))
+            .collect();
+        return Err(super::gather(
+            std::slice::from_ref(&file),
+            problems,
+            c.omitted,
+        ));
     }
     let mut summary: Vec<String> = c
         .skipped
@@ -388,6 +509,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
 
 fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
     let mut s = Service {
+        source: Some((c.file.to_owned(), vs.line)),
         comments: vec![format!("{}:{}: {}", c.file, vs.line, vs.text)],
         scheduler: "wrr".into(),
         forward: "dr",
@@ -407,34 +529,66 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
     let mut reals = vec![];
     let mut fallback = None;
     let mut notes = vec![];
+    let mut scheduler_line = vs.line;
+    let mut protocol_line = vs.line;
     for l in &vs.lines {
         let v = l.value.as_str();
-        let secs = v.parse::<u64>().ok().filter(|n| *n > 0);
         match l.key.as_str() {
             "real" | "real6" => {
                 if let Some(r) = real_line(v, l.no, c) {
+                    c.made = c.made.saturating_add(r.servers.len());
+                    if c.made > MAX_REALS {
+                        c.err(l.no, format!("the real= lines up to here make more than {MAX_REALS} real servers in all (lvsd's limit for one conversion); use smaller ranges, or convert in parts"));
+                        return None;
+                    }
                     reals.push(r);
                 }
             }
-            "scheduler" => s.scheduler = v.to_owned(),
-            "protocol" => protocol = Some(v.to_owned()),
-            "persistent" => persistent = v.parse::<u64>().ok(),
-            "netmask" => netmask = Some(v.to_owned()),
+            "scheduler" => {
+                s.scheduler = v.to_owned();
+                scheduler_line = l.no;
+            }
+            "protocol" => {
+                protocol = Some(v.to_owned());
+                protocol_line = l.no;
+            }
+            "persistent" => persistent = c.number(l, 0, 4_294_967, "seconds"),
+            "netmask" => {
+                if v.parse::<std::net::Ipv4Addr>().is_ok()
+                    || (v.bytes().all(|b| b.is_ascii_digit())
+                        && v.parse::<u8>().is_ok_and(|n| (1..=128).contains(&n)))
+                {
+                    netmask = Some(v.to_owned());
+                } else {
+                    c.err(
+                        l.no,
+                        format!(
+                            "netmask = `{}` is not a netmask (255.255.255.0) or an IPv6 prefix length (64)",
+                            printable(v)
+                        ),
+                    );
+                }
+            }
             "checktype" => checktype = v.to_owned(),
             "service" => service_name = Some(v.to_owned()),
             "request" => request = unquote(v),
             "receive" => receive = unquote(v),
-            "checkport" => checkport = v.parse::<u16>().ok(),
+            "checkport" => checkport = c.number(l, 1, 65535, "a port").map(|p| p as u16),
             "checkcommand" => checkcommand = unquote(v),
             "virtualhost" => virtualhost = Some(unquote(v)),
-            "checktimeout" => set.checktimeout = secs,
-            "negotiatetimeout" => set.negotiatetimeout = secs,
-            "checkinterval" => set.checkinterval = secs,
-            "failurecount" => set.failurecount = secs,
-            "quiescent" => set.quiescent = Some(v == "yes"),
+            "checktimeout" => set.checktimeout = c.secs(l).or(set.checktimeout),
+            "negotiatetimeout" => set.negotiatetimeout = c.secs(l).or(set.negotiatetimeout),
+            "checkinterval" => set.checkinterval = c.secs(l).or(set.checkinterval),
+            "failurecount" => {
+                set.failurecount = c.number(l, 1, 100, "failures").or(set.failurecount)
+            }
+            "quiescent" => set.quiescent = c.yes_no(l).or(set.quiescent),
             "fallback" | "fallback6" => fallback = Some((v.to_owned(), l.no)),
-            "ops" if v == "yes" => s.flags.push("one-packet"),
-            "ops" => {}
+            "ops" => {
+                if c.yes_no(l) == Some(true) {
+                    s.flags.push("one-packet");
+                }
+            }
             "httpmethod" if v.eq_ignore_ascii_case("get") => {}
             other => {
                 let why = match other {
@@ -455,7 +609,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
     }
     if !crate::SCHEDULERS.contains(&s.scheduler.as_str()) {
         c.err(
-            vs.line,
+            scheduler_line,
             format!(
                 "scheduler `{}` is not one the kernel has ({})",
                 printable(&s.scheduler),
@@ -470,7 +624,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
                 Some("udp") => "udp",
                 Some("tcp") => "tcp",
                 Some(other) => {
-                    c.err(vs.line, format!("protocol `{}`: ldirectord takes tcp or udp for an address (fwm for a mark)", printable(other)));
+                    c.err(protocol_line, format!("protocol `{}`: ldirectord takes tcp or udp for an address (fwm for a mark)", printable(other)));
                     return None;
                 }
                 None if p == 53 => "udp",
@@ -512,7 +666,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
     let base = Check {
         interval: Some(duration_ms(set.checkinterval.unwrap_or(10) * 1000)),
         rise: Some(1),
-        fall: Some(set.failurecount.unwrap_or(1).clamp(1, 100) as u32),
+        fall: Some(set.failurecount.unwrap_or(1) as u32),
         initial: Some("down"),
         port: checkport,
         ..Check::default()
@@ -613,6 +767,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
             "remove"
         });
     }
+    let mut seen = std::collections::HashSet::new();
     for r in &reals {
         for (a, p) in &r.servers {
             let nat = r.forward == "nat";
@@ -627,6 +782,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
                 }
             };
             let mut real = Real {
+                source: Some((c.file.to_owned(), r.line)),
                 address: socket(*a, port),
                 weight: (r.weight != 1).then_some(r.weight),
                 forward: (r.forward != s.forward).then_some(r.forward),
@@ -647,7 +803,19 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
             if off {
                 real.weight = Some(0);
             }
-            reals_push(&mut s.reals, real);
+            // The first of a real listed twice, as ldirectord keeps it (its second
+            // `ipvsadm -a` fails): said, not dropped silently.
+            if seen.insert(real.address.clone()) {
+                s.reals.push(real);
+            } else {
+                let what = format!("real {}", real.address);
+                c.note(
+                    &mut notes,
+                    r.line,
+                    &what,
+                    "listed twice in this virtual: the first is kept, as in ldirectord",
+                );
+            }
         }
     }
     if off {
@@ -676,7 +844,7 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
             global.fallback.clone()
         }
     });
-    if let Some((f, _)) = fb {
+    if let Some((f, line)) = fb {
         let mut words = f.split_whitespace();
         let addr = words.next().unwrap_or_default();
         let fwd = words.next().and_then(forward).unwrap_or("dr");
@@ -685,23 +853,21 @@ fn service(vs: &Virtual, global: &Settings, c: &mut Ctx) -> Option<Service> {
                 let port = if fwd == "nat" { p.or(vport) } else { None };
                 s.fallback = Some(socket(a, port));
                 if fwd != s.forward {
-                    notes.push(format!(
-                        "fallback {f}: lvsd's fallback uses the service's forwarding ({})",
+                    let why = format!(
+                        "lvsd's fallback uses the service's forwarding ({})",
                         s.forward
-                    ));
+                    );
+                    c.note(&mut notes, line, &format!("fallback = {f}"), &why);
                 }
             }
-            None => notes.push(format!(
-                "fallback {f}: not an address lvsd can use; not converted"
-            )),
+            None => c.note(
+                &mut notes,
+                line,
+                &format!("fallback = {f}"),
+                "not an address lvsd can use; not converted",
+            ),
         }
     }
     s.notes = notes;
     Some(s)
-}
-
-fn reals_push(reals: &mut Vec<Real>, r: Real) {
-    if !reals.iter().any(|x| x.address == r.address) {
-        reals.push(r);
-    }
 }

@@ -4,17 +4,22 @@
 //! and line) and summed up in [`Converted::summary`], so nothing is dropped silently. The
 //! output is checked with lvsd's own reader before it is handed back: it passes `lvsd check`.
 
+mod ipvsadm;
 mod keepalived;
 mod ldirectord;
 
 use std::fmt::Write as _;
 
-use crate::Error;
 use crate::error::printable;
+use crate::{Error, Problem};
 
+pub use ipvsadm::convert as ipvsadm;
 pub use keepalived::convert as keepalived;
 pub(crate) use keepalived::split_command as keepalived_split;
 pub use ldirectord::convert as ldirectord;
+
+/// Lines of the summary shown, at most.
+const MAX_SUMMARY: usize = 1000;
 
 /// A converted configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +51,8 @@ pub(crate) struct Check {
 /// A real server as the output writes it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Real {
+    /// The file and line it came from, for a problem lvsd finds in what it became.
+    pub source: Option<(String, u64)>,
     pub comments: Vec<String>,
     pub address: String,
     pub weight: Option<u32>,
@@ -60,6 +67,8 @@ pub(crate) struct Real {
 /// A service as the output writes it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Service {
+    /// The file and line it came from, for a problem lvsd finds in what it became.
+    pub source: Option<(String, u64)>,
     pub comments: Vec<String>,
     /// Written as comments only (a service the other tool would not create).
     pub disabled: bool,
@@ -161,11 +170,18 @@ fn write_check(out: &mut String, indent: &str, c: &Check, comments: &[String]) {
     }
 }
 
-fn write_service(out: &mut String, s: &Service) {
+/// Where a stretch of the output came from: its first byte, and the source's file and line.
+pub(crate) type Marker = (usize, String, u64);
+
+fn write_service(out: &mut String, s: &Service, markers: &mut Vec<Marker>) {
     for c in &s.comments {
         comment(out, "  ", c);
     }
     let mut body = String::new();
+    let mut at: Vec<(usize, &(String, u64))> = vec![];
+    if let Some(src) = &s.source {
+        at.push((0, src));
+    }
     let first = |body: &mut String, line: String| {
         let lead = if body.is_empty() { "  - " } else { "    " };
         let _ = writeln!(body, "{lead}{line}");
@@ -219,6 +235,9 @@ fn write_service(out: &mut String, s: &Service) {
             for c in &r.comments {
                 comment(&mut body, "      ", c);
             }
+            if let Some(src) = r.source.as_ref().or(s.source.as_ref()) {
+                at.push((body.len(), src));
+            }
             let _ = writeln!(body, "      - address: {}", quote(&r.address));
             let i = "        ";
             if let Some(w) = r.weight {
@@ -246,12 +265,15 @@ fn write_service(out: &mut String, s: &Service) {
             let _ = writeln!(out, "  # {line}");
         }
     } else {
+        let base = out.len();
+        markers.extend(at.into_iter().map(|(b, (f, l))| (base + b, f.clone(), *l)));
         out.push_str(&body);
     }
 }
 
 /// Writes the YAML and checks it with lvsd's reader: a conversion lvsd would refuse is an
-/// error here, never output.
+/// error here, never output, and it cites the line of the file the user wrote that the
+/// refused setting came from (the converted text is never shown).
 pub(crate) fn finish(
     header: &[String],
     services: &[Service],
@@ -259,23 +281,169 @@ pub(crate) fn finish(
     source: &str,
 ) -> Result<Converted, Error> {
     let mut out = String::new();
+    let mut markers = vec![];
     for h in header {
         comment(&mut out, "", h);
     }
     if services.iter().all(|s| s.disabled) {
         out.push_str("services: []\n");
-        for s in services {
-            write_service(&mut out, s);
-        }
     } else {
         out.push_str("services:\n");
-        for s in services {
-            write_service(&mut out, s);
+    }
+    for s in services {
+        write_service(&mut out, s, &mut markers);
+    }
+    checked(out, summary, source, markers)
+}
+
+/// `yaml` handed back when lvsd's reader takes it; otherwise its problems, each at the source
+/// line `markers` name for the stretch of `yaml` it is in.
+pub(crate) fn checked(
+    yaml: String,
+    summary: Vec<String>,
+    source: &str,
+    mut markers: Vec<Marker>,
+) -> Result<Converted, Error> {
+    let shown = format!("{source} (converted)");
+    let e = match crate::parse(&yaml, &shown) {
+        Ok(_) => {
+            // Printed on a terminal: text from the file is escaped, and a file of a million
+            // unconverted settings is not a million lines (each is a comment in the YAML).
+            let more = summary.len().saturating_sub(MAX_SUMMARY);
+            let mut summary: Vec<String> = summary
+                .into_iter()
+                .take(MAX_SUMMARY)
+                .map(|l| printable(&l).into_owned())
+                .collect();
+            if more > 0 {
+                summary.push(format!(
+                    "and {more} more lines like these, not shown (each is a comment in the YAML at its place)"
+                ));
+            }
+            return Ok(Converted { yaml, summary });
+        }
+        Err(e) => e,
+    };
+    markers.sort_by_key(|m| m.0);
+    // Each marker's first line in `yaml`, counted in one pass.
+    let mut lines: Vec<(u64, &str, u64)> = Vec::with_capacity(markers.len());
+    let mut line = 1u64;
+    let mut pos = 0usize;
+    for (byte, file, l) in &markers {
+        let end = (*byte).min(yaml.len());
+        if end > pos {
+            line += memchr::memchr_iter(b'\n', &yaml.as_bytes()[pos..end]).count() as u64;
+            pos = end;
+        }
+        lines.push((line, file.as_str(), *l));
+    }
+    let origin = |yaml_line: u64| -> (String, u64) {
+        let i = lines.partition_point(|(l, ..)| *l <= yaml_line);
+        match i.checked_sub(1).and_then(|i| lines.get(i)) {
+            Some((_, f, l)) => ((*f).to_owned(), *l),
+            None => (source.to_owned(), 1),
+        }
+    };
+    let mut files: Vec<String> = vec![];
+    let mut found: Vec<(usize, Problem)> = vec![];
+    let mut locate = |file: String, p: Problem, found: &mut Vec<(usize, Problem)>| {
+        let i = match files.iter().position(|f| *f == file) {
+            Some(i) => i,
+            None => {
+                files.push(file);
+                files.len() - 1
+            }
+        };
+        found.push((i, p));
+    };
+    match e {
+        Error::Invalid { problems, .. } => {
+            for p in problems {
+                let (file, l) = origin(p.line);
+                let message = cite_lines(&p.message, &origin);
+                locate(
+                    file,
+                    Problem {
+                        line: l,
+                        col: 1,
+                        message,
+                    },
+                    &mut found,
+                );
+            }
+        }
+        Error::TooLarge { size, limit, .. } => locate(
+            source.to_owned(),
+            Problem {
+                line: 1,
+                col: 1,
+                message: format!(
+                    "the converted config would be {size} bytes; lvsd reads at most {limit} bytes: convert the file in parts"
+                ),
+            },
+            &mut found,
+        ),
+        other => return Err(other),
+    }
+    Err(gather(&files, found, 0))
+}
+
+/// A message of lvsd's reader with each `on line N` of the converted text said as the
+/// source's `at FILE:LINE`.
+fn cite_lines(message: &str, origin: &dyn Fn(u64) -> (String, u64)) -> String {
+    const ON: &str = "on line ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(ON) {
+        let after = &rest[i + ON.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<u64>() {
+            Ok(n) => {
+                let (f, l) = origin(n);
+                out.push_str(&rest[..i]);
+                let _ = write!(out, "at {f}:{l}");
+                rest = &after[digits..];
+            }
+            Err(_) => {
+                out.push_str(&rest[..i + ON.len()]);
+                rest = after;
+            }
         }
     }
-    let shown = format!("{source} (converted)");
-    match crate::parse(&out, &shown) {
-        Ok(_) => Ok(Converted { yaml: out, summary }),
-        Err(e) => Err(e),
+    out.push_str(rest);
+    out
+}
+
+/// Problems found in several files (indexes into `files`) as one error: by file in the order
+/// read, by line in each, at most [`crate::MAX_SHOWN`] shown.
+pub(crate) fn gather(
+    files: &[String],
+    mut problems: Vec<(usize, Problem)>,
+    omitted: usize,
+) -> Error {
+    let mut by_file: Vec<Error> = vec![];
+    problems.sort_by_key(|(f, p)| (*f, p.line, p.col));
+    for (f, mut p) in problems {
+        // Whatever a message quotes from the file, it reaches a terminal escaped.
+        if let std::borrow::Cow::Owned(m) = printable(&p.message) {
+            p.message = m;
+        }
+        let name = files.get(f).cloned().unwrap_or_default();
+        match by_file.last_mut() {
+            Some(Error::Invalid { path, problems, .. }) if *path == name => problems.push(p),
+            _ => by_file.push(Error::Invalid {
+                path: name,
+                problems: vec![p],
+                omitted: 0,
+            }),
+        }
     }
+    if let Some(Error::Invalid { omitted: o, .. }) = by_file.last_mut() {
+        *o += omitted;
+    }
+    Error::combine(by_file).unwrap_or(Error::Invalid {
+        path: files.first().cloned().unwrap_or_default(),
+        problems: vec![],
+        omitted: 0,
+    })
 }
