@@ -12,6 +12,8 @@ mod lock;
 mod output;
 mod perms;
 mod reconcile;
+#[cfg(test)]
+mod sim;
 mod state_file;
 mod telemetry;
 

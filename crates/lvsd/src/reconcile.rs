@@ -72,6 +72,9 @@ pub struct Engine<I: Io = System> {
     owned_unreadable: Option<state_file::Unreadable>,
     /// The same for the host's record and the host.
     host_unreadable: Option<state_file::Unreadable>,
+    /// A deliberate bug, for proving that the simulation catches one.
+    #[cfg(test)]
+    pub(crate) mutation: Mutation,
     /// The table as the last pass left it: read back, or known write by write from the
     /// kernel's answers. A pass for a small edit starts from it and reads back only the
     /// services it touches instead of the whole table.
@@ -340,6 +343,8 @@ impl<I: Io> Engine<I> {
             host_owned,
             owned_unreadable,
             host_unreadable,
+            #[cfg(test)]
+            mutation: Mutation::None,
             table: None,
             fresh: false,
             digests: std::collections::HashMap::new(),
@@ -1081,6 +1086,8 @@ impl<I: Io> Engine<I> {
             self.record_intent(&plan.owned)?;
             tracing::debug!(target: "lvsd::timing", elapsed = ?t_intent.elapsed(), "recorded the intent");
             crate::fault::point(crate::fault::AFTER_INTENT);
+            #[cfg(test)]
+            let todo = self.mutation.apply(todo);
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
             let results = self.client().await?.execute(&requests).await;
@@ -1189,6 +1196,10 @@ impl<I: Io> Engine<I> {
     /// of what lvsd already manages: entries are only added here (the record after the writes
     /// is the exact one). Nothing is saved when the plan brings nothing new.
     fn record_intent(&mut self, next: &Owned) -> Result<()> {
+        #[cfg(test)]
+        if self.mutation == Mutation::SkipIntent {
+            return Ok(());
+        }
         let mut changed = false;
         for (k, s) in &next.services {
             match self.owned.services.get_mut(k) {
@@ -1278,5 +1289,37 @@ fn split<T: Default>(
     match r {
         Ok(t) => (t, None),
         Err(e) => (T::default(), Some(e)),
+    }
+}
+
+/// Deliberate bugs the simulation must catch (`crate::sim`): each is what a plausible change
+/// to the engine could do wrong.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mutation {
+    /// The engine as it is.
+    None,
+    /// Writes without recording first what it is about to own.
+    SkipIntent,
+    /// Deletes a real where it should drain it (connections cut).
+    DeleteDrainedAtOnce,
+}
+
+#[cfg(test)]
+impl Mutation {
+    fn apply(self, todo: Vec<Op>) -> Vec<Op> {
+        if self != Mutation::DeleteDrainedAtOnce {
+            return todo;
+        }
+        todo.into_iter()
+            .map(|op| match op {
+                Op::DrainReal { service, key, .. } => Op::DelReal {
+                    service,
+                    key,
+                    why: plan::DelReason::Drained,
+                },
+                op => op,
+            })
+            .collect()
     }
 }

@@ -126,6 +126,18 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         };
         match observed.services.get(key) {
             None => {
+                // Managed though gone from the table (deleted behind lvsd's back, or the
+                // module reloaded): still lvsd's, so it counts for the guard as the record
+                // says, as `plan_services` counts it (else the drift alone could make a plan
+                // that removes little look like one that removes most).
+                if let Some(prev) = prev.filter(|p| p.service_deadline.is_none()) {
+                    p.guard.owned_services += 1;
+                    p.guard.owned_reals += prev
+                        .reals
+                        .iter()
+                        .filter(|r| !prev.draining.contains_key(r))
+                        .count();
+                }
                 p.ops.push(Op::AddService {
                     key: *key,
                     name: ds.name.clone(),
@@ -229,9 +241,12 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         let idle = os.reals.values().all(|r| r.idle(key));
         let prev_deadline = prev.and_then(|p| p.service_deadline);
         let all_zero = os.reals.values().all(|r| r.spec.weight == 0);
+        // A real still weighted (a drain write that failed, a weight set back by hand) takes
+        // new connections: the drain starts again from now.
+        let prev_deadline = prev_deadline.filter(|_| all_zero);
         let why = match prev_deadline {
             // Drained by an earlier pass and idle now.
-            Some(_) if idle && all_zero => Some(DelReason::Drained),
+            Some(_) if idle => Some(DelReason::Drained),
             Some(d) if opts.now >= d => Some(DelReason::DrainTimeout),
             Some(_) => None,
             None if timeout == 0 || (idle && all_zero) => Some(base),
@@ -332,11 +347,15 @@ impl Removal {
                 p.ops.push(del(DelReason::Drained));
                 return None;
             }
-            Some(d) if now >= d => {
+            Some(d) if self.observed.spec.weight == 0 && now >= d => {
                 p.ops.push(del(DelReason::DrainTimeout));
                 return None;
             }
-            Some(d) => d,
+            Some(d) if self.observed.spec.weight == 0 => d,
+            // Still weighted: the drain never took (its write failed, or someone set the weight
+            // back), so new connections went on arriving. The drain starts now: its connections
+            // get the whole drain_timeout from the moment none can arrive.
+            Some(_) => now.saturating_add(self.timeout),
             None if self.timeout == 0 => {
                 p.ops.push(del(DelReason::NotInConfig));
                 return None;

@@ -404,6 +404,81 @@ fn busy_real_leaving_is_drained_then_waited_for_then_deleted() {
     );
 }
 
+/// Found by the engine's simulation (seed 11): a drain whose weight-0 write failed kept the
+/// deadline it was planned with, so the real, weighted and taking connections meanwhile, was
+/// deleted at that deadline with connections only seconds old.
+#[test]
+fn a_drain_that_never_took_starts_again_when_it_does() {
+    let before = desired(&[(50, "wlc", &[(101, 1), (102, 1), (103, 1)])]);
+    let d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0), (102, 1, 0), (103, 1, 2)])]);
+    let p1 = run(&d, &o, &owned_of(&before));
+    assert_eq!(p1.owned.services[&svc(50)].draining[&real(103)], NOW + 30);
+    // The drain's write failed: 30 s later the real is still at weight 1 with connections.
+    let at = |now| Options {
+        exclusive: false,
+        now,
+    };
+    let p2 = plan::plan(&d, &o, &p1.owned, at(NOW + 30));
+    assert_eq!(
+        lines(&p2),
+        [
+            "~ real 172.16.1.103:80 of TCP 172.16.1.50:80: drain, weight 1 → 0 (2 active connections)"
+        ],
+        "drained again, not deleted with its connections"
+    );
+    assert_eq!(p2.owned.services[&svc(50)].draining[&real(103)], NOW + 60);
+    // The same for a whole service leaving the file.
+    let gone = desired(&[(51, "wlc", &[(101, 1)])]);
+    let o = observed(&[
+        (50, "wlc", &[(101, 0, 0), (102, 1, 3)]),
+        (51, "wlc", &[(101, 1, 0)]),
+    ]);
+    let mut owned = owned_of(&desired(&[
+        (50, "wlc", &[(101, 1), (102, 1)]),
+        (51, "wlc", &[(101, 1)]),
+    ]));
+    if let Some(s) = owned.services.get_mut(&svc(50)) {
+        s.service_deadline = Some(NOW);
+    }
+    let p3 = plan::plan(&gone, &o, &owned, at(NOW + 1));
+    assert!(
+        !lines(&p3).iter().any(|l| l.starts_with("- service")),
+        "a service with a real still weighted is not deleted at the old deadline: {:?}",
+        lines(&p3)
+    );
+    assert_eq!(p3.owned.services[&svc(50)].service_deadline, Some(NOW + 31));
+}
+
+/// Found by the engine's simulation (seed 3541): a managed service deleted behind lvsd's back
+/// was left out of the guard's count, so removing one service of three (as the file asked)
+/// looked like removing most of what lvsd manages, and every later pass was refused: the
+/// deleted service was never put back either.
+#[test]
+fn a_managed_service_gone_from_the_table_still_counts_for_the_guard() {
+    let before = desired(&[
+        (1, "wlc", &[(4, 1)]),
+        (2, "wlc", &[(2, 1), (3, 1)]),
+        (4, "wlc", &[(1, 1), (3, 1), (4, 1), (6, 1)]),
+    ]);
+    let d = desired(&[
+        (1, "wlc", &[(4, 1)]),
+        (4, "wlc", &[(1, 1), (3, 1), (4, 1), (6, 1)]),
+    ]);
+    // Service 4 was deleted by hand; service 2 left the file.
+    let o = observed(&[
+        (1, "wlc", &[(4, 1, 0)]),
+        (2, "wlc", &[(2, 1, 0), (3, 1, 0)]),
+    ]);
+    let p = run(&d, &o, &owned_of(&before));
+    assert!(!p.guard.tripped(), "{}", p.guard);
+    assert!(
+        lines(&p).iter().any(|l| l.starts_with("+ service")),
+        "{:?}",
+        lines(&p)
+    );
+}
+
 #[test]
 fn zero_drain_timeout_deletes_at_once() {
     let mut d = desired(&[(50, "wlc", &[(101, 1), (102, 1)])]);
