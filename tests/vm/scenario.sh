@@ -17,6 +17,10 @@ mkdir -p "$p"
 t=${CARGO_TARGET_DIR:-target}
 cp "$t/debug/lvsd" "$t/debug/examples/notify-receiver" tests/lab/seed-lab.sh tests/e2e/*.sh \
   examples/seed-dr.yaml deploy/ha/*.yaml deploy/ha/*.conf "$p/"
+# As tests/run.sh lays the payload out: keepalived's own samples and the lab's TLS certificate
+# (the import scenario).
+mkdir -p "$p/samples" && cp /usr/share/doc/keepalived/samples/keepalived.conf.* "$p/samples/"
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab -days 2 -keyout "$p/lab.key" -out "$p/lab.crt" 2>/dev/null
 {
   echo '#!/bin/sh'
   echo 'rc=0'
