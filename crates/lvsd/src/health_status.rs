@@ -46,7 +46,7 @@ pub fn save(dir: &Path, lines: &[String]) {
     let text = format!(
         "# written by lvsd run (pid {}) at {}\n{}\n",
         std::process::id(),
-        crate::reconcile::now(),
+        crate::engine::now(),
         lines.join("\n")
     );
     if let Err(e) = crate::state_file::write_atomic(dir, "health", &text) {

@@ -114,7 +114,7 @@ impl Io for System {
     }
 
     fn now(&self) -> u64 {
-        crate::reconcile::now()
+        crate::engine::now()
     }
 }
 

@@ -1,17 +1,17 @@
 //! `lvsd`: a declarative reconciler daemon for Linux IPVS. The binary edge: command line,
 //! logging, exit codes and human-readable output; the work is in the `config`, `plan` and
-//! `ipvs` crates and in [`reconcile`] and [`daemon`].
+//! `ipvs` crates and in [`engine`] and [`daemon`].
 
 #[macro_use]
 mod stdout;
 mod daemon;
+mod engine;
 mod fault;
 mod health_status;
 mod io;
 mod lock;
 mod output;
 mod perms;
-mod reconcile;
 #[cfg(test)]
 mod sim;
 mod state_file;
@@ -30,7 +30,7 @@ use plan::health::HealthTable;
 use plan::host::{HostPlan, Role};
 
 use crate::daemon::OnDrift;
-use crate::reconcile::{Engine, FullPlan, PassSpec};
+use crate::engine::{Engine, FullPlan, PassSpec};
 
 /// Declarative reconciler for Linux IPVS: keeps the kernel's virtual-server table equal to a YAML file.
 #[derive(Debug, Parser)]
@@ -542,7 +542,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_lines(&globals.ops);
             let mut pending = host.ops.len() + globals.ops.len();
             if let Some(plan) = &table {
-                print_plan(plan, reconcile::now(), &cfg.sources);
+                print_plan(plan, engine::now(), &cfg.sources);
                 pending += plan.ops.len() + plan.waiting.len();
                 for w in engine.mh_warnings(&cfg.desired).await? {
                     outln!("! warning: {w}");
@@ -831,7 +831,7 @@ struct ApplyOutput<'a> {
 }
 
 impl ApplyOutput<'_> {
-    fn pass(&mut self, host: Option<&reconcile::HostPass>, table: Option<&reconcile::TablePass>) {
+    fn pass(&mut self, host: Option<&engine::HostPass>, table: Option<&engine::TablePass>) {
         use output::Result as R;
         let applied = host.map_or(0, |h| h.applied.len())
             + table.map_or(0, |t| t.applied.len() + t.globals.applied.len());
@@ -943,7 +943,7 @@ impl ApplyOutput<'_> {
     }
 
     /// What is still to do once the apply stops (drains waiting, failures).
-    fn after(&mut self, host: Option<&reconcile::HostPass>, table: Option<&reconcile::TablePass>) {
+    fn after(&mut self, host: Option<&engine::HostPass>, table: Option<&engine::TablePass>) {
         use output::Result as R;
         if self.json {
             if let Some(h) = host {
@@ -974,7 +974,7 @@ impl ApplyOutput<'_> {
         }
         if let Some(t) = table {
             print_lines(&t.globals.after.ops);
-            print_plan(&t.after, reconcile::now(), self.sources);
+            print_plan(&t.after, engine::now(), self.sources);
         }
     }
 }

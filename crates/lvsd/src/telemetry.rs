@@ -251,7 +251,7 @@ impl Telemetry {
 
     /// A config was taken (at start or by a reload).
     pub fn config_loaded(&self, bytes_hash: String, role: &str, reload: bool) {
-        let now = crate::reconcile::now();
+        let now = crate::engine::now();
         self.config_time.set(i64::try_from(now).unwrap_or(i64::MAX));
         let mut s = self.status();
         self.config_info.clear();
@@ -281,7 +281,7 @@ impl Telemetry {
         self.reloads
             .get_or_create(&vec![("result".into(), "rejected".into())])
             .inc();
-        let now = crate::reconcile::now();
+        let now = crate::engine::now();
         let mut s = self.status();
         s.last_reload = Some(Reload {
             at: now,
@@ -294,7 +294,7 @@ impl Telemetry {
     /// The file is the config in force again (an edit that was rejected or waiting has been
     /// undone).
     pub fn config_back(&self) {
-        let now = crate::reconcile::now();
+        let now = crate::engine::now();
         self.status().last_reload = Some(Reload {
             at: now,
             result: "ok".into(),
@@ -308,7 +308,7 @@ impl Telemetry {
         self.reloads
             .get_or_create(&vec![("result".into(), "deferred".into())])
             .inc();
-        let now = crate::reconcile::now();
+        let now = crate::engine::now();
         let mut s = self.status();
         s.last_reload = Some(Reload {
             at: now,
@@ -377,7 +377,7 @@ impl Telemetry {
                 .get_or_create(&vec![("owner".into(), owner.into())])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        let now = crate::reconcile::now();
+        let now = crate::engine::now();
         let mut s = self.status();
         s.passes += 1;
         s.drift_total += record.drift;
@@ -450,8 +450,8 @@ pub struct PassRecord {
 
 impl PassRecord {
     /// The record of `pass`, with the drift the daemon counted and the services it manages.
-    pub fn of(pass: &crate::reconcile::Pass, drift: u64, managed: usize) -> PassRecord {
-        use crate::reconcile::Outcome;
+    pub fn of(pass: &crate::engine::Pass, drift: u64, managed: usize) -> PassRecord {
+        use crate::engine::Outcome;
         let mut r = PassRecord {
             drift,
             managed,

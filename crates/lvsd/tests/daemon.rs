@@ -229,10 +229,8 @@ fn clients_that_stall_do_not_stall_a_scrape() {
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "{answer}"
     );
-    assert!(
-        answer.contains("lvsd_converged{part=\"table\"} 0"),
-        "{answer}"
-    );
+    // lvsd's own metrics (whether the first pass has ended yet or not).
+    assert!(answer.contains("lvsd_reconcile_passes"), "{answer}");
     // Answered while every stalled client still holds its connection: a server that served
     // them in turn would have had to time each of them out (and close it) first.
     for s in &mut stalled {

@@ -28,8 +28,8 @@ use self::decide::{
     TableSummary,
 };
 use self::watch::ConfigWatch;
+use crate::engine::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::health_status;
-use crate::reconcile::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::telemetry::{PassRecord, Telemetry};
 
 /// What to do about changes made behind lvsd's back.

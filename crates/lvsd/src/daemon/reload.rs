@@ -11,7 +11,7 @@ use plan::host::Role;
 
 use super::Settings;
 use super::decide::{Reloaded, Scope};
-use crate::reconcile::Engine;
+use crate::engine::Engine;
 
 /// Reads the config at `settings.config` into `loaded`. `Changed` carries the services whose
 /// entries changed (an edit of a few is read in place: only its entries are parsed again).

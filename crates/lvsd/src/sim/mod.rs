@@ -27,7 +27,7 @@ use ipvs::{Request, ServiceKey};
 use plan::Op;
 
 use self::world::{SimIo, World, foreign_service, tcp};
-use crate::reconcile::{Engine, Mutation, Outcome, Pass, PassSpec};
+use crate::engine::{Engine, Mutation, Outcome, Pass, PassSpec};
 
 /// splitmix64: small, fast, and the same on every machine.
 struct Rng(u64);

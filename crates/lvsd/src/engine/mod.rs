@@ -1,0 +1,360 @@
+//! One reconciliation pass against the kernel: observe, plan, guard, execute as one batch,
+//! verify by observing again. Shared by `plan`, `apply` and the daemon so they cannot disagree.
+//! A pass has two parts, the table and the host role, each with its own outcome: a host that
+//! lacks its interface does not hold back the table, and a table that cannot be read does not
+//! hold back the host (`apply` asks for all or nothing instead: `strict`). The host's changes
+//! are carried out around the table's: VIPs and sysctls first, a VIP whose service drains only
+//! after the service is gone. What lvsd is about to own is recorded before it is written, so a
+//! kill at any instant leaves nothing it made unrecorded.
+//!
+//! One file a job: this one holds the engine and a pass's order ([`Engine::converge`]);
+//! `observe` reads the table, `table` plans it and carries out its write rounds, `role` does the
+//! host's part, `globals` the table-wide settings, `records` the ownership records, `pass` the
+//! types a pass answers with. The engine reaches the world only through [`crate::io::Io`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use config::Config;
+use ipvs::{DestKey, ServiceKey};
+use plan::globals::{
+    GlobalOp, GlobalsDesired, GlobalsObserved, GlobalsOwned, GlobalsPlan, plan_globals,
+};
+use plan::health::HealthTable;
+use plan::host::{
+    HostOp, HostOwned, HostPlan, Missing, Role, host_desired, plan_host, sysctls_of_interest,
+};
+use plan::{Desired, Observed, Op, Options, Owned, Plan};
+
+use self::records::split;
+use crate::io::{HostIo as _, Io, System, Table as _};
+use crate::state_file;
+
+mod globals;
+mod observe;
+mod pass;
+mod records;
+mod role;
+mod table;
+
+pub use self::pass::{
+    FullPlan, GlobalsPass, HostPass, HostRefused, Outcome, Pass, PassSpec, Refused, TablePass,
+    Unfit,
+};
+
+/// The process's user and system CPU time so far, for the timing log.
+fn cpu_now() -> (std::time::Duration, std::time::Duration) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let tv = |t: nix::sys::time::TimeVal| {
+        std::time::Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
+    };
+    getrusage(UsageWho::RUSAGE_SELF).map_or_else(
+        |_| (std::time::Duration::ZERO, std::time::Duration::ZERO),
+        |u| (tv(u.user_time()), tv(u.system_time())),
+    )
+}
+
+/// The CPU time since `then`, as `user 1.2s sys 0.8s`.
+fn cpu_since(then: (std::time::Duration, std::time::Duration)) -> String {
+    let now = cpu_now();
+    format!(
+        "user {:?} sys {:?}",
+        now.0.saturating_sub(then.0),
+        now.1.saturating_sub(then.1)
+    )
+}
+
+/// Seconds since the Unix epoch: the clock drain deadlines use (they survive restarts).
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The kernel connections and what lvsd remembers about them. Each connection is opened on
+/// first use: a real server never opens the IPVS one (it may not even have the module), and
+/// a table-only lvsd never opens rtnetlink.
+pub struct Engine<I: Io = System> {
+    io: I,
+    client: Option<I::Table>,
+    host: Option<I::Host>,
+    state_dir: PathBuf,
+    exclusive: bool,
+    /// What lvsd manages in the table, as last saved.
+    pub owned: Owned,
+    /// What lvsd put on the host, as last saved.
+    pub host_owned: HostOwned,
+    /// The table's record exists but cannot be read: the table is not touched until it can.
+    owned_unreadable: Option<state_file::Unreadable>,
+    /// The same for the host's record and the host.
+    host_unreadable: Option<state_file::Unreadable>,
+    /// A deliberate bug, for proving that the simulation catches one.
+    #[cfg(test)]
+    pub(crate) mutation: Mutation,
+    /// The table as the last pass left it: read back, or known write by write from the
+    /// kernel's answers. A pass for a small edit starts from it and reads back only the
+    /// services it touches instead of the whole table.
+    table: Option<Observed>,
+    /// `table` was read just now and nothing was written since: the next full pass may use it
+    /// instead of reading the table again (`apply` reads once, not twice).
+    fresh: bool,
+    /// For each service of `table` as the last full read found it, the digest of its real
+    /// servers (dropped when lvsd changes the service or reads it on its own since).
+    digests: std::collections::HashMap<ServiceKey, u64>,
+}
+
+/// A pass that touched at most this many services reads them back one by one to verify them;
+/// above it, the kernel's answer to every write is the verification (reading a 10,000-service
+/// table back costs more than writing it).
+const VERIFY_MAX: usize = 256;
+
+impl Engine {
+    /// Loads the ownership records; connections are opened when first needed.
+    pub fn new(state_dir: PathBuf, exclusive: bool) -> Self {
+        Engine::with_io(System::new(state_dir.clone()), state_dir, exclusive)
+    }
+}
+
+impl<I: Io> Engine<I> {
+    /// An engine reaching the world through `io` (the simulated one, in tests).
+    pub fn with_io(mut io: I, state_dir: PathBuf, exclusive: bool) -> Self {
+        let (owned, owned_unreadable) = split(io.load_owned());
+        let (host_owned, host_unreadable) = split(io.load_host());
+        for e in owned_unreadable.iter().chain(&host_unreadable) {
+            tracing::error!("{e}");
+        }
+        Engine {
+            io,
+            client: None,
+            host: None,
+            state_dir,
+            exclusive,
+            owned,
+            host_owned,
+            owned_unreadable,
+            host_unreadable,
+            #[cfg(test)]
+            mutation: Mutation::None,
+            table: None,
+            fresh: false,
+            digests: std::collections::HashMap::new(),
+        }
+    }
+
+    pub(super) async fn client(&mut self) -> Result<&mut I::Table> {
+        if self.client.is_none() {
+            self.client = Some(self.io.connect_table().await?);
+        }
+        self.client
+            .as_mut()
+            .context("the IPVS connection is not open")
+    }
+
+    pub(super) fn host(&mut self) -> Result<&I::Host> {
+        if self.host.is_none() {
+            self.host = Some(self.io.connect_host()?);
+        }
+        self.host
+            .as_ref()
+            .context("the rtnetlink connection is not open")
+    }
+
+    /// Where the ownership records (and the daemon's health file) live.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// Plans host and table (against `table_desired`, with the services in `unable` unable to
+    /// serve) without changing anything.
+    pub async fn plan_all(
+        &mut self,
+        cfg: &Config,
+        table_desired: &Desired,
+        unable: &BTreeSet<ServiceKey>,
+    ) -> Result<FullPlan> {
+        let table = self.observe_table(cfg).await?;
+        let host = self.plan_host(cfg, table.as_ref(), unable).await?;
+        let plan = table.as_ref().map(|t| self.plan(table_desired, t));
+        let globals = match table {
+            Some(_) => self.plan_globals(&cfg.globals).await?,
+            None => GlobalsPlan::default(),
+        };
+        self.keep_fresh(table);
+        Ok(FullPlan {
+            host,
+            table: plan,
+            globals,
+        })
+    }
+
+    /// Why a plan must not be carried out without `--force`: one of the removal guards.
+    pub fn refusal(&self, cfg: &Config, plan: &FullPlan) -> Option<anyhow::Error> {
+        if let Some((removed, held)) = plan.host.guard(cfg.host.role, &self.host_owned) {
+            return Some(HostRefused { removed, held }.into());
+        }
+        match &plan.table {
+            Some(t) if t.guard.tripped() => Some(Refused(t.clone()).into()),
+            _ => None,
+        }
+    }
+
+    /// Converges host and table on `cfg`, the table on `table_desired` (the config's table with
+    /// health applied), as `spec` asks. Each part has its own outcome: the table is read,
+    /// planned and written whatever the host's state, and the host's changes are carried out
+    /// whatever the table's (unless `spec.strict`).
+    ///
+    /// With a scope (the services a small edit or a health change touched) and a table kept
+    /// from the last pass, only those services are read, planned, written and read back; the
+    /// periodic resync passes no scope and reads and diffs the whole table. A host-only pass
+    /// plans the host against the kept table.
+    pub async fn converge(
+        &mut self,
+        cfg: &Config,
+        table_desired: &Desired,
+        spec: &PassSpec<'_>,
+    ) -> Pass {
+        let mut pass = Pass {
+            table: Outcome::NotRun,
+            host: Outcome::NotRun,
+        };
+        let has_table = cfg.host.role != Role::RealServer;
+        let scope = spec.table.flatten().filter(|s| has_table && self.scoped(s));
+        // The table as it is now, for the table part.
+        let mut observed = None;
+        match spec.table {
+            Some(_) if has_table => {
+                let read = match scope {
+                    Some(s) => {
+                        let mut t = self.table.take().unwrap_or_default();
+                        self.fresh = false;
+                        match self.table_record() {
+                            Ok(()) => self.refresh(s, &mut t).await.map(|()| t),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => self.observe_table(cfg).await.map(|t| t.unwrap_or_default()),
+                };
+                match read {
+                    Ok(t) => observed = Some(t),
+                    Err(e) => pass.table = Outcome::Failed(e),
+                }
+            }
+            // A real server has no table to converge.
+            Some(_) => pass.table = Outcome::Done(TablePass::default()),
+            None => {}
+        }
+        // What the host plans against when the table part did not read the table.
+        let kept = if observed.is_none() {
+            self.table.take()
+        } else {
+            None
+        };
+        let mut host_plan = None;
+        if spec.host {
+            match self
+                .plan_host(cfg, observed.as_ref().or(kept.as_ref()), spec.unable)
+                .await
+            {
+                Err(e) => pass.host = Outcome::Failed(e),
+                Ok(p) if !p.missing.is_empty() => {
+                    pass.host = Outcome::Failed(Unfit(p.missing).into());
+                }
+                Ok(p) => match p.guard(cfg.host.role, &self.host_owned) {
+                    Some((removed, held)) if !spec.force => {
+                        pass.host = Outcome::Refused(HostRefused { removed, held }.into());
+                    }
+                    _ => host_plan = Some(p),
+                },
+            }
+        }
+        let mut table_plan = None;
+        if let Some(o) = &observed {
+            let plan = self.plan_in(table_desired, o, scope);
+            if plan.guard.tripped() && !spec.force {
+                pass.table = Outcome::Refused(Refused(plan).into());
+            } else {
+                table_plan = Some(plan);
+            }
+        }
+        if spec.strict && (pass.table.stopped() || pass.host.stopped()) {
+            // All or nothing: what was planned without trouble is not carried out either.
+            self.table = observed.or(kept);
+            return pass;
+        }
+        let mut host_pass = None;
+        if let Some(p) = host_plan {
+            let mut hp = HostPass::default();
+            match self.execute_host(p, spec.allow_host, &mut hp).await {
+                Ok(()) => host_pass = Some(hp),
+                Err(e) => pass.host = Outcome::Failed(e),
+            }
+        }
+        if let (Some(plan), Some(o)) = (table_plan, observed.take()) {
+            let globals = self.converge_globals(&cfg.globals, spec.allow_host).await;
+            match self
+                .converge_table(table_desired, o, plan, scope, spec.allow)
+                .await
+            {
+                Ok((mut tp, o)) => {
+                    match globals {
+                        Ok(g) => tp.globals = g,
+                        Err(e) => {
+                            // A failure of the table part; the services went on regardless.
+                            tracing::error!("{e:#}");
+                            tp.globals.error = Some(format!("{e:#}"));
+                        }
+                    }
+                    pass.table = Outcome::Done(tp);
+                    observed = Some(o);
+                }
+                Err(e) => {
+                    self.disconnect();
+                    pass.table = Outcome::Failed(e);
+                }
+            }
+        }
+        let table = observed.or(kept);
+        if let Some(mut hp) = host_pass {
+            pass.host = match self.finish_host(cfg, table.as_ref(), spec, &mut hp).await {
+                Ok(()) => Outcome::Done(hp),
+                Err(e) => Outcome::Failed(e),
+            };
+        }
+        self.table = table;
+        pass
+    }
+}
+
+/// Deliberate bugs the simulation must catch (`crate::sim`): each is what a plausible change
+/// to the engine could do wrong.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mutation {
+    /// The engine as it is.
+    None,
+    /// Writes without recording first what it is about to own.
+    SkipIntent,
+    /// Deletes a real where it should drain it (connections cut).
+    DeleteDrainedAtOnce,
+}
+
+#[cfg(test)]
+impl Mutation {
+    fn apply(self, todo: Vec<Op>) -> Vec<Op> {
+        if self != Mutation::DeleteDrainedAtOnce {
+            return todo;
+        }
+        todo.into_iter()
+            .map(|op| match op {
+                Op::DrainReal { service, key, .. } => Op::DelReal {
+                    service,
+                    key,
+                    why: plan::DelReason::Drained,
+                },
+                op => op,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,195 @@
+//! Reading the table: the whole of it (taking unchanged services from the table the last pass
+//! left), a few services back after writing, and what health adopts from the kernel's weights.
+
+use super::*;
+
+impl<I: Io> Engine<I> {
+    /// The live table. A service whose real servers read back as they were when the kept
+    /// table was made (their settings, and whether each has connections: see
+    /// [`ipvs::convert::fold_dest_digest`]) is taken from the kept table instead of being
+    /// decoded again: the daemon's resync of a large, quiet table costs the kernel's reading
+    /// and little else. Services whose drains wait on connection counts are always decoded.
+    pub async fn observe(&mut self) -> Result<Observed> {
+        let started = std::time::Instant::now();
+        let cpu0 = cpu_now();
+        self.fresh = false;
+        let mut kept = self.table.take().unwrap_or_default();
+        let digests = std::mem::take(&mut self.digests);
+        let exclusive = self.exclusive;
+        let owned = &self.owned;
+        let prev = |k: &ServiceKey| -> Option<u64> {
+            let o = owned.services.get(k);
+            let counts_matter = match o {
+                Some(o) => !o.draining.is_empty() || o.service_deadline.is_some(),
+                None => exclusive,
+            };
+            (!counts_matter && kept.services.contains_key(k))
+                .then(|| digests.get(k).copied())
+                .flatten()
+        };
+        let read = async {
+            let client = match self.client.as_mut() {
+                Some(c) => c,
+                None => self.client.insert(self.io.connect_table().await?),
+            };
+            let services = client.services().await.context("read the IPVS table")?;
+            tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
+            let keys: Vec<(ServiceKey, Option<u64>)> =
+                services.iter().map(|s| (s.key, prev(&s.key))).collect();
+            let reals = client
+                .dests_if_changed(&keys, plan::ObservedService::reals_from_kernel)
+                .await
+                .context("read the IPVS table")?;
+            anyhow::Ok((services, reals))
+        };
+        let (services, reals) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                self.disconnect();
+                return Err(e);
+            }
+        };
+        let mut observed = Observed::default();
+        let mut reused = 0usize;
+        for (s, (digest, reals)) in services.into_iter().zip(reals) {
+            let reals = match reals {
+                Some(r) => r,
+                None => {
+                    reused += 1;
+                    kept.services
+                        .remove(&s.key)
+                        .map(|o| o.reals)
+                        .unwrap_or_default()
+                }
+            };
+            self.digests.insert(s.key, digest);
+            observed
+                .services
+                .insert(s.key, plan::ObservedService::new(s, reals));
+        }
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = observed.services.len(), reused, cpu = %cpu_since(cpu0), "read the IPVS table");
+        Ok(observed)
+    }
+
+    /// The live table, when the role programs one.
+    pub(super) async fn observe_table(&mut self, cfg: &Config) -> Result<Option<Observed>> {
+        if cfg.host.role == Role::RealServer {
+            return Ok(None);
+        }
+        self.table_record()?;
+        match (self.fresh, self.table.take()) {
+            (true, Some(t)) => {
+                self.fresh = false;
+                Ok(Some(t))
+            }
+            (_, kept) => {
+                // Put back for `observe`, which takes unchanged services from it (taken here,
+                // every resync decoded the whole table again).
+                self.table = kept;
+                Ok(Some(self.observe().await?))
+            }
+        }
+    }
+
+    /// Keeps a table just read for the next pass.
+    pub(super) fn keep_fresh(&mut self, table: Option<Observed>) {
+        self.fresh = table.is_some();
+        self.table = table;
+    }
+
+    /// Reads back the services in `keys` into `table`: a service the kernel does not have
+    /// leaves it.
+    pub(super) async fn refresh(
+        &mut self,
+        keys: &BTreeSet<ServiceKey>,
+        table: &mut Observed,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        for k in keys {
+            self.digests.remove(k);
+        }
+        let read = async {
+            let client = self.client().await?;
+            for k in keys {
+                match client.service(k).await? {
+                    Some(s) => {
+                        let dests = client.dests(k).await?;
+                        table
+                            .services
+                            .insert(*k, plan::ObservedService::from_kernel(&s, &dests));
+                    }
+                    None => {
+                        table.services.remove(k);
+                    }
+                }
+            }
+            anyhow::Ok(())
+        };
+        if let Err(e) = read.await {
+            self.disconnect();
+            return Err(e);
+        }
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = keys.len(), "read back services");
+        Ok(())
+    }
+
+    /// Forgets the IPVS connection and the kept table after a failure to read or write: the
+    /// next pass connects again (resolving the family anew: after `ip_vs` is unloaded and
+    /// loaded again the old family id answers nothing) and reads the whole table.
+    pub(super) fn disconnect(&mut self) {
+        self.client = None;
+        self.table = None;
+        self.fresh = false;
+        self.digests.clear();
+    }
+
+    /// Consistent-hashing (`mh`) services whose real servers the kernel holds in another order
+    /// than a director starting from this config would (see [`plan::mh_misaligned`]).
+    pub async fn mh_warnings(&mut self, desired: &Desired) -> Result<Vec<String>> {
+        let mut out = vec![];
+        let client = self.client().await?;
+        for (k, s) in desired
+            .services
+            .iter()
+            .filter(|(_, s)| s.spec.scheduler == "mh")
+        {
+            let order: Vec<DestKey> = client.dests(k).await?.iter().map(|d| d.key).collect();
+            out.extend(plan::mh_misaligned(k, s, &order));
+        }
+        Ok(out)
+    }
+
+    /// Brings `health` in line with the config, adopting what the kernel shows for checks that
+    /// are new: a real at weight 0 is down, one above 0 is up. A real server runs no checks.
+    pub async fn adopt_health(&mut self, cfg: &Config, health: &mut HealthTable) -> Result<()> {
+        let table = self.observe_table(cfg).await?;
+        match &table {
+            Some(observed) => health.sync(&cfg.desired, Some(observed)),
+            None => health.sync(&Desired::default(), None),
+        }
+        self.keep_fresh(table);
+        Ok(())
+    }
+
+    /// [`Engine::adopt_health`] against the table as the last pass left it, when there is one
+    /// (after a small edit: no reading of the whole table).
+    /// With `services`, only their checks are brought in line (an edit of a few services).
+    pub async fn adopt_health_kept(
+        &mut self,
+        cfg: &Config,
+        health: &mut HealthTable,
+        services: Option<&BTreeSet<ServiceKey>>,
+    ) -> Result<()> {
+        match (&self.table, cfg.host.role, services) {
+            (Some(t), r, Some(s)) if r != Role::RealServer => {
+                health.sync_services(&cfg.desired, Some(t), s);
+                Ok(())
+            }
+            (Some(t), r, None) if r != Role::RealServer => {
+                health.sync(&cfg.desired, Some(t));
+                Ok(())
+            }
+            _ => self.adopt_health(cfg, health).await,
+        }
+    }
+}

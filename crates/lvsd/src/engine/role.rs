@@ -1,0 +1,124 @@
+//! The host's part of a pass: the role's addresses, links and sysctls planned against the host
+//! as it is, carried out in order (recorded before each change), and a second round once the
+//! table is done.
+
+use super::*;
+
+impl<I: Io> Engine<I> {
+    /// Host changes against the host as it is now. Without a role, IPVS sysctls or anything
+    /// of lvsd's on the host, there is nothing to look at. `unable`: the services that cannot
+    /// serve now (an active-active director withdraws their VIPs).
+    pub(super) async fn plan_host(
+        &mut self,
+        cfg: &Config,
+        table: Option<&Observed>,
+        unable: &BTreeSet<ServiceKey>,
+    ) -> Result<HostPlan> {
+        self.host_record()?;
+        if cfg.host.role == Role::None
+            && cfg.host.ipvs_sysctls.is_empty()
+            && self.host_owned.is_empty()
+        {
+            return Ok(HostPlan::default());
+        }
+        let desired = host_desired(&cfg.host, &cfg.desired, table, &self.owned, unable);
+        let keys = sysctls_of_interest(&desired, &self.host_owned);
+        let observed = match host::with_timeout(self.host()?.observe(&keys)).await {
+            Ok(o) => o,
+            Err(e) => {
+                // A fresh rtnetlink connection next time.
+                self.host = None;
+                return Err(e.into());
+            }
+        };
+        Ok(plan_host(&desired, &observed, &self.host_owned))
+    }
+
+    /// Carries out a host plan in order, stopping at the first failure: later steps rely on
+    /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet). What an
+    /// operation will put on the host (an address, a changed sysctl, a link brought up) is
+    /// recorded before it is carried out: a kill in between leaves an entry the next pass
+    /// drops when it finds nothing there, never something of lvsd's it does not know about.
+    pub(super) async fn execute_host(
+        &mut self,
+        plan: HostPlan,
+        allow: bool,
+        pass: &mut HostPass,
+    ) -> Result<()> {
+        let mut kept = plan.kept;
+        self.save_host(&kept)?;
+        for op in plan.ops {
+            if !allow {
+                pass.skipped.push(op);
+                continue;
+            }
+            let adds = matches!(
+                op,
+                HostOp::AddAddress(_) | HostOp::SetSysctl { .. } | HostOp::LinkUp { .. }
+            );
+            if adds {
+                kept.record(&op);
+                self.save_host(&kept)?;
+            }
+            let done = match self.host() {
+                Ok(h) => host::with_timeout(h.execute(&op)).await,
+                Err(e) => Err(host::Error::Connect(std::io::Error::other(format!(
+                    "{e:#}"
+                )))),
+            };
+            match done {
+                Ok(()) => {
+                    tracing::info!("{op}");
+                    kept.record(&op);
+                    pass.applied.push(op);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "{op} failed");
+                    if e.is_connection() {
+                        self.host = None;
+                    }
+                    pass.failed = Some((op, e));
+                    break;
+                }
+            }
+        }
+        self.save_host(&kept)
+    }
+
+    /// Saves the host record when it differs from the one on disk.
+    pub(super) fn save_host(&mut self, kept: &HostOwned) -> Result<()> {
+        if *kept != self.host_owned {
+            self.io.save_host(kept)?;
+            self.host_owned = kept.clone();
+        }
+        Ok(())
+    }
+
+    /// The host's second round, against the table as the pass left it: a director's VIP goes
+    /// once its service is deleted, a tunnel device created in the first round gets its
+    /// sysctls. Then verifies: what is still pending goes into `after`.
+    pub(super) async fn finish_host(
+        &mut self,
+        cfg: &Config,
+        table: Option<&Observed>,
+        spec: &PassSpec<'_>,
+        pass: &mut HostPass,
+    ) -> Result<()> {
+        let (allow_host, unable) = (spec.allow_host, spec.unable);
+        if pass.failed.is_none() {
+            let again = self.plan_host(cfg, table, unable).await?;
+            if again.missing.is_empty() && !again.ops.is_empty() && allow_host {
+                self.execute_host(again, true, pass).await?;
+            } else {
+                // Nothing carried out: this plan already is the host as the pass leaves it.
+                if again.missing.is_empty() && !allow_host {
+                    pass.skipped.clone_from(&again.ops);
+                }
+                pass.after = again;
+                return Ok(());
+            }
+        }
+        pass.after = self.plan_host(cfg, table, unable).await?;
+        Ok(())
+    }
+}
