@@ -54,7 +54,7 @@ check "metrics: reconcile passes counted" [ "$(metric lvsd_reconcile_passes_tota
 check "metrics: the pass-duration histogram" grep -q '^lvsd_reconcile_duration_seconds_count ' $E/metrics
 check "metrics: services by owner" [ "$(metric 'lvsd_services{owner="managed"}')" = 1 ]
 check "metrics: the last good config's time" [ "$(metric lvsd_config_last_good_timestamp_seconds)" -gt 1000000000 ]
-check "metrics: the config's path and hash" grep -q "^lvsd_config_info{path=\"$E/lvsd.yaml\",hash=\"[0-9a-f]\{16\}\"} 1$" $E/metrics
+check "metrics: the config's path and hash (its SHA-256, as sha256sum prints it)" grep -q "^lvsd_config_info{path=\"$E/lvsd.yaml\",hash=\"$(sha256sum $E/lvsd.yaml | cut -d' ' -f1)\"} 1$" $E/metrics
 check "metrics: the service's connections are the kernel's ($conns)" [ "$(metric 'lvsd_service_connections_total{service="TCP 172.16.1.50:80"}')" = "$conns" ]
 check "metrics: packets in are counted" [ "$(metric 'lvsd_service_in_packets_total{service="TCP 172.16.1.50:80"}')" -gt 0 ]
 check "metrics: none out (DR: replies bypass the director)" [ "$(metric 'lvsd_service_out_packets_total{service="TCP 172.16.1.50:80"}')" = 0 ]

@@ -1,7 +1,9 @@
 //! What the daemon tells the outside: Prometheus metrics on an opt-in HTTP listener, the
 //! `lvsd status` answer on a 0600 Unix socket, and systemd's notify protocol. The daemon loop
 //! records into [`Telemetry`]; the listeners only read it (and, for metrics, the kernel's own
-//! counters, fetched at each scrape so they are true at that moment).
+//! counters, fetched at each scrape so they are true at that moment). This file holds the
+//! model the loop writes; `metrics`, `status` (server, client and formatter) and `systemd`
+//! each serve one audience.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,15 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+mod metrics;
+mod status;
+mod systemd;
+
+use self::metrics::KernelSnapshot;
+pub use self::metrics::serve_metrics;
+pub use self::status::{query, serve_status, socket_path};
+pub use self::systemd::{notify_ready, notify_status, notify_watchdog, watchdog_interval};
 
 type Labels = Vec<(String, String)>;
 
@@ -514,398 +525,32 @@ impl PassRecord {
     }
 }
 
-/// The kernel's counters and the health states, as of the last scrape.
-#[derive(Debug, Default)]
-struct KernelSnapshot {
-    dump: Mutex<Vec<(ipvs::Service, Vec<ipvs::Dest>)>>,
-    health: Mutex<Vec<(Labels, bool)>>,
-}
-
-impl KernelSnapshot {
-    fn set(&self, dump: &[(ipvs::Service, Vec<ipvs::Dest>)]) {
-        *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump.to_vec();
-    }
-}
-
-impl prometheus_client::collector::Collector for KernelSnapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let dump = self.dump.lock().unwrap_or_else(|p| p.into_inner());
-        let svc_labels =
-            |s: &ipvs::Service| -> Labels { vec![("service".into(), s.key.to_string())] };
-        let real_labels = |s: &ipvs::Service, d: &ipvs::Dest| -> Labels {
-            vec![
-                ("service".into(), s.key.to_string()),
-                ("real".into(), d.key.to_string()),
-            ]
-        };
-        type Pick = fn(&ipvs::Stats) -> u64;
-        let counters: [(&str, &str, Pick); 5] = [
-            (
-                "service_connections",
-                "Connections scheduled (kernel counter)",
-                |s| s.conns,
-            ),
-            ("service_in_packets", "Packets in (kernel counter)", |s| {
-                s.inpkts
-            }),
-            (
-                "service_out_packets",
-                "Packets out (kernel counter; 0 with DR and tunnel)",
-                |s| s.outpkts,
-            ),
-            ("service_in_bytes", "Bytes in (kernel counter)", |s| {
-                s.inbytes
-            }),
-            ("service_out_bytes", "Bytes out (kernel counter)", |s| {
-                s.outbytes
-            }),
-        ];
-        for (name, help, pick) in counters {
-            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (s, _) in dump.iter() {
-                ConstCounter::new(pick(&s.stats)).encode(m.encode_family(&svc_labels(s))?)?;
-            }
-        }
-        for (name, help, pick) in counters {
-            let name = name.replacen("service_", "real_", 1);
-            let mut m = encoder.encode_descriptor(&name, help, None, MetricType::Counter)?;
-            for (s, dests) in dump.iter() {
-                for d in dests {
-                    ConstCounter::new(pick(&d.stats))
-                        .encode(m.encode_family(&real_labels(s, d))?)?;
-                }
-            }
-        }
-        type PickConns = fn(&ipvs::Dest) -> i64;
-        let gauges: [(&str, &str, PickConns); 3] = [
-            (
-                "real_active_connections",
-                "Established connections now",
-                |d| i64::from(d.conns.active),
-            ),
-            (
-                "real_inactive_connections",
-                "Connections in other states now",
-                |d| i64::from(d.conns.inactive),
-            ),
-            ("real_weight", "Scheduling weight in the kernel now", |d| {
-                i64::from(d.spec.weight)
-            }),
-        ];
-        for (name, help, pick) in gauges {
-            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (s, dests) in dump.iter() {
-                for d in dests {
-                    ConstGauge::new(pick(d)).encode(m.encode_family(&real_labels(s, d))?)?;
-                }
-            }
-        }
-        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let mut m = encoder.encode_descriptor(
-            "real_up",
-            "Health check state per checked real (1 up, 0 down)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (labels, up) in health.iter() {
-            ConstGauge::new(i64::from(*up)).encode(m.encode_family(labels)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// FNV-1a over the config's bytes: a stable fingerprint to compare hosts and pushes.
+/// The SHA-256 of the config's bytes, in hex: the fingerprint operators compare across hosts
+/// after a push, the same `sha256sum` prints for the main file.
 pub fn config_hash(text: &[u8]) -> String {
-    // FNV-1a over 8-byte words: an identity for `lvsd status`, not a checksum, and cheap on a
-    // large file (a byte at a time took longer than a one-line edit).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut words = text.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h ^= u64::from_le_bytes(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let digest = ring::digest::digest(&ring::digest::SHA256, text);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        let _ = write!(out, "{b:02x}");
     }
-    for b in words.remainder() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    out
 }
 
-/// How long a metrics client may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one connection (metrics or status) may last: a client that stops reading holds
 /// only its own connection, and not for ever.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The wait after a failing `accept` (out of file descriptors): a pause, not a spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `GET /metrics` on `addr` (read-only; anything else gets 404), each connection in its
-/// own task with timeouts. Each scrape reads the kernel's counters through an IPVS connection
-/// of its own (scrapes take turns on it), and encodes off the runtime's threads. Returns the
-/// address bound (for `:0`).
-pub async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    t: Arc<Telemetry>,
-) -> Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listen for metrics on {addr}"))?;
-    let bound = listener
-        .local_addr()
-        .context("the metrics listener's address")?;
-    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
-    let kernel: Arc<tokio::sync::Mutex<Option<ipvs::Client>>> = Arc::default();
-    tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics: cannot accept a connection");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
-                }
-            };
-            let t = t.clone();
-            let kernel = kernel.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let t = t.clone();
-                    let kernel = kernel.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(req, t, kernel).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    // Clients like `nc` shut their side down once the request is sent.
-                    .half_close(true)
-                    .header_read_timeout(REQUEST_TIMEOUT)
-                    .keep_alive(false)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-            });
-        }
-    });
-    Ok(bound)
-}
-
-type Body = http_body_util::Full<hyper::body::Bytes>;
-
-/// One metrics request's answer.
-async fn respond(
-    req: hyper::Request<hyper::body::Incoming>,
-    t: Arc<Telemetry>,
-    kernel: Arc<tokio::sync::Mutex<Option<ipvs::Client>>>,
-) -> hyper::Response<Body> {
-    let reply = |status: u16, kind: &str, body: String| {
-        hyper::Response::builder()
-            .status(status)
-            .header("Content-Type", kind)
-            .body(Body::from(body))
-            .unwrap_or_default()
-    };
-    if req.method() != hyper::Method::GET || req.uri().path() != "/metrics" {
-        return reply(404, "text/plain", "try GET /metrics\n".into());
-    }
-    let dump = {
-        let mut client = kernel.lock().await;
-        if client.is_none() {
-            *client = ipvs::Client::connect().await.ok();
-        }
-        match client.as_mut() {
-            Some(c) => match c.dump().await {
-                Ok(d) => d,
-                Err(e) => {
-                    // A fresh connection next time (the module may have been reloaded).
-                    tracing::debug!(error = %e, "metrics: cannot read the IPVS table");
-                    *client = None;
-                    vec![]
-                }
-            },
-            None => vec![],
-        }
-    };
-    // Encoding every real of a large table is CPU work: not on the runtime's threads.
-    let body = tokio::task::spawn_blocking(move || t.metrics(&dump))
-        .await
-        .unwrap_or_else(|_| "# encoding failed\n".into());
-    reply(
-        200,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        body,
-    )
-}
-
-/// Where the status socket of a state directory is.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("lvsd.sock")
-}
-
-/// Answers each connection on the status socket (mode 0600) with the status as JSON, each in
-/// its own task, bounded in time.
-pub fn serve_status(state_dir: &Path, t: Arc<Telemetry>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("create the state directory {}", state_dir.display()))?;
-    let path = socket_path(state_dir);
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)
-        .with_context(|| format!("listen on {}", path.display()))?;
-    // `chmod` follows a link: make sure the path is still the socket just bound (the state
-    // directory is one only lvsd's user can write, checked when its lock was taken).
-    let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|m| {
-        use std::os::unix::fs::FileTypeExt as _;
-        m.file_type().is_socket()
-    });
-    if !is_socket {
-        anyhow::bail!(
-            "{} was replaced while lvsd set it up; is another program writing the state directory?",
-            path.display()
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    #[test]
+    fn the_config_hash_is_the_files_sha256() {
+        // FIPS 180-2's example: what `printf abc | sha256sum` prints.
+        assert_eq!(
+            super::config_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("make {} private", path.display()))?;
-    tokio::spawn(async move {
-        loop {
-            let mut conn = match listener.accept().await {
-                Ok((conn, _)) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "status: cannot accept a connection");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
-                }
-            };
-            let body = serde_json::to_string(&t.snapshot()).unwrap_or_else(|_| "{}".into());
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, async {
-                    let _ = conn.write_all(body.as_bytes()).await;
-                    let _ = conn.shutdown().await;
-                })
-                .await;
-            });
-        }
-    });
-    Ok(())
-}
-
-/// `lvsd status`: the running daemon's answer, as JSON or for people.
-pub async fn query(state_dir: &Path, json: bool) -> Result<String> {
-    let path = socket_path(state_dir);
-    let mut conn = tokio::net::UnixStream::connect(&path).await.with_context(|| {
-        format!(
-            "no daemon answers on {} (is `lvsd run` running with this --state-dir, and are you its user or root?)",
-            path.display()
-        )
-    })?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text)
-        .await
-        .context("read the daemon's status")?;
-    if json {
-        return Ok(text + "\n");
-    }
-    let s: serde_json::Value =
-        serde_json::from_str(&text).context("the daemon's status is not JSON")?;
-    Ok(human(&s))
-}
-
-fn human(s: &serde_json::Value) -> String {
-    let mut out = String::new();
-    let g = |k: &str| s.get(k).cloned().unwrap_or_default();
-    let str_of = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-    let _ = writeln!(
-        out,
-        "lvsd {} (pid {}), role {}",
-        str_of(&g("version")),
-        g("pid"),
-        str_of(&g("role"))
-    );
-    let _ = writeln!(
-        out,
-        "config:     {} (hash {}, loaded at {})",
-        str_of(&g("config")),
-        str_of(&g("config_hash")),
-        g("config_loaded_at")
-    );
-    let _ = writeln!(
-        out,
-        "state:      {}; table {}; host {}",
-        if g("converged").as_bool() == Some(true) {
-            "in sync"
-        } else {
-            "not in sync"
-        },
-        str_of(&g("table")),
-        str_of(&g("host"))
-    );
-    if let Some(r) = s.get("last_reload").filter(|r| !r.is_null()) {
-        let _ = writeln!(
-            out,
-            "reload:     {} at {} {}",
-            str_of(&r["result"]),
-            r["at"],
-            str_of(&r["message"])
-        );
-    }
-    if let Some(r) = s.get("last_reconcile").filter(|r| !r.is_null()) {
-        let _ = writeln!(
-            out,
-            "reconcile:  at {}, {:.3} s, {} changes, {} failed, {}",
-            r["at"],
-            r["duration_seconds"].as_f64().unwrap_or_default(),
-            r["changes"].as_array().map_or(0, Vec::len),
-            r["failed"].as_array().map_or(0, Vec::len),
-            if r["converged"].as_bool() == Some(true) {
-                "in sync"
-            } else {
-                "not in sync yet"
-            }
-        );
-        for c in r["changes"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "  {}", str_of(c));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "passes:     {}; drift repaired {}; services managed {}, foreign {}",
-        g("passes"),
-        g("drift_total"),
-        g("managed_services"),
-        g("foreign_services")
-    );
-    for h in g("health").as_array().into_iter().flatten() {
-        let _ = writeln!(out, "{}", str_of(h));
-    }
-    let errors = g("errors");
-    let errors = errors.as_array().cloned().unwrap_or_default();
-    if !errors.is_empty() {
-        let _ = writeln!(out, "recent errors:");
-        for e in &errors {
-            let _ = writeln!(out, "  at {}: {}", e["at"], str_of(&e["message"]));
-        }
-    }
-    out
-}
-
-/// systemd's notify protocol (a no-op outside systemd: no NOTIFY_SOCKET).
-pub fn notify_ready(status: &str) {
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(status),
-    ]);
-}
-
-/// A STATUS line for `systemctl status`.
-pub fn notify_status(status: &str) {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
-}
-
-/// A watchdog keep-alive.
-pub fn notify_watchdog() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-}
-
-/// How often to ping the watchdog: half of `WatchdogSec`, when systemd set one.
-pub fn watchdog_interval() -> Option<Duration> {
-    sd_notify::watchdog_enabled().map(|d| d / 2)
 }
