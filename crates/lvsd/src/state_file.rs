@@ -1,18 +1,21 @@
 //! The ownership records on disk: which services lvsd manages and which drains are under way
 //! (`owned`), and what a host role put on the host (`host`): addresses lvsd added, links it
 //! brought up, sysctls it changed with their original values. They live under `/run/lvsd/`
-//! because they describe kernel state, which does not survive a reboot either. One line per
-//! fact (the host record: versioned JSON, whose values may hold any text), written atomically
-//! and durably (own temp file, fsync, rename, fsync of the directory). A record that exists but
-//! cannot be read is an error ([`Unreadable`]), never an empty record.
+//! because they describe kernel state, which does not survive a reboot either. Both are
+//! versioned JSON that round-trips every value lvsd can hold (property-tested), written
+//! atomically and durably (own temp file, fsync, rename, fsync of the directory); the line
+//! format of before is still read, so an upgrade keeps what the old version recorded. A record
+//! that exists but cannot be read is an error ([`Unreadable`]), never an empty record.
 //!
 //! ```text
-//! service tcp 172.16.1.50 80 drain_timeout=30 deadline=-
-//! real 172.16.1.101 80
-//! draining 172.16.1.102 80 1764000000
-//! timeouts original=900,120,300 set=600,120,30
-//! sync master
-//! sync backup
+//! {"record": "lvsd ownership record: …", "version": 2,
+//! "services": [
+//!   {"service":"tcp 172.16.1.50 80","drain_timeout":30,"deadline":null,
+//!    "reals":[{"addr":"172.16.1.101","port":80}],
+//!    "draining":[{"addr":"172.16.1.102","port":80,"deadline":1764000000}]}
+//! ],
+//! "timeouts": {"original":[900,120,300],"set":[600,120,30]},
+//! "sync": ["master","backup"]}
 //! ```
 //! ```text
 //! {"record": "lvsd host record: …", "version": 2,
@@ -79,53 +82,212 @@ fn parse_key(w: &[&str]) -> Option<ServiceKey> {
     }
 }
 
-/// Renders the record.
+/// The table record as written: versioned JSON. A service is named as the line format named it
+/// (`tcp 172.16.1.50 80`, `fwmark 7 ipv4`), which `lvsd status` and people read alike.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableRecord {
+    /// What the file is, for a person who opens it.
+    record: String,
+    version: u32,
+    services: Vec<ServiceRecord>,
+    timeouts: Option<TimeoutsRecord>,
+    sync: Vec<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceRecord {
+    service: String,
+    drain_timeout: u64,
+    deadline: Option<u64>,
+    reals: Vec<RealRecord>,
+    draining: Vec<DrainingRecord>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealRecord {
+    addr: IpAddr,
+    port: u16,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainingRecord {
+    addr: IpAddr,
+    port: u16,
+    deadline: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsRecord {
+    original: [u32; 3],
+    set: [u32; 3],
+}
+
+/// The table record's format version; a later one is refused, not guessed at.
+const TABLE_RECORD_VERSION: u32 = 2;
+
+fn daemon_word(d: DaemonState) -> String {
+    match d {
+        DaemonState::Master => "master".into(),
+        DaemonState::Backup => "backup".into(),
+        DaemonState::Other(n) => format!("state {n}"),
+    }
+}
+
+fn daemon_of(w: &str) -> Option<DaemonState> {
+    match w {
+        "master" => Some(DaemonState::Master),
+        "backup" => Some(DaemonState::Backup),
+        w => w
+            .strip_prefix("state ")
+            .and_then(|n| n.parse().ok())
+            .map(DaemonState::Other),
+    }
+}
+
+/// Renders the table record.
 pub fn render(owned: &Owned) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::from("# lvsd ownership record: services lvsd manages. Do not edit.\n");
-    // One buffer, no string per line: the record of 10,000 services is written after every
-    // pass that changes it.
-    for (k, s) in &owned.services {
-        let _ = write!(
-            out,
-            "service {} drain_timeout={} deadline=",
-            key_words(k),
-            s.drain_timeout
-        );
-        let _ = match s.service_deadline {
-            Some(d) => writeln!(out, "{d}"),
-            None => writeln!(out, "-"),
-        };
-        for r in &s.reals {
-            let _ = writeln!(out, "real {} {}", r.addr, r.port);
-        }
-        for (r, d) in &s.draining {
-            let _ = writeln!(out, "draining {} {} {d}", r.addr, r.port);
-        }
+    let t = |t: &Timeouts| [t.tcp, t.tcp_fin, t.udp];
+    let record = TableRecord {
+        record: "lvsd ownership record: services lvsd manages. Do not edit.".into(),
+        version: TABLE_RECORD_VERSION,
+        services: owned
+            .services
+            .iter()
+            .map(|(k, s)| ServiceRecord {
+                service: key_words(k),
+                drain_timeout: s.drain_timeout,
+                deadline: s.service_deadline,
+                reals: s
+                    .reals
+                    .iter()
+                    .map(|r| RealRecord {
+                        addr: r.addr,
+                        port: r.port,
+                    })
+                    .collect(),
+                draining: s
+                    .draining
+                    .iter()
+                    .map(|(r, d)| DrainingRecord {
+                        addr: r.addr,
+                        port: r.port,
+                        deadline: *d,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        timeouts: owned.globals.timeouts.as_ref().map(|o| TimeoutsRecord {
+            original: t(&o.original),
+            set: t(&o.set),
+        }),
+        sync: owned
+            .globals
+            .daemons
+            .iter()
+            .map(|d| daemon_word(*d))
+            .collect(),
+    };
+    // One line a service: the record of 10,000 services is written after every pass that
+    // changes it, and stays readable. Serializing plain values cannot fail.
+    let mut out = String::with_capacity(64 * (owned.services.len() + 1));
+    out.push_str(&format!(
+        "{{\"record\": {}, \"version\": {},\n\"services\": [",
+        serde_json::to_string(&record.record).unwrap_or_default(),
+        record.version
+    ));
+    for (i, s) in record.services.iter().enumerate() {
+        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
-    let t = |t: &Timeouts| format!("{},{},{}", t.tcp, t.tcp_fin, t.udp);
-    if let Some(o) = &owned.globals.timeouts {
-        let _ = writeln!(
-            out,
-            "timeouts original={} set={}",
-            t(&o.original),
-            t(&o.set)
-        );
-    }
-    for d in &owned.globals.daemons {
-        let _ = writeln!(
-            out,
-            "sync {}",
-            if *d == DaemonState::Backup {
-                "backup"
-            } else {
-                "master"
-            }
-        );
-    }
+    out.push_str(&format!(
+        "\n],\n\"timeouts\": {},\n\"sync\": {}}}\n",
+        serde_json::to_string(&record.timeouts).unwrap_or_default(),
+        serde_json::to_string(&record.sync).unwrap_or_default()
+    ));
     out
 }
 
+fn parse_table_json(text: &str) -> Result<Owned, Damage> {
+    let r: TableRecord = serde_json::from_str(text).map_err(|e| Damage {
+        line: e.line(),
+        what: format!("not a table record lvsd can read ({e})"),
+    })?;
+    if r.version != TABLE_RECORD_VERSION {
+        return Err(Damage {
+            line: 1,
+            what: format!(
+                "version {} (this lvsd reads version {TABLE_RECORD_VERSION}): written by another lvsd",
+                r.version
+            ),
+        });
+    }
+    let bad = |what: String| Damage { line: 1, what };
+    let mut owned = Owned::default();
+    for s in r.services {
+        let words: Vec<&str> = s.service.split_whitespace().collect();
+        let key = parse_key(&words)
+            .filter(|_| words.len() == 3)
+            .ok_or_else(|| bad(format!("`{}` names no service", s.service)))?;
+        let entry = OwnedService {
+            reals: s
+                .reals
+                .iter()
+                .map(|r| DestKey {
+                    addr: r.addr,
+                    port: r.port,
+                })
+                .collect(),
+            drain_timeout: s.drain_timeout,
+            draining: s
+                .draining
+                .iter()
+                .map(|d| {
+                    (
+                        DestKey {
+                            addr: d.addr,
+                            port: d.port,
+                        },
+                        d.deadline,
+                    )
+                })
+                .collect(),
+            service_deadline: s.deadline,
+        };
+        if owned.services.insert(key, entry).is_some() {
+            return Err(bad(format!("service `{}` is there twice", s.service)));
+        }
+    }
+    let t = |a: [u32; 3]| Timeouts {
+        tcp: a[0],
+        tcp_fin: a[1],
+        udp: a[2],
+    };
+    owned.globals.timeouts = r.timeouts.map(|o| OwnedTimeouts {
+        original: t(o.original),
+        set: t(o.set),
+    });
+    for w in &r.sync {
+        let d = daemon_of(w).ok_or_else(|| bad(format!("`{w}` is no sync daemon")))?;
+        owned.globals.daemons.insert(d);
+    }
+    Ok(owned)
+}
+
+/// Parses a table record: the JSON lvsd writes, or the line format lvsd wrote before (read so
+/// that an upgrade keeps what the old version recorded).
+pub fn parse(text: &str) -> Result<Owned, Damage> {
+    if text.trim_start().starts_with('{') {
+        return parse_table_json(text);
+    }
+    parse_lines(text).map_err(Damage::at)
+}
+
+/// A `tcp,tcp_fin,udp` triple of the line format.
 fn parse_timeouts(s: &str) -> Option<Timeouts> {
     let mut it = s.split(',').map(str::parse::<u32>);
     match (it.next(), it.next(), it.next(), it.next()) {
@@ -136,8 +298,9 @@ fn parse_timeouts(s: &str) -> Option<Timeouts> {
     }
 }
 
-/// Parses a record; `None` names the first line that makes no sense.
-pub fn parse(text: &str) -> Result<Owned, usize> {
+/// Parses the line format lvsd wrote before the JSON record; `Err` names the first line that
+/// makes no sense.
+fn parse_lines(text: &str) -> Result<Owned, usize> {
     let mut owned = Owned::default();
     let mut current: Option<(ServiceKey, OwnedService)> = None;
     for (i, line) in text.lines().enumerate() {
@@ -316,7 +479,7 @@ pub fn write_value(path: &Path, text: &str) -> Result<()> {
 
 /// Loads the table record.
 pub fn load(dir: &Path) -> Result<Owned, Unreadable> {
-    load_with(dir, "owned", |t| parse(t).map_err(Damage::at))
+    load_with(dir, "owned", parse)
 }
 
 /// Saves the table record.
@@ -543,10 +706,13 @@ mod tests {
     #[test]
     fn damage_is_located() {
         assert_eq!(
-            parse("service tcp 1.2.3.4 80 drain_timeout=3 deadline=-\nreal x 80\n"),
+            parse("service tcp 1.2.3.4 80 drain_timeout=3 deadline=-\nreal x 80\n")
+                .map_err(|d| d.line),
             Err(2)
         );
-        assert_eq!(parse("real 1.2.3.4 80\n"), Err(1));
+        assert_eq!(parse("real 1.2.3.4 80\n").map_err(|d| d.line), Err(1));
+        let e = parse("{\"record\": \"\", \"version\": 2, \"services\": [{\"service\": \"tcp x 80\", \"drain_timeout\": 1, \"deadline\": null, \"reals\": [], \"draining\": []}], \"timeouts\": null, \"sync\": []}").unwrap_err();
+        assert!(e.what.contains("`tcp x 80` names no service"), "{e}");
         assert_eq!(
             parse_host("address lo 172.16.1.50\nsysctl a/b 0 1\n").map_err(|d| d.line),
             Err(2)
@@ -613,7 +779,81 @@ mod tests {
         assert_eq!(parse_host(&render_host(&owned)), Ok(owned));
     }
 
+    #[test]
+    fn the_table_records_line_format_of_old_is_read() {
+        let old = "# lvsd ownership record\nservice tcp 172.16.1.50 80 drain_timeout=30 deadline=-\nreal 172.16.1.101 80\ndraining 172.16.1.102 80 1764000000\ntimeouts original=900,120,300 set=600,120,30\nsync master\n";
+        let owned = parse(old).unwrap();
+        let k = ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80);
+        assert_eq!(owned.services[&k].reals.len(), 1);
+        assert_eq!(owned.services[&k].draining.len(), 1);
+        assert!(owned.globals.timeouts.is_some());
+        assert_eq!(parse(&render(&owned)), Ok(owned));
+    }
+
+    fn any_key() -> impl proptest::strategy::Strategy<Value = ServiceKey> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<std::net::IpAddr>(), any::<u16>(), 0u16..300).prop_map(|(addr, port, p)| {
+                ServiceKey::Addr {
+                    protocol: match p {
+                        6 => Protocol::Tcp,
+                        17 => Protocol::Udp,
+                        132 => Protocol::Sctp,
+                        n if n % 3 == 0 => Protocol::Tcp,
+                        n if n % 3 == 1 => Protocol::Udp,
+                        n => Protocol::Other(n),
+                    },
+                    addr,
+                    port,
+                }
+            }),
+            (any::<u32>(), any::<bool>()).prop_map(|(mark, v6)| ServiceKey::Fwmark {
+                mark,
+                family: if v6 { Family::Inet6 } else { Family::Inet },
+            }),
+        ]
+    }
+
+    fn any_dest() -> impl proptest::strategy::Strategy<Value = DestKey> {
+        use proptest::prelude::*;
+        (any::<std::net::IpAddr>(), any::<u16>()).prop_map(|(addr, port)| DestKey { addr, port })
+    }
+
     proptest::proptest! {
+        /// Every table record lvsd can hold reads back as it was: services of every kind of
+        /// key, reals, drains with deadlines, a service's deadline, timeouts, sync daemons.
+        #[test]
+        fn every_table_record_round_trips(
+            services in proptest::collection::btree_map(
+                any_key(),
+                (
+                    proptest::collection::btree_set(any_dest(), 0..4),
+                    proptest::collection::btree_map(any_dest(), proptest::prelude::any::<u64>(), 0..3),
+                    proptest::prelude::any::<u64>(),
+                    proptest::option::of(proptest::prelude::any::<u64>()),
+                ),
+                0..6,
+            ),
+            timeouts in proptest::option::of(proptest::prelude::any::<([u32; 3], [u32; 3])>()),
+            daemons in proptest::collection::btree_set(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(DaemonState::Master),
+                    proptest::strategy::Just(DaemonState::Backup),
+                    proptest::strategy::Strategy::prop_map(3u32.., DaemonState::Other),
+                ],
+                0..3,
+            ),
+        ) {
+            let mut owned = Owned::default();
+            for (k, (reals, draining, drain_timeout, service_deadline)) in services {
+                owned.services.insert(k, OwnedService { reals, draining, drain_timeout, service_deadline });
+            }
+            let t = |a: [u32; 3]| Timeouts { tcp: a[0], tcp_fin: a[1], udp: a[2] };
+            owned.globals.timeouts = timeouts.map(|(o, s)| OwnedTimeouts { original: t(o), set: t(s) });
+            owned.globals.daemons = daemons;
+            proptest::prop_assert_eq!(parse(&render(&owned)), Ok(owned));
+        }
+
         /// Every host record lvsd can hold reads back as it was: any interface name, link,
         /// sysctl key and value (spaces, quotes, newlines, any character).
         #[test]
