@@ -487,7 +487,19 @@ fn ipvsadm_a_scheduler_lvsd_does_not_take_is_an_error_at_its_line() {
 
 #[test]
 fn keepalived_a_duplicate_service_is_cited_at_its_virtual_server() {
+    // Two blocks for one service are merged as keepalived merges them (class 8), unless one
+    // has a sorry server or quorum, which keepalived keeps per block.
     let text = format!("{VS}\n{VS}");
+    let out = config::import::keepalived(&text, Path::new("k.conf")).unwrap();
+    assert!(
+        out.summary.join("\n").contains("k.conf:7"),
+        "{:?}",
+        out.summary
+    );
+    let text = format!(
+        "{VS}\n{}",
+        VS.replace("protocol TCP", "protocol TCP\n  sorry_server 10.0.9.9 80")
+    );
     let e = keepalived_err(&text);
     assert!(!e.contains("converted"), "{e}");
     assert!(e.starts_with("k.conf:7:"), "{e}");
