@@ -170,3 +170,45 @@ fn ldirectord_refuses_a_repeated_virtual_as_ldirectord_does() {
     assert!(e.starts_with("l.cf:4:"), "{e}");
     assert!(e.contains("ldirectord"), "{e}");
 }
+
+#[test]
+fn keepalived_a_comment_sign_inside_a_word_starts_a_comment_as_keepalived_reads_it() {
+    // keepalived's parser (decomment) ends the line at an unquoted `#` or `!` wherever it is;
+    // `\#` is a `#`. Seen in the corpus: `delay_before_retry 3#...`.
+    let conf = "virtual_server 10.0.0.1 80 {\n    lb_algo rr#round robin\n    lb_kind DR!direct\n    protocol TCP\n    real_server 10.0.1.1 80 {\n        weight 2#two\n        HTTP_GET {\n            url {\n                path /a\\#b\n            }\n            delay_before_retry 3#retry\n        }\n    }\n}\n";
+    let out = config::import::keepalived(conf, std::path::Path::new("k.conf"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        table(&out.yaml),
+        sorted(&[
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 2"
+        ]),
+        "{}",
+        out.yaml
+    );
+    assert!(out.yaml.contains("/a#b"), "{}", out.yaml);
+}
+
+#[test]
+fn keepalived_persistence_timeout_0_is_ignored_as_keepalived_ignores_it() {
+    // keepalived: "persistence_timeout invalid", the line ignored: no persistence. Seen in
+    // the corpus. Said in the summary, at its line.
+    let conf = "virtual_server 10.0.0.1 80 {\n    lb_algo rr\n    lb_kind DR\n    persistence_timeout 0\n    protocol TCP\n    real_server 10.0.1.1 80 {\n    }\n}\n";
+    let out = config::import::keepalived(conf, std::path::Path::new("k.conf"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        table(&out.yaml),
+        sorted(&[
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1"
+        ]),
+        "{}",
+        out.yaml
+    );
+    let summary = out.summary.join("\n");
+    assert!(
+        summary.contains("k.conf:4") && summary.contains("persistence_timeout 0"),
+        "{summary}"
+    );
+}

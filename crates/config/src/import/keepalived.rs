@@ -299,13 +299,29 @@ impl Reader {
             }
             let mut s = String::new();
             let mut j = i;
+            // keepalived ends a line at an unquoted `#` or `!` wherever it is, in a word too
+            // (`3#seconds` is 3); `\#` and `\!` are the signs themselves.
+            let mut comment = false;
             while j < chars.len() {
                 let c = chars[j];
                 if c.is_whitespace() || c == '{' || c == '}' || c == '"' {
                     break;
                 }
+                if c == '#' || c == '!' {
+                    comment = true;
+                    break;
+                }
+                if c == '\\' && matches!(chars.get(j + 1), Some('#' | '!')) {
+                    j += 1;
+                    s.push(chars[j]);
+                    j += 1;
+                    continue;
+                }
                 s.push(c);
                 j += 1;
+            }
+            if s.is_empty() && comment {
+                break;
             }
             toks.push(Token {
                 text: s,
@@ -316,6 +332,9 @@ impl Reader {
                 col: col_of(at),
             });
             i = j;
+            if comment {
+                break;
+            }
         }
         if let Some(t) = toks.first_mut() {
             t.starts_line = true;
@@ -876,14 +895,22 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
             "lb_algo" | "lvs_sched" => b.scheduler = arg.map(|a| a.text.clone()),
             "lb_kind" | "lvs_method" => b.forward = method(n, r),
             "persistence_timeout" => {
+                let before = b.persistence;
                 b.persistence = match arg {
                     None => Some(360),
                     Some(a) => match uint(a, r) {
                         // keepalived's own range (LVS_MAX_TIMEOUT, 31 days).
                         Some(t) if (1..=2_678_400).contains(&t) => Some(t),
-                        Some(t) => {
-                            r.err(a, format!("persistence_timeout {t}: keepalived takes 1 to 2678400 seconds (31 days); write a value in that range, or remove it for no persistence"));
-                            None
+                        // keepalived says "persistence_timeout invalid" and ignores the
+                        // line (0 is written for "no persistence"): so does this, and says so.
+                        Some(_) => {
+                            note(
+                                r,
+                                &mut b.notes,
+                                n,
+                                "keepalived takes 1 to 2678400 seconds (31 days) and ignores this line (\"persistence_timeout invalid\"); so does this",
+                            );
+                            before
                         }
                         None => None,
                     },
