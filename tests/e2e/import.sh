@@ -190,6 +190,50 @@ for f in samples/keepalived.conf.*; do
 done
 check "every Debian sample keepalived.conf ($n) converts and passes lvsd check" [ "$n" -gt 10 ] && [ "$ok" -eq "$n" ]
 
+# The corpus (crates/config/tests/fixtures/corpus: files written by others, sources in its
+# SOURCES.md): for each keepalived.conf its verdict says converts, keepalived (checkers only)
+# and lvsd each build a table from it in an empty namespace whose default route leads into a
+# dummy interface (every real is routable, as the kernel wants for DR; checks hang until their
+# timeout, so every real is up at first); the two tables must become the same.
+echo "--- 1b. the corpus: keepalived's table and lvsd's from files written by others"
+corpus_ns() { # name
+  $IP netns add "$1"
+  $IP -n "$1" link set lo up
+  $IP -n "$1" link add d0 type dummy
+  $IP -n "$1" addr add 10.255.255.254/32 dev d0
+  $IP -n "$1" link set d0 up
+  $IP -n "$1" route add default dev d0
+  $IP -n "$1" -6 route add default dev d0 2>/dev/null
+}
+csame() { on kc ipvsadm -Sn | sort >$E/c/k.tab; on lc ipvsadm -Sn | sort >$E/c/l.tab; [ -s $E/c/k.tab ] && cmp -s $E/c/k.tab $E/c/l.tab; }
+n=0 ok=0
+while read -r f v; do
+  case "$f" in keepalived/*) ;; *) continue ;; esac
+  [ "$v" = ok ] || continue
+  n=$((n + 1))
+  rm -rf $E/c; mkdir -p $E/c/st
+  corpus_ns kc; corpus_ns lc
+  $IP netns exec kc keepalived -C -n -l -D -f "corpus/$f" -p $E/c/k.pid -c $E/c/c.pid >$E/c/keepalived.log 2>&1 &
+  kpid=$!
+  if ./lvsd import --from keepalived "corpus/$f" >$E/c/lvsd.yaml 2>/dev/null; then
+    chmod 644 $E/c/lvsd.yaml
+    $IP netns exec lc ./lvsd run -c $E/c/lvsd.yaml --state-dir $E/c/st --resync-interval 2s >$E/c/lvsd.log 2>&1 &
+    lpid=$!
+    if within 20 csame; then
+      ok=$((ok + 1))
+    else
+      echo "   $f: the tables differ"; echo "   keepalived:"; sed 's/^/     /' $E/c/k.tab
+      echo "   lvsd:"; sed 's/^/     /' $E/c/l.tab; tail -n 5 $E/c/keepalived.log; tail -n 5 $E/c/lvsd.log
+    fi
+    kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
+  else
+    echo "   $f: lvsd import refused it"
+  fi
+  kill "$kpid" 2>/dev/null; wait "$kpid" 2>/dev/null
+  $IP netns del kc; $IP netns del lc
+done <corpus/expected.txt
+check "keepalived and lvsd build the same table from each converting corpus keepalived.conf ($ok of $n)" [ "$n" -ge 20 ] && [ "$ok" -eq "$n" ]
+
 echo "--- 2. ldirectord.cf"
 on lvs ipvsadm -C                    # the table of part 1 stays when its daemon stops
 mkdir -p $E/ld
