@@ -212,3 +212,21 @@ fn keepalived_persistence_timeout_0_is_ignored_as_keepalived_ignores_it() {
         "{summary}"
     );
 }
+
+#[test]
+fn keepalived_mixed_mode_tunnels_keep_their_blocks_kind() {
+    let conf = "virtual_server 10.0.0.1 80 {\n    lb_algo rr\n    lb_kind TUN type gue port 6080\n    protocol TCP\n    real_server 10.0.1.1 80 {\n    }\n}\nvirtual_server 10.0.0.1 80 {\n    lb_kind TUN\n    protocol TCP\n    real_server 10.0.1.2 80 {\n    }\n}\nvirtual_server 10.0.0.1 80 {\n    lb_kind DR\n    protocol TCP\n    real_server 10.0.1.3 80 {\n    }\n}\n";
+    let out = config::import::keepalived(conf, std::path::Path::new("k.conf"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        table(&out.yaml),
+        sorted(&[
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type gue --tun-port 6080",
+            "-a -t 10.0.0.1:80 -r 10.0.1.2:80 -i -w 1",
+            "-a -t 10.0.0.1:80 -r 10.0.1.3:80 -g -w 1",
+        ]),
+        "{}",
+        out.yaml
+    );
+}

@@ -1543,7 +1543,9 @@ fn merge(first: &mut Service, mut second: Service, first_at: &str, at: &Token, r
         };
         real.forward = (forward != first.forward).then_some(forward);
         real.tunnel = if forward == "tunnel" && tunnel != first.tunnel {
-            tunnel
+            // Plain IPIP where the service tunnels another way: written out, or it would
+            // inherit the service's.
+            tunnel.or_else(|| Some("{type: ipip}".to_owned()))
         } else {
             None
         };
