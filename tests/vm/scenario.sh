@@ -14,14 +14,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 p="$work/payload"
 mkdir -p "$p"
+# The corpus of configs written by others (issue 27, class 8), for the import scenario.
+cp -r crates/config/tests/fixtures/corpus "$p/corpus"
 t=${CARGO_TARGET_DIR:-target}
 cp "$t/debug/lvsd" "$t/debug/examples/notify-receiver" tests/lab/seed-lab.sh tests/e2e/*.sh \
   examples/seed-dr.yaml deploy/ha/*.yaml deploy/ha/*.conf "$p/"
-# What tests/run.sh also puts in the payload for the import scenario: keepalived's sample
-# configs, a certificate for the lab's TLS listeners, and the corpus of configs written by others.
+# As tests/run.sh lays the payload out: keepalived's own samples and the lab's TLS certificate
+# (the import scenario).
 mkdir -p "$p/samples" && cp /usr/share/doc/keepalived/samples/keepalived.conf.* "$p/samples/"
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab -days 2 -keyout "$p/lab.key" -out "$p/lab.crt" 2>/dev/null
-cp -r crates/config/tests/fixtures/corpus "$p/corpus"
 {
   echo '#!/bin/sh'
   echo 'rc=0'
