@@ -78,6 +78,8 @@ fi
 cp target/debug/lvsd tests/lab/seed-lab.sh tests/e2e/*.sh examples/seed-dr.yaml deploy/ha/*.yaml deploy/ha/*.conf "$payload/"
 # The import scenario: keepalived's own sample configs, and a certificate for the lab's TLS listeners.
 mkdir -p "$payload/samples" && cp /usr/share/doc/keepalived/samples/keepalived.conf.* "$payload/samples/"
+# ... and the corpus of configs written by others (issue 27, class 8), with each one's verdict.
+cp -r crates/config/tests/fixtures/corpus "$payload/corpus"
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab -days 2 -keyout "$payload/lab.key" -out "$payload/lab.crt" 2>/dev/null
 # The container's binary: static, so `FROM scratch` needs nothing else. The ops scenario runs it.
 check "static binary builds (glibc, crt-static) and is statically linked" sh -c \

@@ -190,6 +190,87 @@ for f in samples/keepalived.conf.*; do
 done
 check "every Debian sample keepalived.conf ($n) converts and passes lvsd check" [ "$n" -gt 10 ] && [ "$ok" -eq "$n" ]
 
+# The corpus (crates/config/tests/fixtures/corpus: files written by others, sources in its
+# SOURCES.md): for each keepalived.conf its verdict says converts, keepalived (checkers only)
+# and lvsd each build a table from it in an empty namespace whose default route leads into a
+# dummy interface (every real is routable, as the kernel wants for DR; checks hang until their
+# timeout, so every real is up at first); the two tables must become the same.
+echo "--- 1b. the corpus: keepalived's table and lvsd's from files written by others"
+corpus_ns() { # name
+  $IP netns add "$1"
+  $IP -n "$1" link set lo up
+  $IP -n "$1" link add d0 type dummy
+  $IP -n "$1" addr add 10.255.255.254/32 dev d0
+  $IP -n "$1" link set d0 up
+  $IP -n "$1" route add default dev d0
+  $IP -n "$1" -6 route add default dev d0 2>/dev/null
+}
+csame() { on kc ipvsadm -Sn | sort >$E/c/k.tab; on lc ipvsadm -Sn | sort >$E/c/l.tab; [ -s $E/c/k.tab ] && cmp -s $E/c/k.tab $E/c/l.tab; }
+ccompare() { # file: keepalived's table and lvsd's from it become the same (0), or not (1)
+  rm -rf $E/c; mkdir -p $E/c/st
+  corpus_ns kc; corpus_ns lc
+  $IP netns exec kc keepalived -C -n -l -D -f "$1" -p $E/c/k.pid -c $E/c/c.pid >$E/c/keepalived.log 2>&1 &
+  kpid=$!
+  cres=1
+  if ./lvsd import --from keepalived "$1" >$E/c/lvsd.yaml 2>/dev/null; then
+    chmod 644 $E/c/lvsd.yaml
+    $IP netns exec lc ./lvsd run -c $E/c/lvsd.yaml --state-dir $E/c/st --resync-interval 2s >$E/c/lvsd.log 2>&1 &
+    lpid=$!
+    if within 20 csame; then
+      cres=0
+    else
+      echo "   $1: the tables differ"; echo "   keepalived:"; sed 's/^/     /' $E/c/k.tab
+      echo "   lvsd:"; sed 's/^/     /' $E/c/l.tab; tail -n 5 $E/c/keepalived.log; tail -n 5 $E/c/lvsd.log
+    fi
+    kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
+  else
+    echo "   $1: lvsd import refused it"
+  fi
+  kill "$kpid" 2>/dev/null; wait "$kpid" 2>/dev/null
+  $IP netns del kc; $IP netns del lc
+  return $cres
+}
+n=0 ok=0
+while read -r f v; do
+  case "$f" in keepalived/*) ;; *) continue ;; esac
+  [ "$v" = ok ] || continue
+  n=$((n + 1))
+  ccompare "corpus/$f" && ok=$((ok + 1))
+done <corpus/expected.txt
+check "keepalived and lvsd build the same table from each converting corpus keepalived.conf ($ok of $n)" [ "$n" -ge 20 ] && [ "$ok" -eq "$n" ]
+# Class 8: one VIP:port in two virtual_server blocks (DR reals in one, TUN in the other, the
+# second with another scheduler, and a real in both): keepalived makes one service of them.
+cat >$E/mixed.conf <<'CONF'
+virtual_server 172.16.1.50 80 {
+    delay_loop 30
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout 50
+    persistence_granularity 0.0.0.0
+    protocol TCP
+    real_server 10.1.0.1 80 {
+        weight 2
+    }
+    real_server 10.1.0.2 80 {
+        weight 3
+    }
+}
+virtual_server 172.16.1.50 80 {
+    delay_loop 30
+    lb_algo rr
+    lb_kind TUN
+    protocol TCP
+    real_server 10.2.0.1 80 {
+        weight 1
+    }
+    real_server 10.1.0.2 80 {
+        weight 7
+    }
+}
+CONF
+check "keepalived's mixed mode (DR and TUN blocks for one VIP:port, netmask 0.0.0.0): lvsd builds keepalived's table" ccompare $E/mixed.conf
+check "... one service (the first block's wrr, -p 50 -M 0.0.0.0) with both blocks' reals, each with its block's forwarding" sh -c "grep -c -- '^-A' $E/c/k.tab | grep -qx 1 && grep -q -- '-A -t 172.16.1.50:80 -s wrr -p 50 -M 0.0.0.0' $E/c/k.tab && grep -q -- '-r 10.2.0.1:80 -i -w 1' $E/c/k.tab && grep -q -- '-r 10.1.0.2:80 -g -w 3' $E/c/k.tab"
+
 echo "--- 2. ldirectord.cf"
 on lvs ipvsadm -C                    # the table of part 1 stays when its daemon stops
 mkdir -p $E/ld

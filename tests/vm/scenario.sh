@@ -14,6 +14,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 p="$work/payload"
 mkdir -p "$p"
+# The corpus of configs written by others (issue 27, class 8), for the import scenario.
+cp -r crates/config/tests/fixtures/corpus "$p/corpus"
 t=${CARGO_TARGET_DIR:-target}
 cp "$t/debug/lvsd" "$t/debug/examples/notify-receiver" tests/lab/seed-lab.sh tests/e2e/*.sh \
   examples/seed-dr.yaml deploy/ha/*.yaml deploy/ha/*.conf "$p/"

@@ -1197,11 +1197,10 @@ impl Checker {
     fn netmask(&mut self, n: &Spanned<String>, family: Family) -> Option<Netmask> {
         let loc = at(&n.referenced);
         match family {
+            // 0.0.0.0 (a /0 mask) is a mask too: one persistence template for every client,
+            // which the kernel takes and keepalived's `persistence_granularity 0.0.0.0` asks for.
             Family::Inet => match n.value.parse::<Ipv4Addr>().ok() {
-                Some(m)
-                    if u32::from(m).leading_ones() == u32::from(m).count_ones()
-                        && u32::from(m) != 0 =>
-                {
+                Some(m) if u32::from(m).leading_ones() == u32::from(m).count_ones() => {
                     Some(Netmask::V4(m))
                 }
                 _ => {

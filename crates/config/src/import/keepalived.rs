@@ -299,13 +299,29 @@ impl Reader {
             }
             let mut s = String::new();
             let mut j = i;
+            // keepalived ends a line at an unquoted `#` or `!` wherever it is, in a word too
+            // (`3#seconds` is 3); `\#` and `\!` are the signs themselves.
+            let mut comment = false;
             while j < chars.len() {
                 let c = chars[j];
                 if c.is_whitespace() || c == '{' || c == '}' || c == '"' {
                     break;
                 }
+                if c == '#' || c == '!' {
+                    comment = true;
+                    break;
+                }
+                if c == '\\' && matches!(chars.get(j + 1), Some('#' | '!')) {
+                    j += 1;
+                    s.push(chars[j]);
+                    j += 1;
+                    continue;
+                }
                 s.push(c);
                 j += 1;
+            }
+            if s.is_empty() && comment {
+                break;
             }
             toks.push(Token {
                 text: s,
@@ -316,6 +332,9 @@ impl Reader {
                 col: col_of(at),
             });
             i = j;
+            if comment {
+                break;
+            }
         }
         if let Some(t) = toks.first_mut() {
             t.starts_line = true;
@@ -876,14 +895,22 @@ fn body(vs: &Node, r: &mut Reader) -> VsBody {
             "lb_algo" | "lvs_sched" => b.scheduler = arg.map(|a| a.text.clone()),
             "lb_kind" | "lvs_method" => b.forward = method(n, r),
             "persistence_timeout" => {
+                let before = b.persistence;
                 b.persistence = match arg {
                     None => Some(360),
                     Some(a) => match uint(a, r) {
                         // keepalived's own range (LVS_MAX_TIMEOUT, 31 days).
                         Some(t) if (1..=2_678_400).contains(&t) => Some(t),
-                        Some(t) => {
-                            r.err(a, format!("persistence_timeout {t}: keepalived takes 1 to 2678400 seconds (31 days); write a value in that range, or remove it for no persistence"));
-                            None
+                        // keepalived says "persistence_timeout invalid" and ignores the
+                        // line (0 is written for "no persistence"): so does this, and says so.
+                        Some(_) => {
+                            note(
+                                r,
+                                &mut b.notes,
+                                n,
+                                "keepalived takes 1 to 2678400 seconds (31 days) and ignores this line (\"persistence_timeout invalid\"); so does this",
+                            );
+                            before
                         }
                         None => None,
                     },
@@ -1394,6 +1421,138 @@ fn real(
     })
 }
 
+/// The identity of a service in the kernel's table: protocol and address, or fwmark and
+/// family. Two `virtual_server` blocks with one identity make one service in keepalived.
+fn identity(s: &Service) -> Option<(String, bool, String)> {
+    match (&s.address, s.fwmark) {
+        (Some(a), _) => Some((s.protocol.unwrap_or("udp").to_owned(), false, a.clone())),
+        (None, Some(m)) => Some(("fwmark".to_owned(), s.ipv6, m.to_string())),
+        (None, None) => None,
+    }
+}
+
+/// A real's place in the table: its address with the port it takes in `s` (a real written
+/// without a port takes the service's).
+fn real_key(s: &Service, real: &Real) -> String {
+    match real.address.parse::<IpAddr>() {
+        Ok(a) => {
+            let port = s
+                .address
+                .as_ref()
+                .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+                .map_or(0, |v| v.port());
+            socket(a, Some(port))
+        }
+        Err(_) => real.address.clone(),
+    }
+}
+
+/// Moves a check written once on the service down to each of its reals (each had it).
+fn checks_down(s: &mut Service) {
+    if let Some(c) = s.check.take() {
+        for real in &mut s.reals {
+            if real.check.is_none() {
+                real.check = Some(c.clone());
+            }
+        }
+        s.notes.append(&mut s.check_comments);
+    }
+}
+
+/// A second `virtual_server` block for a service an earlier block made (`first`, made at
+/// `first_at`), merged as keepalived builds it: keepalived adds the first block's service and
+/// every block's real servers, each with its own block's forwarding method; adding the
+/// service again fails with "exists", which keepalived ignores, so the later block's
+/// scheduler, persistence and flags are not used (said in the summary, naming both lines). A
+/// quorum or sorry server counts one block's real servers in keepalived, which lvsd's one
+/// service cannot do: an error naming both blocks.
+fn merge(first: &mut Service, mut second: Service, first_at: &str, at: &Token, r: &mut Reader) {
+    let here = r.at(at);
+    if first.quorum.is_some()
+        || second.quorum.is_some()
+        || first.fallback.is_some()
+        || second.fallback.is_some()
+    {
+        r.err(
+            at,
+            format!(
+                "this virtual_server is the same service as the one at {first_at}, and one of them has a quorum or sorry_server: keepalived counts each block's real servers for it apart, which lvsd's one service cannot; write the two blocks as one virtual_server (each real_server keeps its own lb_kind)"
+            ),
+        );
+        return;
+    }
+    if let (Some(a), Some(b)) = (first.on_failure, second.on_failure) {
+        if a != b {
+            r.err(
+                at,
+                format!(
+                    "this virtual_server is the same service as the one at {first_at}, and their real servers differ in inhibit_on_failure: lvsd sets on_failure per service; give both blocks' real servers the same inhibit_on_failure"
+                ),
+            );
+            return;
+        }
+    }
+    first.on_failure = first.on_failure.or(second.on_failure);
+    let mut ignored = vec![];
+    if second.scheduler != first.scheduler {
+        ignored.push(format!("scheduler {}", second.scheduler));
+    }
+    if second.persistence != first.persistence {
+        ignored.push(format!(
+            "persistence {}",
+            second.persistence.as_deref().unwrap_or("off")
+        ));
+    }
+    if second.flags != first.flags {
+        ignored.push(format!("flags [{}]", second.flags.join(", ")));
+    }
+    if !ignored.is_empty() {
+        let text = format!(
+            "{here}: {} — this virtual_server is the same service as the one at {first_at}: keepalived makes the service from the first block and ignores these (the service exists); so does this",
+            ignored.join(", ")
+        );
+        said(r, &mut first.notes, text);
+    }
+    if first.check != second.check {
+        checks_down(first);
+        checks_down(&mut second);
+    }
+    first.comments.append(&mut second.comments);
+    first.comments.push(format!(
+        "{here}: the same service as {first_at}: its real servers are added to this one, each with its block's forwarding method, as keepalived does"
+    ));
+    first.notes.append(&mut second.notes);
+    if first.name.is_none() {
+        first.name = second.name.take();
+    }
+    let mut have: BTreeSet<String> = first.reals.iter().map(|x| real_key(first, x)).collect();
+    for mut real in second.reals {
+        let key = real_key(first, &real);
+        if !have.insert(key.clone()) {
+            let text = format!(
+                "{here}: real server {key} is in the virtual_server at {first_at} too: keepalived keeps the first one's; so does this"
+            );
+            said(r, &mut first.notes, text);
+            continue;
+        }
+        let forward = real.forward.unwrap_or(second.forward);
+        let tunnel = if real.forward.is_some() {
+            real.tunnel.take()
+        } else {
+            real.tunnel.take().or_else(|| second.tunnel.clone())
+        };
+        real.forward = (forward != first.forward).then_some(forward);
+        real.tunnel = if forward == "tunnel" && tunnel != first.tunnel {
+            // Plain IPIP where the service tunnels another way: written out, or it would
+            // inherit the service's.
+            tunnel.or_else(|| Some("{type: ipip}".to_owned()))
+        } else {
+            None
+        };
+        first.reals.push(real);
+    }
+}
+
 /// One virtual server's identity, as keepalived expands it.
 #[derive(Debug, Clone)]
 enum Vip {
@@ -1602,11 +1761,28 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
     let mut left = vec![];
     let mut services = vec![];
     let mut names = BTreeSet::new();
+    // Each service's identity: the index of the service made for it and where it was made.
+    let mut seen: BTreeMap<(String, bool, String), (usize, String)> = BTreeMap::new();
     for n in &top {
         match n.key.text.as_str() {
             "virtual_server_group" => {}
             "virtual_server" if !r.stop => {
-                services.extend(virtual_server(n, &groups, &mut names, &mut r))
+                for s in virtual_server(n, &groups, &mut names, &mut r) {
+                    let key = identity(&s);
+                    match key.as_ref().and_then(|k| seen.get(k)) {
+                        Some(&(i, ref first_at)) if !s.disabled => {
+                            if let Some(first) = services.get_mut(i) {
+                                merge(first, s, first_at, &n.key, &mut r);
+                            }
+                        }
+                        _ => {
+                            if let (Some(k), false) = (key, s.disabled) {
+                                seen.insert(k, (services.len(), r.at(&n.key)));
+                            }
+                            services.push(s);
+                        }
+                    }
+                }
             }
             "virtual_server" => {}
             "SSL" => {

@@ -480,8 +480,29 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         }
     }
     let mut services = vec![];
+    // ldirectord refuses a second virtual= for a service ("duplicate virtual server", its
+    // reader's check by protocol and address, or fwmark and family): so does this, at the
+    // second one's line, naming the first.
+    let mut seen: std::collections::BTreeMap<(String, bool, String), u64> = Default::default();
     for vs in &virtuals {
         if let Some(s) = service(vs, &global, &mut c) {
+            let key = match (&s.address, s.fwmark) {
+                (Some(a), _) => Some((s.protocol.unwrap_or("tcp").to_owned(), false, a.clone())),
+                (None, Some(m)) => Some(("fwm".to_owned(), s.ipv6, m.to_string())),
+                (None, None) => None,
+            };
+            if let Some(k) = key {
+                if let Some(first) = seen.get(&k) {
+                    c.err(
+                        vs.line,
+                        format!(
+                            "the same virtual service as the virtual= at {file}:{first}: ldirectord refuses such a file (\"duplicate virtual server\"); move this block's real= lines into the first one, or remove one of them"
+                        ),
+                    );
+                    continue;
+                }
+                seen.insert(k, vs.line);
+            }
             services.push(s);
         }
     }
