@@ -110,6 +110,11 @@ enum Command {
         /// Print one JSON document (the problems with file, line, column, message, hint).
         #[arg(long)]
         json: bool,
+        /// Check the file as if it stood at this path: `include:` patterns are resolved next
+        /// to it, not next to the file given (Ansible's `validate: lvsd check -c %s --as
+        /// /etc/lvsd/lvsd.yaml` checks a temporary copy before it moves it into place).
+        #[arg(long = "as", value_name = "DESTINATION")]
+        at: Option<PathBuf>,
     },
     /// Show what `apply` would change; exit 0 in sync, 2 changes pending, 1 error.
     Plan {
@@ -427,9 +432,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let every_change = matches!(cli.log_format, LogFormat::Json);
     match cli.command {
         // The same verdict as every other command's reading, keeping no table.
-        Command::Check { config: arg, json } => {
+        Command::Check {
+            config: arg,
+            json,
+            at,
+        } => {
             let shown = config::printable(&arg.config.display().to_string()).into_owned();
-            let checked = config::check_as(&arg.config, arg.role.map(Role::from));
+            let checked = config::check_at(
+                &arg.config,
+                at.as_deref().unwrap_or(&arg.config),
+                arg.role.map(Role::from),
+            );
             if json {
                 output::print(&check_json(&shown, &checked));
                 return Ok(if checked.is_ok() {
