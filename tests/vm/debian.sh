@@ -25,8 +25,10 @@ DEB_SUITE=bookworm
 # What the proof needs inside, besides minbase: systemd as init, udev, the tools it reads the
 # table and the host with, and ansible-core for tests/systemd/ansible.sh. The package's own
 # dependencies (libc6, systemd) are in this set: the VM has no network. The image's cache name
-# is keyed on this list (deb_image): a changed list builds a new image.
-DEB_INCLUDE=systemd-sysv,udev,iproute2,kmod,procps,ipvsadm,ansible-core
+# is keyed on this list (deb_image): a changed list builds a new image. debootstrap does not
+# resolve virtual packages: python3-cffi-backend provides what python3-cryptography (an
+# ansible-core dependency) needs, and is named.
+DEB_INCLUDE=systemd-sysv,udev,iproute2,kmod,procps,ipvsadm,ansible-core,python3-cffi-backend
 # The proof and then the Ansible runs (each ansible-playbook takes tens of seconds under TCG).
 DEB_VM_TIMEOUT=${LVSD_DEBIAN_VM_TIMEOUT:-1800}
 
