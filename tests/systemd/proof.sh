@@ -212,6 +212,11 @@ check "the daemon said it leaves the table" logged 'stopping; the IPVS table and
 check "the table is as it was" same_table $E/before.table
 check "... and still counts ($c1)" sh -c "[ \"\$(ipvsadm -Ln --stats --exact -t 192.0.2.10:80 | awk '\$1 == \"TCP\" { print \$3 }')\" -ge $c1 ]"
 check "/run/lvsd stays across the stop (the ownership records)" [ -s /run/lvsd/owned ]
+# /run/lvsd is the lvsd user's (tmpfiles.d); root's apply works in it as the daemon does.
+lvsd apply -c $CONF >$E/root-apply.out 2>&1; rc=$?
+cat $E/root-apply.out
+check "root's lvsd apply in the package's /run/lvsd (the lvsd user's) works: exit 0" [ $rc -eq 0 ]
+check "... and finds the table in sync: nothing to change" sh -c "! grep -q '^[+~-] ' $E/root-apply.out"
 
 step "6d. apt purge removes the config and lvsd's files, not the table"
 systemctl start lvsd

@@ -4,7 +4,9 @@
 #     it to lintian (no errors, no warnings but those overridden and explained in the README);
 #  2. boots a minimal Debian 12 (debootstrap, cached in $LVSD_VM_CACHE) under qemu with the test
 #     kernel, systemd as PID 1, and runs tests/systemd/proof.sh there: apt installs the package,
-#     and the service is driven through systemctl, journald and the kernel's table.
+#     and the service is driven through systemctl, journald and the kernel's table; then
+#     tests/systemd/ansible.sh runs the shipped Ansible tasks with Debian's ansible-core against
+#     the package there (first run changed, second changed=0, broken pushes refused by validate).
 # Prints cargo-style "test result:" lines (tests/run.sh adds them up); exits non-zero on any
 # failure. A step that cannot run (no debootstrap, no boot, no report from the VM) fails.
 #
@@ -21,10 +23,14 @@ set +e
 
 DEB_SUITE=bookworm
 # What the proof needs inside, besides minbase: systemd as init, udev, the tools it reads the
-# table and the host with. The package's own dependencies (libc6, systemd) are in this set:
-# the VM has no network.
-DEB_INCLUDE=systemd-sysv,udev,iproute2,kmod,procps,ipvsadm
-DEB_VM_TIMEOUT=${LVSD_DEBIAN_VM_TIMEOUT:-900}
+# table and the host with, and ansible-core for tests/systemd/ansible.sh. The package's own
+# dependencies (libc6, systemd) are in this set: the VM has no network. The image's cache name
+# is keyed on this list (deb_image): a changed list builds a new image. debootstrap does not
+# resolve virtual packages: python3-cffi-backend provides what python3-cryptography (an
+# ansible-core dependency) needs, and is named.
+DEB_INCLUDE=systemd-sysv,udev,iproute2,kmod,procps,ipvsadm,ansible-core,python3-cffi-backend
+# The proof and then the Ansible runs (each ansible-playbook takes tens of seconds under TCG).
+DEB_VM_TIMEOUT=${LVSD_DEBIAN_VM_TIMEOUT:-1800}
 
 deb_log() { printf '[debian] %s\n' "$*" >&2; }
 
@@ -259,13 +265,15 @@ deb_main() {
     return 1
   fi
   deb_log "image ready after $((SECONDS - t1)) s"
-  # The proof's disk: the scenario, the counting helpers and both packages.
+  # The proof's disk: the scenarios, the counting helpers, the shipped Ansible tasks and both
+  # packages. The Ansible test runs after the proof (which purged the package: it installs it
+  # again); the VM's exit status is non-zero when either failed.
   local p=$out/proof
   rm -rf "$p"; mkdir -p "$p"
-  cp tests/systemd/proof.sh tests/e2e/checks.sh "$p/"
+  cp tests/systemd/proof.sh tests/systemd/ansible.sh tests/e2e/checks.sh deploy/config-management/ansible-lvsd.yml "$p/"
   cp "$out/lvsd.deb" "$p/lvsd_1.deb"
   cp "$out/lvsd-upgrade.deb" "$p/lvsd_2.deb"
-  printf '#!/bin/bash\nexec bash ./proof.sh\n' >"$p/run"
+  printf '#!/bin/bash\nbash ./proof.sh; rc=$?\necho\nbash ./ansible.sh || rc=1\nexit $rc\n' >"$p/run"
   chmod -R a+rX "$p"
   truncate -s 64M "$out/proof.ext4"
   mkfs.ext4 -q -F -L lvsd-proof -d "$p" "$out/proof.ext4" || { echo "test result: FAILED. 0 passed; 1 failed; systemd VM (proof disk)"; return 1; }
@@ -275,6 +283,10 @@ deb_main() {
   deb_log "the systemd VM ran $((SECONDS - t2)) s (exit $vm_rc); the whole step $((SECONDS - t0)) s"
   if [ "$vm_rc" -ne 0 ] && ! grep -a -q 'test result: [A-Za-z]*\. [0-9]* passed; [0-9]* failed; e2e debian-systemd' "$out/vm.log"; then
     echo "test result: FAILED. 0 passed; 1 failed; systemd VM (exit $vm_rc and no result: no boot, a hang or a crash)"
+  fi
+  if ! grep -a -q 'test result: [A-Za-z]*\. [0-9]* passed; [0-9]* failed; e2e ansible' "$out/vm.log"; then
+    echo "test result: FAILED. 0 passed; 1 failed; e2e ansible (no result from tests/systemd/ansible.sh: it did not run, or hung)"
+    rc=1
   fi
   [ "$vm_rc" -eq 0 ] || rc=1
   return $rc

@@ -169,6 +169,8 @@ fn resolve(
     main: &Path,
     problems: &mut Vec<Problem>,
 ) -> (Vec<Named>, Vec<IncludeDir>) {
+    // `main` is where the main file stands (or will stand: `lvsd check --as`); the patterns are
+    // relative to its directory.
     let base = main
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -283,6 +285,20 @@ pub(crate) fn read(
     role: Option<Role>,
     seen: &mut Stamp,
 ) -> Result<Generation, Error> {
+    read_at(text, main, main, role, seen)
+}
+
+/// [`read`] for a main file read from `main` that is to stand at `at` (`lvsd check --as`: a
+/// configuration manager validates a temporary copy before it puts it in place): the includes
+/// are resolved relative to `at`'s directory, and `at` itself is left out of the listing as
+/// `main` would be; the main file's messages still cite `main`.
+pub(crate) fn read_at(
+    text: &str,
+    main: &Path,
+    at: &Path,
+    role: Option<Role>,
+    seen: &mut Stamp,
+) -> Result<Generation, Error> {
     let shown_main = printable(&main.display().to_string()).into_owned();
     let (parsed, patterns) = crate::parse_main(text, &main.display().to_string(), role, true);
     let Some(patterns) = patterns else {
@@ -294,7 +310,7 @@ pub(crate) fn read(
         });
     };
     let mut main_problems = vec![];
-    let (files, dirs) = resolve(&patterns, main, &mut main_problems);
+    let (files, dirs) = resolve(&patterns, at, &mut main_problems);
     // Every file listed is in the stamp, read or not (a generation refused before its files
     // were read is stamped as they are now; each file read, from its descriptor below).
     seen.dirs.clone_from(&dirs);

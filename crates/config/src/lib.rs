@@ -119,10 +119,19 @@ impl Summary {
 /// same problems, but keeps nothing of a valid service beyond its identity: what `lvsd check`
 /// needs, in memory proportional to the file rather than to the table it describes.
 pub fn check_as(path: &Path, role: Option<Role>) -> Result<Summary, Error> {
+    check_at(path, path, role)
+}
+
+/// [`check_as`] for the file at `path` as if it stood at `at` (`lvsd check --as`): a
+/// configuration manager (Ansible's `validate`, Salt's `check_cmd`) checks a temporary copy
+/// somewhere else before it moves it into place, and the copy's `include:` patterns must name
+/// the files next to where it will stand, not next to the copy. Messages about the main file
+/// cite `path` (the file given, with its lines); included files are cited at their real paths.
+pub fn check_at(path: &Path, at: &Path, role: Option<Role>) -> Result<Summary, Error> {
     let text = read_text(path)?;
     if include::may_include(text.as_bytes()) {
         // A generation: every file read whole (its verdict is the one `apply` reaches).
-        return include::read(&text, path, role, &mut Stamp::default())
+        return include::read_at(&text, path, at, role, &mut Stamp::default())
             .map(|g| Summary::of(&g.config));
     }
     check_text(&text, &path.display().to_string(), role)

@@ -89,6 +89,11 @@ pub(crate) enum Command {
         /// Print one JSON document (the problems with file, line, column, message, hint).
         #[arg(long)]
         json: bool,
+        /// Check the file as if it stood at this path: `include:` patterns are resolved next
+        /// to it, not next to the file given (Ansible's `validate: lvsd check -c %s --as
+        /// /etc/lvsd/lvsd.yaml` checks a temporary copy before it moves it into place).
+        #[arg(long = "as", value_name = "DESTINATION")]
+        at: Option<PathBuf>,
     },
     /// Show what `apply` would change; exit 0 in sync, 2 changes pending, 1 error.
     Plan {

@@ -130,7 +130,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     // With JSON logs, an apply logs every change (stdout still sums a bulk apply up).
     let every_change = matches!(cli.log_format, LogFormat::Json);
     match cli.command {
-        Command::Check { config, json } => commands::check::run(config, json).await,
+        Command::Check { config, json, at } => commands::check::run(config, json, at).await,
         Command::Plan { table, json } => commands::plan_command::run(table, json).await,
         Command::Apply {
             table,

@@ -81,6 +81,15 @@ pub fn insecure_state_dir(dir: &Path) -> Option<String> {
     above(&dirs, &mut seen, "the state directory")
 }
 
+/// The uid of the user the package runs the daemon as (`lvsd`, from sysusers.d), if this host
+/// has one.
+fn service_user() -> Option<u32> {
+    nix::unistd::User::from_name("lvsd")
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
 /// Where a path stands, for what is allowed of it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -134,7 +143,11 @@ fn verdict(what: &str, p: &Path, place: Place) -> Option<String> {
             " (or give lvsd a directory of its own with --state-dir)",
         ),
     };
-    let owner_ok = m.uid() == 0 || m.uid() == euid;
+    // The state directory may also be the service user's: the package runs the daemon as
+    // `lvsd`, which owns /run/lvsd, and root's `apply` works in it too.
+    let owner_ok = m.uid() == 0
+        || m.uid() == euid
+        || (place == Place::State && service_user() == Some(m.uid()));
     let owner = || {
         format!(
             "the {what} belongs to user {}, not root or lvsd's user: {whose}. `chown root {shown}`{fix_more}",

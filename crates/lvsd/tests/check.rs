@@ -140,3 +140,110 @@ fn import_refuses_at_the_source_line_and_writes_nothing() {
     let yaml = String::from_utf8_lossy(&out.stdout);
     assert!(yaml.contains("address: 10.0.0.1:80"), "{yaml}");
 }
+
+fn check_with(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A destination directory (the main file and conf.d/ with one valid service file) and a
+/// temporary copy of the main file elsewhere, as Ansible's `validate` sees it.
+fn destination_and_copy(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let d = dir(name);
+    let etc = d.join("etc");
+    std::fs::create_dir_all(etc.join("conf.d")).unwrap();
+    let main = "include: [conf.d/*.yaml]\nservices:\n  - address: 10.0.0.1:80\n";
+    std::fs::write(etc.join("lvsd.yaml"), main).unwrap();
+    std::fs::write(
+        etc.join("conf.d").join("web.yaml"),
+        "services:\n  - address: 10.0.0.2:80\n    reals:\n      - address: 192.168.1.1:80\n",
+    )
+    .unwrap();
+    let tmp = d.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let copy = tmp.join("tmpa1b2c3");
+    std::fs::write(&copy, main).unwrap();
+    (etc, copy)
+}
+
+#[test]
+fn a_copy_checked_as_its_destination_resolves_includes_there() {
+    let (etc, copy) = destination_and_copy("as");
+    // Without --as, conf.d/ is looked for next to the copy: refused.
+    let (code, _, err) = check_with(&["-c".as_ref(), copy.as_os_str()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("conf.d"), "{err}");
+    // With it, the files at the destination are read: valid, both services counted.
+    let dest = etc.join("lvsd.yaml");
+    let (code, out, err) = check_with(&[
+        "-c".as_ref(),
+        copy.as_os_str(),
+        "--as".as_ref(),
+        dest.as_os_str(),
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    let shown = copy.display().to_string();
+    assert!(
+        out.starts_with(&format!("{shown}: valid (2 services, 1 real servers")),
+        "{out}"
+    );
+    assert!(out.contains("web.yaml"), "{out}");
+    // The destination's own file is not read as an include of itself, even by a pattern
+    // that matches it.
+    std::fs::write(&copy, "include: ['*.yaml']\n").unwrap();
+    let (code, out, err) = check_with(&[
+        "-c".as_ref(),
+        copy.as_os_str(),
+        "--as".as_ref(),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("valid (0 services"), "{out}");
+    std::fs::remove_dir_all(etc.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_broken_file_at_the_destination_is_cited_at_its_path_and_line() {
+    let (etc, copy) = destination_and_copy("as-broken");
+    let broken = etc.join("conf.d").join("web.yaml");
+    std::fs::write(
+        &broken,
+        "services:\n  - address: 10.0.0.2:80\n    scheduler: nosuch\n",
+    )
+    .unwrap();
+    let dest = etc.join("lvsd.yaml");
+    let (code, out, err) = check_with(&[
+        "-c".as_ref(),
+        copy.as_os_str(),
+        "--as".as_ref(),
+        dest.as_os_str(),
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.starts_with(&format!("{}:3:", broken.display())),
+        "{err}"
+    );
+    // A problem in the copy itself is cited at the copy, with its line.
+    std::fs::write(
+        &copy,
+        "include: [conf.d/*.yaml]\nservices:\n  - address: 10.0.0.1:99999\n",
+    )
+    .unwrap();
+    let (code, _, err) = check_with(&[
+        "-c".as_ref(),
+        copy.as_os_str(),
+        "--as".as_ref(),
+        dest.as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("{}:3:", copy.display())), "{err}");
+    std::fs::remove_dir_all(etc.parent().unwrap()).unwrap();
+}

@@ -3,9 +3,13 @@
 use super::*;
 
 /// `lvsd check`: the same verdict as every other command's reading, keeping no table.
-pub async fn run(arg: ConfigArg, json: bool) -> Result<ExitCode> {
+pub async fn run(arg: ConfigArg, json: bool, at: Option<PathBuf>) -> Result<ExitCode> {
     let shown = config::printable(&arg.config.display().to_string()).into_owned();
-    let checked = config::check_as(&arg.config, arg.role.map(Role::from));
+    let checked = config::check_at(
+        &arg.config,
+        at.as_deref().unwrap_or(&arg.config),
+        arg.role.map(Role::from),
+    );
     if json {
         output::print(&check_json(&shown, &checked));
         return Ok(if checked.is_ok() {
