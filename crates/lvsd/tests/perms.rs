@@ -1,7 +1,7 @@
-//! `lvsd apply` refuses what others can write before it touches anything: an included file
-//! whatever its name holds, and a directory anywhere above the config (as sshd's StrictModes
-//! walks up to `/`), and a state directory others can write (they could plant a link there
-//! that lvsd would write through, or forge its records).
+//! `lvsd apply` (and `lvsd run`, at its start) refuses what others can write before it touches
+//! anything: an included file whatever its name holds, and a directory anywhere above the
+//! config (as sshd's StrictModes walks up to `/`), and a state directory others can write
+//! (they could plant a link there that lvsd would write through, or forge its records).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -87,5 +87,44 @@ fn a_state_directory_others_can_write_is_refused_and_links_there_are_not_followe
         assert!(err.contains("is a symbolic link"), "{mode:o}: {err}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn the_daemon_refuses_at_its_start_an_included_file_others_can_write() {
+    let d = dir("run-include");
+    std::fs::create_dir(d.join("conf.d")).unwrap();
+    chmod(&d.join("conf.d"), 0o755);
+    write(&d.join("lvsd.yaml"), "include: [conf.d/*.yaml]\n", 0o644);
+    write(&d.join("conf.d").join("web.yaml"), SVC, 0o666);
+    // In a user namespace of its own: were it to start, it could not reach the host's IPVS.
+    let mut child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--"])
+        .arg(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["run", "-c"])
+        .arg(d.join("lvsd.yaml"))
+        .arg("--state-dir")
+        .arg(d.join("state"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        status.is_some_and(|s| s.code() == Some(1)),
+        "lvsd run started on a config others can write: {err}"
+    );
+    assert!(err.contains("is writable by every user"), "{err}");
     std::fs::remove_dir_all(&d).unwrap();
 }
