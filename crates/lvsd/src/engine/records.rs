@@ -8,38 +8,21 @@ impl<I: Io> Engine<I> {
     /// planned or touched (read again at every pass, so a record fixed or removed by an
     /// operator is taken at the next one).
     pub(super) fn table_record(&mut self) -> Result<()> {
-        if self.owned_unreadable.is_some() {
-            match self.io.load_owned() {
-                Ok(o) => {
-                    tracing::info!("the table's ownership record can be read again");
-                    self.owned = o;
-                    self.owned_unreadable = None;
-                }
-                Err(e) => {
-                    self.owned_unreadable = Some(e.clone());
-                    return Err(e.into());
-                }
-            }
-        }
-        Ok(())
+        let io = &mut self.io;
+        retry(&mut self.owned_unreadable, &mut self.owned, "table", || {
+            io.load_owned()
+        })
     }
 
     /// [`Engine::table_record`] for the host's record and the host.
     pub(super) fn host_record(&mut self) -> Result<()> {
-        if self.host_unreadable.is_some() {
-            match self.io.load_host() {
-                Ok(o) => {
-                    tracing::info!("the host's ownership record can be read again");
-                    self.host_owned = o;
-                    self.host_unreadable = None;
-                }
-                Err(e) => {
-                    self.host_unreadable = Some(e.clone());
-                    return Err(e.into());
-                }
-            }
-        }
-        Ok(())
+        let io = &mut self.io;
+        retry(
+            &mut self.host_unreadable,
+            &mut self.host_owned,
+            "host",
+            || io.load_host(),
+        )
     }
 
     /// Records, before writing, the services and reals a plan is about to make lvsd's, on top
@@ -139,5 +122,30 @@ pub(super) fn split<T: Default>(
     match r {
         Ok(t) => (t, None),
         Err(e) => (T::default(), Some(e)),
+    }
+}
+
+/// Reads a record that could not be read (`problem`) again into `value`: an error while it
+/// still cannot be.
+fn retry<T>(
+    problem: &mut Option<state_file::Unreadable>,
+    value: &mut T,
+    what: &str,
+    load: impl FnOnce() -> std::result::Result<T, state_file::Unreadable>,
+) -> Result<()> {
+    if problem.is_none() {
+        return Ok(());
+    }
+    match load() {
+        Ok(v) => {
+            tracing::info!("the {what}'s ownership record can be read again");
+            *value = v;
+            *problem = None;
+            Ok(())
+        }
+        Err(e) => {
+            *problem = Some(e.clone());
+            Err(e.into())
+        }
     }
 }

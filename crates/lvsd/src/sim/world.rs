@@ -120,6 +120,11 @@ impl World {
         self.services.iter().position(|s| s.key == *key)
     }
 
+    /// Where real `d` stands in service `i`.
+    fn dest_index(&self, i: usize, d: &DestKey) -> Option<usize> {
+        self.services[i].dests.iter().position(|x| x.key == *d)
+    }
+
     /// A real with connections deleted before its drain deadline cuts them.
     fn check_delete(&mut self, service: &ServiceKey, d: &SimDest) {
         if d.active == 0 {
@@ -213,10 +218,8 @@ impl World {
                 let i = self
                     .find(k)
                     .ok_or_else(|| missing(k.to_string(), Errno::ESRCH))?;
-                let j = self.services[i]
-                    .dests
-                    .iter()
-                    .position(|x| x.key == *d)
+                let j = self
+                    .dest_index(i, d)
                     .ok_or_else(|| missing(d.addr.to_string(), Errno::ENOENT))?;
                 self.services[i].dests[j].spec = *spec;
                 self.note_weight(k, d, spec.weight);
@@ -225,10 +228,8 @@ impl World {
                 let i = self
                     .find(k)
                     .ok_or_else(|| missing(k.to_string(), Errno::ESRCH))?;
-                let j = self.services[i]
-                    .dests
-                    .iter()
-                    .position(|x| x.key == *d)
+                let j = self
+                    .dest_index(i, d)
                     .ok_or_else(|| missing(d.addr.to_string(), Errno::ENOENT))?;
                 let gone = self.services[i].dests.remove(j);
                 self.check_delete(k, &gone);
