@@ -7,7 +7,9 @@
 //! against the table the last pass left.
 
 pub mod decide;
+mod effective;
 mod reload;
+mod report;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -23,10 +25,9 @@ use plan::{Desired, Op};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use self::decide::{
-    Event, HostSummary, Machine, Part, PassRequest, PassSummary, Reloaded, Scope, Standing, Step,
-    TableSummary,
-};
+use self::decide::{Event, Machine, PassRequest, Reloaded, Scope, Standing, Step};
+use self::effective::refresh_effective;
+use self::report::{announce_device, first_line, log_standings, status_line, summarize};
 use self::watch::ConfigWatch;
 use crate::engine::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::health_status;
@@ -685,169 +686,4 @@ impl Daemon {
             _ => {}
         }
     }
-}
-
-/// Brings the table the planner aims for (the config with health applied) and the services'
-/// standings up to date for the services in `stale`. `table` is `None` while no service has
-/// health settings: the planner then aims for the config itself (no copy of a large table).
-/// Returns whether a standing changed.
-fn refresh_effective(
-    health: &HealthTable,
-    desired: &Desired,
-    stale: Scope,
-    table: &mut Option<Desired>,
-    statuses: &mut BTreeMap<ipvs::ServiceKey, ServiceStatus>,
-) -> bool {
-    let whole = |table: &mut Option<Desired>, statuses: &mut BTreeMap<_, _>| {
-        let before = std::mem::take(statuses);
-        if let Some((t, st)) = health.effective_if_any(desired) {
-            *table = Some(t);
-            *statuses = st.into_iter().map(|s| (s.service, s)).collect();
-        } else {
-            *table = None;
-        }
-        before != *statuses
-    };
-    let keys = match stale {
-        Scope::All => return whole(table, statuses),
-        Scope::Services(keys) => keys,
-    };
-    let Some(t) = table else {
-        // Still the config itself, unless one of these services brought health settings.
-        return keys
-            .iter()
-            .filter_map(|k| desired.services.get(k))
-            .any(|s| !s.health.is_inert())
-            && whole(table, statuses);
-    };
-    let mut changed = false;
-    for k in keys {
-        let st = match desired.services.get(&k) {
-            Some(svc) => {
-                let (svc, st) = health.effective_service(&k, svc);
-                t.services.insert(k, svc);
-                st
-            }
-            None => {
-                t.services.remove(&k);
-                None
-            }
-        };
-        match st {
-            Some(st) if statuses.get(&k) != Some(&st) => {
-                statuses.insert(k, st);
-                changed = true;
-            }
-            Some(_) => {}
-            None => changed |= statuses.remove(&k).is_some(),
-        }
-    }
-    changed
-}
-
-/// The device an active-active director announces its VIPs from.
-fn announce_device(cfg: &config::Config) -> Option<&str> {
-    match &cfg.host.ha {
-        plan::host::HaMode::ActiveActive { device, .. } if cfg.host.role == Role::Director => {
-            Some(device.as_str())
-        }
-        _ => None,
-    }
-}
-
-/// A pass in the terms the machine decides on.
-fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary {
-    let table = match &pass.table {
-        Outcome::NotRun => Part::NotRun,
-        Outcome::Done(t) => Part::Done(TableSummary {
-            applied: t.applied.len() + t.globals.applied.len(),
-            failed: t.failed.len()
-                + t.globals.failed.len()
-                + usize::from(t.globals.error.is_some()),
-            skipped: t.skipped.len() + t.globals.skipped.len(),
-            stuck: t
-                .stuck
-                .iter()
-                .map(ToString::to_string)
-                .chain(t.globals.stuck.iter().map(ToString::to_string))
-                .collect(),
-            busy: t
-                .after
-                .ops
-                .iter()
-                .map(Op::service)
-                .chain(t.after.waiting.iter().map(|w| w.service))
-                .collect(),
-            waiting: !t.after.waiting.is_empty(),
-            more: t.after.ops.iter().any(allow) || !t.globals.after.is_empty(),
-        }),
-        Outcome::Refused(e) => Part::Refused(e.to_string()),
-        Outcome::Failed(e) => Part::Failed(format!("{e:#}")),
-    };
-    let host = match &pass.host {
-        Outcome::NotRun => Part::NotRun,
-        Outcome::Done(h) => Part::Done(HostSummary {
-            applied: h.applied.len(),
-            failed: match (&h.failed, h.after.missing.is_empty()) {
-                (Some((op, e)), _) => Some(format!("{op}: {e}")),
-                (None, false) => Some(Unfit(h.after.missing.clone()).to_string()),
-                (None, true) => None,
-            },
-            skipped: h.skipped.len(),
-            pending: !h.after.ops.is_empty(),
-        }),
-        Outcome::Refused(e) => Part::Refused(e.to_string()),
-        Outcome::Failed(e) => Part::Failed(format!("{e:#}")),
-    };
-    PassSummary { table, host }
-}
-
-/// The first line of a (possibly multi-line) message, for one-line summaries.
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
-}
-
-/// The `STATUS=` line: in sync, or what is not and why.
-fn status_line(m: &Machine, services: usize) -> String {
-    if m.converged() {
-        return format!("in sync: {services} services");
-    }
-    let part = |name: &str, s: &Standing| match s {
-        Standing::Converged => None,
-        s => Some(format!("{name} {}", s.describe())),
-    };
-    let parts: Vec<String> = [part("table", m.table()), part("host", m.host())]
-        .into_iter()
-        .flatten()
-        .collect();
-    format!("not in sync: {}", parts.join("; "))
-}
-
-/// Logs each service's health standing when it changes: loudly when no real is healthy.
-fn log_standings(
-    statuses: &[ServiceStatus],
-    last: &mut BTreeMap<ipvs::ServiceKey, (HealthStanding, bool)>,
-) {
-    let mut seen = BTreeMap::new();
-    for s in statuses {
-        let now = (s.standing, s.fallback_active);
-        let before = last
-            .get(&s.service)
-            .copied()
-            .unwrap_or((HealthStanding::Ok, false));
-        if now != before {
-            match s.standing {
-                // New reals start drained until their first checks pass: that is not an outage
-                // to shout about yet.
-                HealthStanding::Down if s.waiting > 0 && s.waiting >= s.serving => {
-                    tracing::info!(service = %s.service, "health: {s}; waiting for the first check results")
-                }
-                HealthStanding::Down => tracing::error!(service = %s.service, "health: {s}"),
-                HealthStanding::Degraded => tracing::warn!(service = %s.service, "health: {s}"),
-                HealthStanding::Ok => tracing::info!(service = %s.service, "health: {s}"),
-            }
-        }
-        seen.insert(s.service, now);
-    }
-    *last = seen;
 }
