@@ -10,9 +10,14 @@ pub const AFTER_INTENT: &str = "after-intent";
 /// After the kernel took a batch, before the ownership record says what it holds.
 pub const AFTER_WRITE: &str = "after-write";
 
+/// Whether `LVSD_FAULT` names this point.
+fn asked(name: &str) -> bool {
+    std::env::var_os("LVSD_FAULT").is_some_and(|v| v == name)
+}
+
 /// Stops the process here when `LVSD_FAULT` names this point.
 pub fn point(name: &str) {
-    if std::env::var_os("LVSD_FAULT").is_some_and(|v| v == name) {
+    if asked(name) {
         tracing::warn!(point = name, "LVSD_FAULT: stopping here for a crash test");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
@@ -36,7 +41,7 @@ pub const RELOAD_PANIC: &str = "reload-panic";
 /// Panics here when `LVSD_FAULT` names this point: how a test loses a task the way a bug would.
 #[allow(clippy::panic)]
 pub fn panic_point(name: &str) {
-    if std::env::var_os("LVSD_FAULT").is_some_and(|v| v == name) {
+    if asked(name) {
         panic!("LVSD_FAULT: a panic at {name} for a test");
     }
 }

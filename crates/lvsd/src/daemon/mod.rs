@@ -117,8 +117,8 @@ struct Daemon {
     /// What the last read saw, accepted or not (a resync notices other files behind the
     /// paths: an event the watch lost).
     read: Stamp,
-    /// What the last reload rejected, while it is still what is there.
-    rejected: Option<Stamp>,
+    /// The last reload rejected what it read ([`Daemon::read`]).
+    rejected: bool,
     /// The last check of [`Daemon::read`] right after a read found the files moved, and asked
     /// for another read: the next such check leaves it to the events and the resync (no loop
     /// of reads, whatever a file system reports).
@@ -219,7 +219,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
     );
     let mut d = Daemon {
         read,
-        rejected: None,
+        rejected: false,
         rechecked: false,
         watch,
         engine,
@@ -420,21 +420,13 @@ impl Daemon {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
         }
-        if !asked {
-            if let Some(rejected) = self.rejected.clone() {
-                let path = self.settings.config.clone();
-                let same = tokio::task::spawn_blocking(move || !rejected.moved(&path))
-                    .await
-                    .unwrap_or(false);
-                if same {
-                    // The very files just rejected (a rename is reported by more than one
-                    // event): nothing new to say.
-                    tracing::debug!("the config is the file rejected last; nothing new");
-                    self.machine
-                        .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
-                    return Ok(());
-                }
-            }
+        if !asked && self.rejected && !self.read_moved().await {
+            // The very files just rejected (a rename is reported by more than one event):
+            // nothing new to say.
+            tracing::debug!("the config is the file rejected last; nothing new");
+            self.machine
+                .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
+            return Ok(());
         }
         crate::fault::point(crate::fault::RELOAD_BEFORE_READ);
         let (outcome, read) =
@@ -445,11 +437,10 @@ impl Daemon {
             self.watch.follow(l.include_dirs());
         }
         self.check_read().await;
-        self.rejected = None;
+        self.rejected = matches!(outcome, Reloaded::Rejected(_));
         let present = self.read.is_present();
         match &outcome {
             Reloaded::Rejected(why) => {
-                self.rejected = Some(self.read.clone());
                 self.reload_problem = Some(format!("config rejected: {}", first_line(why)));
                 self.telemetry.config_rejected(why);
             }

@@ -116,6 +116,14 @@ impl World {
         true
     }
 
+    /// A record save: an error once the process is killed.
+    fn save(&mut self) -> anyhow::Result<()> {
+        if !self.tick() {
+            anyhow::bail!("the process was killed");
+        }
+        Ok(())
+    }
+
     fn find(&self, key: &ServiceKey) -> Option<usize> {
         self.services.iter().position(|s| s.key == *key)
     }
@@ -458,18 +466,14 @@ impl Io for SimIo {
 
     fn save_owned(&mut self, owned: &Owned) -> anyhow::Result<()> {
         let mut w = self.0.borrow_mut();
-        if !w.tick() {
-            anyhow::bail!("the process was killed");
-        }
+        w.save()?;
         w.owned = Some(owned.clone());
         Ok(())
     }
 
     fn save_host(&mut self, owned: &HostOwned) -> anyhow::Result<()> {
         let mut w = self.0.borrow_mut();
-        if !w.tick() {
-            anyhow::bail!("the process was killed");
-        }
+        w.save()?;
         w.host = Some(owned.clone());
         Ok(())
     }
