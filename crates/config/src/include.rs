@@ -145,7 +145,7 @@ pub(crate) fn listing(dirs: &[IncludeDir], main: &Path) -> Listing {
                 let mut names: Vec<String> = entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| glob::matches(&d.pattern, n))
+                    .filter(|n| d.matches(n))
                     .collect();
                 names.sort();
                 for n in names {
