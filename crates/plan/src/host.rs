@@ -437,13 +437,22 @@ impl HostPlan {
     /// the VIPs lvsd holds while the host keeps a role, which is what an emptied or truncated
     /// file looks like (a real server without its VIPs drops the director's traffic). Taking
     /// the role away (`none`) is deliberate and never trips it.
-    pub fn guard(&self, role: Role, owned: &HostOwned) -> Option<(usize, usize)> {
+    ///
+    /// On a director, `managed` is lvsd's record of the table: a VIP that no service in it uses
+    /// any more (its services left the file, drained and were deleted, or went with the table)
+    /// is neither counted nor held. Its removal completes changes the table's guard already let
+    /// through; counting it would refuse for good, with nothing left to change, once two such
+    /// drains end in the same pass. An emptied file keeps its services in the record (the
+    /// table's guard refuses their removal), so their VIPs still count.
+    pub fn guard(&self, role: Role, owned: &HostOwned, managed: &Owned) -> Option<(usize, usize)> {
+        let serving: BTreeSet<IpAddr> = managed.services.keys().filter_map(vip).collect();
+        let counts = |a: &HostAddr| role != Role::Director || serving.contains(&a.addr);
         let removed = self
             .ops
             .iter()
-            .filter(|o| matches!(o, HostOp::DelAddress(a) if !self.announce_devices.contains(&a.interface)))
+            .filter(|o| matches!(o, HostOp::DelAddress(a) if !self.announce_devices.contains(&a.interface) && counts(a)))
             .count();
-        let held = owned.addresses.len();
+        let held = owned.addresses.iter().filter(|a| counts(a)).count();
         (role != Role::None && removed > 0 && removed * 2 > held).then_some((removed, held))
     }
 }

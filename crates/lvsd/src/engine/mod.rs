@@ -191,7 +191,10 @@ impl<I: Io> Engine<I> {
 
     /// Why a plan must not be carried out without `--force`: one of the removal guards.
     pub fn refusal(&self, cfg: &Config, plan: &FullPlan) -> Option<anyhow::Error> {
-        if let Some((removed, held)) = plan.host.guard(cfg.host.role, &self.host_owned) {
+        if let Some((removed, held)) = plan
+            .host
+            .guard(cfg.host.role, &self.host_owned, &self.owned)
+        {
             return Some(HostRefused { removed, held }.into());
         }
         match &plan.table {
@@ -261,7 +264,7 @@ impl<I: Io> Engine<I> {
                 Ok(p) if !p.missing.is_empty() => {
                     pass.host = Outcome::Failed(Unfit(p.missing).into());
                 }
-                Ok(p) => match p.guard(cfg.host.role, &self.host_owned) {
+                Ok(p) => match p.guard(cfg.host.role, &self.host_owned, &self.owned) {
                     Some((removed, held)) if !spec.force => {
                         pass.host = Outcome::Refused(HostRefused { removed, held }.into());
                     }
@@ -291,7 +294,10 @@ impl<I: Io> Engine<I> {
                 Err(e) => pass.host = Outcome::Failed(e),
             }
         }
-        if let (Some(plan), Some(o)) = (table_plan, observed.take()) {
+        // The table stays as read when its plan was refused: the host's second round keeps
+        // the VIPs of the services it still has.
+        let planned = table_plan.and_then(|plan| observed.take().map(|o| (plan, o)));
+        if let Some((plan, o)) = planned {
             let globals = self.converge_globals(&cfg.globals, spec.allow_host).await;
             match self
                 .converge_table(table_desired, o, plan, scope, spec.allow)
@@ -319,6 +325,7 @@ impl<I: Io> Engine<I> {
         if let Some(mut hp) = host_pass {
             pass.host = match self.finish_host(cfg, table.as_ref(), spec, &mut hp).await {
                 Ok(()) => Outcome::Done(hp),
+                Err(e) if e.is::<HostRefused>() => Outcome::Refused(e),
                 Err(e) => Outcome::Failed(e),
             };
         }
@@ -336,6 +343,8 @@ pub(crate) enum Mutation {
     None,
     /// Writes without recording first what it is about to own.
     SkipIntent,
+    /// Changes the host without recording first what it is about to own there.
+    SkipHostIntent,
     /// Deletes a real where it should drain it (connections cut).
     DeleteDrainedAtOnce,
 }

@@ -35,10 +35,16 @@ impl<I: Io> Engine<I> {
     }
 
     /// Carries out a host plan in order, stopping at the first failure: later steps rely on
-    /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet). What an
-    /// operation will put on the host (an address, a changed sysctl, a link brought up) is
-    /// recorded before it is carried out: a kill in between leaves an entry the next pass
-    /// drops when it finds nothing there, never something of lvsd's it does not know about.
+    /// earlier ones (a real server's VIP must not appear on `lo` before ARP is quiet).
+    ///
+    /// What the plan will newly put on the host (an address, a sysctl lvsd does not hold yet,
+    /// a link brought up) is recorded, all of it in one durable save, before anything is
+    /// carried out: a kill in between leaves entries the next pass drops when it finds nothing
+    /// there, never something of lvsd's it does not know about. Once the plan has run, the
+    /// record is saved again with what was done (an intent whose operation failed or was never
+    /// tried is dropped). Two saves a round, however many VIPs it adds; a sysctl lvsd already
+    /// holds that it moves to another value is saved right after the write, so the record
+    /// keeps telling its value from someone else's.
     pub(super) async fn execute_host(
         &mut self,
         plan: HostPlan,
@@ -46,20 +52,26 @@ impl<I: Io> Engine<I> {
         pass: &mut HostPass,
     ) -> Result<()> {
         let mut kept = plan.kept;
-        self.save_host(&kept)?;
+        if allow {
+            let mut intent = kept.clone();
+            for op in plan.ops.iter().filter(|op| claims(&kept, op)) {
+                intent.record(op);
+            }
+            #[cfg(test)]
+            if self.mutation == Mutation::SkipHostIntent {
+                intent = kept.clone();
+            }
+            self.save_host(&intent)?;
+        } else {
+            self.save_host(&kept)?;
+        }
         for op in plan.ops {
             if !allow {
                 pass.skipped.push(op);
                 continue;
             }
-            let adds = matches!(
-                op,
-                HostOp::AddAddress(_) | HostOp::SetSysctl { .. } | HostOp::LinkUp { .. }
-            );
-            if adds {
-                kept.record(&op);
-                self.save_host(&kept)?;
-            }
+            let moves_held =
+                matches!(&op, HostOp::SetSysctl { key, .. } if kept.sysctls.contains_key(key));
             let done = match self.host() {
                 Ok(h) => host::with_timeout(h.execute(&op)).await,
                 Err(e) => Err(host::Error::Connect(std::io::Error::other(format!(
@@ -71,6 +83,9 @@ impl<I: Io> Engine<I> {
                     tracing::info!("{op}");
                     kept.record(&op);
                     pass.applied.push(op);
+                    if moves_held {
+                        self.save_host(&kept)?;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "{op} failed");
@@ -107,6 +122,15 @@ impl<I: Io> Engine<I> {
         let (allow_host, unable) = (spec.allow_host, spec.unable);
         if pass.failed.is_none() {
             let again = self.plan_host(cfg, table, unable).await?;
+            // The first round's guard saw the VIPs this round would take away still held for
+            // services in the table; the table part may since have deleted them.
+            if let Some((removed, held)) = again.guard(cfg.host.role, &self.host_owned, &self.owned)
+            {
+                if !spec.force {
+                    pass.after = again;
+                    return Err(HostRefused { removed, held }.into());
+                }
+            }
             if again.missing.is_empty() && !again.ops.is_empty() && allow_host {
                 self.execute_host(again, true, pass).await?;
             } else {
@@ -120,5 +144,19 @@ impl<I: Io> Engine<I> {
         }
         pass.after = self.plan_host(cfg, table, unable).await?;
         Ok(())
+    }
+}
+
+/// Whether carrying `op` out makes lvsd the owner of something new on the host: what must be
+/// in the record before the operation runs.
+fn claims(kept: &HostOwned, op: &HostOp) -> bool {
+    match op {
+        HostOp::AddAddress(_) | HostOp::LinkUp { .. } => true,
+        HostOp::SetSysctl { key, .. } => !kept.sysctls.contains_key(key),
+        HostOp::CreateTunnel { .. }
+        | HostOp::CreateDummy { .. }
+        | HostOp::LinkDown { .. }
+        | HostOp::DelAddress(_)
+        | HostOp::RestoreSysctl { .. } => false,
     }
 }
