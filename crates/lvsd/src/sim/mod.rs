@@ -9,9 +9,14 @@
 //! - no real with connections deleted before its drain deadline;
 //! - after a kill, every service lvsd made is in its record (else the next lvsd would call it
 //!   foreign and leave it forever);
+//! - no address someone else put on the host removed, ever;
+//! - after a kill, every address lvsd put on the host and every sysctl it changed is in the
+//!   host's record, with the sysctl's value from before lvsd (else giving the role up later
+//!   leaves them behind);
 //! - an emptied config is refused by the guard and deletes nothing;
-//! - once quiet, the table is the config in force plus the foreign services, and a pass
-//!   over a converged table writes nothing (no write loop).
+//! - once quiet, the table is the config in force plus the foreign services, the host has the
+//!   role's VIPs and sysctls (and nothing else of lvsd's), and a pass over a converged table
+//!   writes nothing (no write loop).
 //!
 //! The same seed gives the same schedule and the same outcome: a failure prints its seed, and
 //! `LVSD_SIM_SEED=<seed> cargo test -p lvsd sim:: -- --nocapture` replays it with its trace.
@@ -26,7 +31,9 @@ use std::rc::Rc;
 use ipvs::{Request, ServiceKey};
 use plan::Op;
 
-use self::world::{SimIo, World, foreign_service, tcp};
+use plan::host::{HostAddr, Sysctl};
+
+use self::world::{LAN, SimIo, World, foreign_service, tcp};
 use crate::engine::{Engine, Mutation, Outcome, Pass, PassSpec};
 
 /// splitmix64: small, fast, and the same on every machine.
@@ -54,10 +61,34 @@ impl Rng {
     }
 }
 
-/// The config as the generator keeps it: service n is 10.1.0.n:80, real r is 10.0.0.r.
+/// The config as the generator keeps it: service n is 10.1.0.n:80, real r is 10.0.0.r; a
+/// director holds the VIPs on [`LAN`]; IPVS sysctls by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Model {
     services: BTreeMap<u8, (&'static str, BTreeMap<u8, u32>)>,
+    director: bool,
+    sysctls: BTreeMap<&'static str, &'static str>,
+}
+
+/// IPVS sysctls the generator sets, with the values it picks from (`sync_threshold` is the
+/// two-number value of the shipped pair config).
+const SYSCTLS: [(&str, [&str; 2]); 2] = [
+    ("expire_nodest_conn", ["1", "0"]),
+    ("sync_threshold", ["3 50", "4 60"]),
+];
+
+/// The sysctls on the simulated host before lvsd runs.
+const HOST_SYSCTLS: [(&str, &str); 3] = [
+    ("net/ipv4/ip_forward", "0"),
+    ("net/ipv4/vs/expire_nodest_conn", "0"),
+    ("net/ipv4/vs/sync_threshold", "3 50"),
+];
+
+fn vip(n: u8) -> HostAddr {
+    HostAddr {
+        interface: LAN.to_owned(),
+        addr: std::net::IpAddr::from([10, 1, 0, n]),
+    }
 }
 
 const SCHEDULERS: [&str; 3] = ["wlc", "rr", "sh"];
@@ -68,6 +99,8 @@ impl Model {
     fn initial(rng: &mut Rng) -> Model {
         let mut m = Model {
             services: BTreeMap::new(),
+            director: rng.below(2) == 0,
+            sysctls: BTreeMap::new(),
         };
         for n in 1..=(2 + rng.below(2) as u8) {
             m.add_service(n, rng);
@@ -85,7 +118,8 @@ impl Model {
     }
 
     /// One change, as an operator makes them: a service or a real added or removed, a weight
-    /// or a scheduler changed.
+    /// or a scheduler changed, the director role taken or given up, an IPVS sysctl set,
+    /// changed or dropped.
     fn edit(&self, rng: &mut Rng) -> Model {
         let mut m = self.clone();
         let present: Vec<u8> = m.services.keys().copied().collect();
@@ -93,7 +127,19 @@ impl Model {
             m.add_service(1, rng);
             return m;
         };
-        match rng.below(6) {
+        match rng.below(8) {
+            6 => m.director = !m.director,
+            7 => {
+                let (name, values) = SYSCTLS[rng.below(SYSCTLS.len() as u64) as usize];
+                match rng.below(3) {
+                    2 => {
+                        m.sysctls.remove(name);
+                    }
+                    i => {
+                        m.sysctls.insert(name, values[i as usize]);
+                    }
+                }
+            }
             0 => {
                 let free: Vec<u8> = (1..=6).filter(|k| !m.services.contains_key(k)).collect();
                 if let Some(k) = rng.pick(&free) {
@@ -139,10 +185,24 @@ impl Model {
     }
 
     fn yaml(&self) -> String {
-        if self.services.is_empty() {
-            return "services: []\n".into();
+        let mut out = String::new();
+        if self.director {
+            out += &format!("host:\n  role: director\n  interface: {LAN}\n");
         }
-        let mut out = String::from("services:\n");
+        if !self.sysctls.is_empty() {
+            out += "ipvs:\n  sysctl:\n";
+            for (name, value) in &self.sysctls {
+                if value.contains(' ') {
+                    out += &format!("    {name}: \"{value}\"\n");
+                } else {
+                    out += &format!("    {name}: {value}\n");
+                }
+            }
+        }
+        if self.services.is_empty() {
+            return out + "services: []\n";
+        }
+        out += "services:\n";
         for (n, (sched, reals)) in &self.services {
             out += &format!(
                 "  - name: s{n}\n    address: 10.1.0.{n}:80\n    scheduler: {sched}\n    drain_timeout: {DRAIN}s\n    reals:\n"
@@ -175,6 +235,21 @@ impl Model {
             .filter(|k| self.services.get(k) != other.services.get(k))
             .map(|k| tcp(&format!("10.1.0.{k}"), 80))
             .collect()
+    }
+
+    /// The host once this config is carried out: the role's VIPs next to everyone else's
+    /// addresses, its sysctls over the host's own values.
+    fn host(&self, w: &World) -> (BTreeSet<HostAddr>, BTreeMap<Sysctl, String>) {
+        let mut addresses = w.foreign_addresses.clone();
+        let mut sysctls = w.initial_sysctls.clone();
+        if self.director {
+            addresses.extend(self.services.keys().map(|n| vip(*n)));
+            sysctls.insert(Sysctl("net/ipv4/ip_forward".into()), "1".into());
+        }
+        for (name, value) in &self.sysctls {
+            sysctls.insert(Sysctl(format!("net/ipv4/vs/{name}")), (*value).to_owned());
+        }
+        (addresses, sysctls)
     }
 }
 
@@ -209,6 +284,19 @@ fn engine(world: &Rc<RefCell<World>>, mutation: Mutation) -> Engine<SimIo> {
 }
 
 impl Sim {
+    fn new(world: Rc<RefCell<World>>, mutation: Mutation, foreign: Vec<world::SimService>) -> Sim {
+        Sim {
+            engine: engine(&world, mutation),
+            world,
+            mutation,
+            trace: vec![],
+            tally: Tally::default(),
+            foreign,
+            last_writes: 0,
+            last_destructive: 0,
+        }
+    }
+
     fn note(&mut self, what: String) {
         let now = self.world.borrow().now;
         self.trace.push(format!("t={now} {what}"));
@@ -227,7 +315,11 @@ impl Sim {
             allow_host: true,
             unable: &none,
         };
-        self.world.borrow_mut().writes.clear();
+        {
+            let mut w = self.world.borrow_mut();
+            w.writes.clear();
+            w.director = cfg.host.role == plan::host::Role::Director;
+        }
         let pass = self.engine.converge(cfg, &cfg.desired, &spec).await;
         self.tally.passes += 1;
         let writes = std::mem::take(&mut self.world.borrow_mut().writes);
@@ -252,7 +344,28 @@ impl Sim {
             Outcome::Refused(_) => "refused".to_owned(),
             Outcome::Failed(e) => format!("failed: {e:#}"),
         };
-        self.note(format!("  pass: {outcome}"));
+        let host = match &pass.host {
+            Outcome::NotRun => "not run".to_owned(),
+            Outcome::Done(h) => format!(
+                "{:?}{}{}",
+                h.applied
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                match &h.failed {
+                    Some((op, e)) => format!(", {op} failed: {e}"),
+                    None => String::new(),
+                },
+                if h.after.is_empty() {
+                    String::new()
+                } else {
+                    format!(", pending {:?} {:?}", h.after.ops, h.after.missing)
+                }
+            ),
+            Outcome::Refused(e) => format!("refused: {e}"),
+            Outcome::Failed(e) => format!("failed: {e:#}"),
+        };
+        self.note(format!("  pass: {outcome}; host: {host}"));
         pass
     }
 
@@ -268,6 +381,24 @@ impl Sim {
                 return Err(format!(
                     "t={}: killed with service {} in the table but not in lvsd's record: the next lvsd takes it for foreign and never removes it",
                     w.now, s.key
+                ));
+            }
+        }
+        let host = w.host.clone().unwrap_or_default();
+        for a in w.addresses.keys() {
+            if !w.foreign_addresses.contains(a) && !host.addresses.contains(a) {
+                return Err(format!(
+                    "t={}: killed with {} on {}, put there by lvsd but not in its host record: giving the role up leaves it behind",
+                    w.now, a.addr, a.interface
+                ));
+            }
+        }
+        for (key, initial) in &w.initial_sysctls {
+            let now = w.sysctls.get(key).unwrap_or(initial);
+            if now != initial && host.sysctls.get(key).map(|s| &s.original) != Some(initial) {
+                return Err(format!(
+                    "t={}: killed with {key} changed by lvsd ({initial} -> {now}) but its original value not in the host record",
+                    w.now
                 ));
             }
         }
@@ -312,9 +443,45 @@ impl Sim {
         let ours: Vec<usize> = (0..w.services.len())
             .filter(|i| !w.foreign.contains(&w.services[*i].key))
             .collect();
+        let what = rng.below(5);
+        if what >= 3 {
+            let what = if what == 3 {
+                let lvsds: Vec<HostAddr> = w
+                    .addresses
+                    .keys()
+                    .filter(|a| !w.foreign_addresses.contains(*a))
+                    .cloned()
+                    .collect();
+                let Some(i) = rng.pick(&(0..lvsds.len()).collect::<Vec<_>>()) else {
+                    return;
+                };
+                w.addresses.remove(&lvsds[i]);
+                format!("ip addr del {} dev {}", lvsds[i].addr, lvsds[i].interface)
+            } else {
+                let key = Sysctl("net/ipv4/ip_forward".into());
+                let value = if w.sysctls.get(&key).map(String::as_str) == Some("1") {
+                    "0"
+                } else {
+                    "1"
+                };
+                // Not lvsd's (by its record): the host's own value from now on.
+                if !w
+                    .host
+                    .as_ref()
+                    .is_some_and(|h| h.sysctls.contains_key(&key))
+                {
+                    w.initial_sysctls.insert(key.clone(), value.to_owned());
+                }
+                w.sysctls.insert(key, value.to_owned());
+                format!("sysctl net.ipv4.ip_forward={value}")
+            };
+            drop(w);
+            self.note(format!("behind lvsd's back: {what}"));
+            return;
+        }
         let Some(i) = rng.pick(&ours) else { return };
         let key = w.services[i].key;
-        let what = match rng.below(3) {
+        let what = match what {
             0 if !w.services[i].dests.is_empty() => {
                 let j = rng.below(w.services[i].dests.len() as u64) as usize;
                 w.services[i].dests[j].spec.weight = 1 + rng.below(9) as u32;
@@ -343,6 +510,7 @@ impl Sim {
         {
             let mut w = self.world.borrow_mut();
             w.fail_at = None;
+            w.host_fail_next = false;
             w.kill_in = None;
             w.down = false;
             for s in &mut w.services {
@@ -422,6 +590,14 @@ impl Sim {
                 "once quiet the table is not the config plus the foreign services:\n  want {want:?}\n  have {have:?}"
             ));
         }
+        let (addresses, sysctls) = model.host(&w);
+        let have_addresses: BTreeSet<HostAddr> = w.addresses.keys().cloned().collect();
+        if addresses != have_addresses || sysctls != w.sysctls {
+            return Err(format!(
+                "once quiet the host is not the role plus what others put there:\n  want {addresses:?} {sysctls:?}\n  have {have_addresses:?} {:?}",
+                w.sysctls
+            ));
+        }
         Ok(())
     }
 }
@@ -442,17 +618,18 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
             w.foreign.insert(f.key);
             w.services.push(f.clone());
         }
+        // The interface's own address, and an operator's /32 that is also service 5's VIP.
+        let own = HostAddr {
+            interface: LAN.to_owned(),
+            addr: std::net::IpAddr::from([10, 1, 0, 200]),
+        };
+        w.foreign_address(own, 24);
+        w.foreign_address(vip(5), 32);
+        for (key, value) in HOST_SYSCTLS {
+            w.sysctl(key, value);
+        }
     }
-    let mut sim = Sim {
-        engine: engine(&world, mutation),
-        world,
-        mutation,
-        trace: vec![],
-        tally: Tally::default(),
-        foreign,
-        last_writes: 0,
-        last_destructive: 0,
-    };
+    let mut sim = Sim::new(world, mutation, foreign);
     let result = rt.block_on(async {
         let mut model = Model::initial(&mut rng);
         sim.note(format!("config:\n{}", model.yaml()));
@@ -468,7 +645,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                     sim.note(format!(
                         "edit ({}): {:?}",
                         if scoped { "scoped pass" } else { "full pass" },
-                        next.services
+                        next
                     ));
                     let cfg = next.config()?;
                     let pass = sim.pass(&cfg, scoped.then_some(&touched)).await;
@@ -491,12 +668,22 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                 }
                 70..=76 => {
                     let at = rng.below(4) as usize;
-                    sim.world.borrow_mut().fail_at = Some(at);
+                    let host = rng.below(2) == 0;
+                    {
+                        let mut w = sim.world.borrow_mut();
+                        w.fail_at = Some(at);
+                        w.host_fail_next = host;
+                    }
                     sim.tally.faults += 1;
                     let next = model.edit(&mut rng);
                     sim.note(format!(
-                        "the kernel refuses request {at} of the next batch; edit: {:?}",
-                        next.services
+                        "the kernel refuses request {at} of the next batch{}; edit: {:?}",
+                        if host {
+                            " and the host its next change"
+                        } else {
+                            ""
+                        },
+                        next
                     ));
                     let pass = sim.pass(&next.config()?, None).await;
                     if !matches!(pass.table, Outcome::Refused(_)) {
@@ -519,7 +706,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                     let next = model.edit(&mut rng);
                     sim.note(format!(
                         "a kill after {at} writes or saves; edit: {:?}",
-                        next.services
+                        next
                     ));
                     // Killed or not, the file was pushed: the next lvsd reads it too.
                     let pass = sim.pass(&next.config()?, None).await;
@@ -531,6 +718,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                 _ => {
                     let empty = Model {
                         services: BTreeMap::new(),
+                        ..model.clone()
                     };
                     sim.note("the config emptied (a truncated push)".into());
                     sim.pass(&empty.config()?, None).await;
@@ -550,7 +738,13 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
     match result {
         Ok(()) => Ok(sim.tally),
         Err(e) => {
-            let tail: Vec<&String> = sim.trace.iter().rev().take(40).collect();
+            // A replay (`LVSD_SIM_SEED`) prints the whole schedule, a sweep its end.
+            let keep = if std::env::var_os("LVSD_SIM_SEED").is_some() {
+                usize::MAX
+            } else {
+                40
+            };
+            let tail: Vec<&String> = sim.trace.iter().rev().take(keep).collect();
             let trace: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
             Err(format!(
                 "{e}\n--- the schedule's last steps:\n{}",
@@ -611,10 +805,83 @@ mod tests {
         );
     }
 
+    /// A director taking up twenty VIPs records its intent once, before the first address, and
+    /// that is also the record once all went well: one durable save of the host record, not
+    /// one per address (an fsync each).
+    #[test]
+    fn a_director_adding_many_vips_saves_its_host_record_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
+        for (key, value) in HOST_SYSCTLS {
+            world.borrow_mut().sysctl(key, value);
+        }
+        let model = Model {
+            services: (1..=20)
+                .map(|n| (n, ("rr", BTreeMap::from([(1, 1)]))))
+                .collect(),
+            director: true,
+            sysctls: BTreeMap::new(),
+        };
+        let mut sim = Sim::new(world.clone(), Mutation::None, vec![]);
+        let cfg = model.config().unwrap();
+        let pass = rt.block_on(sim.pass(&cfg, None));
+        assert!(pass.converged(), "{}", sim.trace.join("\n"));
+        let w = world.borrow();
+        assert_eq!(w.addresses.len(), 20);
+        assert_eq!(w.host.as_ref().map(|h| h.addresses.len()), Some(20));
+        assert_eq!(w.host_saves, 1, "durable saves of the host record");
+    }
+
+    /// A pushed file with the director's services gone: the table's guard refuses to delete
+    /// them, and the host keeps their VIPs. The host's second round planned against no table
+    /// at all once the table's plan was refused, and took every VIP away (the outage the
+    /// guard is there to prevent; found by the simulation's host part).
+    #[test]
+    fn an_emptied_file_leaves_a_directors_vips_in_place() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
+        for (key, value) in HOST_SYSCTLS {
+            world.borrow_mut().sysctl(key, value);
+        }
+        let model = Model {
+            services: (1..=3)
+                .map(|n| (n, ("rr", BTreeMap::from([(1, 1)]))))
+                .collect(),
+            director: true,
+            sysctls: BTreeMap::new(),
+        };
+        let emptied = Model {
+            services: BTreeMap::new(),
+            ..model.clone()
+        };
+        let mut sim = Sim::new(world.clone(), Mutation::None, vec![]);
+        let pass = rt.block_on(sim.pass(&model.config().unwrap(), None));
+        assert!(pass.converged(), "{}", sim.trace.join("\n"));
+        for _ in 0..2 {
+            let pass = rt.block_on(sim.pass(&emptied.config().unwrap(), None));
+            assert!(matches!(pass.table, Outcome::Refused(_)));
+            let w = world.borrow();
+            assert!(w.violations.is_empty(), "{:?}", w.violations);
+            assert_eq!(w.addresses.len(), 3, "{}", sim.trace.join("\n"));
+        }
+    }
+
     /// The simulation has teeth: each deliberate bug is caught within a few hundred schedules.
     #[test]
     fn a_broken_engine_is_caught() {
-        for mutation in [Mutation::SkipIntent, Mutation::DeleteDrainedAtOnce] {
+        for mutation in [
+            Mutation::SkipIntent,
+            Mutation::SkipHostIntent,
+            Mutation::DeleteDrainedAtOnce,
+        ] {
             let caught =
                 (0..500).find_map(|seed| run(seed, STEPS, mutation).err().map(|e| (seed, e)));
             let Some((seed, e)) = caught else {

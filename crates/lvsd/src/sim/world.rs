@@ -4,8 +4,12 @@
 //! tunnelled, destinations in insertion order, one master and one backup sync daemon, the
 //! module unloaded (the table gone, connections opened before stale), connections that keep a
 //! drained real busy. It also watches every write for what lvsd must never do: touch a foreign
-//! service, or delete a real that carries connections before its drain deadline. A kill stops
-//! every write and record save from its instant on, as SIGKILL would.
+//! service, or delete a real that carries connections before its drain deadline. The host is
+//! simulated too: interfaces, addresses with their prefix, sysctls (read back with whitespace
+//! folded, as `/proc/sys` gives `3\t50`), an existing address added again or a missing one
+//! removed taken as done (as the rtnetlink host does), an operation refused on demand, and the
+//! addresses someone else put there, which lvsd must never remove. A kill stops every write,
+//! host operation and record save from its instant on, as SIGKILL would.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +21,7 @@ use ipvs::{
 };
 use nix::errno::Errno;
 use plan::Owned;
-use plan::host::{HostObserved, HostOp, HostOwned, Sysctl};
+use plan::host::{HostAddr, HostObserved, HostOp, HostOwned, Link, Sysctl};
 
 use crate::io::{HostIo, Io, Table};
 use crate::state_file::Unreadable;
@@ -71,7 +75,28 @@ pub struct World {
     pub drain_timeout: u64,
     /// What lvsd did that it must never do.
     pub violations: Vec<String>,
+    /// The host's interfaces.
+    pub links: BTreeMap<String, Link>,
+    /// The host's addresses, with their prefix length.
+    pub addresses: BTreeMap<HostAddr, u8>,
+    /// The host's sysctls, as `/proc/sys` reads them back.
+    pub sysctls: BTreeMap<Sysctl, String>,
+    /// Addresses someone else put on the host: never lvsd's to remove.
+    pub foreign_addresses: BTreeSet<HostAddr>,
+    /// The sysctls as they would be without lvsd: the host's values before it ran, and what
+    /// someone else wrote since to one lvsd does not hold (what giving a role up leaves).
+    pub initial_sysctls: BTreeMap<Sysctl, String>,
+    /// The next host operation is refused.
+    pub host_fail_next: bool,
+    /// Saves of the host record since the driver last looked.
+    pub host_saves: usize,
+    /// The config in force holds the director role: a VIP must stay while a service of
+    /// lvsd's on it is in the table (draining, or kept by the removal guard).
+    pub director: bool,
 }
+
+/// The interface the simulated director holds its VIPs on.
+pub const LAN: &str = "eth0";
 
 impl World {
     /// An empty table at time `now`.
@@ -97,7 +122,91 @@ impl World {
             foreign: BTreeSet::new(),
             drain_timeout,
             violations: vec![],
+            links: [("lo", 1), (LAN, 2)]
+                .into_iter()
+                .map(|(name, index)| (name.to_owned(), Link { index, up: true }))
+                .collect(),
+            addresses: BTreeMap::new(),
+            sysctls: BTreeMap::new(),
+            foreign_addresses: BTreeSet::new(),
+            initial_sysctls: BTreeMap::new(),
+            host_fail_next: false,
+            host_saves: 0,
+            director: false,
         }
+    }
+
+    /// An address someone else put on the host.
+    pub fn foreign_address(&mut self, addr: HostAddr, prefix: u8) {
+        self.addresses.insert(addr.clone(), prefix);
+        self.foreign_addresses.insert(addr);
+    }
+
+    /// A sysctl as the host has it before lvsd runs.
+    pub fn sysctl(&mut self, key: &str, value: &str) {
+        let key = Sysctl(key.to_owned());
+        self.sysctls.insert(key.clone(), value.to_owned());
+        self.initial_sysctls.insert(key, value.to_owned());
+    }
+
+    /// Carries out one host operation as the rtnetlink host and `/proc/sys` would.
+    fn apply_host(&mut self, op: &HostOp) -> Result<(), host::Error> {
+        let no_interface = |interface: &str| host::Error::NoInterface {
+            op: op.to_string(),
+            interface: interface.to_owned(),
+        };
+        match op {
+            HostOp::CreateTunnel { name } | HostOp::CreateDummy { name } => {
+                let index = 1 + self.links.values().map(|l| l.index).max().unwrap_or(0);
+                self.links
+                    .entry(name.clone())
+                    .or_insert(Link { index, up: false });
+            }
+            HostOp::LinkUp { name } | HostOp::LinkDown { name } => {
+                let up = matches!(op, HostOp::LinkUp { .. });
+                self.links
+                    .get_mut(name)
+                    .ok_or_else(|| no_interface(name))?
+                    .up = up;
+            }
+            HostOp::SetSysctl { key, to, .. } | HostOp::RestoreSysctl { key, to, .. } => {
+                let Some(v) = self.sysctls.get_mut(key) else {
+                    return Err(host::Error::Sysctl {
+                        op: format!("write {key}"),
+                        source: std::io::Error::from_raw_os_error(nix::libc::ENOENT),
+                    });
+                };
+                *v = to.split_whitespace().collect::<Vec<_>>().join(" ");
+            }
+            HostOp::AddAddress(a) => {
+                if !self.links.contains_key(&a.interface) {
+                    return Err(no_interface(&a.interface));
+                }
+                self.addresses
+                    .entry(a.clone())
+                    .or_insert_with(|| a.prefix_len());
+            }
+            HostOp::DelAddress(a) => {
+                if self.foreign_addresses.contains(a) {
+                    self.violations.push(format!(
+                        "t={}: removed {} from {}, an address someone else put there",
+                        self.now, a.addr, a.interface
+                    ));
+                }
+                let serving = self.services.iter().find(|s| {
+                    !self.foreign.contains(&s.key)
+                        && matches!(s.key, ServiceKey::Addr { addr, .. } if addr == a.addr)
+                });
+                if let Some(s) = serving.filter(|_| self.director) {
+                    self.violations.push(format!(
+                        "t={}: the director took VIP {} away while its service {} is in the table",
+                        self.now, a.addr, s.key
+                    ));
+                }
+                self.addresses.remove(a);
+            }
+        }
+        Ok(())
     }
 
     /// One write or save: false when the process is (now) killed.
@@ -301,8 +410,8 @@ pub struct SimTable {
     generation: u64,
 }
 
-/// A connection to the simulated host (nothing to set up in the table-only schedules).
-pub struct SimHost;
+/// A connection to the simulated host.
+pub struct SimHost(Rc<RefCell<World>>);
 
 fn killed(op: &str) -> ipvs::Error {
     ipvs::Error::Io {
@@ -424,13 +533,38 @@ impl Table for SimTable {
     }
 }
 
+fn host_killed() -> host::Error {
+    host::Error::Connect(std::io::Error::other("the process was killed"))
+}
+
 impl HostIo for SimHost {
-    async fn observe(&self, _keys: &BTreeSet<Sysctl>) -> Result<HostObserved, host::Error> {
-        Ok(HostObserved::default())
+    async fn observe(&self, keys: &BTreeSet<Sysctl>) -> Result<HostObserved, host::Error> {
+        let w = self.0.borrow();
+        if w.killed {
+            return Err(host_killed());
+        }
+        Ok(HostObserved {
+            links: w.links.clone(),
+            addresses: w.addresses.clone(),
+            sysctls: keys
+                .iter()
+                .map(|k| (k.clone(), w.sysctls.get(k).cloned()))
+                .collect(),
+        })
     }
 
-    async fn execute(&self, _op: &HostOp) -> Result<(), host::Error> {
-        Ok(())
+    async fn execute(&self, op: &HostOp) -> Result<(), host::Error> {
+        let mut w = self.0.borrow_mut();
+        if !w.tick() {
+            return Err(host_killed());
+        }
+        if std::mem::take(&mut w.host_fail_next) {
+            return Err(host::Error::Netlink {
+                op: op.to_string(),
+                source: std::io::Error::from_raw_os_error(nix::libc::EPERM),
+            });
+        }
+        w.apply_host(op)
     }
 }
 
@@ -453,7 +587,10 @@ impl Io for SimIo {
     }
 
     fn connect_host(&mut self) -> Result<SimHost, host::Error> {
-        Ok(SimHost)
+        if self.0.borrow().killed {
+            return Err(host_killed());
+        }
+        Ok(SimHost(self.0.clone()))
     }
 
     fn load_owned(&mut self) -> Result<Owned, Unreadable> {
@@ -474,6 +611,7 @@ impl Io for SimIo {
     fn save_host(&mut self, owned: &HostOwned) -> anyhow::Result<()> {
         let mut w = self.0.borrow_mut();
         w.save()?;
+        w.host_saves += 1;
         w.host = Some(owned.clone());
         Ok(())
     }
