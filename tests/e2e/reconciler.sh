@@ -207,15 +207,26 @@ sleep 3
 check "a restarted daemon writes nothing" sh -c "! grep -q ' INFO [-+~] ' $E/daemon2.log"
 check "the table is unchanged after the restart" same_table "$before"
 
-echo "### 8. the guard refuses an emptied file"
+echo "### 8. the guard refuses an emptied file; the director keeps its VIPs"
+web51='  - name: web51
+    address: 172.16.1.51:80
+    reals:
+      - address: 172.16.1.101'
+vip51() { D ip -o addr show dev eth0 | grep -q ' 172.16.1.51/32 '; }
+conf "$keep" rr "$web51" | edit_in_place
+check "a service on a new VIP: lvsd puts the VIP on eth0" within 4 vip51
+sleep 1
+before=$(table)
 printf 'services: []\nhost: {role: director, interface: eth0}\n' | edit_in_place
 check "the daemon refuses the emptied file" within 2 grep -q "refusing to apply" $E/daemon2.log
+sleep 4 # a resync too
 check "... and keeps the table" same_table "$before"
+check "... and the VIP it added (a refused table kept its VIPs' services)" vip51
 kill -TERM $pid; wait $pid
 printf 'services: []\n' >$E/empty.yaml
 lvsd apply -c $E/empty.yaml --state-dir $ST >$E/guard.out 2>&1; rc=$?
 cat $E/guard.out
-check "apply refuses it too (exit 1)" sh -c "[ $rc -eq 1 ] && grep -q 'refusing to apply: the plan removes 1 of 1 managed services' $E/guard.out"
+check "apply refuses it too (exit 1)" sh -c "[ $rc -eq 1 ] && grep -q 'refusing to apply: the plan removes 2 of 2 managed services' $E/guard.out"
 check "... and changes nothing" same_table "$before"
 
 echo "### 9. export -> apply and import of ipvsadm -Sn reproduce the table"
