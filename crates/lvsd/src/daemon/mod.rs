@@ -25,9 +25,9 @@ use plan::{Desired, Op};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use self::decide::{Event, Machine, PassRequest, Reloaded, Scope, Standing, Step};
+use self::decide::{Check, Event, Machine, PassRequest, Reloaded, Scope, Serving, Standing, Step};
 use self::effective::refresh_effective;
-use self::report::{announce_device, first_line, log_standings, status_line, summarize};
+use self::report::{announce_device, log_standings, status_line, summarize};
 use self::watch::ConfigWatch;
 use crate::engine::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::health_status;
@@ -117,39 +117,24 @@ struct Daemon {
     /// What the last read saw, accepted or not (a resync notices other files behind the
     /// paths: an event the watch lost).
     read: Stamp,
-    /// The last reload rejected what it read ([`Daemon::read`]).
-    rejected: bool,
-    /// The last check of [`Daemon::read`] right after a read found the files moved, and asked
-    /// for another read: the next such check leaves it to the events and the resync (no loop
-    /// of reads, whatever a file system reports).
-    rechecked: bool,
     machine: Machine,
     clock: Clock,
     telemetry: std::sync::Arc<Telemetry>,
     health: HealthTable,
     monitor: Monitor,
     /// The config with health applied (`None` while no service has health settings: the
-    /// config itself is the target), each service's standing, and what to recompute.
+    /// config itself is the target) and each service's standing (which services to recompute
+    /// is `decide`'s).
     table_desired: Option<Desired>,
     statuses: BTreeMap<ipvs::ServiceKey, ServiceStatus>,
     /// Moves on whenever a service's standing changes (with the health table's revision, what
     /// the health picture was last published for).
     statuses_revision: u64,
     health_published: Option<(u64, u64)>,
-    stale: Scope,
     /// What was last said about each service's health (logged once per change).
     standings: BTreeMap<ipvs::ServiceKey, (HealthStanding, bool)>,
     /// The health lines last written to the state directory (rewritten only when they change).
     health_written: Option<Vec<String>>,
-    /// The config's hash is due in the telemetry (after the pass that carries a change out).
-    hash_due: bool,
-    /// The table has been in sync at least once since the start.
-    table_ever_converged: bool,
-    /// Why the file on disk is not the config in force (rejected, or waiting to be checked),
-    /// for `STATUS=`.
-    reload_problem: Option<String>,
-    /// What the health file (`ha.health_file`) says now, as last written.
-    health_file_value: Option<usize>,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -157,7 +142,7 @@ struct Daemon {
 /// The config's directory is watched before the config is first read, and the read is stamped
 /// from the file it read: a file renamed into place at any moment of the start is either the
 /// one read or an event (or, in an included directory watched only once the read named it,
-/// seen by the check of the stamp right after).
+/// seen by the look at the stamp `decide` asks for first).
 pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result<()> {
     let clock = Clock(tokio::time::Instant::now());
     let (tx, mut inputs) = mpsc::unbounded_channel();
@@ -219,8 +204,6 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
     );
     let mut d = Daemon {
         read,
-        rejected: false,
-        rechecked: false,
         watch,
         engine,
         loaded: Some(loaded),
@@ -233,16 +216,10 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         statuses: BTreeMap::new(),
         statuses_revision: 0,
         health_published: None,
-        stale: Scope::All,
         standings: BTreeMap::new(),
         health_written: None,
-        hash_due: false,
-        table_ever_converged: false,
-        reload_problem: None,
-        health_file_value: None,
         settings,
     };
-    d.check_read().await;
     d.sync_health(false, None).await;
     tracing::info!(config = %d.settings.config.display(), role = role.name(), services, checks = d.monitor.len(), resync = ?d.settings.resync, "lvsd running");
     // Up and watching: READY now, whatever the first pass will say (a module that loads late,
@@ -267,21 +244,13 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
             }
         }
         match d.machine.next(d.clock.now()) {
-            Step::Reload { asked } => {
-                if let Err(e) = d.reload(asked).await {
+            Step::Reload { .. } => {
+                if let Err(e) = d.reload().await {
                     fatal = Some(e);
                     break 'run;
                 }
             }
-            Step::CheckFile => {
-                let changed = d.read_moved().await;
-                if changed {
-                    tracing::info!(config = %d.settings.config.display(), "resync: another file is behind the config path; reading it");
-                } else {
-                    tracing::debug!("resync");
-                }
-                d.machine.on(Event::FileChecked { changed }, d.clock.now());
-            }
+            Step::CheckFile(why) => d.check_file(why).await,
             Step::Pass(req) => d.pass(req).await,
             Step::Wait(until) => {
                 let until = next_ping.map_or(until, |p| p.min(until));
@@ -306,6 +275,21 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
     }
     tracing::info!("stopping; the IPVS table and the host stay as they are");
     Ok(())
+}
+
+/// Writes `value` to the health file at `path` (the one place it is written); whether it was.
+fn write_health_file(telemetry: &Telemetry, path: &std::path::Path, value: usize) -> bool {
+    match crate::state_file::write_value(path, &format!("{value}\n")) {
+        Ok(()) => {
+            tracing::info!(file = %path.display(), value, "health file: {value} services cannot be served here");
+            telemetry.health_file(value);
+            true
+        }
+        Err(e) => {
+            tracing::error!("cannot write the health file: {e:#}");
+            false
+        }
+    }
 }
 
 /// Forwards the signals to the loop's input channel.
@@ -350,7 +334,6 @@ impl Daemon {
                     } else {
                         tracing::warn!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is DOWN ({}), out of rotation", r.outcome.reason);
                     }
-                    self.stale.merge(Scope::Services([service].into()));
                     self.machine.on(Event::HealthChanged(service), now);
                 }
             }
@@ -396,37 +379,44 @@ impl Daemon {
             .unwrap_or(true)
     }
 
-    /// Right after a read, once its included directories are watched: a file that changed
-    /// between the read and the watch gave no event, so the stamp is checked now, and a moved
-    /// one is read again (as after a write seen by the watch).
-    async fn check_read(&mut self) {
-        if !self.read_moved().await {
-            self.rechecked = false;
-            return;
+    /// Looks at the files behind the config's paths for `decide`, which asked for it `why`.
+    async fn check_file(&mut self, why: Check) {
+        if why == Check::Rejected {
+            // As before any reload: the directories the config resolves through now.
+            if let Err(e) = self.watch.refresh() {
+                tracing::warn!("{e:#}");
+            }
         }
-        if std::mem::replace(&mut self.rechecked, true) {
-            tracing::debug!(
-                "the config moved again while it was read; the watch and the resync follow it"
-            );
-            return;
+        let changed = self.read_moved().await;
+        let config = self.settings.config.display();
+        match (why, changed) {
+            (Check::Resync, true) => {
+                tracing::info!(config = %config, "resync: another file is behind the config path; reading it");
+            }
+            (Check::Resync, false) => tracing::debug!("resync"),
+            (Check::Rejected, false) => {
+                tracing::debug!("the config is the file rejected last; nothing new");
+            }
+            _ => {}
         }
-        tracing::info!(config = %self.settings.config.display(), "the config changed while it was read; reading it again");
-        self.machine
-            .on(Event::FileWritten { whole: false }, self.clock.now());
+        let v = self
+            .machine
+            .on(Event::FileChecked { changed }, self.clock.now());
+        if why == Check::Read && changed {
+            if v.read_again {
+                tracing::info!(config = %config, "the config changed while it was read; reading it again");
+            } else {
+                tracing::debug!(
+                    "the config moved again while it was read; the watch and the resync follow it"
+                );
+            }
+        }
     }
 
     /// Reads the config again; an error is fatal (see [`reload::reload`]).
-    async fn reload(&mut self, asked: bool) -> Result<()> {
+    async fn reload(&mut self) -> Result<()> {
         if let Err(e) = self.watch.refresh() {
             tracing::warn!("{e:#}");
-        }
-        if !asked && self.rejected && !self.read_moved().await {
-            // The very files just rejected (a rename is reported by more than one event):
-            // nothing new to say.
-            tracing::debug!("the config is the file rejected last; nothing new");
-            self.machine
-                .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
-            return Ok(());
         }
         crate::fault::point(crate::fault::RELOAD_BEFORE_READ);
         let (outcome, read) =
@@ -436,36 +426,28 @@ impl Daemon {
         if let Some(l) = &self.loaded {
             self.watch.follow(l.include_dirs());
         }
-        self.check_read().await;
-        self.rejected = matches!(outcome, Reloaded::Rejected(_));
-        let present = self.read.is_present();
+        let outcome = match outcome {
+            Reloaded::Unchanged if !self.read.is_present() => Reloaded::Gone,
+            o => o,
+        };
         match &outcome {
-            Reloaded::Rejected(why) => {
-                self.reload_problem = Some(format!("config rejected: {}", first_line(why)));
-                self.telemetry.config_rejected(why);
-            }
-            Reloaded::Deferred(why) => {
-                self.reload_problem = Some(format!("config change waiting: {}", first_line(why)));
-                self.telemetry.config_deferred(why);
-            }
-            Reloaded::Unchanged => {
-                // The file is the config in force again (a rejected edit undone): say so.
-                if present && self.reload_problem.take().is_some() {
-                    self.telemetry.config_back();
-                }
-            }
+            Reloaded::Rejected(why) => self.telemetry.config_rejected(why),
+            Reloaded::Deferred(why) => self.telemetry.config_deferred(why),
             Reloaded::Changed(touched) => {
-                self.reload_problem = None;
-                // Said once the pass has carried the change out: hashing a large file is not
-                // worth delaying it for.
-                self.hash_due = true;
                 let t = std::time::Instant::now();
                 self.sync_health(true, Some(touched)).await;
                 tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "brought the checks in line");
-                self.stale.merge(touched.clone());
             }
+            Reloaded::Unchanged | Reloaded::Gone => {}
         }
-        self.machine.on(Event::Reloaded(outcome), self.clock.now());
+        if self
+            .machine
+            .on(Event::Reloaded(outcome), self.clock.now())
+            .config_back
+        {
+            // The file is the config in force again (a rejected edit undone): say so.
+            self.telemetry.config_back();
+        }
         let services = self
             .loaded
             .as_ref()
@@ -477,17 +459,12 @@ impl Daemon {
     /// `STATUS=` for systemd: how table and host stand, and why the file on disk is not the
     /// config in force, if it is not.
     fn say_status(&self, services: usize) {
-        let mut line = status_line(&self.machine, services);
-        if let Some(p) = &self.reload_problem {
-            line = format!("{line}; {p}");
-        }
-        crate::telemetry::notify_status(&line);
+        crate::telemetry::notify_status(&status_line(&self.machine, services));
     }
 
     /// Brings the table the planner aims for (the config with health applied) and the
     /// services' standings up to date for what is stale.
-    fn refresh_effective(&mut self) {
-        let stale = std::mem::replace(&mut self.stale, Scope::none());
+    fn refresh_effective(&mut self, stale: Scope) {
         if let Some(loaded) = &self.loaded {
             if refresh_effective(
                 &self.health,
@@ -524,7 +501,7 @@ impl Daemon {
 
     async fn pass(&mut self, req: PassRequest) {
         let t = std::time::Instant::now();
-        self.refresh_effective();
+        self.refresh_effective(req.stale.clone());
         self.publish_health();
         tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "applied health to the config");
         let Some(loaded) = &self.loaded else { return };
@@ -555,15 +532,20 @@ impl Daemon {
                 &spec,
             )
             .await;
-        if std::mem::take(&mut self.hash_due) {
+        let services = cfg.desired.services.len();
+        let mut summary = summarize(&pass, &allow);
+        summary.serving = cfg.health_file.as_ref().map(|_| Serving {
+            unable: unable.len(),
+            services,
+        });
+        let verdict = self.machine.on(Event::PassDone(summary), self.clock.now());
+        if verdict.say_hash {
             self.telemetry.config_loaded(
                 crate::telemetry::config_hash(loaded.bytes()),
                 cfg.host.role.name(),
                 true,
             );
         }
-        let summary = summarize(&pass, &allow);
-        let verdict = self.machine.on(Event::PassDone(summary), self.clock.now());
         self.log_pass(cfg, &pass, &verdict);
         if let Some(device) = announce_device(cfg) {
             let n = self
@@ -579,28 +561,10 @@ impl Daemon {
         self.telemetry.pass(started.elapsed(), record);
         self.telemetry
             .standing(self.machine.table(), self.machine.host());
-        let services = cfg.desired.services.len();
-        if self.machine.table().is_converged() {
-            self.table_ever_converged = true;
-        }
-        if let Some(path) = &cfg.health_file {
-            // How many services this director cannot serve: keepalived's track_file puts it in
-            // FAULT while that is not 0. A table never programmed yet serves nothing.
-            let value = if self.table_ever_converged {
-                unable.len()
-            } else {
-                services
-            };
-            if self.health_file_value != Some(value) {
-                match crate::state_file::write_value(path, &format!("{value}\n")) {
-                    Ok(()) => {
-                        tracing::info!(file = %path.display(), value, "health file: {value} services cannot be served here");
-                        self.health_file_value = Some(value);
-                        self.telemetry.health_file(value);
-                    }
-                    Err(e) => tracing::error!("cannot write the health file: {e:#}"),
-                }
-            }
+        if let (Some(value), Some(path)) = (verdict.health_file, &cfg.health_file) {
+            let ok = write_health_file(&self.telemetry, path, value);
+            self.machine
+                .on(Event::HealthFileWritten { value, ok }, self.clock.now());
         }
         self.say_status(services);
     }
