@@ -14,6 +14,7 @@
 //! real server that health checks took out of rotation, and the other way round.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipvs::ServiceKey;
@@ -157,8 +158,8 @@ pub enum Event {
     /// The answer to [`Verdict::health_file`]: the value was written (`ok`), or not (and is
     /// written again after the next pass).
     HealthFileWritten {
-        /// The value that was to be written.
-        value: usize,
+        /// What was to be written, where.
+        value: HealthFileValue,
         /// It was.
         ok: bool,
     },
@@ -243,9 +244,11 @@ pub struct PassSummary {
     pub serving: Option<Serving>,
 }
 
-/// What the health file's value is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the health file's value is made of, and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Serving {
+    /// The health file the config names.
+    pub file: PathBuf,
     /// Services the health checks say cannot be served here (no healthy real, no fallback).
     pub unable: usize,
     /// All the config's services (none of which a table never programmed serves).
@@ -292,13 +295,23 @@ impl Standing {
     }
 }
 
+/// A value of the health file, and the file it is (to be) written to: a config that names
+/// another file has it written there, even with the same value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthFileValue {
+    /// The file.
+    pub file: PathBuf,
+    /// How many services this director cannot serve.
+    pub value: usize,
+}
+
 /// What the loop should log, count, say or write after an event (mostly a pass), beyond the
 /// step's own lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
     /// Write this value to the health file (it changed, or was never written), then report
     /// [`Event::HealthFileWritten`].
-    pub health_file: Option<usize>,
+    pub health_file: Option<HealthFileValue>,
     /// Say the config's hash now: the pass that carries a config change out is done (hashing
     /// a large file is not worth delaying the pass for).
     pub say_hash: bool,
@@ -400,8 +413,8 @@ struct Checks {
 struct HealthFile {
     /// The table has been in sync at least once since the start: until then it serves nothing.
     ever_converged: bool,
-    /// The value as last written (written again only when it changes).
-    written: Option<usize>,
+    /// The value as last written, and where (written again only when either changes).
+    written: Option<HealthFileValue>,
 }
 
 impl Machine {
@@ -752,12 +765,15 @@ impl Machine {
         }
         if let Some(s) = p.serving {
             // A table never programmed yet serves nothing.
-            let value = if self.health_file.ever_converged {
-                s.unable
-            } else {
-                s.services
+            let value = HealthFileValue {
+                file: s.file,
+                value: if self.health_file.ever_converged {
+                    s.unable
+                } else {
+                    s.services
+                },
             };
-            if self.health_file.written != Some(value) {
+            if self.health_file.written.as_ref() != Some(&value) {
                 v.health_file = Some(value);
             }
         }
@@ -1468,14 +1484,26 @@ mod tests {
         assert_eq!(req.stale, Scope::All);
     }
 
-    /// A pass whose table part ended `table`, with `unable` of 3 services unservable, and a
-    /// health file configured.
+    /// A pass whose table part ended `table`, with `unable` of 3 services unservable, and the
+    /// health file `/run/h`.
     fn done_serving(m: &mut Machine, table: Part<TableSummary>, unable: usize, at: At) -> Verdict {
+        done_serving_in(m, "/run/h", table, unable, at)
+    }
+
+    /// The same, with the health file at `file`.
+    fn done_serving_in(
+        m: &mut Machine,
+        file: &str,
+        table: Part<TableSummary>,
+        unable: usize,
+        at: At,
+    ) -> Verdict {
         m.on(
             Event::PassDone(PassSummary {
                 table,
                 host: host_ok(),
                 serving: Some(Serving {
+                    file: file.into(),
                     unable,
                     services: 3,
                 }),
@@ -1484,14 +1512,28 @@ mod tests {
         )
     }
 
+    /// The value `n` for the health file `/run/h`.
+    fn h(n: usize) -> HealthFileValue {
+        HealthFileValue {
+            file: "/run/h".into(),
+            value: n,
+        }
+    }
+
     #[test]
     fn the_health_file_says_every_service_until_the_table_was_first_in_sync() {
         let mut m = machine(false);
         next(&mut m, ms(0));
         // A table never programmed serves nothing, whatever the checks say.
         let v = done_serving(&mut m, Part::Failed("no ip_vs".into()), 0, ms(10));
-        assert_eq!(v.health_file, Some(3));
-        m.on(Event::HealthFileWritten { value: 3, ok: true }, ms(11));
+        assert_eq!(v.health_file, Some(h(3)));
+        m.on(
+            Event::HealthFileWritten {
+                value: h(3),
+                ok: true,
+            },
+            ms(11),
+        );
         next(&mut m, ms(510));
         let v = done_serving(&mut m, Part::Failed("no ip_vs".into()), 0, ms(520));
         assert_eq!(v.health_file, None, "written only when it changes");
@@ -1499,12 +1541,12 @@ mod tests {
         next(&mut m, ms(1520));
         assert_eq!(
             done_serving(&mut m, converged(), 1, ms(1530)).health_file,
-            Some(1)
+            Some(h(1))
         );
         // A write that failed is tried again after the next pass.
         m.on(
             Event::HealthFileWritten {
-                value: 1,
+                value: h(1),
                 ok: false,
             },
             ms(1531),
@@ -1513,19 +1555,53 @@ mod tests {
         next(&mut m, ms(2000));
         assert_eq!(
             done_serving(&mut m, converged(), 1, ms(2010)).health_file,
-            Some(1)
+            Some(h(1))
         );
-        m.on(Event::HealthFileWritten { value: 1, ok: true }, ms(2011));
+        m.on(
+            Event::HealthFileWritten {
+                value: h(1),
+                ok: true,
+            },
+            ms(2011),
+        );
         // Once in sync, a failing table later still counts what health says.
         m.on(Event::HealthChanged(svc(50)), ms(3000));
         next(&mut m, ms(3000));
         let v = done_serving(&mut m, Part::Failed("gone".into()), 2, ms(3010));
-        assert_eq!(v.health_file, Some(2));
+        assert_eq!(v.health_file, Some(h(2)));
         // No health file configured: nothing to write.
         next(&mut m, ms(3510));
         assert_eq!(
             done(&mut m, converged(), host_ok(), ms(3520)).health_file,
             None
+        );
+    }
+
+    #[test]
+    fn a_health_file_named_anew_is_written_there_with_the_same_value() {
+        // Found moving this decision: the value was remembered without its file, so a config
+        // that named another health file left it unwritten until the value changed.
+        let mut m = started(false, ms(10));
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        next(&mut m, ms(100));
+        let v = done_serving(&mut m, converged(), 0, ms(110));
+        assert_eq!(v.health_file, Some(h(0)));
+        m.on(
+            Event::HealthFileWritten {
+                value: h(0),
+                ok: true,
+            },
+            ms(111),
+        );
+        reloaded(&mut m, Reloaded::Changed(Scope::none()), ms(200));
+        next(&mut m, ms(200));
+        let v = done_serving_in(&mut m, "/run/keepalived/lvsd", converged(), 0, ms(210));
+        assert_eq!(
+            v.health_file,
+            Some(HealthFileValue {
+                file: "/run/keepalived/lvsd".into(),
+                value: 0,
+            })
         );
     }
 

@@ -425,7 +425,8 @@ impl Daemon {
             .await;
         let services = cfg.desired.services.len();
         let mut summary = summarize(&pass, &allow);
-        summary.serving = cfg.health_file.as_ref().map(|_| Serving {
+        summary.serving = cfg.health_file.as_ref().map(|file| Serving {
+            file: file.clone(),
             unable: unable.len(),
             services,
         });
@@ -452,8 +453,8 @@ impl Daemon {
         self.telemetry.pass(started.elapsed(), record);
         let machine = &self.decisions.machine;
         self.telemetry.standing(machine.table(), machine.host());
-        if let (Some(value), Some(path)) = (verdict.health_file, &cfg.health_file) {
-            let ok = Self::write_health_file(&self.telemetry, path, value);
+        if let Some(value) = verdict.health_file {
+            let ok = Self::write_health_file(&self.telemetry, &value.file, value.value);
             self.decisions.on(Event::HealthFileWritten { value, ok });
         }
         self.say_status();
