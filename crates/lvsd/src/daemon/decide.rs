@@ -1,15 +1,20 @@
 //! What the daemon does next, decided without doing anything: events in (a file event, SIGHUP,
-//! a health transition, a reload's or a pass's outcome), the next step out (read the config,
-//! check the file behind the path, run a pass of the table and/or the host, or wait until a
-//! deadline). Pure and clocked by the caller, so every rule — the debounce of in-place writes,
-//! separate backoffs for the table and the host, drain polls, a difference that will not go
-//! away, report-only drift, a reload that cannot be checked yet — is a table of cases below.
+//! a health transition, a look at the files, a reload's or a pass's outcome, a write of the
+//! health file), the next step out (read the config, look at the files behind the paths, run a
+//! pass of the table and/or the host, or wait until a deadline), and what to say or write after
+//! it ([`Verdict`]). Pure and clocked by the caller, so every rule — the debounce of in-place
+//! writes, a rejected file not read again, one re-read at most after a read the files moved
+//! under, separate backoffs for the table and the host, drain polls, a difference that will not
+//! go away, report-only drift, a reload that cannot be checked yet, which services' health is
+//! applied again, the health file's value — is a table of cases below. The loop only carries
+//! the steps out and reports what came of them.
 //!
 //! The table and the host are two parts that converge independently: each has its own due
 //! time, failure count and standing, so a host that lacks its interface never holds back a
 //! real server that health checks took out of rotation, and the other way round.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipvs::ServiceKey;
@@ -82,6 +87,10 @@ impl Allow {
 /// One pass, as the machine asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassRequest {
+    /// The services whose health must be applied to the config again before the pass (their
+    /// checks changed state, or an edit changed them): the rest of the effective table is as
+    /// the last pass left it.
+    pub stale: Scope,
     /// The table part and its scope; `None`: not this time.
     pub table: Option<Scope>,
     /// Whether the host part runs.
@@ -95,19 +104,33 @@ pub struct PassRequest {
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Read the config again, then report [`Event::Reloaded`]. `asked`: SIGHUP asked for it
-    /// (so a file rejected before is read and reported again, not skipped as unchanged).
+    /// Read the config again, then report [`Event::Reloaded`].
     Reload {
-        /// A person asked (SIGHUP).
+        /// A person asked (SIGHUP): so a file rejected before is read and said again, not
+        /// looked at first ([`Check::Rejected`]).
         asked: bool,
     },
-    /// A resync is due: see whether the file behind the path changed (a replaced directory, a
-    /// lost watch), then report [`Event::FileChecked`].
-    CheckFile,
+    /// See whether the files at the config's paths are still those the last read saw, then
+    /// report [`Event::FileChecked`]. Why decides what a moved file leads to.
+    CheckFile(Check),
     /// Run a pass, then report [`Event::PassDone`].
     Pass(PassRequest),
     /// Nothing to do until this time (or until an event comes).
     Wait(At),
+}
+
+/// Why the files behind the config's paths are looked at ([`Step::CheckFile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// A resync: another file behind the path (a replaced directory, a lost watch) is read.
+    Resync,
+    /// Right after a read, once its included directories are watched: a file changed between
+    /// the read and the watch gave no event, so a moved one is read again (as after a write
+    /// the watch saw), once in a row at most.
+    Read,
+    /// A reload is due, nobody asked for it, and the last read was rejected: the very files
+    /// rejected (a rename is reported by more than one event) are not read and said again.
+    Rejected,
 }
 
 /// What happened.
@@ -123,7 +146,7 @@ pub enum Event {
     Hangup,
     /// The answer to [`Step::CheckFile`].
     FileChecked {
-        /// Another file is behind the path than the one last read.
+        /// The files at the paths are not those the last read saw.
         changed: bool,
     },
     /// A checked real went up or down.
@@ -132,13 +155,25 @@ pub enum Event {
     Reloaded(Reloaded),
     /// The answer to [`Step::Pass`].
     PassDone(PassSummary),
+    /// The answer to [`Verdict::health_file`]: the value was written (`ok`), or not (and is
+    /// written again after the next pass).
+    HealthFileWritten {
+        /// What was to be written, where.
+        value: HealthFileValue,
+        /// It was.
+        ok: bool,
+    },
 }
 
 /// How a reload ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reloaded {
-    /// Nothing new (the same text, or the file is gone: a missing file never means "remove").
+    /// Nothing new: the same text (or an included file gone: a missing file never means
+    /// "remove").
     Unchanged,
+    /// Nothing new: the config file itself is gone (which never means "remove"). Unlike
+    /// [`Reloaded::Unchanged`], not the config in force back on disk.
+    Gone,
     /// A new config is in force; these services changed.
     Changed(Scope),
     /// Refused (invalid, insecure, or the guard): the last good config stays.
@@ -204,6 +239,20 @@ pub struct PassSummary {
     pub table: Part<TableSummary>,
     /// The host part.
     pub host: Part<HostSummary>,
+    /// How many services can be served, when the config names a health file
+    /// (`ha.health_file`) to say it in.
+    pub serving: Option<Serving>,
+}
+
+/// What the health file's value is made of, and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serving {
+    /// The health file the config names.
+    pub file: PathBuf,
+    /// Services the health checks say cannot be served here (no healthy real, no fallback).
+    pub unable: usize,
+    /// All the config's services (none of which a table never programmed serves).
+    pub services: usize,
 }
 
 /// Where a part stands, for `STATUS=`, `lvsd status` and the `lvsd_converged` metric.
@@ -246,9 +295,32 @@ impl Standing {
     }
 }
 
-/// What the loop should log or count after a pass, beyond the pass's own lines.
+/// A value of the health file, and the file it is (to be) written to: a config that names
+/// another file has it written there, even with the same value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthFileValue {
+    /// The file.
+    pub file: PathBuf,
+    /// How many services this director cannot serve.
+    pub value: usize,
+}
+
+/// What the loop should log, count, say or write after an event (mostly a pass), beyond the
+/// step's own lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
+    /// Write this value to the health file (it changed, or was never written), then report
+    /// [`Event::HealthFileWritten`].
+    pub health_file: Option<HealthFileValue>,
+    /// Say the config's hash now: the pass that carries a config change out is done (hashing
+    /// a large file is not worth delaying the pass for).
+    pub say_hash: bool,
+    /// The file on disk is the config in force again (a rejected or waiting edit undone).
+    pub config_back: bool,
+    /// A look right after a read found the files moved, and they are read again (else a
+    /// second move in a row is left to the watch and the resync: no loop of reads, whatever
+    /// a file system reports).
+    pub read_again: bool,
     /// Differences repaired or (report mode) seen: changes the daemon did not expect.
     pub drift: u64,
     /// Differences that would not go away and were not reported before: log them once.
@@ -307,10 +379,47 @@ pub struct Machine {
     expect_changes: bool,
     /// The differences that would not go away in the last pass (reported once each).
     stuck: BTreeSet<String>,
+    /// The outstanding [`Step::CheckFile`], and the read not looked at again yet.
+    check: Checks,
+    /// The last read was rejected: the files behind the paths are those refused, unless
+    /// a look says they moved.
+    rejected: bool,
+    /// Why the file on disk is not the config in force (rejected, or waiting to be checked),
+    /// for `STATUS=`.
+    problem: Option<String>,
+    /// The config's hash is due after the next pass (a change was taken).
+    hash_due: bool,
+    /// Services whose health must be applied again before the next pass.
+    stale: Scope,
+    /// The health file.
+    health_file: HealthFile,
+}
+
+/// The looks at the files behind the config's paths.
+#[derive(Debug, Clone, Default)]
+struct Checks {
+    /// The look asked for and not answered yet.
+    asked: Option<Check>,
+    /// A read was just taken in; its files are looked at before anything else.
+    read_due: bool,
+    /// The last look right after a read found the files moved, and asked for another read:
+    /// the next such look leaves a move to the events and the resync.
+    rechecked: bool,
+}
+
+/// What the health file says: how many services this director cannot serve (keepalived's
+/// `track_file` puts it in FAULT while that is not 0).
+#[derive(Debug, Clone, Default)]
+struct HealthFile {
+    /// The table has been in sync at least once since the start: until then it serves nothing.
+    ever_converged: bool,
+    /// The value as last written, and where (written again only when either changes).
+    written: Option<HealthFileValue>,
 }
 
 impl Machine {
-    /// A daemon that has just read its config at `now`: both parts are due at once.
+    /// A daemon that has just read its config at `now`: its files are looked at again first
+    /// (they may have moved before the watch followed them), then both parts are due at once.
     pub fn new(settings: Settings, now: At) -> Self {
         Machine {
             settings,
@@ -333,7 +442,22 @@ impl Machine {
             host_pending: true,
             expect_changes: true,
             stuck: BTreeSet::new(),
+            check: Checks {
+                read_due: true,
+                ..Checks::default()
+            },
+            rejected: false,
+            problem: None,
+            hash_due: false,
+            stale: Scope::All,
+            health_file: HealthFile::default(),
         }
+    }
+
+    /// Why the file on disk is not the config in force, if it is not: a rejected edit, or one
+    /// waiting to be checked.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
     }
 
     /// The table's standing.
@@ -353,18 +477,23 @@ impl Machine {
 
     /// The next step at `now`.
     pub fn next(&mut self, now: At) -> Step {
+        if std::mem::take(&mut self.check.read_due) {
+            return self.check(Check::Read);
+        }
         if self.reload_at.is_some_and(|t| t <= now) {
             self.reload_at = None;
             self.burst_since = None;
-            return Step::Reload {
-                asked: std::mem::take(&mut self.asked),
-            };
+            let asked = std::mem::take(&mut self.asked);
+            if !asked && self.rejected {
+                return self.check(Check::Rejected);
+            }
+            return Step::Reload { asked };
         }
         if self.next_resync <= now {
             self.next_resync = now + self.settings.resync;
             due_table(&mut self.table, now, Scope::All);
             self.host.due = Some(self.host.due.map_or(now, |t| t.min(now)));
-            return Step::CheckFile;
+            return self.check(Check::Resync);
         }
         let table_due = self.table.due.as_ref().is_some_and(|(t, _)| *t <= now);
         let host_due = self.host.due.is_some_and(|t| t <= now);
@@ -385,6 +514,7 @@ impl Machine {
                 _ => Allow::All,
             };
             return Step::Pass(PassRequest {
+                stale: std::mem::replace(&mut self.stale, Scope::none()),
                 table,
                 host,
                 allow,
@@ -414,21 +544,10 @@ impl Machine {
                 self.asked = true;
                 self.reload_now(now);
             }
-            Event::FileWritten { whole: false } => {
-                // Read once the writer has been quiet for DEBOUNCE, but never later than
-                // DEBOUNCE_MAX after the burst began; a reload already due stays due.
-                let since = *self.burst_since.get_or_insert(now);
-                let quiet = (now + DEBOUNCE).min(since + DEBOUNCE_MAX);
-                if self.reload_at.is_none_or(|t| t > now) {
-                    self.reload_at = Some(quiet);
-                }
-            }
-            Event::FileChecked { changed } => {
-                if changed {
-                    self.reload_now(now);
-                }
-            }
+            Event::FileWritten { whole: false } => self.written_in_place(now),
+            Event::FileChecked { changed } => return self.checked(changed, now),
             Event::HealthChanged(service) => {
+                self.stale.merge(Scope::Services([service].into()));
                 // Health changes are the config's wishes, not drift, in report mode too.
                 if let Some(p) = &mut self.pending {
                     p.insert(service);
@@ -436,8 +555,13 @@ impl Machine {
                 self.expect_changes = true;
                 due_table(&mut self.table, now, Scope::Services([service].into()));
             }
-            Event::Reloaded(r) => self.reloaded(r, now),
+            Event::Reloaded(r) => return self.reloaded(r, now),
             Event::PassDone(p) => return self.pass_done(p, now),
+            Event::HealthFileWritten { value, ok } => {
+                if ok {
+                    self.health_file.written = Some(value);
+                }
+            }
         }
         Verdict::default()
     }
@@ -446,13 +570,67 @@ impl Machine {
         self.reload_at = Some(now);
     }
 
-    fn reloaded(&mut self, r: Reloaded, now: At) {
+    /// An in-place write: read once the writer has been quiet for DEBOUNCE, but never later
+    /// than DEBOUNCE_MAX after the burst began; a reload already due stays due.
+    fn written_in_place(&mut self, now: At) {
+        let since = *self.burst_since.get_or_insert(now);
+        let quiet = (now + DEBOUNCE).min(since + DEBOUNCE_MAX);
+        if self.reload_at.is_none_or(|t| t > now) {
+            self.reload_at = Some(quiet);
+        }
+    }
+
+    /// Asks for a look at the files, remembering why.
+    fn check(&mut self, why: Check) -> Step {
+        self.check.asked = Some(why);
+        Step::CheckFile(why)
+    }
+
+    /// What a look at the files leads to, by why it was asked for.
+    fn checked(&mut self, changed: bool, now: At) -> Verdict {
+        let mut v = Verdict::default();
+        match self.check.asked.take() {
+            Some(Check::Resync) | None => {
+                if changed {
+                    self.reload_now(now);
+                }
+            }
+            Some(Check::Read) => {
+                if !changed {
+                    self.check.rechecked = false;
+                } else if !std::mem::replace(&mut self.check.rechecked, true) {
+                    v.read_again = true;
+                    self.written_in_place(now);
+                }
+            }
+            Some(Check::Rejected) => {
+                if changed {
+                    // Not the files rejected any more: read them now.
+                    self.rejected = false;
+                    self.reload_now(now);
+                }
+            }
+        }
+        v
+    }
+
+    fn reloaded(&mut self, r: Reloaded, now: At) -> Verdict {
+        let mut v = Verdict::default();
+        self.check.read_due = true;
+        self.rejected = matches!(r, Reloaded::Rejected(_));
         if !matches!(r, Reloaded::Deferred(_)) {
             self.reload_failures = 0;
         }
         match r {
-            Reloaded::Unchanged | Reloaded::Rejected(_) => {}
+            Reloaded::Unchanged => v.config_back = self.problem.take().is_some(),
+            Reloaded::Gone => {}
+            Reloaded::Rejected(why) => {
+                self.problem = Some(format!("config rejected: {}", first_line(&why)));
+            }
             Reloaded::Changed(touched) => {
+                self.problem = None;
+                self.hash_due = true;
+                self.stale.merge(touched.clone());
                 self.expect_changes = true;
                 match (&touched, &mut self.pending) {
                     (Scope::All, p) => *p = None,
@@ -466,12 +644,14 @@ impl Machine {
                 due_table(&mut self.table, now, touched);
                 self.host.due = Some(now);
             }
-            Reloaded::Deferred(_) => {
+            Reloaded::Deferred(why) => {
+                self.problem = Some(format!("config change waiting: {}", first_line(&why)));
                 self.reload_failures += 1;
                 let retry = now + backoff(self.reload_failures, self.settings.resync);
                 self.reload_at = Some(self.reload_at.map_or(retry, |t| t.min(retry)));
             }
         }
+        v
     }
 
     fn pass_done(&mut self, p: PassSummary, now: At) -> Verdict {
@@ -579,6 +759,24 @@ impl Machine {
         }
         v.table_changed = before.0 != self.table.standing;
         v.host_changed = before.1 != self.host.standing;
+        v.say_hash = std::mem::take(&mut self.hash_due);
+        if self.table.standing.is_converged() {
+            self.health_file.ever_converged = true;
+        }
+        if let Some(s) = p.serving {
+            // A table never programmed yet serves nothing.
+            let value = HealthFileValue {
+                file: s.file,
+                value: if self.health_file.ever_converged {
+                    s.unable
+                } else {
+                    s.services
+                },
+            };
+            if self.health_file.written.as_ref() != Some(&value) {
+                v.health_file = Some(value);
+            }
+        }
         v
     }
 
@@ -592,6 +790,11 @@ impl Machine {
             retry_at: now + wait,
         };
     }
+}
+
+/// The first line of a (possibly multi-line) message, for one-line summaries.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
 }
 
 /// Makes the table due at `at` for `scope`, on top of what is due already (the earlier time,
@@ -625,14 +828,38 @@ mod tests {
         keys.iter().map(|n| svc(*n)).collect()
     }
 
+    /// A fresh daemon whose first read's files did not move since.
     fn machine(report_drift: bool) -> Machine {
-        Machine::new(
+        let mut m = Machine::new(
             Settings {
                 resync: RESYNC,
                 report_drift,
             },
             ms(0),
-        )
+        );
+        assert_eq!(m.next(ms(0)), Step::CheckFile(Check::Read));
+        m.on(Event::FileChecked { changed: false }, ms(0));
+        m
+    }
+
+    /// A reload's outcome, and the look at its files right after (not moved).
+    fn reloaded(m: &mut Machine, r: Reloaded, at: At) -> Verdict {
+        let v = m.on(Event::Reloaded(r), at);
+        assert_eq!(m.next(at), Step::CheckFile(Check::Read));
+        m.on(Event::FileChecked { changed: false }, at);
+        v
+    }
+
+    /// The next step, but for the services whose health is applied again (which only the
+    /// tests of that look at).
+    fn next(m: &mut Machine, at: At) -> Step {
+        match m.next(at) {
+            Step::Pass(mut r) => {
+                r.stale = Scope::none();
+                Step::Pass(r)
+            }
+            s => s,
+        }
     }
 
     fn converged() -> Part<TableSummary> {
@@ -649,11 +876,19 @@ mod tests {
         host: Part<HostSummary>,
         at: At,
     ) -> Verdict {
-        m.on(Event::PassDone(PassSummary { table, host }), at)
+        m.on(
+            Event::PassDone(PassSummary {
+                table,
+                host,
+                serving: None,
+            }),
+            at,
+        )
     }
 
     fn pass(table: Option<Scope>, host: bool) -> Step {
         Step::Pass(PassRequest {
+            stale: Scope::none(),
             table,
             host,
             allow: Allow::All,
@@ -664,7 +899,7 @@ mod tests {
     /// The first pass of a fresh daemon, converged at `at`.
     fn started(report: bool, at: At) -> Machine {
         let mut m = machine(report);
-        assert!(matches!(m.next(ms(0)), Step::Pass(_)));
+        assert!(matches!(next(&mut m, ms(0)), Step::Pass(_)));
         done(&mut m, converged(), host_ok(), at);
         m
     }
@@ -672,19 +907,19 @@ mod tests {
     #[test]
     fn a_start_passes_everything_then_waits_for_the_resync() {
         let mut m = machine(false);
-        assert_eq!(m.next(ms(0)), pass(Some(Scope::All), true));
-        assert_eq!(m.next(ms(1)), Step::Wait(RESYNC));
+        assert_eq!(next(&mut m, ms(0)), pass(Some(Scope::All), true));
+        assert_eq!(next(&mut m, ms(1)), Step::Wait(RESYNC));
         assert!(!m.converged(), "nothing has answered yet");
         let v = done(&mut m, converged(), host_ok(), ms(40));
         assert!(m.converged());
         assert!(v.table_changed && v.host_changed);
-        assert_eq!(m.next(ms(50)), Step::Wait(RESYNC));
+        assert_eq!(next(&mut m, ms(50)), Step::Wait(RESYNC));
     }
 
     #[test]
     fn a_failing_host_does_not_hold_the_table_back() {
         let mut m = machine(false);
-        m.next(ms(0));
+        next(&mut m, ms(0));
         let v = done(
             &mut m,
             converged(),
@@ -698,13 +933,13 @@ mod tests {
         // host (which backs off on its own).
         m.on(Event::HealthChanged(svc(50)), ms(100));
         assert_eq!(
-            m.next(ms(100)),
+            next(&mut m, ms(100)),
             pass(Some(Scope::Services(set(&[50]))), false)
         );
         done(&mut m, converged(), Part::NotRun, ms(120));
         // Then the host's retry, on its own.
-        assert_eq!(m.next(ms(130)), Step::Wait(ms(510)));
-        assert_eq!(m.next(ms(510)), pass(None, true));
+        assert_eq!(next(&mut m, ms(130)), Step::Wait(ms(510)));
+        assert_eq!(next(&mut m, ms(510)), pass(None, true));
         done(
             &mut m,
             Part::NotRun,
@@ -712,7 +947,7 @@ mod tests {
             ms(520),
         );
         assert!(matches!(m.host(), Standing::Failing { retry_at, .. } if *retry_at == ms(1520)));
-        assert_eq!(m.next(ms(1520)), pass(None, true));
+        assert_eq!(next(&mut m, ms(1520)), pass(None, true));
         done(&mut m, Part::NotRun, host_ok(), ms(1530));
         assert!(m.converged());
     }
@@ -720,7 +955,7 @@ mod tests {
     #[test]
     fn a_failing_table_does_not_hold_the_host_back() {
         let mut m = machine(false);
-        m.next(ms(0));
+        next(&mut m, ms(0));
         done(
             &mut m,
             Part::Failed("the ip_vs kernel module is not loaded".into()),
@@ -732,9 +967,9 @@ mod tests {
         // Retries double up to the resync period, and take the host along (it is not failing).
         let mut at = ms(10);
         for wait in [500, 1000, 2000, 4000, 8000] {
-            assert_eq!(m.next(at), Step::Wait(at + ms(wait)));
+            assert_eq!(next(&mut m, at), Step::Wait(at + ms(wait)));
             at += ms(wait);
-            assert_eq!(m.next(at), pass(Some(Scope::All), true));
+            assert_eq!(next(&mut m, at), pass(Some(Scope::All), true));
             done(
                 &mut m,
                 Part::Failed("still not loaded".into()),
@@ -754,7 +989,7 @@ mod tests {
     fn a_difference_that_stays_after_a_verified_write_backs_off_and_is_said_once() {
         let mut m = started(false, ms(10));
         m.on(Event::HealthChanged(svc(50)), ms(100));
-        m.next(ms(100));
+        next(&mut m, ms(100));
         let stuck = || {
             Part::Done(TableSummary {
                 applied: 1,
@@ -770,17 +1005,21 @@ mod tests {
             matches!(m.table(), Standing::Failing { why, .. } if why.contains("1 differences remain"))
         );
         // Not again at once (no write twice a second): after the backoff, the whole table.
-        assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
-        assert_eq!(m.next(ms(610)), pass(Some(Scope::All), true));
+        assert_eq!(next(&mut m, ms(120)), Step::Wait(ms(610)));
+        assert_eq!(next(&mut m, ms(610)), pass(Some(Scope::All), true));
         let v = done(&mut m, stuck(), host_ok(), ms(620));
         assert!(v.new_stuck.is_empty(), "said once");
-        assert_eq!(m.next(ms(630)), Step::Wait(ms(1620)), "the backoff doubles");
-        m.next(ms(1620));
+        assert_eq!(
+            next(&mut m, ms(630)),
+            Step::Wait(ms(1620)),
+            "the backoff doubles"
+        );
+        next(&mut m, ms(1620));
         done(&mut m, converged(), host_ok(), ms(1630));
         assert!(m.converged());
         // Gone and back: said again.
         m.on(Event::HealthChanged(svc(50)), ms(2000));
-        m.next(ms(2000));
+        next(&mut m, ms(2000));
         assert_eq!(
             done(&mut m, stuck(), host_ok(), ms(2010)).new_stuck.len(),
             1
@@ -790,7 +1029,7 @@ mod tests {
     #[test]
     fn drains_are_polled_for_the_services_that_wait() {
         let mut m = machine(false);
-        m.next(ms(0));
+        next(&mut m, ms(0));
         let waiting = Part::Done(TableSummary {
             applied: 1,
             busy: set(&[50]),
@@ -799,9 +1038,9 @@ mod tests {
         });
         done(&mut m, waiting, host_ok(), ms(10));
         assert_eq!(*m.table(), Standing::Converging);
-        assert_eq!(m.next(ms(11)), Step::Wait(ms(510)));
+        assert_eq!(next(&mut m, ms(11)), Step::Wait(ms(510)));
         assert_eq!(
-            m.next(ms(510)),
+            next(&mut m, ms(510)),
             pass(Some(Scope::Services(set(&[50]))), true)
         );
     }
@@ -810,44 +1049,45 @@ mod tests {
     fn in_place_writes_are_read_once_quiet_and_renames_at_once() {
         let mut m = started(false, ms(10));
         m.on(Event::FileWritten { whole: false }, ms(100));
-        assert_eq!(m.next(ms(100)), Step::Wait(ms(300)));
+        assert_eq!(next(&mut m, ms(100)), Step::Wait(ms(300)));
         m.on(Event::FileWritten { whole: false }, ms(250));
         assert_eq!(
-            m.next(ms(300)),
+            next(&mut m, ms(300)),
             Step::Wait(ms(450)),
             "quiet again from the last write"
         );
-        assert_eq!(m.next(ms(450)), Step::Reload { asked: false });
-        m.on(Event::Reloaded(Reloaded::Unchanged), ms(460));
+        assert_eq!(next(&mut m, ms(450)), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Unchanged, ms(460));
         // A writer that never stops is read at DEBOUNCE_MAX after it began.
         let mut t = ms(1000);
         m.on(Event::FileWritten { whole: false }, t);
         while t < ms(6000) {
             t += ms(100);
-            if m.next(t) == (Step::Reload { asked: false }) {
+            if next(&mut m, t) == (Step::Reload { asked: false }) {
                 break;
             }
             m.on(Event::FileWritten { whole: false }, t);
         }
         assert_eq!(t, ms(6000));
-        m.on(Event::Reloaded(Reloaded::Unchanged), t);
+        reloaded(&mut m, Reloaded::Unchanged, t);
         m.on(Event::FileWritten { whole: true }, ms(7000));
-        assert_eq!(m.next(ms(7000)), Step::Reload { asked: false });
+        assert_eq!(next(&mut m, ms(7000)), Step::Reload { asked: false });
         m.on(Event::Hangup, ms(8000));
-        assert_eq!(m.next(ms(8000)), Step::Reload { asked: true });
+        assert_eq!(next(&mut m, ms(8000)), Step::Reload { asked: true });
     }
 
     #[test]
     fn a_changed_config_passes_what_it_touched_and_the_host() {
         let mut m = started(false, ms(10));
         m.on(Event::Hangup, ms(100));
-        assert_eq!(m.next(ms(100)), Step::Reload { asked: true });
-        m.on(
-            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[51, 52])))),
+        assert_eq!(next(&mut m, ms(100)), Step::Reload { asked: true });
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[51, 52]))),
             ms(150),
         );
         assert_eq!(
-            m.next(ms(150)),
+            next(&mut m, ms(150)),
             pass(Some(Scope::Services(set(&[51, 52]))), true)
         );
         // Applied changes after a config change are not drift.
@@ -862,9 +1102,9 @@ mod tests {
         );
         assert_eq!(v.drift, 0);
         // ... but the same at a resync with nothing asked for is.
-        assert_eq!(m.next(RESYNC), Step::CheckFile);
+        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
         m.on(Event::FileChecked { changed: false }, RESYNC);
-        assert_eq!(m.next(RESYNC), pass(Some(Scope::All), true));
+        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
         let v = done(
             &mut m,
             Part::Done(TableSummary {
@@ -882,9 +1122,9 @@ mod tests {
         for r in [Reloaded::Unchanged, Reloaded::Rejected("bad".into())] {
             let mut m = started(false, ms(10));
             m.on(Event::FileWritten { whole: true }, ms(100));
-            assert_eq!(m.next(ms(100)), Step::Reload { asked: false });
-            m.on(Event::Reloaded(r), ms(110));
-            assert_eq!(m.next(ms(110)), Step::Wait(RESYNC));
+            assert_eq!(next(&mut m, ms(100)), Step::Reload { asked: false });
+            reloaded(&mut m, r, ms(110));
+            assert_eq!(next(&mut m, ms(110)), Step::Wait(RESYNC));
             assert!(m.converged());
         }
     }
@@ -893,26 +1133,29 @@ mod tests {
     fn a_reload_that_cannot_be_checked_is_tried_again_not_taken() {
         let mut m = started(false, ms(10));
         m.on(Event::FileWritten { whole: true }, ms(100));
-        assert_eq!(m.next(ms(100)), Step::Reload { asked: false });
-        m.on(
-            Event::Reloaded(Reloaded::Deferred("cannot read the table".into())),
+        assert_eq!(next(&mut m, ms(100)), Step::Reload { asked: false });
+        reloaded(
+            &mut m,
+            Reloaded::Deferred("cannot read the table".into()),
             ms(110),
         );
         // No pass for it (the last good config stays in force): the reload again, backing off.
-        assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
-        assert_eq!(m.next(ms(610)), Step::Reload { asked: false });
-        m.on(
-            Event::Reloaded(Reloaded::Deferred("cannot read the table".into())),
+        assert_eq!(next(&mut m, ms(120)), Step::Wait(ms(610)));
+        assert_eq!(next(&mut m, ms(610)), Step::Reload { asked: false });
+        reloaded(
+            &mut m,
+            Reloaded::Deferred("cannot read the table".into()),
             ms(620),
         );
-        assert_eq!(m.next(ms(630)), Step::Wait(ms(1620)));
-        assert_eq!(m.next(ms(1620)), Step::Reload { asked: false });
-        m.on(
-            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[50])))),
+        assert_eq!(next(&mut m, ms(630)), Step::Wait(ms(1620)));
+        assert_eq!(next(&mut m, ms(1620)), Step::Reload { asked: false });
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[50]))),
             ms(1630),
         );
         assert_eq!(
-            m.next(ms(1630)),
+            next(&mut m, ms(1630)),
             pass(Some(Scope::Services(set(&[50]))), true)
         );
     }
@@ -920,19 +1163,19 @@ mod tests {
     #[test]
     fn a_resync_reads_another_file_behind_the_path_first() {
         let mut m = started(false, ms(10));
-        assert_eq!(m.next(RESYNC), Step::CheckFile);
+        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
         m.on(Event::FileChecked { changed: true }, RESYNC);
-        assert_eq!(m.next(RESYNC), Step::Reload { asked: false });
-        m.on(Event::Reloaded(Reloaded::Unchanged), RESYNC);
-        assert_eq!(m.next(RESYNC), pass(Some(Scope::All), true));
+        assert_eq!(next(&mut m, RESYNC), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Unchanged, RESYNC);
+        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
         done(&mut m, converged(), host_ok(), RESYNC + ms(5));
-        assert_eq!(m.next(RESYNC + ms(6)), Step::Wait(RESYNC * 2));
+        assert_eq!(next(&mut m, RESYNC + ms(6)), Step::Wait(RESYNC * 2));
     }
 
     #[test]
     fn a_refused_plan_waits_for_a_config_change() {
         let mut m = machine(false);
-        m.next(ms(0));
+        next(&mut m, ms(0));
         done(
             &mut m,
             Part::Refused("refusing to apply: the plan removes 3 of 4".into()),
@@ -940,13 +1183,18 @@ mod tests {
             ms(10),
         );
         assert!(matches!(m.table(), Standing::Refused(_)));
-        assert_eq!(m.next(ms(20)), Step::Wait(RESYNC), "no retry of its own");
-        m.on(
-            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[50])))),
+        assert_eq!(
+            next(&mut m, ms(20)),
+            Step::Wait(RESYNC),
+            "no retry of its own"
+        );
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[50]))),
             ms(100),
         );
         assert_eq!(
-            m.next(ms(100)),
+            next(&mut m, ms(100)),
             pass(Some(Scope::Services(set(&[50]))), true)
         );
     }
@@ -955,7 +1203,7 @@ mod tests {
     fn report_mode_writes_only_what_was_asked_for() {
         let mut m = machine(true);
         // At start, everything was asked for.
-        assert_eq!(m.next(ms(0)), pass(Some(Scope::All), true));
+        assert_eq!(next(&mut m, ms(0)), pass(Some(Scope::All), true));
         done(
             &mut m,
             Part::Done(TableSummary {
@@ -972,8 +1220,9 @@ mod tests {
         );
         // Still draining 50: only 50 may be written; the host's changes are done.
         assert_eq!(
-            m.next(ms(510)),
+            next(&mut m, ms(510)),
             Step::Pass(PassRequest {
+                stale: Scope::none(),
                 table: Some(Scope::Services(set(&[50]))),
                 host: true,
                 allow: Allow::Only(set(&[50])),
@@ -983,9 +1232,9 @@ mod tests {
         done(&mut m, converged(), host_ok(), ms(520));
         assert!(m.converged());
         // The resync finds drift: it is reported, not written.
-        m.next(RESYNC);
+        next(&mut m, RESYNC);
         m.on(Event::FileChecked { changed: false }, RESYNC);
-        let Step::Pass(req) = m.next(RESYNC) else {
+        let Step::Pass(req) = next(&mut m, RESYNC) else {
             panic!("a resync pass")
         };
         assert_eq!(req.allow, Allow::Only(BTreeSet::new()));
@@ -1005,22 +1254,23 @@ mod tests {
         );
         assert_eq!(v.drift, 3);
         assert_eq!(
-            m.next(RESYNC + ms(20)),
+            next(&mut m, RESYNC + ms(20)),
             Step::Wait(RESYNC * 2),
             "no busy loop on drift"
         );
         // A health change and a config change are the config's wishes: written.
         m.on(Event::HealthChanged(svc(51)), RESYNC + ms(100));
-        let Step::Pass(req) = m.next(RESYNC + ms(100)) else {
+        let Step::Pass(req) = next(&mut m, RESYNC + ms(100)) else {
             panic!("a pass for the health change")
         };
         assert_eq!(req.allow, Allow::Only(set(&[51])));
         done(&mut m, converged(), host_ok(), RESYNC + ms(110));
-        m.on(
-            Event::Reloaded(Reloaded::Changed(Scope::Services(set(&[52])))),
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[52]))),
             RESYNC + ms(200),
         );
-        let Step::Pass(req) = m.next(RESYNC + ms(200)) else {
+        let Step::Pass(req) = next(&mut m, RESYNC + ms(200)) else {
             panic!("a pass for the config change")
         };
         assert_eq!(req.allow, Allow::Only(set(&[52])));
@@ -1034,7 +1284,7 @@ mod tests {
     fn failed_operations_back_off_and_pass_the_whole_table() {
         let mut m = started(false, ms(10));
         m.on(Event::HealthChanged(svc(50)), ms(100));
-        m.next(ms(100));
+        next(&mut m, ms(100));
         done(
             &mut m,
             Part::Done(TableSummary {
@@ -1048,8 +1298,311 @@ mod tests {
             ms(110),
         );
         assert!(matches!(m.table(), Standing::Failing { why, .. } if why == "1 operations failed"));
-        assert_eq!(m.next(ms(120)), Step::Wait(ms(610)));
-        assert_eq!(m.next(ms(610)), pass(Some(Scope::All), true));
+        assert_eq!(next(&mut m, ms(120)), Step::Wait(ms(610)));
+        assert_eq!(next(&mut m, ms(610)), pass(Some(Scope::All), true));
+    }
+
+    #[test]
+    fn a_rejected_file_is_looked_at_before_it_is_read_again() {
+        let mut m = started(false, ms(10));
+        m.on(Event::FileWritten { whole: true }, ms(100));
+        assert_eq!(next(&mut m, ms(100)), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Rejected("bad".into()), ms(110));
+        // The same rename's second event: the files are those rejected; nothing is read.
+        m.on(Event::FileWritten { whole: true }, ms(120));
+        assert_eq!(next(&mut m, ms(120)), Step::CheckFile(Check::Rejected));
+        let v = m.on(Event::FileChecked { changed: false }, ms(121));
+        assert_eq!(v, Verdict::default());
+        assert_eq!(next(&mut m, ms(122)), Step::Wait(RESYNC));
+        assert_eq!(m.problem(), Some("config rejected: bad"), "still rejected");
+        // Another file arrives: read at once, without a second look.
+        m.on(Event::FileWritten { whole: false }, ms(200));
+        assert_eq!(next(&mut m, ms(400)), Step::CheckFile(Check::Rejected));
+        m.on(Event::FileChecked { changed: true }, ms(401));
+        assert_eq!(next(&mut m, ms(401)), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Rejected("bad again".into()), ms(410));
+        // SIGHUP reads (and says) even the files rejected.
+        m.on(Event::Hangup, ms(500));
+        assert_eq!(next(&mut m, ms(500)), Step::Reload { asked: true });
+        // Once a read is taken, its files are read as usual.
+        reloaded(&mut m, Reloaded::Unchanged, ms(510));
+        m.on(Event::FileWritten { whole: true }, ms(600));
+        assert_eq!(next(&mut m, ms(600)), Step::Reload { asked: false });
+    }
+
+    #[test]
+    fn files_that_moved_while_they_were_read_are_read_again_once() {
+        let mut m = Machine::new(
+            Settings {
+                resync: RESYNC,
+                report_drift: false,
+            },
+            ms(0),
+        );
+        // The start's read is looked at first; a move is read as an in-place write would be,
+        // after the first pass of the config in force.
+        assert_eq!(m.next(ms(0)), Step::CheckFile(Check::Read));
+        let v = m.on(Event::FileChecked { changed: true }, ms(1));
+        assert!(v.read_again);
+        assert_eq!(next(&mut m, ms(1)), pass(Some(Scope::All), true));
+        done(&mut m, converged(), host_ok(), ms(10));
+        assert_eq!(next(&mut m, ms(11)), Step::Wait(ms(201)));
+        assert_eq!(next(&mut m, ms(201)), Step::Reload { asked: false });
+        m.on(Event::Reloaded(Reloaded::Unchanged), ms(210));
+        // Moved again: left to the watch and the resync (no loop of reads).
+        assert_eq!(m.next(ms(210)), Step::CheckFile(Check::Read));
+        let v = m.on(Event::FileChecked { changed: true }, ms(211));
+        assert!(!v.read_again);
+        assert_eq!(next(&mut m, ms(212)), Step::Wait(RESYNC));
+        // A read whose files stayed put ends the run: the next move is read again.
+        m.on(Event::FileWritten { whole: true }, ms(300));
+        assert_eq!(next(&mut m, ms(300)), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Unchanged, ms(310));
+        m.on(Event::FileWritten { whole: true }, ms(400));
+        assert_eq!(next(&mut m, ms(400)), Step::Reload { asked: false });
+        m.on(Event::Reloaded(Reloaded::Unchanged), ms(410));
+        assert_eq!(m.next(ms(410)), Step::CheckFile(Check::Read));
+        assert!(
+            m.on(Event::FileChecked { changed: true }, ms(411))
+                .read_again
+        );
+        assert_eq!(next(&mut m, ms(412)), Step::Wait(ms(611)));
+        // A look at the resync is not one right after a read: a move there is read at once.
+        let mut m = started(false, ms(10));
+        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
+        assert!(
+            !m.on(Event::FileChecked { changed: true }, RESYNC)
+                .read_again
+        );
+        assert_eq!(next(&mut m, RESYNC), Step::Reload { asked: false });
+    }
+
+    #[test]
+    fn why_the_file_on_disk_is_not_in_force_lasts_until_it_is() {
+        let mut m = started(false, ms(10));
+        assert_eq!(m.problem(), None);
+        let v = reloaded(
+            &mut m,
+            Reloaded::Rejected("line 3: bad port\n  in services[2]".into()),
+            ms(100),
+        );
+        assert!(!v.config_back);
+        assert_eq!(m.problem(), Some("config rejected: line 3: bad port"));
+        // The file gone is not the config in force back.
+        let v = reloaded(&mut m, Reloaded::Gone, ms(200));
+        assert!(!v.config_back);
+        assert!(m.problem().is_some());
+        // The rejected edit undone: the file is the config in force again, said once.
+        assert!(reloaded(&mut m, Reloaded::Unchanged, ms(300)).config_back);
+        assert_eq!(m.problem(), None);
+        assert!(!reloaded(&mut m, Reloaded::Unchanged, ms(400)).config_back);
+        reloaded(
+            &mut m,
+            Reloaded::Deferred("cannot read the table".into()),
+            ms(500),
+        );
+        assert_eq!(
+            m.problem(),
+            Some("config change waiting: cannot read the table")
+        );
+        // A change taken is the config in force (said by its hash, not as "back").
+        let v = reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[50]))),
+            ms(600),
+        );
+        assert!(!v.config_back);
+        assert_eq!(m.problem(), None);
+    }
+
+    #[test]
+    fn a_config_change_says_its_hash_after_the_pass_that_carries_it_out() {
+        let mut m = started(false, ms(10));
+        reloaded(&mut m, Reloaded::Unchanged, ms(50));
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[50]))),
+            ms(100),
+        );
+        assert!(matches!(next(&mut m, ms(100)), Step::Pass(_)));
+        assert!(done(&mut m, converged(), host_ok(), ms(110)).say_hash);
+        m.on(Event::HealthChanged(svc(50)), ms(200));
+        next(&mut m, ms(200));
+        assert!(
+            !done(&mut m, converged(), host_ok(), ms(210)).say_hash,
+            "said once"
+        );
+    }
+
+    #[test]
+    fn health_changes_and_edits_are_applied_again_before_the_next_pass() {
+        let mut m = machine(false);
+        let Step::Pass(first) = m.next(ms(0)) else {
+            panic!("the first pass")
+        };
+        assert_eq!(first.stale, Scope::All, "nothing applied yet");
+        done(&mut m, converged(), host_ok(), ms(10));
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[51, 52]))),
+            ms(100),
+        );
+        let Step::Pass(req) = m.next(ms(100)) else {
+            panic!("a pass for both")
+        };
+        assert_eq!(req.stale, Scope::Services(set(&[50, 51, 52])));
+        assert_eq!(req.table, Some(Scope::Services(set(&[50, 51, 52]))));
+        let waiting = Part::Done(TableSummary {
+            busy: set(&[50]),
+            waiting: true,
+            ..TableSummary::default()
+        });
+        done(&mut m, waiting, host_ok(), ms(110));
+        // A drain poll: nothing went stale since.
+        let Step::Pass(poll) = m.next(ms(610)) else {
+            panic!("a drain poll")
+        };
+        assert_eq!(poll.stale, Scope::none());
+        assert_eq!(poll.table, Some(Scope::Services(set(&[50]))));
+        done(&mut m, converged(), host_ok(), ms(620));
+        // A resync does not recompute health (the checks said what changed), a whole new
+        // config does; a rejected one does not.
+        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
+        m.on(Event::FileChecked { changed: false }, RESYNC);
+        let Step::Pass(resync) = m.next(RESYNC) else {
+            panic!("the resync pass")
+        };
+        assert_eq!(resync.stale, Scope::none());
+        assert_eq!(resync.table, Some(Scope::All));
+        done(&mut m, converged(), host_ok(), RESYNC + ms(10));
+        reloaded(&mut m, Reloaded::Rejected("bad".into()), RESYNC + ms(20));
+        reloaded(&mut m, Reloaded::Changed(Scope::All), RESYNC + ms(30));
+        let Step::Pass(req) = m.next(RESYNC + ms(30)) else {
+            panic!("a pass for the new config")
+        };
+        assert_eq!(req.stale, Scope::All);
+    }
+
+    /// A pass whose table part ended `table`, with `unable` of 3 services unservable, and the
+    /// health file `/run/h`.
+    fn done_serving(m: &mut Machine, table: Part<TableSummary>, unable: usize, at: At) -> Verdict {
+        done_serving_in(m, "/run/h", table, unable, at)
+    }
+
+    /// The same, with the health file at `file`.
+    fn done_serving_in(
+        m: &mut Machine,
+        file: &str,
+        table: Part<TableSummary>,
+        unable: usize,
+        at: At,
+    ) -> Verdict {
+        m.on(
+            Event::PassDone(PassSummary {
+                table,
+                host: host_ok(),
+                serving: Some(Serving {
+                    file: file.into(),
+                    unable,
+                    services: 3,
+                }),
+            }),
+            at,
+        )
+    }
+
+    /// The value `n` for the health file `/run/h`.
+    fn h(n: usize) -> HealthFileValue {
+        HealthFileValue {
+            file: "/run/h".into(),
+            value: n,
+        }
+    }
+
+    #[test]
+    fn the_health_file_says_every_service_until_the_table_was_first_in_sync() {
+        let mut m = machine(false);
+        next(&mut m, ms(0));
+        // A table never programmed serves nothing, whatever the checks say.
+        let v = done_serving(&mut m, Part::Failed("no ip_vs".into()), 0, ms(10));
+        assert_eq!(v.health_file, Some(h(3)));
+        m.on(
+            Event::HealthFileWritten {
+                value: h(3),
+                ok: true,
+            },
+            ms(11),
+        );
+        next(&mut m, ms(510));
+        let v = done_serving(&mut m, Part::Failed("no ip_vs".into()), 0, ms(520));
+        assert_eq!(v.health_file, None, "written only when it changes");
+        // In sync: the services health says cannot be served.
+        next(&mut m, ms(1520));
+        assert_eq!(
+            done_serving(&mut m, converged(), 1, ms(1530)).health_file,
+            Some(h(1))
+        );
+        // A write that failed is tried again after the next pass.
+        m.on(
+            Event::HealthFileWritten {
+                value: h(1),
+                ok: false,
+            },
+            ms(1531),
+        );
+        m.on(Event::HealthChanged(svc(50)), ms(2000));
+        next(&mut m, ms(2000));
+        assert_eq!(
+            done_serving(&mut m, converged(), 1, ms(2010)).health_file,
+            Some(h(1))
+        );
+        m.on(
+            Event::HealthFileWritten {
+                value: h(1),
+                ok: true,
+            },
+            ms(2011),
+        );
+        // Once in sync, a failing table later still counts what health says.
+        m.on(Event::HealthChanged(svc(50)), ms(3000));
+        next(&mut m, ms(3000));
+        let v = done_serving(&mut m, Part::Failed("gone".into()), 2, ms(3010));
+        assert_eq!(v.health_file, Some(h(2)));
+        // No health file configured: nothing to write.
+        next(&mut m, ms(3510));
+        assert_eq!(
+            done(&mut m, converged(), host_ok(), ms(3520)).health_file,
+            None
+        );
+    }
+
+    #[test]
+    fn a_health_file_named_anew_is_written_there_with_the_same_value() {
+        // Found moving this decision: the value was remembered without its file, so a config
+        // that named another health file left it unwritten until the value changed.
+        let mut m = started(false, ms(10));
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        next(&mut m, ms(100));
+        let v = done_serving(&mut m, converged(), 0, ms(110));
+        assert_eq!(v.health_file, Some(h(0)));
+        m.on(
+            Event::HealthFileWritten {
+                value: h(0),
+                ok: true,
+            },
+            ms(111),
+        );
+        reloaded(&mut m, Reloaded::Changed(Scope::none()), ms(200));
+        next(&mut m, ms(200));
+        let v = done_serving_in(&mut m, "/run/keepalived/lvsd", converged(), 0, ms(210));
+        assert_eq!(
+            v.health_file,
+            Some(HealthFileValue {
+                file: "/run/keepalived/lvsd".into(),
+                value: 0,
+            })
+        );
     }
 
     #[test]

@@ -8,27 +8,28 @@
 
 pub mod decide;
 mod effective;
+mod health_view;
 mod reload;
 mod report;
+mod source;
 mod watch;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use config::{Loaded, Stamp};
 use health::{Monitor, Report};
-use plan::health::{HealthTable, ServiceStatus, Standing as HealthStanding};
+use plan::Op;
 use plan::host::{HostOp, Role};
-use plan::{Desired, Op};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use self::decide::{Event, Machine, PassRequest, Reloaded, Scope, Standing, Step};
-use self::effective::refresh_effective;
-use self::report::{announce_device, first_line, log_standings, status_line, summarize};
-use self::watch::ConfigWatch;
+use self::decide::{
+    Check, Event, Machine, PassRequest, Reloaded, Scope, Serving, Standing, Step, Verdict,
+};
+use self::health_view::HealthView;
+use self::report::{announce_device, status_line, summarize};
+use self::source::Source;
 use crate::engine::{Engine, Outcome, Pass, PassSpec, Unfit};
 use crate::health_status;
 use crate::telemetry::{PassRecord, Telemetry};
@@ -98,58 +99,52 @@ enum Input {
 struct Clock(tokio::time::Instant);
 
 impl Clock {
+    /// Now, as `decide` counts it.
     fn now(&self) -> decide::At {
         self.0.elapsed()
     }
 
+    /// A time `decide` named, for the runtime's timers.
     fn instant(&self, at: decide::At) -> tokio::time::Instant {
         self.0 + at
     }
 }
 
-/// Everything the loop owns.
-struct Daemon {
-    settings: Settings,
-    engine: Engine,
-    /// The last good config (`None` only while a reload is reading it).
-    loaded: Option<Loaded>,
-    watch: ConfigWatch,
-    /// What the last read saw, accepted or not (a resync notices other files behind the
-    /// paths: an event the watch lost).
-    read: Stamp,
-    /// The last reload rejected what it read ([`Daemon::read`]).
-    rejected: bool,
-    /// The last check of [`Daemon::read`] right after a read found the files moved, and asked
-    /// for another read: the next such check leaves it to the events and the resync (no loop
-    /// of reads, whatever a file system reports).
-    rechecked: bool,
+/// The decisions and the clock they are taken on: every event is stamped as it is taken in.
+struct Decisions {
+    /// The state machine.
     machine: Machine,
+    /// Its clock.
     clock: Clock,
+}
+
+impl Decisions {
+    /// The next step, now.
+    fn next(&mut self) -> Step {
+        self.machine.next(self.clock.now())
+    }
+
+    /// Takes an event in, now.
+    fn on(&mut self, event: Event) -> Verdict {
+        self.machine.on(event, self.clock.now())
+    }
+}
+
+/// Everything the loop owns: what it was told, what it acts on, what it reports to, and the
+/// state the steps and the decisions keep.
+struct Daemon {
+    /// The command line.
+    settings: Settings,
+    /// The kernel and the host: every pass and every guard goes through it.
+    engine: Engine,
+    /// Status and metrics.
     telemetry: std::sync::Arc<Telemetry>,
-    health: HealthTable,
-    monitor: Monitor,
-    /// The config with health applied (`None` while no service has health settings: the
-    /// config itself is the target), each service's standing, and what to recompute.
-    table_desired: Option<Desired>,
-    statuses: BTreeMap<ipvs::ServiceKey, ServiceStatus>,
-    /// Moves on whenever a service's standing changes (with the health table's revision, what
-    /// the health picture was last published for).
-    statuses_revision: u64,
-    health_published: Option<(u64, u64)>,
-    stale: Scope,
-    /// What was last said about each service's health (logged once per change).
-    standings: BTreeMap<ipvs::ServiceKey, (HealthStanding, bool)>,
-    /// The health lines last written to the state directory (rewritten only when they change).
-    health_written: Option<Vec<String>>,
-    /// The config's hash is due in the telemetry (after the pass that carries a change out).
-    hash_due: bool,
-    /// The table has been in sync at least once since the start.
-    table_ever_converged: bool,
-    /// Why the file on disk is not the config in force (rejected, or waiting to be checked),
-    /// for `STATUS=`.
-    reload_problem: Option<String>,
-    /// What the health file (`ha.health_file`) says now, as last written.
-    health_file_value: Option<usize>,
+    /// The config's files, their watch, and the config in force.
+    source: Source,
+    /// The checks and what health makes of the config.
+    health: HealthView,
+    /// What to do next.
+    decisions: Decisions,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -157,33 +152,18 @@ struct Daemon {
 /// The config's directory is watched before the config is first read, and the read is stamped
 /// from the file it read: a file renamed into place at any moment of the start is either the
 /// one read or an event (or, in an included directory watched only once the read named it,
-/// seen by the check of the stamp right after).
+/// seen by the look at the stamp `decide` asks for first).
 pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result<()> {
     let clock = Clock(tokio::time::Instant::now());
     let (tx, mut inputs) = mpsc::unbounded_channel();
     let files = tx.clone();
-    crate::fault::point(crate::fault::START_BEFORE_WATCH);
-    let mut watch = ConfigWatch::new(&settings.config, move |whole| {
+    let source = Source::open(&settings, move |whole| {
         let _ = files.send(Input::File(whole));
-    })?;
-    crate::fault::point(crate::fault::START_BEFORE_READ);
-    let (path, role) = (settings.config.clone(), settings.role);
-    let (loaded, read) = tokio::task::spawn_blocking(move || {
-        let mut seen = Stamp::default();
-        let loaded = Loaded::load(&path, role, &mut seen);
-        (loaded, seen)
     })
-    .await
-    .context("read the config")?;
-    let loaded = loaded?;
-    crate::fault::point(crate::fault::START_AFTER_READ);
-    // Every file of the generation: whoever can write one of them controls its services.
-    if !settings.allow_insecure_config {
-        if let Some(why) = loaded.included_files().find_map(crate::perms::insecure) {
-            anyhow::bail!("{why}");
-        }
-    }
-    watch.follow(loaded.include_dirs());
+    .await?;
+    let Some(loaded) = source.loaded() else {
+        anyhow::bail!("no config in force");
+    };
     forward_signals(signals, tx.clone());
     let role = loaded.config.host.role;
     let services = loaded.config.desired.services.len();
@@ -218,38 +198,24 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         clock.now(),
     );
     let mut d = Daemon {
-        read,
-        rejected: false,
-        rechecked: false,
-        watch,
-        engine,
-        loaded: Some(loaded),
-        machine,
-        clock,
-        telemetry,
-        health: HealthTable::default(),
-        monitor,
-        table_desired: None,
-        statuses: BTreeMap::new(),
-        statuses_revision: 0,
-        health_published: None,
-        stale: Scope::All,
-        standings: BTreeMap::new(),
-        health_written: None,
-        hash_due: false,
-        table_ever_converged: false,
-        reload_problem: None,
-        health_file_value: None,
         settings,
+        engine,
+        telemetry,
+        source,
+        health: HealthView::new(monitor),
+        decisions: Decisions { machine, clock },
     };
-    d.check_read().await;
-    d.sync_health(false, None).await;
-    tracing::info!(config = %d.settings.config.display(), role = role.name(), services, checks = d.monitor.len(), resync = ?d.settings.resync, "lvsd running");
+    if let Some(loaded) = d.source.loaded() {
+        d.health
+            .sync(&mut d.engine, &loaded.config, false, None)
+            .await;
+    }
+    tracing::info!(config = %d.settings.config.display(), role = role.name(), services, checks = d.health.checks(), resync = ?d.settings.resync, "lvsd running");
     // Up and watching: READY now, whatever the first pass will say (a module that loads late,
     // a missing interface or a refused plan must not make systemd kill and restart the unit).
     crate::telemetry::notify_ready("started; first pass under way");
     let watchdog = crate::telemetry::watchdog_interval();
-    let mut next_ping = watchdog.map(|w| d.clock.now() + w);
+    let mut next_ping = watchdog.map(|w| d.decisions.clock.now() + w);
     crate::fault::point(crate::fault::START_BEFORE_LOOP);
     // What ends the loop other than a stop: lvsd cannot go on (and exits non-zero).
     let mut fatal = None;
@@ -260,33 +226,26 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
                 break 'run;
             }
         }
+        let now = d.decisions.clock.now();
         if let (Some(w), Some(at)) = (watchdog, next_ping) {
-            if at <= d.clock.now() {
+            if at <= now {
                 crate::telemetry::notify_watchdog();
-                next_ping = Some(d.clock.now() + w);
+                next_ping = Some(now + w);
             }
         }
-        match d.machine.next(d.clock.now()) {
-            Step::Reload { asked } => {
-                if let Err(e) = d.reload(asked).await {
+        match d.decisions.next() {
+            Step::Reload { .. } => {
+                if let Err(e) = d.reload().await {
                     fatal = Some(e);
                     break 'run;
                 }
             }
-            Step::CheckFile => {
-                let changed = d.read_moved().await;
-                if changed {
-                    tracing::info!(config = %d.settings.config.display(), "resync: another file is behind the config path; reading it");
-                } else {
-                    tracing::debug!("resync");
-                }
-                d.machine.on(Event::FileChecked { changed }, d.clock.now());
-            }
+            Step::CheckFile(why) => d.check_file(why).await,
             Step::Pass(req) => d.pass(req).await,
             Step::Wait(until) => {
                 let until = next_ping.map_or(until, |p| p.min(until));
                 tokio::select! {
-                    () = tokio::time::sleep_until(d.clock.instant(until)) => {}
+                    () = tokio::time::sleep_until(d.decisions.clock.instant(until)) => {}
                     input = inputs.recv() => match input {
                         Some(input) => {
                             if !d.input(input) {
@@ -327,208 +286,121 @@ fn forward_signals(mut s: Signals, tx: mpsc::UnboundedSender<Input>) {
 impl Daemon {
     /// Takes one input in; false on a stop.
     fn input(&mut self, input: Input) -> bool {
-        let now = self.clock.now();
         match input {
             Input::File(whole) => {
-                self.machine.on(Event::FileWritten { whole }, now);
+                self.decisions.on(Event::FileWritten { whole });
             }
             Input::Hangup => {
                 tracing::info!("SIGHUP: reloading the config");
-                self.machine.on(Event::Hangup, now);
+                self.decisions.on(Event::Hangup);
             }
             Input::Stop => return false,
             Input::Health(r) => {
-                if !self.monitor.is_current(&r) {
-                    // From a check that was changed or removed since: not this check's result.
-                    tracing::debug!(service = %r.id.0, real = %r.id.1, "health: result of a replaced check ignored");
-                    return true;
-                }
-                if let Some(up) = self.health.set(&r.id, r.up, &r.outcome.reason) {
-                    let (service, real) = r.id;
-                    if up {
-                        tracing::info!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is up, back in rotation");
-                    } else {
-                        tracing::warn!(%service, %real, reason = %r.outcome.reason, "health: real {real} of {service} is DOWN ({}), out of rotation", r.outcome.reason);
-                    }
-                    self.stale.merge(Scope::Services([service].into()));
-                    self.machine.on(Event::HealthChanged(service), now);
+                if let Some(service) = self.health.take(&r) {
+                    self.decisions.on(Event::HealthChanged(service));
                 }
             }
         }
         true
     }
 
-    /// Brings the health table and the probes in line with the config: unchanged checks keep
-    /// their state and rhythm, new ones adopt the kernel's weights (`kept`: from the table the
-    /// last pass left, when there is one). `touched`: only these services' checks (an edit).
-    async fn sync_health(&mut self, kept: bool, touched: Option<&Scope>) {
-        let Some(loaded) = &self.loaded else { return };
-        let services = match touched {
-            Some(Scope::Services(s)) => Some(s),
-            _ => None,
-        };
-        let adopted = if kept {
-            self.engine
-                .adopt_health_kept(&loaded.config, &mut self.health, services)
-                .await
-        } else {
-            self.engine
-                .adopt_health(&loaded.config, &mut self.health)
-                .await
-        };
-        if let Err(e) = adopted {
-            // The states start from the config's `initial` instead.
-            tracing::warn!("cannot read the table to adopt health states: {e:#}");
-            self.health.sync(&loaded.config.desired, None);
+    /// Looks at the files behind the config's paths for `decide`, which asked for it `why`.
+    async fn check_file(&mut self, why: Check) {
+        if why == Check::Rejected {
+            // As before any reload: the directories the config resolves through now.
+            self.source.refresh_watch();
         }
-        match services {
-            Some(s) => self.monitor.sync_some(s, self.health.checks_of(s)),
-            None => self.monitor.sync(self.health.checks_with_state()),
+        let changed = self.source.moved(&self.settings.config).await;
+        let config = self.settings.config.display();
+        match (why, changed) {
+            (Check::Resync, true) => {
+                tracing::info!(config = %config, "resync: another file is behind the config path; reading it");
+            }
+            (Check::Resync, false) => tracing::debug!("resync"),
+            (Check::Rejected, false) => {
+                tracing::debug!("the config is the file rejected last; nothing new");
+            }
+            _ => {}
         }
-    }
-
-    /// Whether the files at the config's paths are no longer those the last read saw (off the
-    /// loop: a directory of included files is listed and each file looked at).
-    async fn read_moved(&self) -> bool {
-        let (read, path) = (self.read.clone(), self.settings.config.clone());
-        tokio::task::spawn_blocking(move || read.moved(&path))
-            .await
-            .unwrap_or(true)
-    }
-
-    /// Right after a read, once its included directories are watched: a file that changed
-    /// between the read and the watch gave no event, so the stamp is checked now, and a moved
-    /// one is read again (as after a write seen by the watch).
-    async fn check_read(&mut self) {
-        if !self.read_moved().await {
-            self.rechecked = false;
-            return;
+        let v = self.decisions.on(Event::FileChecked { changed });
+        if why == Check::Read && changed {
+            if v.read_again {
+                tracing::info!(config = %config, "the config changed while it was read; reading it again");
+            } else {
+                tracing::debug!(
+                    "the config moved again while it was read; the watch and the resync follow it"
+                );
+            }
         }
-        if std::mem::replace(&mut self.rechecked, true) {
-            tracing::debug!(
-                "the config moved again while it was read; the watch and the resync follow it"
-            );
-            return;
-        }
-        tracing::info!(config = %self.settings.config.display(), "the config changed while it was read; reading it again");
-        self.machine
-            .on(Event::FileWritten { whole: false }, self.clock.now());
     }
 
     /// Reads the config again; an error is fatal (see [`reload::reload`]).
-    async fn reload(&mut self, asked: bool) -> Result<()> {
-        if let Err(e) = self.watch.refresh() {
-            tracing::warn!("{e:#}");
-        }
-        if !asked && self.rejected && !self.read_moved().await {
-            // The very files just rejected (a rename is reported by more than one event):
-            // nothing new to say.
-            tracing::debug!("the config is the file rejected last; nothing new");
-            self.machine
-                .on(Event::Reloaded(Reloaded::Unchanged), self.clock.now());
-            return Ok(());
-        }
-        crate::fault::point(crate::fault::RELOAD_BEFORE_READ);
-        let (outcome, read) =
-            reload::reload(&self.settings, &mut self.loaded, &mut self.engine).await?;
-        crate::fault::point(crate::fault::RELOAD_AFTER_READ);
-        self.read = read;
-        if let Some(l) = &self.loaded {
-            self.watch.follow(l.include_dirs());
-        }
-        self.check_read().await;
-        self.rejected = matches!(outcome, Reloaded::Rejected(_));
-        let present = self.read.is_present();
+    async fn reload(&mut self) -> Result<()> {
+        self.source.refresh_watch();
+        let outcome = self.source.reload(&self.settings, &mut self.engine).await?;
         match &outcome {
-            Reloaded::Rejected(why) => {
-                self.reload_problem = Some(format!("config rejected: {}", first_line(why)));
-                self.telemetry.config_rejected(why);
-            }
-            Reloaded::Deferred(why) => {
-                self.reload_problem = Some(format!("config change waiting: {}", first_line(why)));
-                self.telemetry.config_deferred(why);
-            }
-            Reloaded::Unchanged => {
-                // The file is the config in force again (a rejected edit undone): say so.
-                if present && self.reload_problem.take().is_some() {
-                    self.telemetry.config_back();
-                }
-            }
+            Reloaded::Rejected(why) => self.telemetry.config_rejected(why),
+            Reloaded::Deferred(why) => self.telemetry.config_deferred(why),
             Reloaded::Changed(touched) => {
-                self.reload_problem = None;
-                // Said once the pass has carried the change out: hashing a large file is not
-                // worth delaying it for.
-                self.hash_due = true;
                 let t = std::time::Instant::now();
-                self.sync_health(true, Some(touched)).await;
+                if let Some(loaded) = self.source.loaded() {
+                    self.health
+                        .sync(&mut self.engine, &loaded.config, true, Some(touched))
+                        .await;
+                }
                 tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "brought the checks in line");
-                self.stale.merge(touched.clone());
             }
+            Reloaded::Unchanged | Reloaded::Gone => {}
         }
-        self.machine.on(Event::Reloaded(outcome), self.clock.now());
-        let services = self
-            .loaded
-            .as_ref()
-            .map_or(0, |l| l.config.desired.services.len());
-        self.say_status(services);
+        if self.decisions.on(Event::Reloaded(outcome)).config_back {
+            // The file is the config in force again (a rejected edit undone): say so.
+            self.telemetry.config_back();
+        }
+        self.say_status();
         Ok(())
     }
 
     /// `STATUS=` for systemd: how table and host stand, and why the file on disk is not the
     /// config in force, if it is not.
-    fn say_status(&self, services: usize) {
-        let mut line = status_line(&self.machine, services);
-        if let Some(p) = &self.reload_problem {
-            line = format!("{line}; {p}");
-        }
+    fn say_status(&self) {
+        let line = status_line(&self.decisions.machine, self.source.services());
         crate::telemetry::notify_status(&line);
     }
 
-    /// Brings the table the planner aims for (the config with health applied) and the
-    /// services' standings up to date for what is stale.
-    fn refresh_effective(&mut self) {
-        let stale = std::mem::replace(&mut self.stale, Scope::none());
-        if let Some(loaded) = &self.loaded {
-            if refresh_effective(
-                &self.health,
-                &loaded.config.desired,
-                stale,
-                &mut self.table_desired,
-                &mut self.statuses,
-            ) {
-                self.statuses_revision += 1;
+    /// Saves the health lines for `lvsd plan` (the one place they are written).
+    fn save_health_lines(state_dir: &Path, lines: &[String]) {
+        health_status::save(state_dir, lines);
+    }
+
+    /// Writes `value` to the health file at `path` (the one place it is written); whether it
+    /// was.
+    fn write_health_file(telemetry: &Telemetry, path: &Path, value: usize) -> bool {
+        match crate::state_file::write_value(path, &format!("{value}\n")) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), value, "health file: {value} services cannot be served here");
+                telemetry.health_file(value);
+                true
+            }
+            Err(e) => {
+                tracing::error!("cannot write the health file: {e:#}");
+                false
             }
         }
     }
 
-    /// The health picture before a pass: logged on change, written for `lvsd plan` when it
-    /// changed, handed to status and metrics. Built only when a check's state or a service's
-    /// standing moved since the last time: an edit of one weight in a large table with checks
-    /// everywhere does not rebuild a line per real.
-    fn publish_health(&mut self) {
-        let now = (self.health.revision(), self.statuses_revision);
-        if self.health_published == Some(now) {
-            return;
-        }
-        self.health_published = Some(now);
-        let list: Vec<ServiceStatus> = self.statuses.values().cloned().collect();
-        log_standings(&list, &mut self.standings);
-        let lines = health_status::lines(&self.health, &list);
-        if !self.monitor.is_empty() && self.health_written.as_ref() != Some(&lines) {
-            health_status::save(self.engine.state_dir(), &lines);
-            self.health_written = Some(lines.clone());
-        }
-        self.telemetry
-            .health(lines, health_status::up_labels(&self.health));
-    }
-
+    /// Runs the pass `decide` asked for: health applied again where it went stale, the
+    /// engine's pass, then what the verdict says to say and write.
     async fn pass(&mut self, req: PassRequest) {
         let t = std::time::Instant::now();
-        self.refresh_effective();
-        self.publish_health();
-        tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "applied health to the config");
-        let Some(loaded) = &self.loaded else { return };
+        let Some(loaded) = self.source.loaded() else {
+            return;
+        };
         let cfg = &loaded.config;
+        self.health.refresh(&cfg.desired, req.stale);
+        if let Some(lines) = self.health.publish(&self.telemetry) {
+            Self::save_health_lines(self.engine.state_dir(), lines);
+        }
+        tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "applied health to the config");
         let allow_set = req.allow.clone();
         let allow = move |op: &Op| allow_set.permits(&op.service());
         let table = match &req.table {
@@ -536,7 +408,7 @@ impl Daemon {
             Some(Scope::All) => Some(None),
             Some(Scope::Services(s)) => Some(Some(s)),
         };
-        let unable = plan::health::unable(self.statuses.values());
+        let unable = self.health.unable();
         let spec = PassSpec {
             table,
             host: req.host,
@@ -549,21 +421,23 @@ impl Daemon {
         let started = std::time::Instant::now();
         let pass = self
             .engine
-            .converge(
-                cfg,
-                self.table_desired.as_ref().unwrap_or(&cfg.desired),
-                &spec,
-            )
+            .converge(cfg, self.health.target(&cfg.desired), &spec)
             .await;
-        if std::mem::take(&mut self.hash_due) {
+        let services = cfg.desired.services.len();
+        let mut summary = summarize(&pass, &allow);
+        summary.serving = cfg.health_file.as_ref().map(|file| Serving {
+            file: file.clone(),
+            unable: unable.len(),
+            services,
+        });
+        let verdict = self.decisions.on(Event::PassDone(summary));
+        if verdict.say_hash {
             self.telemetry.config_loaded(
                 crate::telemetry::config_hash(loaded.bytes()),
                 cfg.host.role.name(),
                 true,
             );
         }
-        let summary = summarize(&pass, &allow);
-        let verdict = self.machine.on(Event::PassDone(summary), self.clock.now());
         self.log_pass(cfg, &pass, &verdict);
         if let Some(device) = announce_device(cfg) {
             let n = self
@@ -577,32 +451,13 @@ impl Daemon {
         }
         let record = PassRecord::of(&pass, verdict.drift, self.engine.owned.services.len());
         self.telemetry.pass(started.elapsed(), record);
-        self.telemetry
-            .standing(self.machine.table(), self.machine.host());
-        let services = cfg.desired.services.len();
-        if self.machine.table().is_converged() {
-            self.table_ever_converged = true;
+        let machine = &self.decisions.machine;
+        self.telemetry.standing(machine.table(), machine.host());
+        if let Some(value) = verdict.health_file {
+            let ok = Self::write_health_file(&self.telemetry, &value.file, value.value);
+            self.decisions.on(Event::HealthFileWritten { value, ok });
         }
-        if let Some(path) = &cfg.health_file {
-            // How many services this director cannot serve: keepalived's track_file puts it in
-            // FAULT while that is not 0. A table never programmed yet serves nothing.
-            let value = if self.table_ever_converged {
-                unable.len()
-            } else {
-                services
-            };
-            if self.health_file_value != Some(value) {
-                match crate::state_file::write_value(path, &format!("{value}\n")) {
-                    Ok(()) => {
-                        tracing::info!(file = %path.display(), value, "health file: {value} services cannot be served here");
-                        self.health_file_value = Some(value);
-                        self.telemetry.health_file(value);
-                    }
-                    Err(e) => tracing::error!("cannot write the health file: {e:#}"),
-                }
-            }
-        }
-        self.say_status(services);
+        self.say_status();
     }
 
     /// What a pass says beyond its operations (which the engine logs as it carries them out).
@@ -626,14 +481,14 @@ impl Daemon {
             Outcome::Refused(e) if verdict.table_changed => tracing::error!("{e}"),
             Outcome::Failed(e) => tracing::error!(
                 "reconcile failed (table): {e:#}; {}",
-                retry(self.machine.table())
+                retry(self.decisions.machine.table())
             ),
             _ => {}
         }
         for op in &verdict.new_stuck {
             tracing::warn!(
                 "the kernel keeps a difference after lvsd wrote it and read it back (said once; {}): {op}",
-                retry(self.machine.table())
+                retry(self.decisions.machine.table())
             );
         }
         match &pass.host {
@@ -661,18 +516,18 @@ impl Daemon {
                 if h.failed.is_some() || !h.after.missing.is_empty() {
                     tracing::error!(
                         "reconcile failed (host): {}",
-                        self.machine.host().describe()
+                        self.decisions.machine.host().describe()
                     );
                 }
             }
             Outcome::Refused(e) if verdict.host_changed => tracing::error!("{e}"),
             Outcome::Failed(e) if e.is::<Unfit>() => tracing::error!(
                 "the host lacks what the role needs: {e}; checking again: {} (the table converges regardless)",
-                retry(self.machine.host())
+                retry(self.decisions.machine.host())
             ),
             Outcome::Failed(e) => tracing::error!(
                 "reconcile failed (host): {e:#}; {}",
-                retry(self.machine.host())
+                retry(self.decisions.machine.host())
             ),
             _ => {}
         }

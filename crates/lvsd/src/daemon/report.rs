@@ -1,4 +1,5 @@
-//! What the loop says about a pass: the summary `decide` judges it by, the `STATUS=` line, and
+//! What the loop says about a pass: the summary `decide` judges it by (but for the health file's
+//! part, which the loop adds), the `STATUS=` line, and
 //! the health standings logged when they change. Pure but for the log.
 
 use std::collections::BTreeMap;
@@ -64,16 +65,25 @@ pub(super) fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary
         Outcome::Refused(e) => Part::Refused(e.to_string()),
         Outcome::Failed(e) => Part::Failed(format!("{e:#}")),
     };
-    PassSummary { table, host }
+    PassSummary {
+        table,
+        host,
+        serving: None,
+    }
 }
 
-/// The first line of a (possibly multi-line) message, for one-line summaries.
-pub(super) fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
-}
-
-/// The `STATUS=` line: in sync, or what is not and why.
+/// The `STATUS=` line: in sync, or what is not and why; and why the file on disk is not the
+/// config in force, if it is not.
 pub(super) fn status_line(m: &Machine, services: usize) -> String {
+    let line = standing_line(m, services);
+    match m.problem() {
+        Some(p) => format!("{line}; {p}"),
+        None => line,
+    }
+}
+
+/// How table and host stand, in a line.
+fn standing_line(m: &Machine, services: usize) -> String {
     if m.converged() {
         return format!("in sync: {services} services");
     }
