@@ -45,3 +45,24 @@ pub fn panic_point(name: &str) {
         panic!("LVSD_FAULT: a panic at {name} for a test");
     }
 }
+
+/// The writer thread, before it writes the health lines for `lvsd plan`.
+pub const HEALTH_LINES_WRITE: &str = "health-lines-write";
+/// The writer thread, before it writes the health file keepalived follows.
+pub const HEALTH_FILE_WRITE: &str = "health-file-write";
+
+/// Holds the calling thread here, and only it, while the file `LVSD_FAULT_HOLD` names exists,
+/// when `LVSD_FAULT` names this point: how a test makes one write hang as on a stalled disk.
+pub fn hold(name: &str) {
+    if !asked(name) {
+        return;
+    }
+    let Some(path) = std::env::var_os("LVSD_FAULT_HOLD") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    tracing::warn!(point = name, hold = %path.display(), "LVSD_FAULT: holding this write while the file exists");
+    while path.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -314,3 +314,62 @@ fn a_config_reader_lost_to_a_panic_ends_the_daemon_for_its_supervisor_to_restart
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A config of `n` services whose reals are checked (tcp, every second): the daemon writes
+/// their health lines at its first pass.
+fn config_with_checks(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let mut text = String::from("services:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - address: 10.100.0.{}:80\n    check: {{type: tcp, interval: 1s, timeout: 1s}}\n    reals:\n      - address: 10.200.0.1\n",
+            i + 1
+        ));
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+/// A disk that hangs under the health lines (written for `lvsd plan` at every change of the
+/// health picture, and fsync'd) holds up their write and nothing else: the loop goes on
+/// reading edits and running passes, and the lines are written once the disk answers. With
+/// the write on the loop, as before, the first pass stopped there and the edit was never read.
+#[test]
+fn a_hung_write_of_the_health_lines_holds_up_no_pass() {
+    let dir = workdir("hung-write");
+    let cfg = config_with_checks(&dir, "lvsd.yaml", 2);
+    let hold = dir.join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let d = Daemon::start_with(
+        &dir,
+        &cfg,
+        &[],
+        &[
+            ("LVSD_FAULT", "health-lines-write"),
+            ("LVSD_FAULT_HOLD", hold.to_str().unwrap()),
+        ],
+    );
+    assert!(
+        d.wait_log("LVSD_FAULT: holding this write", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    let next = config_with_checks(&dir, "next.yaml", 3);
+    std::fs::rename(&next, &cfg).unwrap();
+    // Read, and (with no table to check it against here) kept waiting: the loop is not held.
+    assert!(
+        d.wait_log("cannot check the new config", Duration::from_secs(20)),
+        "the edit was not read while the health lines' write hung: {}",
+        d.log()
+    );
+    let lines = dir.join("state").join("health");
+    assert!(!lines.exists(), "the write was held");
+    std::fs::remove_file(&hold).unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !lines.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(lines.exists(), "written once the disk answered: {}", d.log());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

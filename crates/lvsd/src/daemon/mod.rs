@@ -13,8 +13,9 @@ mod reload;
 mod report;
 mod source;
 mod watch;
+mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -25,13 +26,14 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use self::decide::{
-    Check, Event, Machine, PassRequest, Reloaded, Scope, Serving, Standing, Step, Verdict,
+    Check, Event, HealthFileValue, Machine, PassRequest, Reloaded, Scope, Serving, Standing, Step,
+    Verdict,
 };
 use self::health_view::HealthView;
 use self::report::{announce_device, status_line, summarize};
 use self::source::Source;
+use self::writer::Writer;
 use crate::engine::{Engine, Outcome, Pass, PassSpec, Unfit};
-use crate::health_status;
 use crate::telemetry::{PassRecord, Telemetry};
 
 /// What to do about changes made behind lvsd's back.
@@ -93,6 +95,8 @@ enum Input {
     Stop,
     /// A probe's result.
     Health(Report),
+    /// The writer thread's answer about a health-file value: on disk or not.
+    HealthFileWritten(HealthFileValue, bool),
 }
 
 /// The daemon's clock: `decide` counts time from the start.
@@ -145,6 +149,8 @@ struct Daemon {
     health: HealthView,
     /// What to do next.
     decisions: Decisions,
+    /// The health lines and the health file, written off the loop.
+    writer: Writer,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -173,6 +179,11 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         CHECK_CONCURRENCY,
         std::sync::Arc::new(move |late| lateness.check_started(late)),
     );
+    let written = tx.clone();
+    let writer = Writer::start(move |value, ok| {
+        let _ = written.send(Input::HealthFileWritten(value, ok));
+    })
+    .context("start the thread that writes the health files")?;
     let health_tx = tx;
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {
@@ -204,6 +215,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         source,
         health: HealthView::new(monitor),
         decisions: Decisions { machine, clock },
+        writer,
     };
     if let Some(loaded) = d.source.loaded() {
         d.health
@@ -241,7 +253,12 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
                 }
             }
             Step::CheckFile(why) => d.check_file(why).await,
-            Step::Pass(req) => d.pass(req).await,
+            Step::Pass(req) => {
+                if let Err(e) = d.pass(req).await {
+                    fatal = Some(e.into());
+                    break 'run;
+                }
+            }
             Step::Wait(until) => {
                 let until = next_ping.map_or(until, |p| p.min(until));
                 tokio::select! {
@@ -299,6 +316,12 @@ impl Daemon {
                 if let Some(service) = self.health.take(&r) {
                     self.decisions.on(Event::HealthChanged(service));
                 }
+            }
+            Input::HealthFileWritten(value, ok) => {
+                if ok {
+                    self.telemetry.health_file(value.value);
+                }
+                self.decisions.on(Event::HealthFileWritten { value, ok });
             }
         }
         true
@@ -367,38 +390,19 @@ impl Daemon {
         crate::telemetry::notify_status(&line);
     }
 
-    /// Saves the health lines for `lvsd plan` (the one place they are written).
-    fn save_health_lines(state_dir: &Path, lines: &[String]) {
-        health_status::save(state_dir, lines);
-    }
-
-    /// Writes `value` to the health file at `path` (the one place it is written); whether it
-    /// was.
-    fn write_health_file(telemetry: &Telemetry, path: &Path, value: usize) -> bool {
-        match crate::state_file::write_value(path, &format!("{value}\n")) {
-            Ok(()) => {
-                tracing::info!(file = %path.display(), value, "health file: {value} services cannot be served here");
-                telemetry.health_file(value);
-                true
-            }
-            Err(e) => {
-                tracing::error!("cannot write the health file: {e:#}");
-                false
-            }
-        }
-    }
-
     /// Runs the pass `decide` asked for: health applied again where it went stale, the
-    /// engine's pass, then what the verdict says to say and write.
-    async fn pass(&mut self, req: PassRequest) {
+    /// engine's pass, then what the verdict says to say and write. An error: the writer thread
+    /// was lost (fatal).
+    async fn pass(&mut self, req: PassRequest) -> Result<(), writer::Lost> {
         let t = std::time::Instant::now();
         let Some(loaded) = self.source.loaded() else {
-            return;
+            return Ok(());
         };
         let cfg = &loaded.config;
         self.health.refresh(&cfg.desired, req.stale);
         if let Some(lines) = self.health.publish(&self.telemetry) {
-            Self::save_health_lines(self.engine.state_dir(), lines);
+            self.writer
+                .health_lines(self.engine.state_dir(), lines.to_vec())?;
         }
         tracing::debug!(target: "lvsd::timing", elapsed = ?t.elapsed(), "applied health to the config");
         let allow_set = req.allow.clone();
@@ -454,10 +458,10 @@ impl Daemon {
         let machine = &self.decisions.machine;
         self.telemetry.standing(machine.table(), machine.host());
         if let Some(value) = verdict.health_file {
-            let ok = Self::write_health_file(&self.telemetry, &value.file, value.value);
-            self.decisions.on(Event::HealthFileWritten { value, ok });
+            self.writer.health_file(value)?;
         }
         self.say_status();
+        Ok(())
     }
 
     /// What a pass says beyond its operations (which the engine logs as it carries them out).
