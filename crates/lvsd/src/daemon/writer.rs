@@ -131,9 +131,9 @@ mod tests {
                 format!("{value}\n")
             );
         }
-        // A file that cannot be written: the value comes back not written.
+        // A file that cannot be written (below a file): the value comes back not written.
         w.health_file(HealthFileValue {
-            file: dir.join("missing/health"),
+            file: file.join("health"),
             value: 1,
         })
         .unwrap();
