@@ -42,8 +42,10 @@ fi
 check "cargo fmt --check" cargo fmt --all -- --check
 check "cargo clippy (all targets, all features, -D warnings)" \
   cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
-check "the pure crates (plan, config) build without tokio or a netlink socket" sh -c \
-  '! cargo tree --locked -p lvsd-plan -p lvsd-config -e normal | grep -E " (tokio|netlink-sys) v"'
+check "the pure crates (plan, config) build without tokio, nix or netlink (socket or codecs)" sh -c \
+  'tree=$(cargo tree --locked -p lvsd-plan -p lvsd-config -e normal) &&
+   ! printf "%s\n" "$tree" |
+     grep -E " (tokio|nix|netlink-sys|netlink-packet-core|netlink-packet-generic) v"'
 
 note "unit, property and golden-byte tests (host)"
 cargo test --locked --workspace 2>&1 | tee "$work/host.log"

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use ipvs::save::Rule;
-use ipvs::{Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey};
+use model::save::Rule;
+use model::{Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey};
 use plan::{flag_names, forward_name};
 
 /// Writes rules as lvsd YAML. `header` becomes a comment on the first line.
@@ -28,7 +28,7 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
                 addr,
                 port,
             } => {
-                let a = ipvs::SocketDisplay(*addr, *port);
+                let a = model::SocketDisplay(*addr, *port);
                 // Plain where YAML cannot misread it (an IPv4 address and port), so a large
                 // export is read by the config's fast reader; an IPv6 one in brackets must be
                 // quoted (a plain `[` opens a list).
@@ -128,8 +128,8 @@ pub fn to_yaml(rules: &[Rule], header: &str) -> String {
 
 /// A tunnel real's encapsulation as the config writes it (`{type: gue, port: 6080, flags:
 /// [csum]}`); `None` for plain IP-in-IP, the default.
-pub fn tunnel_yaml(d: &ipvs::DestSpec) -> Option<String> {
-    use ipvs::TunnelType;
+pub fn tunnel_yaml(d: &model::DestSpec) -> Option<String> {
+    use model::TunnelType;
     let kind = match d.tunnel_type {
         TunnelType::Ipip if d.tunnel_flags == 0 && d.tunnel_port == 0 => return None,
         TunnelType::Ipip => "ipip".to_owned(),

@@ -28,14 +28,14 @@ pub(crate) struct Ha {
 }
 
 /// A real of the other family beside `ha.sync`.
-pub(crate) fn cross_family_message(key: ipvs::ServiceKey, real: ipvs::DestKey) -> String {
+pub(crate) fn cross_family_message(key: model::ServiceKey, real: model::DestKey) -> String {
     format!(
         "real server {real} of {key} is of the other address family: the kernel refuses connection sync (ha.sync) while such a real is in the table; give the service reals of its own family, or run without ha.sync"
     )
 }
 
 /// `mh` with `on_failure: remove` on active-active directors.
-pub(crate) fn mh_remove_message(key: ipvs::ServiceKey) -> String {
+pub(crate) fn mh_remove_message(key: model::ServiceKey) -> String {
     format!(
         "service {key}: `on_failure: remove` with the mh scheduler would reorder its real servers (mh fills its lookup table in the order they were added), and active-active directors must agree on that order; use `on_failure: drain`"
     )

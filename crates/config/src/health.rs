@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ipvs::{DestKey, DestSpec, ServiceKey};
+use model::{DestKey, DestSpec, ServiceKey};
 use plan::health::{CheckKind, CheckSpec, OnFailure};
 
 use crate::error::{describe, odd_char, printable};
@@ -323,7 +323,7 @@ impl Checker {
         &mut self,
         v: &Spanned<String>,
         service: ServiceKey,
-        forward: ipvs::ForwardMethod,
+        forward: model::ForwardMethod,
         reals: &std::collections::BTreeMap<DestKey, DestSpec>,
     ) -> Option<(DestKey, DestSpec)> {
         let key = self.dest(v, service, forward)?;

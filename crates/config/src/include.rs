@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use ipvs::ServiceKey;
+use model::ServiceKey;
 use plan::host::{HaMode, Role};
 
 use crate::error::printable;

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use ipvs::ServiceKey;
+use model::ServiceKey;
 use plan::DesiredService;
 use plan::host::Role;
 

@@ -73,7 +73,7 @@ pub struct FileSummary {
     /// The file (escaped for printing).
     pub path: String,
     /// Its services: identity, name, and how many real servers.
-    pub services: Vec<(ipvs::ServiceKey, Option<String>, usize)>,
+    pub services: Vec<(model::ServiceKey, Option<String>, usize)>,
 }
 
 impl Summary {

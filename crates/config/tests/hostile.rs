@@ -975,9 +975,9 @@ fn a_fwmark_in_hex_as_iptables_prints_it_is_taken() {
             format!("services:\n  - fwmark: {written}\n    reals:\n      - address: 10.0.1.1:80\n");
         assert_eq!(problems(&yaml), Vec::<String>::new(), "{written}");
         let c = config::parse(&yaml, "t.yaml").unwrap();
-        let key = ipvs::ServiceKey::Fwmark {
+        let key = model::ServiceKey::Fwmark {
             mark,
-            family: ipvs::Family::Inet,
+            family: model::Family::Inet,
         };
         assert!(c.desired.services.contains_key(&key), "{written}");
         // Both readers read it alike, and the fast one reads it itself.

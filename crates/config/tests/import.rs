@@ -15,7 +15,7 @@ fn fixture(p: &str) -> std::path::PathBuf {
 
 fn table(yaml: &str) -> Vec<String> {
     let c = config::parse(yaml, "converted.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let mut lines: Vec<String> = ipvs::save::format_rules(&c.desired.to_rules())
+    let mut lines: Vec<String> = model::save::format_rules(&c.desired.to_rules())
         .lines()
         .map(str::to_owned)
         .collect();
@@ -72,8 +72,8 @@ fn keepalived_virtual_servers_become_the_table_keepalived_builds() {
     // The checks as keepalived runs them: delay_loop, connect_timeout, retry + 1, a status
     // range, initial state up (no alpha), a real's checker port.
     let c = config::parse(&out.yaml, "c.yaml").unwrap();
-    let web = &c.desired.services[&ipvs::ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80)];
-    let real = ipvs::DestKey {
+    let web = &c.desired.services[&model::ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80)];
+    let real = model::DestKey {
         addr: "172.16.1.102".parse().unwrap(),
         port: 80,
     };
@@ -82,7 +82,7 @@ fn keepalived_virtual_servers_become_the_table_keepalived_builds() {
     assert_eq!(chk.interval, std::time::Duration::from_secs(2));
     assert_eq!(chk.timeout, std::time::Duration::from_secs(2));
     assert_eq!((chk.rise, chk.fall, chk.initial_up), (1, 3, true));
-    let https = &c.desired.services[&ipvs::ServiceKey::tcp("172.16.1.50".parse().unwrap(), 443)];
+    let https = &c.desired.services[&model::ServiceKey::tcp("172.16.1.50".parse().unwrap(), 443)];
     assert_eq!(https.health.quorum, Some(2));
     assert!(https.health.fallback.is_some());
 }
@@ -146,7 +146,7 @@ fn ldirectord_virtuals_become_the_table_ldirectord_builds() {
     let up = out.yaml.replace("initial: down", "initial: up");
     assert_eq!(table(&up), want, "{}", out.yaml);
     let c = config::parse(&out.yaml, "c.yaml").unwrap();
-    let web = &c.desired.services[&ipvs::ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80)];
+    let web = &c.desired.services[&model::ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80)];
     let chk = web.health.checks.values().next().unwrap();
     match &chk.kind {
         plan::health::CheckKind::Http {

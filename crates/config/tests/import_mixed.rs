@@ -7,7 +7,7 @@
 
 fn table(yaml: &str) -> Vec<String> {
     let c = config::parse(yaml, "converted.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let mut lines: Vec<String> = ipvs::save::format_rules(&c.desired.to_rules())
+    let mut lines: Vec<String> = model::save::format_rules(&c.desired.to_rules())
         .lines()
         .map(str::to_owned)
         .collect();
@@ -156,7 +156,7 @@ fn keepalived_mixed_mode_checks_stay_with_their_reals() {
     let out = config::import::keepalived(&text, std::path::Path::new("k.conf"))
         .unwrap_or_else(|e| panic!("{e}"));
     let c = config::parse(&out.yaml, "c.yaml").unwrap_or_else(|e| panic!("{e}\n{}", out.yaml));
-    let svc = &c.desired.services[&ipvs::ServiceKey::tcp("192.168.200.10".parse().unwrap(), 80)];
+    let svc = &c.desired.services[&model::ServiceKey::tcp("192.168.200.10".parse().unwrap(), 80)];
     assert_eq!(svc.health.checks.len(), 2, "{}", out.yaml);
 }
 

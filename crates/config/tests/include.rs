@@ -47,8 +47,8 @@ fn svc(name: &str, vip: &str) -> String {
     )
 }
 
-fn key(vip: &str) -> ipvs::ServiceKey {
-    ipvs::ServiceKey::tcp(vip.parse().unwrap(), 80)
+fn key(vip: &str) -> model::ServiceKey {
+    model::ServiceKey::tcp(vip.parse().unwrap(), 80)
 }
 
 fn err(p: &Path) -> String {

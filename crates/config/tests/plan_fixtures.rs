@@ -23,7 +23,7 @@ fn run_case(dir: &Path) -> (String, String) {
     let desired = config::parse(&read("desired.yaml"), "desired.yaml")
         .unwrap()
         .desired;
-    let observed = Observed::from_rules(&ipvs::save::parse_rules(&read("observed.txt")).unwrap());
+    let observed = Observed::from_rules(&model::save::parse_rules(&read("observed.txt")).unwrap());
     let mut owned = Owned::default();
     for line in read_optional("owned.txt")
         .lines()

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipvs::{
+use model::{
     DestKey, DestSpec, Family, ForwardMethod, Netmask, Protocol, ServiceFlags, ServiceKey,
     ServiceSpec,
 };
@@ -59,7 +59,7 @@ proptest! {
 
 #[test]
 fn an_ipv4_export_is_written_in_the_fast_readers_style() {
-    let rules: Vec<ipvs::save::Rule> = (0..200u16)
+    let rules: Vec<model::save::Rule> = (0..200u16)
         .map(|i| {
             let key = ServiceKey::Addr {
                 protocol: Protocol::Tcp,
@@ -103,7 +103,7 @@ fn v6() -> impl Strategy<Value = IpAddr> {
     (1u16..=500).prop_map(|a| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, a)))
 }
 
-fn rule() -> impl Strategy<Value = ipvs::save::Rule> {
+fn rule() -> impl Strategy<Value = model::save::Rule> {
     let key = prop_oneof![
         (
             prop_oneof![

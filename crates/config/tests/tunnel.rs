@@ -5,7 +5,7 @@
 
 fn rules(yaml: &str) -> String {
     let c = config::parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
-    ipvs::save::format_rules(&c.desired.to_rules())
+    model::save::format_rules(&c.desired.to_rules())
 }
 
 fn problems(yaml: &str) -> String {
@@ -45,7 +45,7 @@ fn gue_and_gre_reach_the_table_as_ipvsadm_writes_them() {
     let (_, fb) = svc.health.fallback.unwrap();
     assert_eq!(
         fb.tunnel_type,
-        ipvs::TunnelType::Gue,
+        model::TunnelType::Gue,
         "the fallback takes the service's tunnel"
     );
     assert_eq!(fb.tunnel_port, 6080);
@@ -82,8 +82,8 @@ fn export_writes_the_tunnel_and_reads_back_the_same_table() {
         config::parse(&exported, "exported.yaml").unwrap_or_else(|e| panic!("{e}\n{exported}"));
     assert_eq!(again.desired, c.desired);
     // And through ipvsadm -Sn rules, as `lvsd import` reads them.
-    let saved = ipvs::save::format_rules(&c.desired.to_rules());
-    let parsed = ipvs::save::parse_rules(&saved).unwrap();
+    let saved = model::save::format_rules(&c.desired.to_rules());
+    let parsed = model::save::parse_rules(&saved).unwrap();
     let observed = plan::Observed::from_rules(&parsed);
     let imported = config::export::to_yaml(&observed.to_rules(), "i");
     assert_eq!(

@@ -32,7 +32,7 @@ fn seed_is_valid_and_means_what_ipvsadm_did() {
     let c = config::parse(SEED, "seed.yaml").unwrap();
     let rules = c.desired.to_rules();
     assert_eq!(
-        ipvs::save::format_rules(&rules),
+        model::save::format_rules(&rules),
         "-A -t 172.16.1.50:80 -s wlc\n-a -t 172.16.1.50:80 -r 172.16.1.101:80 -g -w 1\n-a -t 172.16.1.50:80 -r 172.16.1.102:80 -g -w 1\n"
     );
 }
@@ -236,7 +236,7 @@ fn defaults_and_the_long_forms() {
     persistence: 300
 ";
     let c = config::parse(yaml, "t.yaml").unwrap();
-    let text = ipvs::save::format_rules(&c.desired.to_rules());
+    let text = model::save::format_rules(&c.desired.to_rules());
     assert_eq!(
         text,
         "-A -t [2001:db8::50]:443 -s sh -p 300 -M 64 -b sh-fallback,sh-port

@@ -10,7 +10,8 @@ use netlink_packet_core::{
 };
 
 use crate::message::{
-    DaemonAttr, DestAttr, ServiceAttr, StatsAttr, StatsField, parse_inet_addr, scan_u16,
+    DaemonAttr, DestAttr, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, StatsAttr, StatsField,
+    parse_inet_addr, scan_u16,
 };
 use crate::model::*;
 
@@ -436,6 +437,48 @@ fn finish_dest(
         conns,
         stats,
     })
+}
+
+/// The netlink message for a write request: one request, one message, laid out as ipvsadm lays
+/// it out. (A free function because [`Request`] lives in the netlink-free model crate.)
+pub fn request_message(request: &Request) -> IpvsMessage {
+    use IpvsAttr as A;
+    use IpvsCmd as C;
+    let svc = |k: &ServiceKey| A::Service(service_key_attrs(k));
+    match request {
+        Request::NewService(k, s) => {
+            IpvsMessage::new(C::NewService, vec![A::Service(service_attrs(k, s))])
+        }
+        Request::SetService(k, s) => {
+            IpvsMessage::new(C::SetService, vec![A::Service(service_attrs(k, s))])
+        }
+        Request::DelService(k) => IpvsMessage::new(C::DelService, vec![svc(k)]),
+        Request::NewDest(k, d, s) => {
+            IpvsMessage::new(C::NewDest, vec![svc(k), A::Dest(dest_attrs(d, s))])
+        }
+        Request::SetDest(k, d, s) => {
+            IpvsMessage::new(C::SetDest, vec![svc(k), A::Dest(dest_attrs(d, s))])
+        }
+        Request::DelDest(k, d) => {
+            IpvsMessage::new(C::DelDest, vec![svc(k), A::Dest(dest_key_attrs(d))])
+        }
+        Request::Flush => IpvsMessage::new(C::Flush, vec![]),
+        Request::Zero(None) => IpvsMessage::new(C::Zero, vec![]),
+        Request::Zero(Some(k)) => IpvsMessage::new(C::Zero, vec![svc(k)]),
+        Request::SetTimeouts(t) => IpvsMessage::new(
+            C::SetConfig,
+            vec![
+                A::TimeoutTcp(t.tcp),
+                A::TimeoutTcpFin(t.tcp_fin),
+                A::TimeoutUdp(t.udp),
+            ],
+        ),
+        Request::NewDaemon(d) => IpvsMessage::new(C::NewDaemon, vec![A::Daemon(daemon_attrs(d))]),
+        Request::DelDaemon(s) => IpvsMessage::new(
+            C::DelDaemon,
+            vec![A::Daemon(vec![DaemonAttr::State(s.to_raw())])],
+        ),
+    }
 }
 
 #[cfg(test)]

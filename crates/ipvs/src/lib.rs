@@ -6,7 +6,10 @@
 //! - [`Client`] (feature `client`, on by default): one socket, [`Client::execute`] for batches of [`Request`]s with a result per
 //!   request, dumps ([`Client::services`], [`Client::dests`], [`Client::dump`]) and the small
 //!   queries (info, timeouts, sync daemons).
-//! - [`model`]: services and destinations with identity, settings and statistics kept apart.
+//! - [`model`] (the `lvsd-model` crate, re-exported here, so `ipvs::ServiceKey`, `ipvs::save`,
+//!   `ipvs::constants` and `ipvs::Request` are its items): services and destinations with
+//!   identity, settings and statistics kept apart, write requests, the ipvsadm-save format.
+//! - [`convert`]: the model to and from attributes, [`convert::request_message`] for a request.
 //! - [`message`]: the attribute enums, each with an `Other` fallback, and [`IpvsMessage`].
 //!
 //! Decoding never panics: malformed input is a [`netlink_packet_core::DecodeError`], unknown
@@ -14,21 +17,20 @@
 
 #[cfg(feature = "client")]
 pub mod client;
-pub mod constants;
 pub mod convert;
 pub mod error;
 pub mod message;
-pub mod model;
-pub mod request;
-pub mod save;
 pub mod wire;
+
+/// The IPVS model, netlink-free, in its own crate so that the planner and the configuration build
+/// without this one; re-exported whole so that `ipvs::X` names every model item.
+pub use ::model;
 
 #[cfg(feature = "client")]
 pub use client::{BatchResult, Client};
 pub use error::Error;
 pub use message::{DaemonAttr, DestAttr, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, StatsAttr};
 pub use model::*;
-pub use request::Request;
 pub use wire::{encode_message, encode_request};
 
 /// Decodes one netlink message carrying an IPVS payload (any family ID): the entry point for

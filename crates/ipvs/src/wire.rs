@@ -1,7 +1,7 @@
 //! The write hot path: a [`Request`] written straight into the send buffer as netlink bytes,
 //! without building the typed attribute tree first. A batch of 100,000 objects is mostly this.
 //!
-//! It must produce exactly the bytes of the typed path (`Request::to_message` then emit); the
+//! It must produce exactly the bytes of the typed path (`convert::request_message` then emit); the
 //! golden tests compare it with ipvsadm's traffic and a property test with the typed encoder.
 
 use netlink_packet_core::{

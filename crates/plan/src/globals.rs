@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipvs::{DaemonState, SyncDaemon, Timeouts};
+use model::{DaemonState, SyncDaemon, Timeouts};
 
 /// The kernel's default multicast group for sync traffic.
 pub const SYNC_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
@@ -185,13 +185,13 @@ pub enum GlobalOp {
 
 impl GlobalOp {
     /// The kernel request that carries it out.
-    pub fn to_request(&self) -> ipvs::Request {
+    pub fn to_request(&self) -> model::Request {
         match self {
             GlobalOp::SetTimeouts { to, .. } | GlobalOp::RestoreTimeouts { to, .. } => {
-                ipvs::Request::SetTimeouts(*to)
+                model::Request::SetTimeouts(*to)
             }
-            GlobalOp::StopDaemon { daemon, .. } => ipvs::Request::DelDaemon(daemon.state),
-            GlobalOp::StartDaemon(d) => ipvs::Request::NewDaemon(d.clone()),
+            GlobalOp::StopDaemon { daemon, .. } => model::Request::DelDaemon(daemon.state),
+            GlobalOp::StartDaemon(d) => model::Request::NewDaemon(d.clone()),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use ipvs::{DestKey, DestSpec, ServiceKey};
+use model::{DestKey, DestSpec, ServiceKey};
 
 use crate::state::{Desired, DesiredService};
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use ipvs::{ForwardMethod, ServiceKey};
+use model::{ForwardMethod, ServiceKey};
 
 use crate::state::{Desired, Observed, Owned};
 
@@ -503,7 +503,7 @@ pub fn host_desired(
             let families = desired
                 .services
                 .keys()
-                .map(|k| k.family() == ipvs::Family::Inet6);
+                .map(|k| k.family() == model::Family::Inet6);
             let v6 = vips.iter().any(IpAddr::is_ipv6) || families.clone().any(|v6| v6);
             let v4 = vips.iter().any(IpAddr::is_ipv4) || families.clone().any(|v6| !v6);
             match &spec.ha {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ipvs::{DestKey, DestSpec, ForwardMethod, Request, ServiceFlags, ServiceKey, ServiceSpec};
+use model::{DestKey, DestSpec, ForwardMethod, Request, ServiceFlags, ServiceKey, ServiceSpec};
 
 /// Why a real server or service is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use ipvs::{DestKey, ServiceKey};
+use model::{DestKey, ServiceKey};
 
 use crate::op::{DelReason, Op};
 use crate::state::{DEFAULT_DRAIN_TIMEOUT, Desired, Observed, ObservedReal, Owned, OwnedService};
@@ -393,7 +393,7 @@ impl Removal {
 /// something the planner does not expect (a value it normalises, a request it takes but does
 /// not carry out). Writing it again cannot help: each is a failure to report and back off on.
 pub fn stuck<'a>(written: &[Op], replanned: &'a [Op]) -> Vec<&'a Op> {
-    let sent: Vec<ipvs::Request> = written.iter().map(Op::to_request).collect();
+    let sent: Vec<model::Request> = written.iter().map(Op::to_request).collect();
     replanned
         .iter()
         .filter(|op| sent.contains(&op.to_request()))

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ipvs::save::Rule;
-use ipvs::{
+use model::save::Rule;
+use model::{
     Dest, DestKey, DestSpec, ForwardMethod, Netmask, Service, ServiceFlags, ServiceKey,
     ServiceSpec, TunnelType,
 };
@@ -71,7 +71,7 @@ impl ObservedReal {
         let inactive_carries = !matches!(
             service,
             ServiceKey::Addr {
-                protocol: ipvs::Protocol::Tcp | ipvs::Protocol::Sctp,
+                protocol: model::Protocol::Tcp | model::Protocol::Sctp,
                 ..
             }
         );
@@ -104,7 +104,7 @@ impl ObservedService {
     }
 
     /// A service's real servers as the kernel reports them, normalised (taking the list, for
-    /// [`ipvs::Client::dests_with`]).
+    /// lvsd-ipvs's `Client::dests_with`).
     pub fn reals_from_kernel(dests: Vec<Dest>) -> BTreeMap<DestKey, ObservedReal> {
         Self::reals_of(&dests)
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ipvs::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
+use model::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
 use plan::health::*;
 use plan::*;
 
@@ -32,7 +32,7 @@ fn desired(weights: &[(u8, u32)], tweak: impl FnOnce(&mut ServiceHealth)) -> Des
         svc(),
         DesiredService {
             name: Some("web".into()),
-            spec: ServiceSpec::new("wlc", ipvs::Family::Inet),
+            spec: ServiceSpec::new("wlc", model::Family::Inet),
             drain_timeout: 30,
             reals,
             health: h,
@@ -181,7 +181,7 @@ fn the_table_adopts_kernel_weights_and_keeps_unchanged_checks() {
     o.services.insert(
         svc(),
         ObservedService {
-            spec: ServiceSpec::new("wlc", ipvs::Family::Inet),
+            spec: ServiceSpec::new("wlc", model::Family::Inet),
             reals,
         },
     );
@@ -249,7 +249,7 @@ fn health_removals_do_not_trip_the_guard() {
     o.services.insert(
         svc(),
         ObservedService {
-            spec: ServiceSpec::new("wlc", ipvs::Family::Inet),
+            spec: ServiceSpec::new("wlc", model::Family::Inet),
             reals,
         },
     );

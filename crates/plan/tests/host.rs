@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ipvs::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
+use model::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
 use plan::host::*;
 use plan::*;
 
@@ -14,7 +14,7 @@ fn services(list: &[(&str, ForwardMethod)]) -> Desired {
     let mut d = Desired::default();
     for (vip, fwd) in list {
         let addr: std::net::IpAddr = vip.parse().unwrap();
-        let family = ipvs::Family::of(&addr);
+        let family = model::Family::of(&addr);
         let real = if addr.is_ipv4() {
             "172.16.1.101"
         } else {
@@ -232,7 +232,7 @@ fn director_keeps_a_draining_services_vip_until_it_is_deleted() {
     table.services.insert(
         vip,
         ObservedService {
-            spec: ServiceSpec::new("wlc", ipvs::Family::Inet),
+            spec: ServiceSpec::new("wlc", model::Family::Inet),
             reals: BTreeMap::new(),
         },
     );

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ipvs::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
+use model::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
 use plan::host::*;
 use plan::*;
 use proptest::prelude::*;
@@ -152,7 +152,7 @@ fn services_strategy() -> impl Strategy<Value = Desired> {
                 ServiceKey::tcp(addr, port),
                 DesiredService {
                     name: None,
-                    spec: ServiceSpec::new("rr", ipvs::Family::of(&addr)),
+                    spec: ServiceSpec::new("rr", model::Family::of(&addr)),
                     drain_timeout: 0,
                     reals,
                     health: Default::default(),

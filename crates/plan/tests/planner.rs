@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ipvs::{DestKey, DestSpec, ForwardMethod, Netmask, ServiceFlags, ServiceKey, ServiceSpec};
+use model::{DestKey, DestSpec, ForwardMethod, Netmask, ServiceFlags, ServiceKey, ServiceSpec};
 use plan::*;
 
 const NOW: u64 = 1_000;
@@ -27,7 +27,7 @@ fn dr(weight: u32) -> DestSpec {
     DestSpec::new(ForwardMethod::DirectRoute, weight)
 }
 fn spec(s: &str) -> ServiceSpec {
-    ServiceSpec::new(s, ipvs::Family::Inet)
+    ServiceSpec::new(s, model::Family::Inet)
 }
 
 /// Desired: services with (real, weight) lists.
@@ -215,22 +215,22 @@ fn a_drained_real_waits_for_what_carries_traffic_inactive_udp_flows_and_template
     // service's inactive entries are closing or closed connections (TIME_WAIT lasts two
     // minutes): "no active connections" is the rule there, as the README says.
     let udp = ServiceKey::Addr {
-        protocol: ipvs::Protocol::Udp,
+        protocol: model::Protocol::Udp,
         addr: "172.16.1.50".parse().unwrap(),
         port: 53,
     };
     let sctp = ServiceKey::Addr {
-        protocol: ipvs::Protocol::Sctp,
+        protocol: model::Protocol::Sctp,
         addr: "172.16.1.50".parse().unwrap(),
         port: 80,
     };
     let mark = ServiceKey::Fwmark {
         mark: 7,
-        family: ipvs::Family::Inet,
+        family: model::Family::Inet,
     };
     for key in [svc(50), sctp, udp, mark] {
         let waits_for_inactive = matches!(key, ServiceKey::Fwmark { .. })
-            || matches!(key, ServiceKey::Addr { protocol, .. } if protocol == ipvs::Protocol::Udp);
+            || matches!(key, ServiceKey::Addr { protocol, .. } if protocol == model::Protocol::Udp);
         let (before, _) = rekeyed(
             key,
             desired(&[(50, "wlc", &[(101, 1), (103, 1)])]),
@@ -655,15 +655,15 @@ fn operations_come_in_phase_order() {
     // Every operation maps to the matching kernel request.
     assert!(matches!(
         p.ops[0].to_request(),
-        ipvs::Request::NewService(..)
+        model::Request::NewService(..)
     ));
     assert!(matches!(
         p.ops[3].to_request(),
-        ipvs::Request::SetService(..)
+        model::Request::SetService(..)
     ));
     assert!(matches!(
         p.ops[5].to_request(),
-        ipvs::Request::DelService(..)
+        model::Request::DelService(..)
     ));
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ipvs::{DestKey, ServiceKey};
+use model::{DestKey, ServiceKey};
 
 use super::{Converted, Marker};
 use crate::error::printable;
@@ -26,7 +26,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         problems,
         omitted: 0,
     };
-    let located = ipvs::save::parse_rules_located(text).map_err(|e| {
+    let located = model::save::parse_rules_located(text).map_err(|e| {
         invalid(vec![Problem {
             line: e.line as u64,
             col: 1,
@@ -71,7 +71,7 @@ pub fn convert(text: &str, path: &Path) -> Result<Converted, Error> {
         let problems = problems.into_iter().map(|p| (0, p)).collect();
         return Err(super::gather(std::slice::from_ref(&file), problems, 0));
     }
-    let rules: Vec<ipvs::save::Rule> = located.into_iter().map(|r| r.rule).collect();
+    let rules: Vec<model::save::Rule> = located.into_iter().map(|r| r.rule).collect();
     let rules = plan::Observed::from_rules(&rules).to_rules();
     let yaml = crate::export::to_yaml(&rules, "imported by lvsd from ipvsadm -Sn rules");
     // Each service and real of the output at the line of its -A or -a: the writer puts a

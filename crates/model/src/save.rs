@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::model::*;
+use crate::*;
 
 /// A service with its destinations, as one `-A` line and its `-a` lines.
 pub type Rule = (ServiceKey, ServiceSpec, Vec<(DestKey, DestSpec)>);

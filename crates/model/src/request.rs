@@ -3,9 +3,7 @@
 
 use std::fmt;
 
-use crate::convert::{daemon_attrs, dest_attrs, dest_key_attrs, service_attrs, service_key_attrs};
-use crate::message::{DaemonAttr, IpvsAttr, IpvsCmd, IpvsMessage};
-use crate::model::*;
+use crate::*;
 
 /// A change to the kernel's IPVS state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,49 +33,6 @@ pub enum Request {
 }
 
 impl Request {
-    /// The netlink message for this request.
-    pub fn to_message(&self) -> IpvsMessage {
-        use IpvsAttr as A;
-        use IpvsCmd as C;
-        let svc = |k: &ServiceKey| A::Service(service_key_attrs(k));
-        match self {
-            Request::NewService(k, s) => {
-                IpvsMessage::new(C::NewService, vec![A::Service(service_attrs(k, s))])
-            }
-            Request::SetService(k, s) => {
-                IpvsMessage::new(C::SetService, vec![A::Service(service_attrs(k, s))])
-            }
-            Request::DelService(k) => IpvsMessage::new(C::DelService, vec![svc(k)]),
-            Request::NewDest(k, d, s) => {
-                IpvsMessage::new(C::NewDest, vec![svc(k), A::Dest(dest_attrs(d, s))])
-            }
-            Request::SetDest(k, d, s) => {
-                IpvsMessage::new(C::SetDest, vec![svc(k), A::Dest(dest_attrs(d, s))])
-            }
-            Request::DelDest(k, d) => {
-                IpvsMessage::new(C::DelDest, vec![svc(k), A::Dest(dest_key_attrs(d))])
-            }
-            Request::Flush => IpvsMessage::new(C::Flush, vec![]),
-            Request::Zero(None) => IpvsMessage::new(C::Zero, vec![]),
-            Request::Zero(Some(k)) => IpvsMessage::new(C::Zero, vec![svc(k)]),
-            Request::SetTimeouts(t) => IpvsMessage::new(
-                C::SetConfig,
-                vec![
-                    A::TimeoutTcp(t.tcp),
-                    A::TimeoutTcpFin(t.tcp_fin),
-                    A::TimeoutUdp(t.udp),
-                ],
-            ),
-            Request::NewDaemon(d) => {
-                IpvsMessage::new(C::NewDaemon, vec![A::Daemon(daemon_attrs(d))])
-            }
-            Request::DelDaemon(s) => IpvsMessage::new(
-                C::DelDaemon,
-                vec![A::Daemon(vec![DaemonAttr::State(s.to_raw())])],
-            ),
-        }
-    }
-
     /// The service this request concerns, so a failure can be reported against it.
     pub fn service(&self) -> Option<&ServiceKey> {
         match self {

@@ -3,11 +3,21 @@
 //!
 //! Keeping these apart is what lets a reconciler compare "what should be" with "what is" by plain
 //! equality: two [`ServiceSpec`]s that are equal mean there is nothing to write.
+//!
+//! This crate is the model alone, with no netlink in it: the types, the write [`Request`]s, the
+//! `ipvsadm -Sn` text format ([`save`]) and the kernel's numbers ([`constants`]). The pure crates
+//! (the planner, the configuration) build on it; `lvsd-ipvs` encodes it for the kernel.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::constants::*;
+
+pub mod constants;
+pub mod request;
+pub mod save;
+
+pub use request::Request;
 
 /// Address family of a service or destination. Kept explicit because fwmark services carry no
 /// address from which it could be inferred, and tunnelled destinations may differ from their service.
