@@ -137,7 +137,7 @@ impl Monitor {
     /// large table's other checks cost an edit nothing).
     pub fn sync_some<'a>(
         &mut self,
-        services: &BTreeSet<ipvs::ServiceKey>,
+        services: &BTreeSet<model::ServiceKey>,
         wanted: impl IntoIterator<Item = (&'a CheckId, &'a CheckSpec, bool)>,
     ) {
         let wanted: BTreeMap<CheckId, (CheckSpec, bool)> = wanted

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use health::Monitor;
-use ipvs::{DestKey, ServiceKey};
+use model::{DestKey, ServiceKey};
 use plan::health::{CheckKind, CheckSpec};
 use tokio::net::TcpListener;
 
