@@ -221,7 +221,16 @@ printf 'services: []\nhost: {role: director, interface: eth0}\n' | edit_in_place
 check "the daemon refuses the emptied file" within 2 grep -q "refusing to apply" $E/daemon2.log
 sleep 4 # a resync too
 check "... and keeps the table" same_table "$before"
-check "... and the VIP it added (a refused table kept its VIPs' services)" vip51
+check "... and the VIP it added" vip51
+kill -TERM $pid; wait $pid
+# A daemon started on the emptied file has no last good config to keep: its first pass is
+# refused by the guard, and the host's part must keep the VIPs of the services still there.
+$IP netns exec director ./lvsd run -c $C/lvsd.yaml --state-dir $ST --resync-interval 3s >$E/daemon3.log 2>&1 &
+pid=$!
+check "a daemon started on the emptied file refuses it" within 4 grep -q "refusing to apply" $E/daemon3.log
+sleep 4 # a resync too
+check "... keeps the table" same_table "$before"
+check "... and keeps the VIP lvsd added (its service is still in the table)" vip51
 kill -TERM $pid; wait $pid
 printf 'services: []\n' >$E/empty.yaml
 lvsd apply -c $E/empty.yaml --state-dir $ST >$E/guard.out 2>&1; rc=$?
@@ -258,5 +267,5 @@ check "import of ipvsadm -Sn -> apply reproduces the table exactly" same_table "
 D ipvsadm -Sn | lvsd import - >$E/import2.yaml
 check "import reads standard input too" cmp -s $E/import.yaml $E/import2.yaml
 
-echo "--- daemon log ---"; cat $E/daemon.log; echo "--- restarted daemon log ---"; cat $E/daemon2.log
+echo "--- daemon log ---"; cat $E/daemon.log; echo "--- restarted daemon log ---"; cat $E/daemon2.log; echo "--- daemon started on the emptied file ---"; cat $E/daemon3.log
 result reconciler
