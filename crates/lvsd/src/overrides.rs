@@ -36,7 +36,7 @@ struct Record {
 #[serde(deny_unknown_fields)]
 struct Entry {
     service: String,
-    real: Option<DestKey2>,
+    real: Option<RealEntry>,
     /// `drain` or `weight`.
     action: String,
     weight: u32,
@@ -49,7 +49,7 @@ struct Entry {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DestKey2 {
+struct RealEntry {
     addr: IpAddr,
     port: u16,
 }
@@ -61,7 +61,7 @@ pub fn render(list: &Overrides) -> String {
         .values()
         .map(|o| Entry {
             service: key_words(&o.service),
-            real: o.real.map(|r| DestKey2 {
+            real: o.real.map(|r| RealEntry {
                 addr: r.addr,
                 port: r.port,
             }),

@@ -303,3 +303,150 @@ impl super::Daemon {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use ipvs::{DestKey, DestSpec, ForwardMethod, ServiceSpec};
+
+    fn file() -> Desired {
+        let reals = [101, 102]
+            .map(|n| {
+                (
+                    DestKey {
+                        addr: format!("172.16.1.{n}").parse().unwrap(),
+                        port: 80,
+                    },
+                    DestSpec::new(ForwardMethod::DirectRoute, 5),
+                )
+            })
+            .into();
+        let web = plan::DesiredService {
+            name: Some("web".into()),
+            spec: ServiceSpec::new("wlc", ipvs::Family::Inet),
+            drain_timeout: 30,
+            reals,
+            health: Default::default(),
+        };
+        Desired {
+            services: [(ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80), web)].into(),
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lvsd-ops-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const ROOT: Peer = Peer {
+        uid: 0,
+        gid: 0,
+        pid: 9,
+    };
+
+    fn set(real: Option<&str>, weight: Option<u32>, for_secs: Option<u64>) -> Request {
+        Request::Set {
+            service: "web".into(),
+            real: real.map(Into::into),
+            weight,
+            for_secs,
+            reason: "kernel upgrade".into(),
+        }
+    }
+
+    #[test]
+    fn a_change_is_resolved_saved_and_answered() {
+        let d = dir("change");
+        let mut ops = Operators::load(d.clone()).unwrap();
+        let f = file();
+        let (a, s) = ops.change(&set(Some("172.16.1.101"), None, Some(20)), &ROOT, &f, 1000);
+        assert_eq!(a["ok"], true, "{a}");
+        assert_eq!(a["result"], "set");
+        assert_eq!(a["service_key"], "tcp 172.16.1.50 80");
+        assert_eq!(a["reals"], json!(["172.16.1.101:80"]));
+        assert!(s.is_some());
+        assert_eq!(ops.next_expiry(), Some(1020));
+        // Kept on disk: a new start has it.
+        assert_eq!(Operators::load(d.clone()).unwrap().list, ops.list);
+        let (a, _) = ops.change(&set(Some("172.16.1.101"), Some(2), None), &ROOT, &f, 1001);
+        assert_eq!(a["result"], "changed", "{a}");
+        // undrain refuses a weight; restore ends it.
+        let clear = |drain_only| Request::Clear {
+            service: "172.16.1.50:80".into(),
+            real: Some("172.16.1.101:80".into()),
+            drain_only,
+            reason: String::new(),
+        };
+        let (a, s) = ops.change(&clear(true), &ROOT, &f, 1002);
+        assert_eq!(a["ok"], false);
+        assert!(s.is_none());
+        assert!(a["error"].as_str().unwrap().contains("lvsd restore"), "{a}");
+        let (a, _) = ops.change(&clear(false), &ROOT, &f, 1002);
+        assert_eq!(a["result"], "cleared", "{a}");
+        assert!(Operators::load(d.clone()).unwrap().list.is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn what_cannot_be_done_is_refused_in_lvsds_words() {
+        let d = dir("refused");
+        let mut ops = Operators::load(d.clone()).unwrap();
+        let f = file();
+        for (req, says) in [
+            (set(None, Some(3), None), "name it"),
+            (set(Some("172.16.1.103"), None, None), "no real server"),
+            (set(Some("172.16.1.101"), Some(u32::MAX), None), "limit"),
+            (
+                Request::Clear {
+                    service: "web".into(),
+                    real: None,
+                    drain_only: false,
+                    reason: String::new(),
+                },
+                "has no override",
+            ),
+        ] {
+            let (a, s) = ops.change(&req, &ROOT, &f, 1000);
+            assert_eq!(a["ok"], false, "{req:?}");
+            assert!(s.is_none());
+            assert!(a["error"].as_str().unwrap().contains(says), "{a}");
+        }
+        assert!(ops.list.is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_unsaved_change_is_not_made() {
+        let d = dir("unsaved");
+        let mut ops = Operators::load(d.clone()).unwrap();
+        // The record's place taken by a directory: the save fails.
+        std::fs::create_dir_all(d.join(crate::overrides::RECORD)).unwrap();
+        let (a, s) = ops.change(&set(Some("172.16.1.101"), None, None), &ROOT, &file(), 1000);
+        assert_eq!(a["ok"], false, "{a}");
+        assert!(s.is_none());
+        assert!(ops.list.is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_target_is_the_effective_table_itself_without_overrides_and_ends_are_saved() {
+        let d = dir("target");
+        let mut ops = Operators::load(d.clone()).unwrap();
+        let f = file();
+        assert!(matches!(ops.target(&f, &f, 0), Cow::Borrowed(_)));
+        ops.change(&set(None, None, Some(10)), &ROOT, &f, 1000);
+        let t = ops.target(&f, &f, 1005);
+        assert!(
+            t.services
+                .values()
+                .all(|s| s.reals.values().all(|r| r.weight == 0))
+        );
+        assert!(ops.end(&f, 1009).is_empty());
+        assert_eq!(ops.end(&f, 1010).len(), 1);
+        assert!(Operators::load(d.clone()).unwrap().list.is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
