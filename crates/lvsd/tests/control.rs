@@ -20,6 +20,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, config: &Path, n: usize) -> Daemon {
+        Daemon::start_with(dir, config, n, &[])
+    }
+
+    fn start_with(dir: &Path, config: &Path, n: usize, extra: &[&str]) -> Daemon {
         let log = dir.join(format!("daemon-{n}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = lvsd()
@@ -27,6 +31,7 @@ impl Daemon {
             .arg(config)
             .arg("--state-dir")
             .arg(dir.join("state"))
+            .args(extra)
             .env("LVSD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(out)
@@ -105,6 +110,24 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The metrics text at `addr`.
+fn scrape(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Sends `bytes` (then nothing more, the connection left open) and reads the answer.
 fn raw(dir: &Path, bytes: &[u8]) -> (String, Duration) {
     let mut s = UnixStream::connect(dir.join("state/lvsd.sock")).unwrap();
@@ -120,7 +143,8 @@ fn raw(dir: &Path, bytes: &[u8]) -> (String, Duration) {
 fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     let dir = workdir("set");
     let cfg = config(&dir);
-    let d = Daemon::start(&dir, &cfg, 0);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start_with(&dir, &cfg, 0, &["--metrics-listen", &metrics]);
     let (code, out, err) = run(
         &dir,
         &[
@@ -149,6 +173,16 @@ fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     );
     let (code, out, err) = run(&dir, &["weight", "10.0.0.1:80", "10.200.0.2:80", "7"]);
     assert_eq!(code, 0, "{out}{err}");
+    // Exported as metrics: the weight given, and when it ends.
+    let m = scrape(&metrics);
+    for line in [
+        "lvsd_override_weight{service=\"TCP 10.0.0.1:80\",real=\"10.200.0.1:80\",action=\"drain\"} 0",
+        "lvsd_override_weight{service=\"TCP 10.0.0.1:80\",real=\"10.200.0.2:80\",action=\"weight\"} 7",
+        "lvsd_override_expiry_timestamp_seconds{service=\"TCP 10.0.0.1:80\",real=\"10.200.0.2:80\",action=\"weight\"} 0",
+        "lvsd_override_changes_total 2",
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
     let (code, out, _) = run(&dir, &["overrides", "--json"]);
     assert_eq!(code, 0);
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
