@@ -129,6 +129,7 @@ sh ./reconciler.sh || rc=1
 sh ./roles.sh || rc=1
 sh ./health.sh || rc=1
 sh ./ops.sh || rc=1
+sh ./overrides.sh || rc=1
 sh ./faults.sh || rc=1
 sh ./daemon.sh || rc=1
 sh ./startup.sh || rc=1

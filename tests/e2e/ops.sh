@@ -2,7 +2,7 @@
 # End-to-end tests of how lvsd is operated, in the seed's lab inside the test VM (busybox sh):
 # the daemon as an unprivileged user holding only CAP_NET_ADMIN (as deploy/systemd/lvsd.service
 # runs it), systemd's notify protocol, the Prometheus endpoint with the kernel's true counters,
-# and `lvsd status` over the 0600 socket reporting a rejected reload. Uses the static binary
+# and `lvsd status` over the 0660 socket reporting a rejected reload. Uses the static binary
 # (`lvsd-static`, what the container image holds) when the payload has one.
 . ./seed-lab.sh
 . ./checks.sh
@@ -43,7 +43,7 @@ on director env NOTIFY_SOCKET=$E/notify.sock /usr/bin/setpriv --reuid=65534 --re
 check "READY=1 reaches the notify socket" within 5 grep -q '^READY=1$' $E/notify.log
 check "... and a STATUS line once the first pass is done" within 5 grep -q '^STATUS=in sync: 1 services' $E/notify.log
 cat $E/notify.log
-check "the status socket is mode 0600, owned by the daemon's user" sh -c "[ \"\$(stat -c '%a %u' $E/state/lvsd.sock)\" = '600 65534' ]"
+check "the status socket is mode 0660, owned by the daemon's user" sh -c "[ \"\$(stat -c '%a %u' $E/state/lvsd.sock)\" = '660 65534' ]"
 i=0; while [ $i -lt 6 ]; do lab_request >/dev/null; i=$((i + 1)); done
 sleep 2.5 # the kernel sums its counters every 2 s
 metrics >$E/metrics

@@ -80,6 +80,28 @@ pub(crate) struct TableArgs {
     pub(crate) exclusive: bool,
 }
 
+/// How a command reaches the running daemon.
+#[derive(Debug, Args)]
+pub(crate) struct ControlArgs {
+    /// The daemon's state directory (its control socket is `lvsd.sock` there).
+    #[arg(long, default_value = "/run/lvsd")]
+    pub(crate) state_dir: PathBuf,
+    /// Print JSON, for machines.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// What an override carries besides its target.
+#[derive(Debug, Args)]
+pub(crate) struct OverrideArgs {
+    /// End by itself after this long (20s, 30m, 2h); without it, it holds until cleared.
+    #[arg(long = "for", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) duration: Option<Duration>,
+    /// Why: logged, kept with the override and shown next to it.
+    #[arg(long, default_value = "")]
+    pub(crate) reason: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Validate the config (and every file it includes); exit 0 when valid, 1 when not.
@@ -145,6 +167,71 @@ pub(crate) enum Command {
         /// 127.0.0.1:9474).
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Members of this group may change overrides (`lvsd drain`, `weight`, `undrain`,
+        /// `restore`) over the control socket; root always may, others only read.
+        #[arg(long, value_name = "GROUP")]
+        admin_group: Option<String>,
+    },
+    /// Drain a real server (or every real of a service) without editing the file: weight 0, no
+    /// new connections, established ones finish; it stays in the table until the drain ends.
+    Drain {
+        /// The service: its name in the config, or its address (172.16.1.50:80).
+        service: String,
+        /// The real: address or address:port; none for every real of the service.
+        real: Option<String>,
+        #[command(flatten)]
+        set: OverrideArgs,
+        /// Return only once the drained reals have no connections left (established ones, and
+        /// for UDP every entry), printing progress; exit 1 at the timeout.
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits at most.
+        #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Duration,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Give a real server another weight than the file's, without editing the file.
+    Weight {
+        /// The service: its name in the config, or its address.
+        service: String,
+        /// The real: address or address:port.
+        real: String,
+        /// The weight (0 drains it).
+        weight: u32,
+        #[command(flatten)]
+        set: OverrideArgs,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// End a drain before its time: the file's weight comes back.
+    Undrain {
+        /// The service: its name in the config, or its address.
+        service: String,
+        /// The real; none for the service's own drain.
+        real: Option<String>,
+        /// Why: logged.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// End any override (drain or weight) of a real or service: the file's value comes back.
+    Restore {
+        /// The service: its name in the config, or its address.
+        service: String,
+        /// The real; none for the service's own override.
+        real: Option<String>,
+        /// Why: logged.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// List the overrides in force, next to the file's values (open to the socket's group).
+    Overrides {
+        #[command(flatten)]
+        control: ControlArgs,
     },
     /// Ask the running daemon how it is doing (over its Unix socket in the state directory).
     Status {
@@ -206,6 +293,11 @@ impl Command {
                 table, json: true, ..
             } => Some(("apply", shown(table))),
             Command::Status { json: true, .. } => Some(("status", None)),
+            Command::Drain { control, .. } if control.json => Some(("drain", None)),
+            Command::Weight { control, .. } if control.json => Some(("weight", None)),
+            Command::Undrain { control, .. } if control.json => Some(("undrain", None)),
+            Command::Restore { control, .. } if control.json => Some(("restore", None)),
+            Command::Overrides { control } if control.json => Some(("overrides", None)),
             _ => None,
         }
     }

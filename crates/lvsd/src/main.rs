@@ -13,6 +13,7 @@ mod health_status;
 mod io;
 mod lock;
 mod output;
+mod overrides;
 mod perms;
 #[cfg(test)]
 mod sim;
@@ -158,7 +159,49 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             on_drift,
             force,
             metrics_listen,
-        } => commands::run::run(table, resync_interval, on_drift, force, metrics_listen).await,
+            admin_group,
+        } => {
+            commands::run::run(
+                table,
+                resync_interval,
+                on_drift,
+                force,
+                metrics_listen,
+                admin_group,
+            )
+            .await
+        }
+        Command::Drain {
+            service,
+            real,
+            set,
+            wait,
+            timeout,
+            control,
+        } => {
+            commands::overrides::set(control, service, real, None, set, wait.then_some(timeout))
+                .await
+        }
+        Command::Weight {
+            service,
+            real,
+            weight,
+            set,
+            control,
+        } => commands::overrides::set(control, service, Some(real), Some(weight), set, None).await,
+        Command::Undrain {
+            service,
+            real,
+            reason,
+            control,
+        } => commands::overrides::clear(control, service, real, reason, true).await,
+        Command::Restore {
+            service,
+            real,
+            reason,
+            control,
+        } => commands::overrides::clear(control, service, real, reason, false).await,
+        Command::Overrides { control } => commands::overrides::list(control).await,
         Command::Export { split } => commands::export::run(split).await,
         Command::Import { file, from } => commands::import::run(file, from).await,
         Command::Dump => commands::tools::dump().await,

@@ -32,7 +32,8 @@ use plan::globals::OwnedTimeouts;
 use plan::host::{HostAddr, HostOwned, OwnedSysctl, Sysctl};
 use plan::{Owned, OwnedService};
 
-fn key_words(k: &ServiceKey) -> String {
+/// A service key in the words the records use (`tcp 172.16.1.50 80`, `fwmark 1 ipv4`).
+pub(crate) fn key_words(k: &ServiceKey) -> String {
     match k {
         ServiceKey::Addr {
             protocol,
@@ -58,7 +59,8 @@ fn key_words(k: &ServiceKey) -> String {
     }
 }
 
-fn parse_key(w: &[&str]) -> Option<ServiceKey> {
+/// A service key from the words [`key_words`] wrote.
+pub(crate) fn parse_key(w: &[&str]) -> Option<ServiceKey> {
     match w {
         ["fwmark", mark, fam, ..] => Some(ServiceKey::Fwmark {
             mark: mark.parse().ok()?,

@@ -7,6 +7,7 @@ pub mod globals;
 pub mod health;
 pub mod host;
 pub mod op;
+pub mod overlay;
 pub mod planner;
 pub mod state;
 

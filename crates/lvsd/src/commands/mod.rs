@@ -5,6 +5,7 @@ pub mod apply;
 pub mod check;
 pub mod export;
 pub mod import;
+pub mod overrides;
 pub mod plan_command;
 pub mod run;
 pub mod status;

@@ -15,7 +15,26 @@ pub async fn run(t: TableArgs, json: bool) -> Result<ExitCode> {
     let mut engine = Engine::new(t.state_dir.clone(), t.exclusive);
     let mut health = HealthTable::default();
     engine.adopt_health(&cfg, &mut health).await?;
-    let (table_desired, statuses) = health.effective(&cfg.desired);
+    let (mut table_desired, statuses) = health.effective(&cfg.desired);
+    // The operators' overrides the daemon lays over the file (`lvsd drain`, `lvsd weight`): a
+    // record that cannot be read is an error, not a plan without them.
+    let overrides = crate::overrides::load(&t.state_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "the overrides record {} cannot be read ({}); a plan without its drains and weights would be wrong: restore it, or remove it to end every override",
+            e.path,
+            e.why
+        )
+    })?;
+    let now = engine::now();
+    overrides.apply(&cfg.desired, &mut table_desired, now);
+    let in_force = plan::overlay::Overrides {
+        list: overrides
+            .list
+            .into_iter()
+            .filter(|(_, o)| o.in_force(now))
+            .collect(),
+    };
+    let override_views = crate::overrides::views(&in_force, &cfg.desired);
     let unable = plan::health::unable(&statuses);
     let full = engine.plan_all(&cfg, &table_desired, &unable).await?;
     let refusal = engine.refusal(&cfg, &full);
@@ -69,6 +88,7 @@ pub async fn run(t: TableArgs, json: bool) -> Result<ExitCode> {
                 "foreign": foreign,
                 "missing": host.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "refused": refusal.map(|r| r.to_string()),
+                "overrides": override_views,
                 "exit": code,
             }),
         );
@@ -87,6 +107,9 @@ pub async fn run(t: TableArgs, json: bool) -> Result<ExitCode> {
     }
     if let Some(why) = refusal {
         outln!("! {why}");
+    }
+    for v in &override_views {
+        outln!("  override: {}", v.line);
     }
     match health_status::load(&t.state_dir) {
         Some(daemon_view) => out!("{daemon_view}"),

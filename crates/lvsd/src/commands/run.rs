@@ -9,7 +9,12 @@ pub async fn run(
     on_drift: OnDrift,
     force: bool,
     metrics_listen: Option<std::net::SocketAddr>,
+    admin_group: Option<String>,
 ) -> Result<ExitCode> {
+    let admin_gid = admin_group
+        .as_deref()
+        .map(crate::overrides::admin_gid)
+        .transpose()?;
     // First the signals (a SIGHUP while the config is read is a reload, not a death),
     // then the lock (a second daemon must not take the first one's status socket).
     let signals = daemon::Signals::install()?;
@@ -29,6 +34,7 @@ pub async fn run(
         on_drift,
         force,
         metrics: metrics_listen,
+        admin_gid,
     };
     daemon::run(settings, signals, engine).await?;
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@
 pub mod decide;
 mod effective;
 mod health_view;
+mod overrides;
 mod reload;
 mod report;
 mod source;
@@ -30,6 +31,8 @@ use self::decide::{
     Verdict,
 };
 use self::health_view::HealthView;
+pub use self::overrides::Change;
+use self::overrides::Operators;
 use self::report::{announce_device, status_line, summarize};
 use self::source::Source;
 use self::writer::Writer;
@@ -61,6 +64,8 @@ pub struct Settings {
     pub force: bool,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The group whose members may change overrides (root always may).
+    pub admin_gid: Option<u32>,
 }
 
 /// The signals the daemon reacts to. Installed before anything else is done, so a SIGHUP
@@ -97,6 +102,8 @@ enum Input {
     Health(Report),
     /// The writer thread's answer about a health-file value: on disk or not.
     HealthFileWritten(HealthFileValue, bool),
+    /// An operator's override, from the control socket.
+    Change(Change),
 }
 
 /// The daemon's clock: `decide` counts time from the start.
@@ -151,6 +158,8 @@ struct Daemon {
     decisions: Decisions,
     /// The health lines and the health file, written off the loop.
     writer: Writer,
+    /// Operators' overrides (`lvsd drain`, `lvsd weight`), laid over the table aimed for.
+    operators: Operators,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -184,6 +193,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         let _ = written.send(Input::HealthFileWritten(value, ok));
     })
     .context("start the thread that writes the health files")?;
+    let changes = tx.clone();
     let health_tx = tx;
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {
@@ -197,7 +207,15 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         role.name(),
         false,
     );
-    crate::telemetry::serve_status(engine.state_dir(), telemetry.clone())?;
+    let operators = Operators::load(engine.state_dir().to_path_buf())?;
+    crate::telemetry::serve_status(
+        engine.state_dir(),
+        telemetry.clone(),
+        crate::telemetry::Control {
+            admin_gid: settings.admin_gid,
+            changes: Box::new(move |c| changes.send(Input::Change(c)).is_ok()),
+        },
+    )?;
     if let Some(addr) = settings.metrics {
         crate::telemetry::serve_metrics(addr, telemetry.clone()).await?;
     }
@@ -216,7 +234,9 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         health: HealthView::new(monitor),
         decisions: Decisions { machine, clock },
         writer,
+        operators,
     };
+    d.publish_overrides(false);
     if let Some(loaded) = d.source.loaded() {
         d.health
             .sync(&mut d.engine, &loaded.config, false, None)
@@ -238,6 +258,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
                 break 'run;
             }
         }
+        d.end_overrides();
         let now = d.decisions.clock.now();
         if let (Some(w), Some(at)) = (watchdog, next_ping) {
             if at <= now {
@@ -261,6 +282,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
             }
             Step::Wait(until) => {
                 let until = next_ping.map_or(until, |p| p.min(until));
+                let until = d.overrides_wake().map_or(until, |w| w.min(until));
                 tokio::select! {
                     () = tokio::time::sleep_until(d.decisions.clock.instant(until)) => {}
                     input = inputs.recv() => match input {
@@ -312,6 +334,7 @@ impl Daemon {
                 self.decisions.on(Event::Hangup);
             }
             Input::Stop => return false,
+            Input::Change(c) => self.override_change(c),
             Input::Health(r) => {
                 if let Some(service) = self.health.take(&r) {
                     self.decisions.on(Event::HealthChanged(service));
@@ -423,10 +446,13 @@ impl Daemon {
             unable: &unable,
         };
         let started = std::time::Instant::now();
-        let pass = self
-            .engine
-            .converge(cfg, self.health.target(&cfg.desired), &spec)
-            .await;
+        let target = self.operators.target(
+            &cfg.desired,
+            self.health.target(&cfg.desired),
+            crate::engine::now(),
+        );
+        let pass = self.engine.converge(cfg, &target, &spec).await;
+        drop(target);
         let services = cfg.desired.services.len();
         let mut summary = summarize(&pass, &allow);
         summary.serving = cfg.health_file.as_ref().map(|file| Serving {
@@ -461,6 +487,8 @@ impl Daemon {
             self.writer.health_file(value)?;
         }
         self.say_status();
+        // The file's values next to the overrides may have changed with a reload.
+        self.publish_overrides(false);
         Ok(())
     }
 

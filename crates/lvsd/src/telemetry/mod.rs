@@ -27,7 +27,7 @@ mod systemd;
 
 use self::metrics::KernelSnapshot;
 pub use self::metrics::serve_metrics;
-pub use self::status::{query, serve_status, socket_path};
+pub use self::status::{Control, query, request, serve_status, socket_path};
 pub use self::systemd::{notify_ready, notify_status, notify_watchdog, watchdog_interval};
 
 type Labels = Vec<(String, String)>;
@@ -72,6 +72,8 @@ pub struct Status {
     pub foreign_services: usize,
     /// Health per checked real and per service that is not ok.
     pub health: Vec<String>,
+    /// Operators' overrides in force (`lvsd drain`, `lvsd weight`), next to the file's values.
+    pub overrides: Vec<crate::overrides::View>,
     /// The latest errors, newest last.
     pub errors: Vec<Stamped>,
 }
@@ -132,6 +134,9 @@ pub struct Telemetry {
     health_file: Gauge,
     announced: Gauge,
     lateness: Histogram,
+    override_weight: Family<Labels, Gauge>,
+    override_until: Family<Labels, Gauge>,
+    overrides_changed: Counter,
     kernel: Arc<KernelSnapshot>,
 }
 
@@ -219,6 +224,24 @@ impl Telemetry {
             "VIPs this active-active director holds on its announce device now (the routing daemon announces them)",
             announced.clone(),
         );
+        let override_weight = Family::<Labels, Gauge>::default();
+        registry.register(
+            "override_weight",
+            "Operators' overrides in force (lvsd drain, lvsd weight): the weight given, by service, real (empty: every real) and action",
+            override_weight.clone(),
+        );
+        let override_until = Family::<Labels, Gauge>::default();
+        registry.register(
+            "override_expiry_timestamp_seconds",
+            "When an override ends by itself (Unix seconds; 0: when it is cleared)",
+            override_until.clone(),
+        );
+        let overrides_changed = Counter::default();
+        registry.register(
+            "override_changes",
+            "Overrides set, changed, cleared or ended",
+            overrides_changed.clone(),
+        );
         let kernel = Arc::new(KernelSnapshot::default());
         registry.register_collector(Box::new(kernel.clone()));
         let status = Status {
@@ -245,6 +268,9 @@ impl Telemetry {
             health_file,
             announced,
             lateness,
+            override_weight,
+            override_until,
+            overrides_changed,
             kernel,
         })
     }
@@ -413,6 +439,30 @@ impl Telemetry {
     pub fn health(&self, lines: Vec<String>, up: Vec<(Labels, bool)>) {
         self.status().health = lines;
         *self.kernel.health.lock().unwrap_or_else(|p| p.into_inner()) = up;
+    }
+
+    /// The overrides in force, for status and metrics; `changed`: one was set, changed,
+    /// cleared or ended since the last call.
+    pub fn overrides(&self, list: Vec<crate::overrides::View>, changed: bool) {
+        if changed {
+            self.overrides_changed.inc();
+        }
+        self.override_weight.clear();
+        self.override_until.clear();
+        for v in &list {
+            let labels = vec![
+                ("service".into(), v.service.clone()),
+                ("real".into(), v.real.clone().unwrap_or_default()),
+                ("action".into(), v.action.clone()),
+            ];
+            self.override_weight
+                .get_or_create(&labels)
+                .set(i64::from(v.weight));
+            self.override_until
+                .get_or_create(&labels)
+                .set(v.until.map_or(0, |u| i64::try_from(u).unwrap_or(i64::MAX)));
+        }
+        self.status().overrides = list;
     }
 
     /// The metrics text, with the kernel's counters taken from `dump` just now.
