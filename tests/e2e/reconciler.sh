@@ -62,6 +62,7 @@ edit_unseen() { # through a hard link with another name: the watcher ignores it;
 }
 
 echo "### lab: the seed's hosts"
+lab_down # whatever a scenario run before it in this VM left
 lab_up
 lab_real_server rs3 172.16.1.103
 lab_real_server rs4 172.16.1.104
