@@ -275,6 +275,9 @@ struct Sim {
     /// The last pass's writes, and how many of them removed or drained something.
     last_writes: usize,
     last_destructive: usize,
+    /// Configs parsed, by their text: a schedule comes back to the same config often, and
+    /// parsing is most of a step's cost in a debug build.
+    parsed: BTreeMap<String, Rc<config::Config>>,
 }
 
 fn engine(world: &Rc<RefCell<World>>, mutation: Mutation) -> Engine<SimIo> {
@@ -294,7 +297,25 @@ impl Sim {
             foreign,
             last_writes: 0,
             last_destructive: 0,
+            parsed: BTreeMap::new(),
         }
+    }
+
+    /// A full pass over `m`.
+    async fn pass_model(&mut self, m: &Model) -> Result<Pass, String> {
+        let cfg = self.config(m)?;
+        Ok(self.pass(&cfg, None).await)
+    }
+
+    /// `m` parsed (once per schedule).
+    fn config(&mut self, m: &Model) -> Result<Rc<config::Config>, String> {
+        let yaml = m.yaml();
+        if let Some(c) = self.parsed.get(&yaml) {
+            return Ok(c.clone());
+        }
+        let c = Rc::new(m.config()?);
+        self.parsed.insert(yaml, c.clone());
+        Ok(c)
     }
 
     fn note(&mut self, what: String) {
@@ -633,7 +654,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
     let result = rt.block_on(async {
         let mut model = Model::initial(&mut rng);
         sim.note(format!("config:\n{}", model.yaml()));
-        let cfg = model.config()?;
+        let cfg = sim.config(&model)?;
         sim.pass(&cfg, None).await;
         for _ in 0..steps {
             let roll = rng.below(100);
@@ -647,7 +668,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                         if scoped { "scoped pass" } else { "full pass" },
                         next
                     ));
-                    let cfg = next.config()?;
+                    let cfg = sim.config(&next)?;
                     let pass = sim.pass(&cfg, scoped.then_some(&touched)).await;
                     if matches!(pass.table, Outcome::Refused(_)) {
                         sim.tally.refused += 1;
@@ -657,14 +678,14 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                 }
                 30..=39 => {
                     sim.behind_the_back(&mut rng);
-                    sim.pass(&model.config()?, None).await;
+                    sim.pass_model(&model).await?;
                 }
                 40..=54 => sim.traffic(&mut rng),
                 55..=69 => {
                     let dt = 1 + rng.below(6);
                     sim.world.borrow_mut().now += dt;
                     sim.note(format!("{dt} s later"));
-                    sim.pass(&model.config()?, None).await;
+                    sim.pass_model(&model).await?;
                 }
                 70..=76 => {
                     let at = rng.below(4) as usize;
@@ -685,7 +706,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                         },
                         next
                     ));
-                    let pass = sim.pass(&next.config()?, None).await;
+                    let pass = sim.pass_model(&next).await?;
                     if !matches!(pass.table, Outcome::Refused(_)) {
                         model = next;
                     }
@@ -695,10 +716,10 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                     sim.foreign.clear();
                     sim.tally.faults += 1;
                     sim.note("ip_vs unloaded".into());
-                    sim.pass(&model.config()?, None).await;
+                    sim.pass_model(&model).await?;
                     sim.world.borrow_mut().down = false;
                     sim.note("ip_vs loaded again".into());
-                    sim.pass(&model.config()?, None).await;
+                    sim.pass_model(&model).await?;
                 }
                 80..=91 => {
                     let at = rng.below(10) as u32;
@@ -709,7 +730,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                         next
                     ));
                     // Killed or not, the file was pushed: the next lvsd reads it too.
-                    let pass = sim.pass(&next.config()?, None).await;
+                    let pass = sim.pass_model(&next).await?;
                     if !matches!(pass.table, Outcome::Refused(_)) {
                         model = next;
                     }
@@ -721,7 +742,7 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
                         ..model.clone()
                     };
                     sim.note("the config emptied (a truncated push)".into());
-                    sim.pass(&empty.config()?, None).await;
+                    sim.pass_model(&empty).await?;
                     if sim.last_destructive > 0 {
                         return Err(format!(
                             "an emptied config got past the guard: {} removals or drains",
