@@ -262,9 +262,13 @@ impl super::Daemon {
         let (answer, service) =
             self.operators
                 .change(&c.request, &c.peer, &loaded.config.desired, now);
+        // Status and metrics show the change before the client hears it is made (a script
+        // that reads them right after must see it).
+        if service.is_some() {
+            self.publish_overrides(true);
+        }
         let _ = c.reply.send(answer);
         if let Some(service) = service {
-            self.publish_overrides(true);
             // One more wish of the operator's, like a health change: passed at once.
             self.decisions.on(super::Event::HealthChanged(service));
         }
