@@ -443,10 +443,22 @@ impl HostPlan {
     /// is neither counted nor held. Its removal completes changes the table's guard already let
     /// through; counting it would refuse for good, with nothing left to change, once two such
     /// drains end in the same pass. An emptied file keeps its services in the record (the
-    /// table's guard refuses their removal), so their VIPs still count.
-    pub fn guard(&self, role: Role, owned: &HostOwned, managed: &Owned) -> Option<(usize, usize)> {
-        let serving: BTreeSet<IpAddr> = managed.services.keys().filter_map(vip).collect();
-        let counts = |a: &HostAddr| role != Role::Director || serving.contains(&a.addr);
+    /// table's guard refuses their removal), so their VIPs still count. Every VIP counts, as on
+    /// any other host, when the record could not be read (`None`) or holds a firewall-mark
+    /// service (its VIPs come from `host.vips`, which no service key names).
+    pub fn guard(
+        &self,
+        role: Role,
+        owned: &HostOwned,
+        managed: Option<&Owned>,
+    ) -> Option<(usize, usize)> {
+        let serving: Option<BTreeSet<IpAddr>> = match managed {
+            Some(m) if role == Role::Director && !m.services.keys().any(|k| vip(k).is_none()) => {
+                Some(m.services.keys().filter_map(vip).collect())
+            }
+            _ => None,
+        };
+        let counts = |a: &HostAddr| serving.as_ref().is_none_or(|s| s.contains(&a.addr));
         let removed = self
             .ops
             .iter()
@@ -490,9 +502,16 @@ pub fn host_desired(
                 return out;
             };
             out.interfaces.insert(interface.clone());
-            let draining = observed
-                .into_iter()
-                .flat_map(|o| o.services.keys().filter(|k| owned.services.contains_key(k)));
+            // Without the table (it could not be read, or its part of the pass failed), every
+            // service in lvsd's record may still be there: their VIPs stay.
+            let draining: Vec<&ServiceKey> = match observed {
+                Some(o) => o
+                    .services
+                    .keys()
+                    .filter(|k| owned.services.contains_key(k))
+                    .collect(),
+                None => owned.services.keys().collect(),
+            };
             let mut vips: BTreeSet<IpAddr> = desired
                 .services
                 .keys()

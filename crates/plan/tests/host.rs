@@ -540,15 +540,18 @@ fn the_guard_stops_an_emptied_file_but_not_a_role_removal() {
     let one_left = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
     let p = plan_for(&rs, &one_left, &on, &mine);
     assert_eq!(
-        p.guard(rs.role, &mine, &Owned::default()),
+        p.guard(rs.role, &mine, Some(&Owned::default())),
         None,
         "half is not more than half"
     );
     let p = plan_for(&rs, &Desired::default(), &on, &mine);
-    assert_eq!(p.guard(rs.role, &mine, &Owned::default()), Some((2, 2)));
+    assert_eq!(
+        p.guard(rs.role, &mine, Some(&Owned::default())),
+        Some((2, 2))
+    );
     let none = spec(Role::None, None, None);
     let p = plan_for(&none, &Desired::default(), &on, &mine);
-    assert_eq!(p.guard(none.role, &mine, &Owned::default()), None);
+    assert_eq!(p.guard(none.role, &mine, Some(&Owned::default())), None);
 }
 
 /// Two services left the file one after the other (each edit let through), drained, and were
@@ -586,20 +589,70 @@ fn the_guard_lets_the_vips_of_deleted_services_go_on_a_director() {
         ]
     );
     assert_eq!(
-        p.guard(director.role, &mine, &managed(&["172.16.1.52"])),
+        p.guard(director.role, &mine, Some(&managed(&["172.16.1.52"]))),
         None
     );
     // The same plan while the table's record still has those services: an emptied file.
     let all = managed(&["172.16.1.50", "172.16.1.51", "172.16.1.52"]);
-    assert_eq!(p.guard(director.role, &mine, &all), Some((2, 3)));
+    assert_eq!(p.guard(director.role, &mine, Some(&all)), Some((2, 3)));
     let p = plan_for(&director, &Desired::default(), &on, &mine);
-    assert_eq!(p.guard(director.role, &mine, &all), Some((3, 3)));
+    assert_eq!(p.guard(director.role, &mine, Some(&all)), Some((3, 3)));
+    // A record that could not be read, or one with a firewall-mark service (whose VIPs only
+    // `host.vips` names): every VIP counts, as before.
+    let p = plan_for(&director, &left, &on, &mine);
+    assert_eq!(p.guard(director.role, &mine, None), Some((2, 3)));
+    let mut with_fwmark = managed(&["172.16.1.52"]);
+    with_fwmark.services.insert(
+        ServiceKey::Fwmark {
+            mark: 7,
+            family: model::Family::Inet,
+        },
+        OwnedService::default(),
+    );
+    assert_eq!(
+        p.guard(director.role, &mine, Some(&with_fwmark)),
+        Some((2, 3))
+    );
     // A real server has no table: every VIP of its own counts, as before.
     let rs = spec(Role::RealServer, None, None);
     let on_lo = format!("{PLAIN}\naddr lo 172.16.1.50/32\naddr lo 172.16.1.51/32");
     let mine_lo = record("address lo 172.16.1.50\naddress lo 172.16.1.51");
     let p = plan_for(&rs, &Desired::default(), &on_lo, &mine_lo);
-    assert_eq!(p.guard(rs.role, &mine_lo, &Owned::default()), Some((2, 2)));
+    assert_eq!(
+        p.guard(rs.role, &mine_lo, Some(&Owned::default())),
+        Some((2, 2))
+    );
+}
+
+/// The table could not be read (or its part of the pass failed): a service that left the file
+/// may still be draining there, so a director keeps the VIP of every service in its record.
+/// Planned as if the table were empty, the VIP of the draining service went, cutting its
+/// connections, and the guard let it through (one VIP of two).
+#[test]
+fn without_the_table_a_director_keeps_the_vips_of_the_services_in_its_record() {
+    let on = format!("{PLAIN}\naddr eth0 172.16.1.50/32\naddr eth0 172.16.1.51/32");
+    let mine = record("address eth0 172.16.1.50\naddress eth0 172.16.1.51");
+    let director = spec(Role::Director, Some("eth0"), None);
+    let left = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let managed = Owned {
+        services: ["172.16.1.50", "172.16.1.51"]
+            .iter()
+            .map(|v| {
+                (
+                    ServiceKey::tcp(v.parse().unwrap(), 80),
+                    OwnedService::default(),
+                )
+            })
+            .collect(),
+        ..Owned::default()
+    };
+    let want = host_desired(&director, &left, None, &managed, &Default::default());
+    let p = plan_host(&want, &host(&on), &mine);
+    assert!(
+        !lines(&p).iter().any(|l| l.starts_with("- address")),
+        "{:?}",
+        lines(&p)
+    );
 }
 
 #[test]
@@ -653,7 +706,7 @@ fn active_backup_leaves_the_vips_to_the_other_engine() {
     assert!(p.ops.is_empty(), "{:?}", lines(&p));
     assert!(p.kept.addresses.is_empty());
     assert!(
-        p.guard(Role::Director, &before, &Owned::default())
+        p.guard(Role::Director, &before, Some(&Owned::default()))
             .is_none()
     );
 }

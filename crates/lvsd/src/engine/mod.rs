@@ -191,9 +191,9 @@ impl<I: Io> Engine<I> {
 
     /// Why a plan must not be carried out without `--force`: one of the removal guards.
     pub fn refusal(&self, cfg: &Config, plan: &FullPlan) -> Option<anyhow::Error> {
-        if let Some((removed, held)) = plan
-            .host
-            .guard(cfg.host.role, &self.host_owned, &self.owned)
+        if let Some((removed, held)) =
+            plan.host
+                .guard(cfg.host.role, &self.host_owned, self.managed())
         {
             return Some(HostRefused { removed, held }.into());
         }
@@ -264,7 +264,7 @@ impl<I: Io> Engine<I> {
                 Ok(p) if !p.missing.is_empty() => {
                     pass.host = Outcome::Failed(Unfit(p.missing).into());
                 }
-                Ok(p) => match p.guard(cfg.host.role, &self.host_owned, &self.owned) {
+                Ok(p) => match p.guard(cfg.host.role, &self.host_owned, self.managed()) {
                     Some((removed, held)) if !spec.force => {
                         pass.host = Outcome::Refused(HostRefused { removed, held }.into());
                     }

@@ -40,11 +40,13 @@ impl<I: Io> Engine<I> {
     /// What the plan will newly put on the host (an address, a sysctl lvsd does not hold yet,
     /// a link brought up) is recorded, all of it in one durable save, before anything is
     /// carried out: a kill in between leaves entries the next pass drops when it finds nothing
-    /// there, never something of lvsd's it does not know about. Once the plan has run, the
-    /// record is saved again with what was done (an intent whose operation failed or was never
-    /// tried is dropped). Two saves a round, however many VIPs it adds; a sysctl lvsd already
-    /// holds that it moves to another value is saved right after the write, so the record
-    /// keeps telling its value from someone else's.
+    /// there, never something of lvsd's it does not know about. That intent stays the record
+    /// on disk for the whole round (a sysctl lvsd already holds that it moves to another value
+    /// is saved right after the write, intent and all, so the record keeps telling its value
+    /// from someone else's). Once the plan has run, the record is saved with what was done: an
+    /// intent whose operation the host refused or that was never tried is dropped, while one
+    /// whose outcome is unknown (a timeout, a lost connection) is kept for the next pass to
+    /// find or drop. One save a round when all goes well, however many VIPs it adds.
     pub(super) async fn execute_host(
         &mut self,
         plan: HostPlan,
@@ -52,24 +54,20 @@ impl<I: Io> Engine<I> {
         pass: &mut HostPass,
     ) -> Result<()> {
         let mut kept = plan.kept;
-        if allow {
-            let mut intent = kept.clone();
-            for op in plan.ops.iter().filter(|op| claims(&kept, op)) {
-                intent.record(op);
-            }
-            #[cfg(test)]
-            if self.mutation == Mutation::SkipHostIntent {
-                intent = kept.clone();
-            }
-            self.save_host(&intent)?;
-        } else {
-            self.save_host(&kept)?;
+        if !allow {
+            pass.skipped.extend(plan.ops);
+            return self.save_host(&kept);
         }
+        let mut intent = kept.clone();
+        for op in plan.ops.iter().filter(|op| claims(&kept, op)) {
+            intent.record(op);
+        }
+        #[cfg(test)]
+        if self.mutation == Mutation::SkipHostIntent {
+            intent = kept.clone();
+        }
+        self.save_host(&intent)?;
         for op in plan.ops {
-            if !allow {
-                pass.skipped.push(op);
-                continue;
-            }
             let moves_held =
                 matches!(&op, HostOp::SetSysctl { key, .. } if kept.sysctls.contains_key(key));
             let done = match self.host() {
@@ -82,15 +80,20 @@ impl<I: Io> Engine<I> {
                 Ok(()) => {
                     tracing::info!("{op}");
                     kept.record(&op);
+                    intent.record(&op);
                     pass.applied.push(op);
                     if moves_held {
-                        self.save_host(&kept)?;
+                        self.save_host(&intent)?;
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "{op} failed");
                     if e.is_connection() {
                         self.host = None;
+                        // It may have been carried out: what it claims stays recorded.
+                        if claims(&kept, &op) {
+                            kept.record(&op);
+                        }
                     }
                     pass.failed = Some((op, e));
                     break;
@@ -98,6 +101,12 @@ impl<I: Io> Engine<I> {
             }
         }
         self.save_host(&kept)
+    }
+
+    /// lvsd's record of the table for the host's guard: `None` while it could not be read
+    /// (the guard then counts every VIP, as it cannot tell which services are gone).
+    pub(super) fn managed(&self) -> Option<&plan::Owned> {
+        self.owned_unreadable.is_none().then_some(&self.owned)
     }
 
     /// Saves the host record when it differs from the one on disk.
@@ -124,12 +133,9 @@ impl<I: Io> Engine<I> {
             let again = self.plan_host(cfg, table, unable).await?;
             // The first round's guard saw the VIPs this round would take away still held for
             // services in the table; the table part may since have deleted them.
-            if let Some((removed, held)) = again.guard(cfg.host.role, &self.host_owned, &self.owned)
-            {
-                if !spec.force {
-                    pass.after = again;
-                    return Err(HostRefused { removed, held }.into());
-                }
+            let refused = again.guard(cfg.host.role, &self.host_owned, self.managed());
+            if let Some((removed, held)) = refused.filter(|_| allow_host && !spec.force) {
+                return Err(HostRefused { removed, held }.into());
             }
             if again.missing.is_empty() && !again.ops.is_empty() && allow_host {
                 self.execute_host(again, true, pass).await?;
