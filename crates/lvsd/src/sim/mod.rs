@@ -895,6 +895,40 @@ mod tests {
         }
     }
 
+    /// One round that moves a sysctl lvsd holds and adds a VIP, killed at every instant: the
+    /// record on disk covers the VIP whenever it is on the host. (The save right after the
+    /// moved sysctl wrote only what had run so far, dropping the VIP's claim until the end of
+    /// the round.)
+    #[test]
+    fn a_moved_sysctl_keeps_the_claims_still_to_come() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let before = Model {
+            services: BTreeMap::from([(1, ("rr", BTreeMap::from([(1, 1)])))]),
+            director: true,
+            sysctls: BTreeMap::from([("sync_threshold", "4 60")]),
+        };
+        let mut after = before.clone();
+        after.sysctls.insert("sync_threshold", "3 50");
+        after.services.insert(2, ("rr", BTreeMap::from([(1, 1)])));
+        for kill_at in 0..12 {
+            let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
+            for (key, value) in HOST_SYSCTLS {
+                world.borrow_mut().sysctl(key, value);
+            }
+            let mut sim = Sim::new(world.clone(), Mutation::None, vec![]);
+            let pass = rt.block_on(sim.pass_model(&before)).unwrap();
+            assert!(pass.converged(), "{}", sim.trace.join("\n"));
+            world.borrow_mut().kill_in = Some(kill_at);
+            rt.block_on(sim.pass_model(&after)).unwrap();
+            sim.restart()
+                .unwrap_or_else(|e| panic!("kill at {kill_at}: {e}"));
+        }
+    }
+
     /// The simulation has teeth: each deliberate bug is caught within a few hundred schedules.
     #[test]
     fn a_broken_engine_is_caught() {
