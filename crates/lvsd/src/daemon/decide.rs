@@ -415,6 +415,9 @@ struct HealthFile {
     ever_converged: bool,
     /// The value as last written, and where (written again only when either changes).
     written: Option<HealthFileValue>,
+    /// The value last asked for and not answered yet: the writer writes on its own thread, so
+    /// the answer about an older value can arrive after a newer one was asked for.
+    asked: Option<HealthFileValue>,
 }
 
 impl Machine {
@@ -558,8 +561,14 @@ impl Machine {
             Event::Reloaded(r) => return self.reloaded(r, now),
             Event::PassDone(p) => return self.pass_done(p, now),
             Event::HealthFileWritten { value, ok } => {
-                if ok {
-                    self.health_file.written = Some(value);
+                // Only the answer about the value last asked for counts: an older value's
+                // (written, then overwritten, or not) says nothing of what the file holds.
+                let hf = &mut self.health_file;
+                if hf.asked.as_ref() == Some(&value) {
+                    hf.asked = None;
+                    if ok {
+                        hf.written = Some(value);
+                    }
                 }
             }
         }
@@ -773,7 +782,9 @@ impl Machine {
                     s.services
                 },
             };
-            if self.health_file.written.as_ref() != Some(&value) {
+            let hf = &mut self.health_file;
+            if hf.asked.as_ref().or(hf.written.as_ref()) != Some(&value) {
+                hf.asked = Some(value.clone());
                 v.health_file = Some(value);
             }
         }
@@ -1574,6 +1585,76 @@ mod tests {
         assert_eq!(
             done(&mut m, converged(), host_ok(), ms(3520)).health_file,
             None
+        );
+    }
+
+    /// The writer answers on its own time: an older value's answer arriving after a newer one
+    /// was asked for must not count as the file's content (the newer one would then never be
+    /// asked again once the value came back to the older one).
+    #[test]
+    fn only_the_answer_about_the_value_last_asked_for_counts() {
+        let mut m = started(false, ms(10));
+        m.on(Event::HealthChanged(svc(50)), ms(100));
+        next(&mut m, ms(100));
+        assert_eq!(
+            done_serving(&mut m, converged(), 0, ms(110)).health_file,
+            Some(h(0))
+        );
+        // 1 asked before 0's answer came.
+        m.on(Event::HealthChanged(svc(50)), ms(200));
+        next(&mut m, ms(200));
+        assert_eq!(
+            done_serving(&mut m, converged(), 1, ms(210)).health_file,
+            Some(h(1))
+        );
+        // Not asked again while its answer is awaited.
+        m.on(Event::HealthChanged(svc(50)), ms(300));
+        next(&mut m, ms(300));
+        assert_eq!(
+            done_serving(&mut m, converged(), 1, ms(310)).health_file,
+            None
+        );
+        m.on(
+            Event::HealthFileWritten {
+                value: h(0),
+                ok: true,
+            },
+            ms(311),
+        );
+        // Back to 0: the file holds 1 (or soon will), so 0 is asked for again.
+        m.on(Event::HealthChanged(svc(50)), ms(400));
+        next(&mut m, ms(400));
+        assert_eq!(
+            done_serving(&mut m, converged(), 0, ms(410)).health_file,
+            Some(h(0))
+        );
+        // 1's late answer does not count for 0.
+        m.on(
+            Event::HealthFileWritten {
+                value: h(1),
+                ok: true,
+            },
+            ms(411),
+        );
+        m.on(Event::HealthChanged(svc(50)), ms(500));
+        next(&mut m, ms(500));
+        assert_eq!(
+            done_serving(&mut m, converged(), 0, ms(510)).health_file,
+            None
+        );
+        // A failed write of the value asked: asked again after the next pass.
+        m.on(
+            Event::HealthFileWritten {
+                value: h(0),
+                ok: false,
+            },
+            ms(511),
+        );
+        m.on(Event::HealthChanged(svc(50)), ms(600));
+        next(&mut m, ms(600));
+        assert_eq!(
+            done_serving(&mut m, converged(), 0, ms(610)).health_file,
+            Some(h(0))
         );
     }
 

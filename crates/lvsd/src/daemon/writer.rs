@@ -2,23 +2,28 @@
 //! `lvsd plan` shows (`<state-dir>/health`) and the health file keepalived's `track_file`
 //! follows (`ha.health_file`). Each is written atomically and fsync'd, which waits for the
 //! disk; the pass that takes a failed real out of rotation must not wait behind it. The newest
-//! content of each file wins (a burst of health changes is one write), and the health file's
-//! result goes back to the loop, which tells `decide`.
+//! content of each file wins (a burst of health changes is one write, and a hung disk holds
+//! one pending content a file), and the health file's result goes back to the loop, which
+//! tells `decide`.
 //!
 //! The ownership records are not written here: they say what lvsd is about to own, so they
 //! must be on disk before the kernel is written to, and the engine waits for them.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::decide::HealthFileValue;
 
-/// One file's new content.
-enum Job {
-    /// The health lines, in the state directory.
-    HealthLines { dir: PathBuf, lines: Vec<String> },
+/// What waits to be written: the newest content of each file, nothing older (a hung disk
+/// holds one pending content a file, however many changes come meanwhile).
+#[derive(Default)]
+struct Pending {
+    /// The health lines, and the state directory they go to.
+    lines: Option<(PathBuf, Vec<String>)>,
     /// The health file's value.
-    HealthFile(HealthFileValue),
+    file: Option<HealthFileValue>,
+    /// The loop's handle is gone: the thread ends once nothing is pending.
+    closed: bool,
 }
 
 /// The writer thread was lost (it panicked): the daemon cannot keep others informed and exits
@@ -29,9 +34,12 @@ enum Job {
 )]
 pub struct Lost;
 
-/// The handle the loop sends new contents through.
+type Shared = Arc<(Mutex<Pending>, Condvar)>;
+
+/// The handle the loop hands new contents over with.
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    shared: Shared,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Writer {
@@ -40,49 +48,66 @@ impl Writer {
     pub fn start(
         written: impl Fn(HealthFileValue, bool) + Send + 'static,
     ) -> std::io::Result<Writer> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let shared: Shared = Arc::default();
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
             .name("lvsd-writer".into())
-            .spawn(move || run(&rx, &written))?;
-        Ok(Writer { tx })
+            .spawn(move || run(&theirs, &written))?;
+        Ok(Writer { shared, thread })
     }
 
     /// The health lines for `lvsd plan`, to be written.
     pub fn health_lines(&self, dir: &Path, lines: Vec<String>) -> Result<(), Lost> {
-        self.send(Job::HealthLines {
-            dir: dir.to_owned(),
-            lines,
-        })
+        self.put(|p| p.lines = Some((dir.to_owned(), lines)))
     }
 
     /// The health file's value, to be written; its result comes back through `written`.
     pub fn health_file(&self, value: HealthFileValue) -> Result<(), Lost> {
-        self.send(Job::HealthFile(value))
+        self.put(|p| p.file = Some(value))
     }
 
-    fn send(&self, job: Job) -> Result<(), Lost> {
-        self.tx.send(job).map_err(|_| Lost)
+    fn put(&self, f: impl FnOnce(&mut Pending)) -> Result<(), Lost> {
+        if self.thread.is_finished() {
+            return Err(Lost);
+        }
+        let (lock, wake) = &*self.shared;
+        f(&mut *lock.lock().map_err(|_| Lost)?);
+        wake.notify_one();
+        Ok(())
     }
 }
 
-/// Takes what is queued, keeps the newest content of each file, writes it; until the loop's
-/// handle is dropped.
-fn run(rx: &mpsc::Receiver<Job>, written: &dyn Fn(HealthFileValue, bool)) {
-    // What is on disk already: the same value again (asked while a write was under way) is
-    // not written twice.
-    let mut on_disk: Option<HealthFileValue> = None;
-    while let Ok(first) = rx.recv() {
-        let (mut lines, mut file) = (None, None);
-        for job in std::iter::once(first).chain(rx.try_iter()) {
-            match job {
-                Job::HealthLines { dir, lines: l } => lines = Some((dir, l)),
-                Job::HealthFile(v) => file = Some(v),
-            }
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.shared;
+        if let Ok(mut p) = lock.lock() {
+            p.closed = true;
         }
+        wake.notify_one();
+    }
+}
+
+/// Waits for something to write, takes the newest content of each file, writes it; until the
+/// loop's handle is dropped.
+fn run(shared: &Shared, written: &dyn Fn(HealthFileValue, bool)) {
+    let (lock, wake) = &**shared;
+    loop {
+        let (lines, file) = {
+            let Ok(mut p) = lock.lock() else { return };
+            while p.lines.is_none() && p.file.is_none() && !p.closed {
+                p = match wake.wait(p) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+            }
+            if p.lines.is_none() && p.file.is_none() {
+                return;
+            }
+            (p.lines.take(), p.file.take())
+        };
         if let Some(value) = file {
             crate::fault::hold(crate::fault::HEALTH_FILE_WRITE);
-            let ok = on_disk.as_ref() == Some(&value) || write_health_file(&value);
-            on_disk = ok.then(|| value.clone());
+            let ok = write_health_file(&value);
             written(value, ok);
         }
         if let Some((dir, lines)) = lines {
@@ -116,7 +141,7 @@ mod tests {
     fn values_come_back_with_their_result() {
         let dir = std::env::temp_dir().join(format!("lvsd-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let w = Writer::start(move |v, ok| tx.send((v.value, ok)).unwrap()).unwrap();
         let file = dir.join("health");
         for value in [3, 0] {
@@ -138,6 +163,35 @@ mod tests {
         })
         .unwrap();
         assert_eq!(rx.recv().unwrap(), (1, false));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A burst while the thread is busy is one write of the newest value.
+    #[test]
+    fn the_newest_value_wins() {
+        let dir = std::env::temp_dir().join(format!("lvsd-writer-burst-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Writer::start(move |v, ok| tx.send((v.value, ok)).unwrap()).unwrap();
+        let file = dir.join("health");
+        // All handed over under the lock, the thread woken once.
+        {
+            let (lock, wake) = &*w.shared;
+            let mut p = lock.lock().unwrap();
+            for value in 1..=6 {
+                p.file = Some(HealthFileValue {
+                    file: file.clone(),
+                    value,
+                });
+            }
+            wake.notify_one();
+        }
+        assert_eq!(rx.recv().unwrap(), (6, true));
+        drop(w);
+        assert!(
+            rx.recv().is_err(),
+            "one write, and the thread ends with its handle"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
