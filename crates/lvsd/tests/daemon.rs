@@ -370,6 +370,10 @@ fn a_hung_write_of_the_health_lines_holds_up_no_pass() {
     while !lines.exists() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(lines.exists(), "written once the disk answered: {}", d.log());
+    assert!(
+        lines.exists(),
+        "written once the disk answered: {}",
+        d.log()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
