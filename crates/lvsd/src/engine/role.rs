@@ -44,7 +44,8 @@ impl<I: Io> Engine<I> {
     /// record is saved again with what was done (an intent whose operation failed or was never
     /// tried is dropped). Two saves a round, however many VIPs it adds; a sysctl lvsd already
     /// holds that it moves to another value is saved right after the write, so the record
-    /// keeps telling its value from someone else's.
+    /// keeps telling its value from someone else's (that save keeps the intent of the
+    /// operations still to come).
     pub(super) async fn execute_host(
         &mut self,
         plan: HostPlan,
@@ -52,8 +53,10 @@ impl<I: Io> Engine<I> {
         pass: &mut HostPass,
     ) -> Result<()> {
         let mut kept = plan.kept;
+        // What the record must say while the plan runs: what is done, and what is about to
+        // be (a save in between must not drop the intent of what is still to come).
+        let mut intent = kept.clone();
         if allow {
-            let mut intent = kept.clone();
             for op in plan.ops.iter().filter(|op| claims(&kept, op)) {
                 intent.record(op);
             }
@@ -82,9 +85,10 @@ impl<I: Io> Engine<I> {
                 Ok(()) => {
                     tracing::info!("{op}");
                     kept.record(&op);
+                    intent.record(&op);
                     pass.applied.push(op);
                     if moves_held {
-                        self.save_host(&kept)?;
+                        self.save_host(&intent)?;
                     }
                 }
                 Err(e) => {
