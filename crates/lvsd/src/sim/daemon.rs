@@ -7,8 +7,9 @@
 //! look at the files' stamps must catch those), renames a new file into place at each step
 //! of a start or a reload (through the fault points' hook, [`crate::fault::set_hook`]),
 //! changes the table and host behind lvsd's back, makes the kernel refuse requests or unloads
-//! it, and kills the daemon (its future dropped between steps, at a fault point, or after a
-//! number of writes and saves), after which a new daemon starts from the records on disk.
+//! it, stops the daemon (SIGTERM, through its input channel) and kills it (its future dropped
+//! between steps, at a fault point, or after a number of writes and saves), after which a new
+//! daemon starts from the records on disk.
 //! The daemon's own file events come from the schedule, never from inotify, and its reads run
 //! in place: the outcome depends on the seed alone.
 //!
@@ -137,6 +138,7 @@ pub(crate) struct Tally {
     pub steps: usize,
     pub starts: usize,
     pub kills: usize,
+    pub stops: usize,
     pub edits: usize,
     pub bad: usize,
     pub lost: usize,
@@ -190,6 +192,8 @@ struct Driver {
     tally: Tally,
     /// No event is lost (the deterministic tests).
     lossless: bool,
+    /// The running daemon was told to stop: its end is not a failure.
+    stopping: bool,
 }
 
 /// Services with these numbers stay in the main file when the schedule includes.
@@ -385,14 +389,24 @@ impl Driver {
             settings, engine, outside, tx, rx,
         )));
         self.tally.starts += 1;
+        self.stopping = false;
         self.started_bad |= !matches!(self.on_disk, OnDisk::Valid(_));
         self.note("a daemon starts".into());
+    }
+
+    /// SIGTERM: the loop is told to stop (and is started again once it has, as an operator's
+    /// restart would).
+    fn stop(&mut self) {
+        if let Some(tx) = &self.hooked.borrow().tx {
+            self.stopping = tx.send(Input::Stop).is_ok();
+        }
     }
 
     /// Kills the daemon: its future is dropped wherever it waits. What it made must be in
     /// its records.
     fn kill(&mut self) -> Result<(), String> {
         self.daemon = None;
+        self.stopping = false;
         self.hooked.borrow_mut().tx = None;
         let mut w = self.world.borrow_mut();
         records_cover(&w)?;
@@ -433,6 +447,13 @@ impl Driver {
                 let bad = !matches!(self.on_disk, OnDisk::Valid(_))
                     || self.hooked.borrow().armed.is_some();
                 match r {
+                    Ok(()) if self.stopping => {
+                        self.stopping = false;
+                        self.tally.stops += 1;
+                        self.note("  stopped; started again at the next tick".into());
+                        records_cover(&self.world.borrow())?;
+                        tokio::time::sleep(Duration::from_millis(step)).await;
+                    }
                     Err(e) if bad => {
                         self.note(format!("  the daemon could not start: {e:#}"));
                         // Restarted at the next tick (systemd's Restart=).
@@ -825,6 +846,7 @@ fn driver(dir: &Path, includes: bool, mutation: Mutation, first: &Model) -> Driv
         trace: vec![],
         tally: Tally::default(),
         lossless: false,
+        stopping: false,
     }
 }
 
@@ -907,9 +929,13 @@ fn schedule(
                     d.note("ip_vs loaded again".into());
                 }
                 57..=64 => {
-                    if rng.below(2) == 0 {
+                    let how = rng.below(3);
+                    if how == 0 {
                         d.note("killed between steps".into());
                         d.kill()?;
+                    } else if how == 1 {
+                        d.note("SIGTERM".into());
+                        d.stop();
                     } else {
                         let at = rng.below(8) as u32;
                         d.world.borrow_mut().kill_in = Some(at);
@@ -1025,6 +1051,7 @@ mod tests {
                     total.steps += t.steps;
                     total.starts += t.starts;
                     total.kills += t.kills;
+                    total.stops += t.stops;
                     total.edits += t.edits;
                     total.bad += t.bad;
                     total.lost += t.lost;
@@ -1038,11 +1065,12 @@ mod tests {
             }
         }
         println!(
-            "simulation (daemon): {count} schedules (seeds {base}..{}) of {STEPS} steps in {:.1?}: {} starts, {} kills, {} valid edits, {} bad files, {} events lost, {} renames at start or reload steps, {} faults, {} quiet periods checked",
+            "simulation (daemon): {count} schedules (seeds {base}..{}) of {STEPS} steps in {:.1?}: {} starts, {} kills, {} stops, {} valid edits, {} bad files, {} events lost, {} renames at start or reload steps, {} faults, {} quiet periods checked",
             base + count,
             started.elapsed(),
             total.starts,
             total.kills,
+            total.stops,
             total.edits,
             total.bad,
             total.lost,
