@@ -17,6 +17,8 @@ fn asked(name: &str) -> bool {
 
 /// Stops the process here when `LVSD_FAULT` names this point.
 pub fn point(name: &str) {
+    #[cfg(test)]
+    simulated_point(name);
     if asked(name) {
         tracing::warn!(point = name, "LVSD_FAULT: stopping here for a crash test");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
@@ -65,4 +67,51 @@ pub fn hold(name: &str) {
     while path.exists() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The daemon simulation's hook: called with each point's name.
+#[cfg(test)]
+pub(crate) type Hook = Box<dyn FnMut(&str)>;
+
+#[cfg(test)]
+thread_local! {
+    /// The daemon simulation's hook on this thread (`crate::sim::daemon`): called at every
+    /// point, so that a schedule can rename a file into place or kill at exactly that step of
+    /// a start or a reload. Per thread, because the simulation runs the daemon on the test's
+    /// own thread (a current-thread runtime) and tests run side by side.
+    static HOOK: std::cell::RefCell<Option<Hook>> =
+        const { std::cell::RefCell::new(None) };
+    /// A daemon simulation runs on this thread (set with its hook).
+    static SIMULATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (or with `None` removes) this thread's simulation hook; returns the one before.
+/// While one is installed, the daemon also reads its files in place instead of on a blocking
+/// thread ([`simulated`]), so that a read is never concurrent with the schedule's file moves.
+#[cfg(test)]
+pub(crate) fn set_hook(hook: Option<Hook>) -> Option<Hook> {
+    SIMULATED.with(|s| s.set(hook.is_some()));
+    HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook))
+}
+
+/// Whether a daemon simulation runs on this thread (a hook is installed).
+#[cfg(test)]
+pub(crate) fn simulated() -> bool {
+    SIMULATED.with(std::cell::Cell::get)
+}
+
+/// Calls this thread's simulation hook, if any (taken out while it runs: a hook that reached a
+/// point again would find none, not a second borrow).
+#[cfg(test)]
+fn simulated_point(name: &str) {
+    let Some(mut hook) = HOOK.with(|h| h.borrow_mut().take()) else {
+        return;
+    };
+    hook(name);
+    HOOK.with(|h| {
+        let mut slot = h.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(hook);
+        }
+    });
 }

@@ -115,6 +115,25 @@ fn config(dir: &Path, name: &str, n: usize) -> PathBuf {
     p
 }
 
+/// Whether process `pid` catches `sig` (its `SigCgt` in `/proc`), waiting up to `within`. The
+/// child is `unshare`, which execs lvsd in place: the same pid.
+fn catches(pid: u32, sig: nix::sys::signal::Signal, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (sig as u32 - 1)) != 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
 fn signal(d: &Daemon, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.child.id() as i32), sig).unwrap();
 }
@@ -125,7 +144,21 @@ fn a_sighup_during_start_up_is_a_reload_not_a_death() {
     // Large enough that reading it takes far longer than the signal's delay below.
     let cfg = config(&dir, "lvsd.yaml", 30_000);
     let mut d = Daemon::start(&dir, &cfg, &[]);
-    std::thread::sleep(Duration::from_millis(30));
+    // Once lvsd has its handler (its first step): on a loaded machine a fixed delay could send
+    // the signal before lvsd even ran, and the default action would end it.
+    assert!(
+        catches(
+            d.child.id(),
+            nix::sys::signal::Signal::SIGHUP,
+            Duration::from_secs(20)
+        ),
+        "lvsd never installed its SIGHUP handler: {}",
+        d.log()
+    );
+    assert!(
+        !d.log().contains("lvsd running"),
+        "the start must still be under way (the config read): make the file larger"
+    );
     signal(&d, nix::sys::signal::Signal::SIGHUP);
     assert!(
         d.wait_log("lvsd running", Duration::from_secs(60)),

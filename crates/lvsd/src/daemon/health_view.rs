@@ -14,6 +14,7 @@ use super::effective::refresh_effective;
 use super::report::log_standings;
 use crate::engine::Engine;
 use crate::health_status;
+use crate::io::Io;
 use crate::telemetry::Telemetry;
 
 /// The checks, the probes, and what health makes of the config.
@@ -78,9 +79,9 @@ impl HealthView {
     /// Brings the health table and the probes in line with the config: unchanged checks keep
     /// their state and rhythm, new ones adopt the kernel's weights (`kept`: from the table the
     /// last pass left, when there is one). `touched`: only these services' checks (an edit).
-    pub(super) async fn sync(
+    pub(super) async fn sync<I: Io>(
         &mut self,
-        engine: &mut Engine,
+        engine: &mut Engine<I>,
         config: &Config,
         kept: bool,
         touched: Option<&Scope>,

@@ -16,6 +16,10 @@ mod source;
 mod watch;
 mod writer;
 
+#[cfg(test)]
+pub(crate) use self::watch::Followed;
+pub(crate) use self::watch::WatchKind;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,6 +41,7 @@ use self::report::{announce_device, status_line, summarize};
 use self::source::Source;
 use self::writer::Writer;
 use crate::engine::{Engine, Outcome, Pass, PassSpec, Unfit};
+use crate::io::Io;
 use crate::telemetry::{PassRecord, Telemetry};
 
 /// What to do about changes made behind lvsd's back.
@@ -90,8 +95,9 @@ impl Signals {
 /// Probes running at once, at most (each is short and bounded by its timeout).
 const CHECK_CONCURRENCY: usize = 64;
 
-/// What reaches the loop from outside, on one channel.
-enum Input {
+/// What reaches the loop from outside, on one channel (the daemon's simulation sends file
+/// events and stops through it too).
+pub(crate) enum Input {
     /// The config file was written (`true`: renamed into place).
     File(bool),
     /// SIGHUP.
@@ -104,6 +110,20 @@ enum Input {
     HealthFileWritten(HealthFileValue, bool),
     /// An operator's override, from the control socket.
     Change(Change),
+}
+
+/// Runs `f` off the loop, on a blocking thread: reading and validating the config's files waits
+/// for the disk and takes a while for a large one. In the daemon's simulation it runs in place
+/// instead, so that a read is never concurrent with the schedule's file moves (which makes
+/// the outcome depend on the seed alone).
+async fn off_loop<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    #[cfg(test)]
+    if crate::fault::simulated() {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f).await
 }
 
 /// The daemon's clock: `decide` counts time from the start.
@@ -143,11 +163,11 @@ impl Decisions {
 
 /// Everything the loop owns: what it was told, what it acts on, what it reports to, and the
 /// state the steps and the decisions keep.
-struct Daemon {
+struct Daemon<I: Io> {
     /// The command line.
     settings: Settings,
     /// The kernel and the host: every pass and every guard goes through it.
-    engine: Engine,
+    engine: Engine<I>,
     /// Status and metrics.
     telemetry: std::sync::Arc<Telemetry>,
     /// The config's files, their watch, and the config in force.
@@ -160,6 +180,9 @@ struct Daemon {
     writer: Writer,
     /// Operators' overrides (`lvsd drain`, `lvsd weight`), laid over the table aimed for.
     operators: Operators,
+    /// A deliberate bug (the daemon's simulation).
+    #[cfg(test)]
+    mutation: Mutation,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -168,18 +191,67 @@ struct Daemon {
 /// from the file it read: a file renamed into place at any moment of the start is either the
 /// one read or an event (or, in an included directory watched only once the read named it,
 /// seen by the look at the stamp `decide` asks for first).
-pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result<()> {
+pub async fn run<I: Io>(settings: Settings, signals: Signals, engine: Engine<I>) -> Result<()> {
+    let (tx, inputs) = mpsc::unbounded_channel();
+    run_with(
+        settings,
+        engine,
+        Outside {
+            watch: WatchKind::Inotify,
+            signals: Some(signals),
+            #[cfg(test)]
+            mutation: Mutation::None,
+        },
+        tx,
+        inputs,
+    )
+    .await
+}
+
+/// How the loop meets the world outside the engine: the watch on the config's files and the
+/// signals (`None` in the daemon's simulation, whose schedule sends stops itself).
+pub(crate) struct Outside {
+    /// What watches the config's files.
+    pub(crate) watch: WatchKind,
+    /// The signals, forwarded to the loop's input channel.
+    pub(crate) signals: Option<Signals>,
+    /// A deliberate bug, for proving that the daemon's simulation catches one.
+    #[cfg(test)]
+    pub(crate) mutation: Mutation,
+}
+
+/// Deliberate bugs the daemon's simulation must catch (`crate::sim::daemon`).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mutation {
+    /// The loop as it is.
+    None,
+    /// Every look at the config's files finds them unchanged: a lost event is never caught by
+    /// the resync's stamp comparison, nor a file renamed in while the start read it.
+    IgnoreMoved,
+}
+
+/// [`run`], with the loop's input channel made by the caller (the daemon's simulation keeps a
+/// sender, through which it delivers file events and stops).
+pub(crate) async fn run_with<I: Io>(
+    settings: Settings,
+    engine: Engine<I>,
+    outside: Outside,
+    tx: mpsc::UnboundedSender<Input>,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+) -> Result<()> {
     let clock = Clock(tokio::time::Instant::now());
-    let (tx, mut inputs) = mpsc::unbounded_channel();
     let files = tx.clone();
-    let source = Source::open(&settings, move |whole| {
+    let source = Source::open(&settings, outside.watch, move |whole| {
         let _ = files.send(Input::File(whole));
     })
     .await?;
     let Some(loaded) = source.loaded() else {
         anyhow::bail!("no config in force");
     };
-    forward_signals(signals, tx.clone());
+    if let Some(signals) = outside.signals {
+        forward_signals(signals, tx.clone());
+    }
     let role = loaded.config.host.role;
     let services = loaded.config.desired.services.len();
     let telemetry = Telemetry::new(&settings.config, role.name());
@@ -235,6 +307,8 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         decisions: Decisions { machine, clock },
         writer,
         operators,
+        #[cfg(test)]
+        mutation: outside.mutation,
     };
     d.publish_overrides(false);
     if let Some(loaded) = d.source.loaded() {
@@ -322,7 +396,7 @@ fn forward_signals(mut s: Signals, tx: mpsc::UnboundedSender<Input>) {
     });
 }
 
-impl Daemon {
+impl<I: Io> Daemon<I> {
     /// Takes one input in; false on a stop.
     fn input(&mut self, input: Input) -> bool {
         match input {
@@ -357,6 +431,8 @@ impl Daemon {
             self.source.refresh_watch();
         }
         let changed = self.source.moved(&self.settings.config).await;
+        #[cfg(test)]
+        let changed = changed && self.mutation != Mutation::IgnoreMoved;
         let config = self.settings.config.display();
         match (why, changed) {
             (Check::Resync, true) => {

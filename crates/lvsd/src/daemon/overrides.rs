@@ -248,7 +248,7 @@ impl Operators {
     }
 }
 
-impl super::Daemon {
+impl<I: crate::io::Io> super::Daemon<I> {
     /// A change from the control socket: carried out against the config in force, answered,
     /// and its service passed.
     pub(super) fn override_change(&mut self, c: Change) {

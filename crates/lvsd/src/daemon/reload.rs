@@ -12,15 +12,16 @@ use plan::host::Role;
 use super::Settings;
 use super::decide::{Reloaded, Scope};
 use crate::engine::Engine;
+use crate::io::Io;
 
 /// Reads the config at `settings.config` into `loaded`. `Changed` carries the services whose
 /// entries changed (an edit of a few is read in place: only its entries are parsed again).
 /// Also returns the stamp of what was read, whatever the outcome. An error is fatal: the
 /// thread reading the config was lost, and the last good config with it.
-pub async fn reload(
+pub async fn reload<I: Io>(
     settings: &Settings,
     loaded: &mut Option<Loaded>,
-    engine: &mut Engine,
+    engine: &mut Engine<I>,
 ) -> anyhow::Result<(Reloaded, Stamp)> {
     let path = settings.config.clone();
     if !settings.allow_insecure_config {
@@ -34,7 +35,7 @@ pub async fn reload(
     };
     let role = settings.role;
     let started = std::time::Instant::now();
-    let (current, reread, seen) = match tokio::task::spawn_blocking(move || {
+    let (current, reread, seen) = match super::off_loop(move || {
         let mut seen = Stamp::default();
         crate::fault::panic_point(crate::fault::RELOAD_PANIC);
         let r = current.reread_file(&path, role, &mut seen);
@@ -57,10 +58,10 @@ pub async fn reload(
 }
 
 /// Takes what a reread found, if the guards allow it.
-async fn take(
+async fn take<I: Io>(
     settings: &Settings,
     loaded: &mut Option<Loaded>,
-    engine: &mut Engine,
+    engine: &mut Engine<I>,
     current: Loaded,
     reread: Result<Reread, config::Error>,
     started: std::time::Instant,
@@ -131,12 +132,12 @@ async fn take(
 /// role before), or a plan removing most of what lvsd manages. For a small edit the plan covers
 /// the touched services against the table the last pass left. When the table or host cannot
 /// be read, the config cannot be checked: it is deferred, not taken unchecked.
-async fn guard(
+async fn guard<I: Io>(
     settings: &Settings,
     current: Option<Role>,
     new: &Config,
     touched: &BTreeSet<ipvs::ServiceKey>,
-    engine: &mut Engine,
+    engine: &mut Engine<I>,
 ) -> Result<(), Reloaded> {
     if settings.force {
         return Ok(());

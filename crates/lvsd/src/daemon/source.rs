@@ -11,13 +11,14 @@ use config::{Loaded, Stamp};
 use super::Settings;
 use super::decide::Reloaded;
 use super::reload;
-use super::watch::ConfigWatch;
+use super::watch::{Watch, WatchKind};
 use crate::engine::Engine;
+use crate::io::Io;
 
 /// The config's files, their watch and what was last read of them.
 pub(super) struct Source {
     /// The watch on the config's directories (its events reach the loop on their own).
-    watch: ConfigWatch,
+    watch: Watch,
     /// What the last read saw, accepted or not: a look at the files compares them with it
     /// (a resync notices other files behind the paths: an event the watch lost).
     read: Stamp,
@@ -34,13 +35,14 @@ impl Source {
     /// that `decide` asks for first). `written(whole)` is called for every write the watch sees.
     pub(super) async fn open(
         settings: &Settings,
+        kind: WatchKind,
         written: impl Fn(bool) + Send + 'static,
     ) -> Result<Source> {
         crate::fault::point(crate::fault::START_BEFORE_WATCH);
-        let mut watch = ConfigWatch::new(&settings.config, written)?;
+        let mut watch = Watch::new(kind, &settings.config, written)?;
         crate::fault::point(crate::fault::START_BEFORE_READ);
         let (path, role) = (settings.config.clone(), settings.role);
-        let (loaded, read) = tokio::task::spawn_blocking(move || {
+        let (loaded, read) = super::off_loop(move || {
             let mut seen = Stamp::default();
             let loaded = Loaded::load(&path, role, &mut seen);
             (loaded, seen)
@@ -87,17 +89,17 @@ impl Source {
     /// (off the runtime: a directory of included files is listed and each file looked at).
     pub(super) async fn moved(&self, main: &Path) -> bool {
         let (read, path) = (self.read.clone(), main.to_path_buf());
-        tokio::task::spawn_blocking(move || read.moved(&path))
+        super::off_loop(move || read.moved(&path))
             .await
             .unwrap_or(true)
     }
 
     /// Reads the config again and follows the directories it includes now; an error is fatal
     /// (see [`reload::reload`]). A config file found gone is [`Reloaded::Gone`].
-    pub(super) async fn reload(
+    pub(super) async fn reload<I: Io>(
         &mut self,
         settings: &Settings,
-        engine: &mut Engine,
+        engine: &mut Engine<I>,
     ) -> Result<Reloaded> {
         crate::fault::point(crate::fault::RELOAD_BEFORE_READ);
         let (outcome, read) = reload::reload(settings, &mut self.loaded, engine).await?;

@@ -149,6 +149,69 @@ impl ConfigWatch {
     }
 }
 
+/// The included directories a watch follows, shared with whoever wants to know which events a
+/// watch on them would see (the daemon's simulation).
+#[cfg(test)]
+pub(crate) type Followed = Arc<RwLock<Vec<IncludeDir>>>;
+
+/// How the daemon learns of writes to its config's files: inotify in production; in the
+/// daemon's simulation, its schedule sends the events itself (delivered in the order it chose,
+/// or dropped), which a watcher thread of its own would make nondeterministic.
+pub(crate) enum WatchKind {
+    /// The directories watched with inotify ([`ConfigWatch`]).
+    Inotify,
+    /// No watcher: the included directories followed are kept in the shared list.
+    #[cfg(test)]
+    Simulated(Followed),
+}
+
+/// The watch a [`WatchKind`] made.
+pub(super) enum Watch {
+    /// inotify.
+    Files(ConfigWatch),
+    /// The simulation's: only the list of included directories followed.
+    #[cfg(test)]
+    Simulated(Followed),
+}
+
+impl Watch {
+    /// Sets the watch up; `written(whole)` is called for every event naming the config (the
+    /// simulated watch has none: its schedule sends them).
+    pub(super) fn new(
+        kind: WatchKind,
+        config: &Path,
+        written: impl Fn(bool) + Send + 'static,
+    ) -> Result<Watch> {
+        match kind {
+            WatchKind::Inotify => Ok(Watch::Files(ConfigWatch::new(config, written)?)),
+            #[cfg(test)]
+            WatchKind::Simulated(followed) => Ok(Watch::Simulated(followed)),
+        }
+    }
+
+    /// See [`ConfigWatch::refresh`].
+    pub(super) fn refresh(&mut self) -> Result<()> {
+        match self {
+            Watch::Files(w) => w.refresh(),
+            #[cfg(test)]
+            Watch::Simulated(_) => Ok(()),
+        }
+    }
+
+    /// See [`ConfigWatch::follow`].
+    pub(super) fn follow(&mut self, dirs: &[IncludeDir]) {
+        match self {
+            Watch::Files(w) => w.follow(dirs),
+            #[cfg(test)]
+            Watch::Simulated(followed) => {
+                if let Ok(mut list) = followed.write() {
+                    *list = dirs.to_vec();
+                }
+            }
+        }
+    }
+}
+
 /// Whether two paths name one directory (as written, or once symlinks are resolved).
 fn same_dir(a: &Path, b: &Path) -> bool {
     if a == b {

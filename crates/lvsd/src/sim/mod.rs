@@ -21,6 +21,7 @@
 //! The same seed gives the same schedule and the same outcome: a failure prints its seed, and
 //! `LVSD_SIM_SEED=<seed> cargo test -p lvsd sim:: -- --nocapture` replays it with its trace.
 
+mod daemon;
 mod world;
 
 use std::cell::RefCell;
@@ -286,6 +287,40 @@ fn engine(world: &Rc<RefCell<World>>, mutation: Mutation) -> Engine<SimIo> {
     e
 }
 
+/// What a killed lvsd must have left on disk: every service it made in the table's record, and
+/// every address it put on the host and every sysctl it changed (with the value from before it)
+/// in the host's record; else the next lvsd takes them for someone else's and never undoes them.
+fn records_cover(w: &World) -> Result<(), String> {
+    let owned = w.owned.clone().unwrap_or_default();
+    for s in &w.services {
+        if !w.foreign.contains(&s.key) && !owned.services.contains_key(&s.key) {
+            return Err(format!(
+                "t={}: killed with service {} in the table but not in lvsd's record: the next lvsd takes it for foreign and never removes it",
+                w.now, s.key
+            ));
+        }
+    }
+    let host = w.host.clone().unwrap_or_default();
+    for a in w.addresses.keys() {
+        if !w.foreign_addresses.contains(a) && !host.addresses.contains(a) {
+            return Err(format!(
+                "t={}: killed with {} on {}, put there by lvsd but not in its host record: giving the role up leaves it behind",
+                w.now, a.addr, a.interface
+            ));
+        }
+    }
+    for (key, initial) in &w.initial_sysctls {
+        let now = w.sysctls.get(key).unwrap_or(initial);
+        if now != initial && host.sysctls.get(key).map(|s| &s.original) != Some(initial) {
+            return Err(format!(
+                "t={}: killed with {key} changed by lvsd ({initial} -> {now}) but its original value not in the host record",
+                w.now
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Sim {
     fn new(world: Rc<RefCell<World>>, mutation: Mutation, foreign: Vec<world::SimService>) -> Sim {
         Sim {
@@ -396,33 +431,7 @@ impl Sim {
         if !w.killed {
             return Ok(());
         }
-        let owned = w.owned.clone().unwrap_or_default();
-        for s in &w.services {
-            if !w.foreign.contains(&s.key) && !owned.services.contains_key(&s.key) {
-                return Err(format!(
-                    "t={}: killed with service {} in the table but not in lvsd's record: the next lvsd takes it for foreign and never removes it",
-                    w.now, s.key
-                ));
-            }
-        }
-        let host = w.host.clone().unwrap_or_default();
-        for a in w.addresses.keys() {
-            if !w.foreign_addresses.contains(a) && !host.addresses.contains(a) {
-                return Err(format!(
-                    "t={}: killed with {} on {}, put there by lvsd but not in its host record: giving the role up leaves it behind",
-                    w.now, a.addr, a.interface
-                ));
-            }
-        }
-        for (key, initial) in &w.initial_sysctls {
-            let now = w.sysctls.get(key).unwrap_or(initial);
-            if now != initial && host.sysctls.get(key).map(|s| &s.original) != Some(initial) {
-                return Err(format!(
-                    "t={}: killed with {key} changed by lvsd ({initial} -> {now}) but its original value not in the host record",
-                    w.now
-                ));
-            }
-        }
+        records_cover(&w)?;
         w.killed = false;
         w.kill_in = None;
         drop(w);
