@@ -120,9 +120,12 @@ impl Ramps {
 
     /// Takes the joins in and lays the ramps over `target` at `now`; `scope` is the services
     /// the pass about to run covers (`None`: all). A real joins when its weight goes from 0
-    /// (or absent) to more than 0 and it has a slow start. A real seen for the first time
-    /// joins unless `kernel` (its weight in the table now) says it has a weight above 0
-    /// already. Returns the services whose weights the ramps lower.
+    /// (or absent) to more than 0; a real seen for the first time joins unless `kernel` (its
+    /// weight in the table now) says it has a weight above 0 already. A joining real with a
+    /// slow start ramps when another real of its service takes traffic: reals that come in
+    /// together with nobody else serving (a new service, every real back at once) share the
+    /// traffic evenly anyway, and a ramp would only hold the service back. Returns the
+    /// services whose weights the ramps lower.
     pub fn apply(
         &mut self,
         target: &mut Desired,
@@ -134,6 +137,22 @@ impl Ramps {
         let mut lowered = BTreeSet::new();
         for (skey, svc) in target.services.iter_mut() {
             let covered = scope.is_none_or(|s| s.contains(skey));
+            let joining: BTreeSet<DestKey> = svc
+                .reals
+                .iter()
+                .filter(|(dkey, spec)| {
+                    let before = match self.seen.get(&(*skey, **dkey)) {
+                        Some(w) => Some(*w),
+                        None => kernel(skey, dkey),
+                    };
+                    spec.weight > 0 && before.is_none_or(|w| w == 0)
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            let others_serve = svc
+                .reals
+                .iter()
+                .any(|(k, spec)| spec.weight > 0 && !joining.contains(k));
             for (dkey, spec) in svc.reals.iter_mut() {
                 let id = (*skey, *dkey);
                 let goal = spec.weight;
@@ -143,11 +162,7 @@ impl Ramps {
                     self.ramps.remove(&id);
                     continue;
                 }
-                let before = match self.seen.get(&id) {
-                    Some(w) => Some(*w),
-                    None => kernel(skey, dkey),
-                };
-                if before.is_none_or(|w| w == 0) {
+                if joining.contains(dkey) && others_serve {
                     self.ramps.insert(
                         id,
                         Ramp {
@@ -330,11 +345,52 @@ mod tests {
 
     #[test]
     fn a_real_at_weight_zero_in_the_kernel_at_the_start_ramps() {
-        let (_, file) = table(&[(1, 10)], Some(S(10)));
+        let (_, file) = table(&[(1, 10), (2, 10)], Some(S(10)));
         let mut r = Ramps::default();
         let mut t = file.clone();
-        r.apply(&mut t, &|_, _| Some(0), None, S(0));
-        assert_eq!(weights(&t), [1]);
+        let one = |_: &ServiceKey, d: &DestKey| {
+            Some(if d.to_string().ends_with(".1:80") {
+                0
+            } else {
+                10
+            })
+        };
+        r.apply(&mut t, &one, None, S(0));
+        assert_eq!(weights(&t), [1, 10]);
+    }
+
+    #[test]
+    fn reals_that_come_in_together_with_nobody_serving_do_not_ramp() {
+        // A new service (an empty table at the first pass, or an edit).
+        let (key, file) = table(&[(1, 10), (2, 10)], Some(S(10)));
+        let mut r = Ramps::default();
+        let mut t = file.clone();
+        assert!(r.apply(&mut t, &|_, _| None, None, S(0)).is_empty());
+        assert_eq!(weights(&t), [10, 10]);
+        // Every real down, then one back: it takes all the traffic whatever its weight.
+        let mut down = file.clone();
+        for s in down.services.values_mut() {
+            for w in s.reals.values_mut() {
+                w.weight = 0;
+            }
+        }
+        r.apply(&mut down.clone(), &|_, _| None, None, S(1));
+        let mut one = down.clone();
+        one.services
+            .get_mut(&key)
+            .unwrap()
+            .reals
+            .values_mut()
+            .next()
+            .unwrap()
+            .weight = 10;
+        let mut t = one.clone();
+        assert!(r.apply(&mut t, &|_, _| None, None, S(2)).is_empty());
+        assert_eq!(weights(&t), [10, 0]);
+        // The second one back now has company: it ramps.
+        let mut t = file.clone();
+        r.apply(&mut t, &|_, _| None, None, S(3));
+        assert_eq!(weights(&t), [10, 1]);
     }
 
     #[test]
@@ -378,32 +434,36 @@ mod tests {
 
     #[test]
     fn without_slow_start_nothing_ramps() {
-        let (_, file) = table(&[(1, 10)], None);
+        let (_, file) = table(&[(1, 10), (2, 10)], None);
         let mut r = Ramps::default();
         let mut t = file.clone();
         assert!(r.apply(&mut t, &|_, _| None, None, S(0)).is_empty());
-        assert_eq!(weights(&t), [10]);
+        assert_eq!(weights(&t), [10, 10]);
     }
 
     #[test]
     fn a_pass_that_does_not_cover_a_ramp_leaves_it_due() {
-        let (key, file) = table(&[(1, 10)], Some(S(10)));
+        let (key, file) = table(&[(1, 10), (2, 10)], Some(S(10)));
+        // .1 is new, .2 serves already.
+        let new_one =
+            |_: &ServiceKey, d: &DestKey| (!d.to_string().ends_with(".1:80")).then_some(10);
         let mut r = Ramps::default();
         let mut t = file.clone();
-        r.apply(&mut t, &|_, _| None, None, S(0));
+        r.apply(&mut t, &new_one, None, S(0));
+        assert_eq!(weights(&t), [1, 10]);
         assert_eq!(r.next_due(), Some(S(2)));
         // A pass of another service at 3 s: the step to weight 2 is still due.
         let mut t = file.clone();
-        r.apply(&mut t, &|_, _| None, Some(&BTreeSet::new()), S(3));
+        r.apply(&mut t, &new_one, Some(&BTreeSet::new()), S(3));
         assert_eq!(r.due(S(3)), [key].into());
         let mut t = file.clone();
-        r.apply(&mut t, &|_, _| None, Some(&[key].into()), S(3));
+        r.apply(&mut t, &new_one, Some(&[key].into()), S(3));
         assert!(r.due(S(3)).is_empty());
         assert_eq!(r.next_due(), Some(S(4)));
-        // An unchanged target that is raised mid-ramp: the ramp goes on towards the new one.
-        let (_, more) = table(&[(1, 20)], Some(S(10)));
+        // A target raised mid-ramp: the ramp goes on towards the new one.
+        let (_, more) = table(&[(1, 20), (2, 10)], Some(S(10)));
         let mut t = more.clone();
-        r.apply(&mut t, &|_, _| None, None, S(5));
-        assert_eq!(weights(&t), [weight(20, S(5), S(10))]);
+        r.apply(&mut t, &new_one, None, S(5));
+        assert_eq!(weights(&t), [weight(20, S(5), S(10)), 10]);
     }
 }

@@ -10,6 +10,7 @@ pub mod decide;
 mod effective;
 mod health_view;
 mod overrides;
+mod ramp;
 mod reload;
 mod report;
 mod source;
@@ -160,6 +161,8 @@ struct Daemon {
     writer: Writer,
     /// Operators' overrides (`lvsd drain`, `lvsd weight`), laid over the table aimed for.
     operators: Operators,
+    /// Reals ramping up after they joined (`slow_start`), laid over that.
+    ramps: plan::ramp::Ramps,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -235,6 +238,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
         decisions: Decisions { machine, clock },
         writer,
         operators,
+        ramps: plan::ramp::Ramps::default(),
     };
     d.publish_overrides(false);
     if let Some(loaded) = d.source.loaded() {
@@ -259,6 +263,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
             }
         }
         d.end_overrides();
+        d.step_ramps();
         let now = d.decisions.clock.now();
         if let (Some(w), Some(at)) = (watchdog, next_ping) {
             if at <= now {
@@ -283,6 +288,7 @@ pub async fn run(settings: Settings, signals: Signals, engine: Engine) -> Result
             Step::Wait(until) => {
                 let until = next_ping.map_or(until, |p| p.min(until));
                 let until = d.overrides_wake().map_or(until, |w| w.min(until));
+                let until = d.ramps_wake().map_or(until, |w| w.min(until));
                 tokio::select! {
                     () = tokio::time::sleep_until(d.decisions.clock.instant(until)) => {}
                     input = inputs.recv() => match input {
@@ -451,6 +457,15 @@ impl Daemon {
             self.health.target(&cfg.desired),
             crate::engine::now(),
         );
+        let target = ramp::lay(
+            &mut self.ramps,
+            &mut self.engine,
+            cfg,
+            target,
+            req.table.as_ref(),
+            self.decisions.clock.now(),
+        )
+        .await;
         let pass = self.engine.converge(cfg, &target, &spec).await;
         drop(target);
         let services = cfg.desired.services.len();
@@ -489,6 +504,7 @@ impl Daemon {
         self.say_status();
         // The file's values next to the overrides may have changed with a reload.
         self.publish_overrides(false);
+        self.publish_ramps(&cfg.desired);
         Ok(())
     }
 
