@@ -131,3 +131,91 @@ impl super::Daemon {
         self.telemetry.ramps(list);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::PathBuf;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::PassSpec;
+    use crate::sim::world::{SimIo, World};
+
+    fn cfg(reals: &[u8]) -> config::Config {
+        let mut text =
+            "services:\n  - name: web\n    address: 10.1.0.1:80\n    slow_start: 20s\n    reals:\n"
+                .to_owned();
+        for r in reals {
+            text.push_str(&format!(
+                "      - address: 10.1.1.{r}\n        weight: 100\n"
+            ));
+        }
+        config::parse(&text, "t.yaml").unwrap()
+    }
+
+    fn weights(world: &Rc<RefCell<World>>) -> Vec<u32> {
+        let w = world.borrow();
+        w.services
+            .iter()
+            .flat_map(|s| s.dests.iter().map(|d| d.spec.weight))
+            .collect()
+    }
+
+    /// One pass as the daemon runs it: the ramps laid over the config, then the engine.
+    async fn pass(engine: &mut Engine<SimIo>, ramps: &mut Ramps, cfg: &config::Config, now: u64) {
+        let target = lay(
+            ramps,
+            engine,
+            cfg,
+            Cow::Borrowed(&cfg.desired),
+            Some(&Scope::All),
+            Duration::from_secs(now),
+        )
+        .await;
+        let allow = |_: &plan::Op| true;
+        let none = BTreeSet::new();
+        let spec = PassSpec {
+            table: Some(None),
+            host: false,
+            force: false,
+            strict: false,
+            allow: &allow,
+            allow_host: true,
+            unable: &none,
+        };
+        let _ = engine.converge(cfg, &target, &spec).await;
+    }
+
+    /// A new service comes up at its weights; a real added to it ramps from 1, a step at a
+    /// time; a restarted daemon (new memory, same kernel) sends no real back to weight 1.
+    #[test]
+    fn the_daemon_ramps_a_real_added_and_a_restart_keeps_the_kernels_weights() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let world = Rc::new(RefCell::new(World::new(1_700_000_000, 30)));
+        let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
+        let mut ramps = Ramps::default();
+        rt.block_on(async {
+            pass(&mut engine, &mut ramps, &cfg(&[1, 2]), 0).await;
+            assert_eq!(weights(&world), [100, 100], "a new service: no ramp");
+            let three = cfg(&[1, 2, 3]);
+            pass(&mut engine, &mut ramps, &three, 100).await;
+            assert_eq!(weights(&world), [100, 100, 1]);
+            assert_eq!(ramps.next_due(), Some(Duration::from_secs(102)));
+            pass(&mut engine, &mut ramps, &three, 110).await;
+            assert_eq!(weights(&world), [100, 100, 50]);
+            // A restart halfway: the kernel has .3 at 50, in rotation, so it is taken as ramped.
+            let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
+            let mut ramps = Ramps::default();
+            pass(&mut engine, &mut ramps, &three, 0).await;
+            assert_eq!(weights(&world), [100, 100, 100]);
+            assert!(ramps.list().is_empty());
+        });
+    }
+}

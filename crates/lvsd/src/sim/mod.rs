@@ -21,7 +21,7 @@
 //! The same seed gives the same schedule and the same outcome: a failure prints its seed, and
 //! `LVSD_SIM_SEED=<seed> cargo test -p lvsd sim:: -- --nocapture` replays it with its trace.
 
-mod world;
+pub(crate) mod world;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
