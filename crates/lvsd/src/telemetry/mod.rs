@@ -665,4 +665,37 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
+
+    /// Ramps under way are in the status (for `lvsd status`, human and JSON) and the metrics,
+    /// and leave both when they end.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn ramps_are_shown_and_exported_until_they_end() {
+        let t = super::Telemetry::new(std::path::Path::new("/etc/lvsd/lvsd.yaml"), "director");
+        let line = "web (TCP 172.16.1.50:80) real 172.16.1.103:80: weight 30 of 100, slow start of 20s, full in 13 s";
+        t.ramps(vec![super::RampView {
+            service: "TCP 172.16.1.50:80".into(),
+            name: Some("web".into()),
+            real: "172.16.1.103:80".into(),
+            weight: 30,
+            target: 100,
+            since: 1_000,
+            until: 1_020,
+            line: line.into(),
+        }]);
+        let m = t.metrics(&[]);
+        for l in [
+            "lvsd_ramp_weight{service=\"TCP 172.16.1.50:80\",real=\"172.16.1.103:80\"} 30",
+            "lvsd_ramp_target_weight{service=\"TCP 172.16.1.50:80\",real=\"172.16.1.103:80\"} 100",
+        ] {
+            assert!(m.contains(l), "{l} in {m}");
+        }
+        let json = serde_json::to_value(t.snapshot()).unwrap();
+        assert_eq!(json["ramps"][0]["weight"], 30);
+        let human = super::status::human(&json);
+        assert!(human.contains(&format!("ramp:       {line}")), "{human}");
+        t.ramps(vec![]);
+        assert!(!t.metrics(&[]).contains("lvsd_ramp_weight{"));
+        assert!(t.snapshot().ramps.is_empty());
+    }
 }
