@@ -140,6 +140,7 @@ sh ./roles.sh || rc=1
 sh ./health.sh || rc=1
 sh ./ops.sh || rc=1
 sh ./overrides.sh || rc=1
+sh ./slowstart.sh || rc=1
 sh ./faults.sh || rc=1
 sh ./daemon.sh || rc=1
 sh ./startup.sh || rc=1

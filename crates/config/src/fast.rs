@@ -409,6 +409,7 @@ fn real(node: &Node<'_>) -> Option<Spanned<RawReal>> {
             "forward" => r.forward = Some(text(v)?),
             "max_connections" => r.max_connections = Some(int(v)?),
             "min_connections" => r.min_connections = Some(int(v)?),
+            "slow_start" => r.slow_start = Some(scalar(v)?),
             "check" => r.check = Some(check(v)?),
             _ => return None,
         }
@@ -445,6 +446,7 @@ fn service(node: &Node<'_>) -> Option<Spanned<RawService>> {
             }
             "flags" => s.flags = Some(texts(v)?),
             "drain_timeout" => s.drain_timeout = Some(scalar(v)?),
+            "slow_start" => s.slow_start = Some(scalar(v)?),
             "on_failure" => s.on_failure = Some(text(v)?),
             "fallback" => s.fallback = Some(text(v)?),
             "quorum" => s.quorum = Some(int(v)?),

@@ -244,6 +244,8 @@ pub(crate) struct RawService {
     pub flags: List<String>,
     #[serde(default, deserialize_with = "given")]
     pub drain_timeout: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub slow_start: Field<String>,
     // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
     #[serde(default, deserialize_with = "given")]
     pub check: Option<Box<Spanned<RawCheck>>>,
@@ -330,6 +332,8 @@ pub(crate) struct RawReal {
     pub max_connections: Field<String>,
     #[serde(default, deserialize_with = "given")]
     pub min_connections: Field<String>,
+    #[serde(default, deserialize_with = "given")]
+    pub slow_start: Field<String>,
     // Boxed: a check is rare and large, and reals are many (the vector of them grows by moves).
     #[serde(default, deserialize_with = "given")]
     pub check: Option<Box<Spanned<RawCheck>>>,

@@ -968,6 +968,11 @@ impl Checker {
                 .duration(d, "drain_timeout", true)
                 .map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.as_secs()),
         };
+        let svc_slow = self
+            .given(&s.slow_start, "slow_start")
+            .and_then(|v| self.slow_start(v))
+            .unwrap_or_default();
+        let mut slow_start = BTreeMap::new();
         let forward = match self.given(&s.forward, "forward") {
             None => ForwardMethod::DirectRoute,
             Some(f) => self.forward(f).unwrap_or(ForwardMethod::DirectRoute),
@@ -1025,7 +1030,14 @@ impl Checker {
                 Some(c) => Some((c.value.clone(), at(&c.referenced))),
                 None => None,
             };
+            let slow = match self.given(&r.value.slow_start, "slow_start") {
+                Some(v) => self.slow_start(v).unwrap_or_default(),
+                None => svc_slow,
+            };
             if let Some((k, spec)) = self.real(r.value, rloc, key, forward, tunnel) {
+                if !slow.is_zero() {
+                    slow_start.insert(k, slow);
+                }
                 if let Some(line) = real_lines.insert(k, rloc.0) {
                     self.err(
                         rloc,
@@ -1083,6 +1095,7 @@ impl Checker {
                 drain_timeout,
                 reals,
                 health,
+                slow_start,
             },
             key_at,
         ))
@@ -1225,6 +1238,26 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// `slow_start: DURATION` (of a service or a real): how long a joining real takes to reach
+    /// its weight. 0 is off (a real can turn its service's off); more than an hour is an
+    /// error, as a ramp that long is a typo for one in seconds more often than a wish.
+    fn slow_start(&mut self, v: &Spanned<String>) -> Option<std::time::Duration> {
+        let d = self.duration(v, "slow_start", false)?;
+        if d > plan::ramp::MAX {
+            self.err(
+                at(&v.referenced),
+                format!(
+                    "slow_start `{}` is over the limit of {}s: a real would take that long to get its share; use 0 (off) to {}s",
+                    v.value,
+                    plan::ramp::MAX.as_secs(),
+                    plan::ramp::MAX.as_secs()
+                ),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// A whole number field of a real, in `range`, with what it means at its ends.

@@ -171,6 +171,14 @@ fn rejections_name_line_column_and_fix() {
             "t.yaml:3:20: drain_timeout: `soon` is not a duration",
         ),
         (
+            "services:\n  - address: 1.2.3.4:80\n    slow_start: 2h\n",
+            "t.yaml:3:17: slow_start `2h` is over the limit of 3600s",
+        ),
+        (
+            "services:\n  - address: 1.2.3.4:80\n    reals:\n      - address: 1.2.3.5\n        slow_start: later\n",
+            "t.yaml:5:21: slow_start: `later` is not a duration",
+        ),
+        (
             "services:\n  - address: 1.2.3.4:80\n    persistence: 0s\n",
             "t.yaml:3:18: a persistence timeout of 0 turns persistence off",
         ),
@@ -250,6 +258,45 @@ fn defaults_and_the_long_forms() {
     );
     let web = &c.desired.services.values().next().unwrap();
     assert_eq!(web.drain_timeout, 60);
+}
+
+#[test]
+fn slow_start_is_the_services_for_its_reals_unless_a_real_says_otherwise() {
+    let c = config::parse(
+        "services:
+  - address: 1.2.3.4:80
+    slow_start: 20s
+    reals:
+      - address: 1.2.3.5
+      - address: 1.2.3.6
+        slow_start: 1500ms
+      - address: 1.2.3.7
+        slow_start: 0
+  - address: 1.2.3.4:443
+    reals:
+      - address: 1.2.3.5
+",
+        "t.yaml",
+    )
+    .unwrap();
+    let mut s = c.desired.services.values();
+    let web = s.next().unwrap();
+    let got: Vec<(String, std::time::Duration)> = web
+        .slow_start
+        .iter()
+        .map(|(k, d)| (k.to_string(), *d))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("1.2.3.5:80".to_owned(), std::time::Duration::from_secs(20)),
+            (
+                "1.2.3.6:80".to_owned(),
+                std::time::Duration::from_millis(1500)
+            ),
+        ]
+    );
+    assert!(s.next().unwrap().slow_start.is_empty());
 }
 
 #[test]

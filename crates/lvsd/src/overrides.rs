@@ -543,6 +543,7 @@ mod tests {
                 drain_timeout: 30,
                 reals,
                 health: Default::default(),
+                slow_start: Default::default(),
             },
         );
         assert_eq!(find_service(&d, "web"), Ok(web));

@@ -9,6 +9,7 @@ pub mod host;
 pub mod op;
 pub mod overlay;
 pub mod planner;
+pub mod ramp;
 pub mod state;
 
 pub use op::{DelReason, Op, flag_names, forward_name};

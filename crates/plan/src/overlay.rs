@@ -214,6 +214,7 @@ mod tests {
             drain_timeout: 30,
             reals,
             health: Default::default(),
+            slow_start: Default::default(),
         };
         Desired {
             services: [(svc(80), s)].into(),

@@ -26,6 +26,10 @@ pub struct DesiredService {
     pub reals: BTreeMap<DestKey, DestSpec>,
     /// Health checks, failure policy, fallback and quorum.
     pub health: crate::health::ServiceHealth,
+    /// The reals that ramp up when they join (`slow_start`, of the real or its service), with
+    /// the time the ramp takes; a real not here takes its whole weight at once (see
+    /// [`crate::ramp`]).
+    pub slow_start: BTreeMap<DestKey, std::time::Duration>,
 }
 
 /// The whole table as the configuration wants it.

@@ -36,6 +36,7 @@ fn desired(weights: &[(u8, u32)], tweak: impl FnOnce(&mut ServiceHealth)) -> Des
             drain_timeout: 30,
             reals,
             health: h,
+            slow_start: Default::default(),
         },
     );
     d

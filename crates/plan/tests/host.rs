@@ -36,6 +36,7 @@ fn services(list: &[(&str, ForwardMethod)]) -> Desired {
                 drain_timeout: 30,
                 reals,
                 health: Default::default(),
+                slow_start: Default::default(),
             },
         );
     }

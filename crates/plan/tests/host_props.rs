@@ -156,6 +156,7 @@ fn services_strategy() -> impl Strategy<Value = Desired> {
                     drain_timeout: 0,
                     reals,
                     health: Default::default(),
+                    slow_start: Default::default(),
                 },
             );
         }

@@ -42,6 +42,7 @@ fn desired(services: &[(u8, &str, &[(u8, u32)])]) -> Desired {
                 drain_timeout: 30,
                 reals: reals.iter().map(|(r, w)| (real(*r), dr(*w))).collect(),
                 health: Default::default(),
+                slow_start: Default::default(),
             },
         );
     }

@@ -10,6 +10,7 @@ pub mod decide;
 mod effective;
 mod health_view;
 mod overrides;
+mod ramp;
 mod reload;
 mod report;
 mod source;
@@ -183,6 +184,8 @@ struct Daemon<I: Io> {
     /// A deliberate bug (the daemon's simulation).
     #[cfg(test)]
     mutation: Mutation,
+    /// Reals ramping up after they joined (`slow_start`), laid over that.
+    ramps: plan::ramp::Ramps,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -309,6 +312,7 @@ pub(crate) async fn run_with<I: Io>(
         operators,
         #[cfg(test)]
         mutation: outside.mutation,
+        ramps: plan::ramp::Ramps::default(),
     };
     d.publish_overrides(false);
     if let Some(loaded) = d.source.loaded() {
@@ -333,6 +337,7 @@ pub(crate) async fn run_with<I: Io>(
             }
         }
         d.end_overrides();
+        d.step_ramps();
         let now = d.decisions.clock.now();
         if let (Some(w), Some(at)) = (watchdog, next_ping) {
             if at <= now {
@@ -357,6 +362,7 @@ pub(crate) async fn run_with<I: Io>(
             Step::Wait(until) => {
                 let until = next_ping.map_or(until, |p| p.min(until));
                 let until = d.overrides_wake().map_or(until, |w| w.min(until));
+                let until = d.ramps_wake().map_or(until, |w| w.min(until));
                 tokio::select! {
                     () = tokio::time::sleep_until(d.decisions.clock.instant(until)) => {}
                     input = inputs.recv() => match input {
@@ -527,6 +533,15 @@ impl<I: Io> Daemon<I> {
             self.health.target(&cfg.desired),
             crate::engine::now(),
         );
+        let target = ramp::lay(
+            &mut self.ramps,
+            &mut self.engine,
+            cfg,
+            target,
+            req.table.as_ref(),
+            self.decisions.clock.now(),
+        )
+        .await;
         let pass = self.engine.converge(cfg, &target, &spec).await;
         drop(target);
         let services = cfg.desired.services.len();
@@ -565,6 +580,7 @@ impl<I: Io> Daemon<I> {
         self.say_status();
         // The file's values next to the overrides may have changed with a reload.
         self.publish_overrides(false);
+        self.publish_ramps(&cfg.desired);
         Ok(())
     }
 

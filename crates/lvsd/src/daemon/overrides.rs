@@ -332,6 +332,7 @@ mod tests {
             drain_timeout: 30,
             reals,
             health: Default::default(),
+            slow_start: Default::default(),
         };
         Desired {
             services: [(ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80), web)].into(),

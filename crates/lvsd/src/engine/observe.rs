@@ -91,6 +91,20 @@ impl<I: Io> Engine<I> {
         }
     }
 
+    /// The table as the last pass left it, or as read now if no pass kept one (the daemon's
+    /// first pass: slow start asks which reals the kernel already has in rotation). A table
+    /// read here is kept fresh, so the pass that follows does not read it again. `None`: it
+    /// cannot be read (the pass says why), or this host has no table.
+    pub async fn table_now(&mut self, cfg: &Config) -> Option<&Observed> {
+        if self.table.is_none() {
+            match self.observe_table(cfg).await {
+                Ok(t) => self.keep_fresh(t),
+                Err(e) => tracing::debug!("the table cannot be read for slow start: {e:#}"),
+            }
+        }
+        self.table.as_ref()
+    }
+
     /// Keeps a table just read for the next pass.
     pub(super) fn keep_fresh(&mut self, table: Option<Observed>) {
         self.fresh = table.is_some();

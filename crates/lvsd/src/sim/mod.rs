@@ -22,7 +22,7 @@
 //! `LVSD_SIM_SEED=<seed> cargo test -p lvsd sim:: -- --nocapture` replays it with its trace.
 
 mod daemon;
-mod world;
+pub(crate) mod world;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

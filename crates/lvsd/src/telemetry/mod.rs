@@ -74,6 +74,9 @@ pub struct Status {
     pub health: Vec<String>,
     /// Operators' overrides in force (`lvsd drain`, `lvsd weight`), next to the file's values.
     pub overrides: Vec<crate::overrides::View>,
+    /// Reals ramping up after they joined (`slow_start`): the weight now, towards which, until
+    /// when.
+    pub ramps: Vec<RampView>,
     /// The latest errors, newest last.
     pub errors: Vec<Stamped>,
 }
@@ -102,6 +105,27 @@ pub struct Reconcile {
     pub failed: Vec<String>,
     /// Whether the table and host matched the config afterwards.
     pub converged: bool,
+}
+
+/// A real on its way to its weight (`slow_start`), as status shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RampView {
+    /// The service (`TCP 172.16.1.50:80`).
+    pub service: String,
+    /// Its name in the config.
+    pub name: Option<String>,
+    /// The real.
+    pub real: String,
+    /// The weight the last pass gave it.
+    pub weight: u32,
+    /// The weight it ramps to.
+    pub target: u32,
+    /// When it joined (Unix seconds).
+    pub since: u64,
+    /// When it reaches the target (Unix seconds).
+    pub until: u64,
+    /// The line for people.
+    pub line: String,
 }
 
 /// A timestamped message.
@@ -137,6 +161,8 @@ pub struct Telemetry {
     override_weight: Family<Labels, Gauge>,
     override_until: Family<Labels, Gauge>,
     overrides_changed: Counter,
+    ramp_weight: Family<Labels, Gauge>,
+    ramp_target: Family<Labels, Gauge>,
     kernel: Arc<KernelSnapshot>,
 }
 
@@ -242,6 +268,18 @@ impl Telemetry {
             "Overrides set, changed, cleared or ended",
             overrides_changed.clone(),
         );
+        let ramp_weight = Family::<Labels, Gauge>::default();
+        registry.register(
+            "ramp_weight",
+            "Reals ramping up after they joined (slow_start): the weight they have now, by service and real",
+            ramp_weight.clone(),
+        );
+        let ramp_target = Family::<Labels, Gauge>::default();
+        registry.register(
+            "ramp_target_weight",
+            "Reals ramping up after they joined (slow_start): the weight they ramp to",
+            ramp_target.clone(),
+        );
         let kernel = Arc::new(KernelSnapshot::default());
         registry.register_collector(Box::new(kernel.clone()));
         let status = Status {
@@ -271,6 +309,8 @@ impl Telemetry {
             override_weight,
             override_until,
             overrides_changed,
+            ramp_weight,
+            ramp_target,
             kernel,
         })
     }
@@ -465,6 +505,28 @@ impl Telemetry {
         self.status().overrides = list;
     }
 
+    /// The ramps under way (`slow_start`), for status and metrics.
+    pub fn ramps(&self, list: Vec<RampView>) {
+        if self.status().ramps == list {
+            return;
+        }
+        self.ramp_weight.clear();
+        self.ramp_target.clear();
+        for r in &list {
+            let labels = vec![
+                ("service".into(), r.service.clone()),
+                ("real".into(), r.real.clone()),
+            ];
+            self.ramp_weight
+                .get_or_create(&labels)
+                .set(i64::from(r.weight));
+            self.ramp_target
+                .get_or_create(&labels)
+                .set(i64::from(r.target));
+        }
+        self.status().ramps = list;
+    }
+
     /// The metrics text, with the kernel's counters taken from `dump` just now.
     pub fn metrics(&self, dump: &[(ipvs::Service, Vec<ipvs::Dest>)]) -> String {
         self.kernel.set(dump);
@@ -602,5 +664,38 @@ mod tests {
             super::config_hash(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// Ramps under way are in the status (for `lvsd status`, human and JSON) and the metrics,
+    /// and leave both when they end.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn ramps_are_shown_and_exported_until_they_end() {
+        let t = super::Telemetry::new(std::path::Path::new("/etc/lvsd/lvsd.yaml"), "director");
+        let line = "web (TCP 172.16.1.50:80) real 172.16.1.103:80: weight 30 of 100, slow start of 20s, full in 13 s";
+        t.ramps(vec![super::RampView {
+            service: "TCP 172.16.1.50:80".into(),
+            name: Some("web".into()),
+            real: "172.16.1.103:80".into(),
+            weight: 30,
+            target: 100,
+            since: 1_000,
+            until: 1_020,
+            line: line.into(),
+        }]);
+        let m = t.metrics(&[]);
+        for l in [
+            "lvsd_ramp_weight{service=\"TCP 172.16.1.50:80\",real=\"172.16.1.103:80\"} 30",
+            "lvsd_ramp_target_weight{service=\"TCP 172.16.1.50:80\",real=\"172.16.1.103:80\"} 100",
+        ] {
+            assert!(m.contains(l), "{l} in {m}");
+        }
+        let json = serde_json::to_value(t.snapshot()).unwrap();
+        assert_eq!(json["ramps"][0]["weight"], 30);
+        let human = super::status::human(&json);
+        assert!(human.contains(&format!("ramp:       {line}")), "{human}");
+        t.ramps(vec![]);
+        assert!(!t.metrics(&[]).contains("lvsd_ramp_weight{"));
+        assert!(t.snapshot().ramps.is_empty());
     }
 }

@@ -348,6 +348,9 @@ pub(super) fn human(s: &serde_json::Value) -> String {
     for o in g("overrides").as_array().into_iter().flatten() {
         let _ = writeln!(out, "override:   {}", str_of(&o["line"]));
     }
+    for r in g("ramps").as_array().into_iter().flatten() {
+        let _ = writeln!(out, "ramp:       {}", str_of(&r["line"]));
+    }
     let errors = g("errors");
     let errors = errors.as_array().cloned().unwrap_or_default();
     if !errors.is_empty() {
