@@ -282,6 +282,30 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
             },
         );
     }
+    // Managed, gone from the table (deleted by hand, or the module reloaded) and gone from the
+    // file: nothing to delete, but the file takes them out of lvsd's hands, so they count as
+    // removed. Else an emptied file read while the table is empty after a module reload passed
+    // the guard, and the services of the last good config were never put back.
+    for prev in owned
+        .services
+        .iter()
+        .filter(|(k, o)| {
+            o.service_deadline.is_none()
+                && !desired.services.contains_key(k)
+                && !observed.services.contains_key(k)
+        })
+        .map(|(_, o)| o)
+    {
+        let reals = prev
+            .reals
+            .iter()
+            .filter(|r| !prev.draining.contains_key(r))
+            .count();
+        p.guard.owned_services += 1;
+        p.guard.removed_services += 1;
+        p.guard.owned_reals += reals;
+        p.guard.removed_reals += reals;
+    }
     p.ops.sort_by_key(Op::phase);
     p
 }
@@ -309,7 +333,15 @@ pub fn plan_services(
             .filter_map(|k| observed.services.get(k).map(|s| (*k, s.clone())))
             .collect(),
     };
-    let mut p = plan(&desired, &observed, owned, opts);
+    // The record in scope: what is out of it is counted below, never as removed.
+    let in_scope = Owned {
+        services: scope
+            .iter()
+            .filter_map(|k| owned.services.get(k).map(|s| (*k, s.clone())))
+            .collect(),
+        globals: owned.globals.clone(),
+    };
+    let mut p = plan(&desired, &observed, &in_scope, opts);
     for (_, o) in owned
         .services
         .iter()

@@ -592,6 +592,25 @@ fn removed_service_with_connections_is_drained_first() {
     );
 }
 
+/// The module reloaded (the table is empty) and an emptied file read before lvsd put the table
+/// back: the services of the record count as removed, so the guard refuses, and the last good
+/// config stays in force (found by the daemon's simulation, seed 301385). The same services
+/// with the file keeping them: nothing removed.
+#[test]
+fn an_emptied_file_against_an_empty_table_still_trips_the_guard() {
+    let two = desired(&[(50, "wlc", &[(101, 1)]), (51, "wlc", &[(101, 1)])]);
+    let empty = Observed::default();
+    let g = run(&Desired::default(), &empty, &owned_of(&two)).guard;
+    assert!(g.tripped(), "{g:?}");
+    assert_eq!((g.removed_services, g.owned_services), (2, 2));
+    assert!(!run(&two, &empty, &owned_of(&two)).guard.tripped());
+    // One of two gone from the table and from the file (deleted by hand, then dropped): half
+    // is not more than half.
+    let one = desired(&[(50, "wlc", &[(101, 1)])]);
+    let o = observed(&[(50, "wlc", &[(101, 1, 0)])]);
+    assert!(!run(&one, &o, &owned_of(&two)).guard.tripped());
+}
+
 #[test]
 fn guard_trips_on_removing_more_than_half() {
     let two = desired(&[(50, "wlc", &[(101, 1)]), (51, "wlc", &[(101, 1)])]);
