@@ -11,13 +11,11 @@
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
+mod common;
+
+use common::{Daemon, lvsd};
 
 impl Daemon {
     fn start(dir: &Path, config: &Path, extra: &[&str]) -> Daemon {
@@ -26,76 +24,18 @@ impl Daemon {
 
     /// [`Daemon::start`] with more variables in its environment.
     fn start_with(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let log = dir.join(format!("daemon-{}.log", extra.len()));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = lvsd()
-            .args(["run", "-c"])
-            .arg(config)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args(extra)
-            .env("LVSD_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
+        Daemon::spawn(
+            dir,
+            config,
+            &format!("daemon-{}.log", extra.len()),
+            extra,
+            env,
+        )
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, what: &str, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if self.log().contains(what) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// How the daemon exited, if it did within `within`.
-    fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The lvsd binary, in a user namespace of its own (see the top of this file).
-fn lvsd() -> Command {
-    let mut c = Command::new("unshare");
-    c.args(["--user", "--map-root-user", "--"])
-        .arg(env!("CARGO_BIN_EXE_lvsd"));
-    c
 }
 
 fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lvsd-daemon-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
+    common::workdir("daemon", name)
 }
 
 /// A config of `n` services with two reals each.
