@@ -789,6 +789,29 @@ pub(crate) fn run(seed: u64, steps: usize, mutation: Mutation) -> Result<Tally, 
 mod tests {
     use super::*;
 
+    /// The schedules' runtime: one thread, a paused clock.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    /// A world with the host's sysctls and nothing else.
+    fn host_only() -> Rc<RefCell<World>> {
+        let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
+        for (key, value) in HOST_SYSCTLS {
+            world.borrow_mut().sysctl(key, value);
+        }
+        world
+    }
+
+    /// Both, for a test of one schedule.
+    fn host_world() -> (tokio::runtime::Runtime, Rc<RefCell<World>>) {
+        (runtime(), host_only())
+    }
+
     /// Steps in one schedule.
     const STEPS: usize = 60;
 
@@ -840,15 +863,7 @@ mod tests {
     /// one per address (an fsync each).
     #[test]
     fn a_director_adding_many_vips_saves_its_host_record_once() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
-        for (key, value) in HOST_SYSCTLS {
-            world.borrow_mut().sysctl(key, value);
-        }
+        let (rt, world) = host_world();
         let model = Model {
             services: (1..=20)
                 .map(|n| (n, ("rr", BTreeMap::from([(1, 1)]))))
@@ -872,15 +887,7 @@ mod tests {
     /// guard is there to prevent; found by the simulation's host part).
     #[test]
     fn an_emptied_file_leaves_a_directors_vips_in_place() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
-        for (key, value) in HOST_SYSCTLS {
-            world.borrow_mut().sysctl(key, value);
-        }
+        let (rt, world) = host_world();
         let model = Model {
             services: (1..=3)
                 .map(|n| (n, ("rr", BTreeMap::from([(1, 1)]))))
@@ -910,11 +917,7 @@ mod tests {
     /// the round.)
     #[test]
     fn a_moved_sysctl_keeps_the_claims_still_to_come() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = runtime();
         let before = Model {
             services: BTreeMap::from([(1, ("rr", BTreeMap::from([(1, 1)])))]),
             director: true,
@@ -924,10 +927,7 @@ mod tests {
         after.sysctls.insert("sync_threshold", "3 50");
         after.services.insert(2, ("rr", BTreeMap::from([(1, 1)])));
         for kill_at in 0..12 {
-            let world = Rc::new(RefCell::new(World::new(1_700_000_000, DRAIN)));
-            for (key, value) in HOST_SYSCTLS {
-                world.borrow_mut().sysctl(key, value);
-            }
+            let world = host_only();
             let mut sim = Sim::new(world.clone(), Mutation::None, vec![]);
             let pass = rt.block_on(sim.pass_model(&before)).unwrap();
             assert!(pass.converged(), "{}", sim.trace.join("\n"));
