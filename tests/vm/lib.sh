@@ -142,14 +142,17 @@ EOF
 # Boots the kernel with initrd $1; console to stdout (and $2 if given). Returns the payload's exit
 # status, or 125 when the VM never reported one (hung, crashed, did not boot).
 vm_boot() {
-  local initrd=$1 log=${2:-/dev/null} rc
+  local initrd=$1 log=${2:-/dev/null} rc errexit=
   local kernel="$VM_CACHE/root/boot/vmlinuz-$KVER"
+  # The caller's errexit comes back as it was: tests/run.sh runs without it, and must go on to
+  # its summary line whatever a step after the boot returns.
+  case $- in *e*) errexit=1 ;; esac
   set +e
   timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$VM_MEM" -smp 2 -nographic \
     -no-reboot -net none -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic" </dev/null 2>&1 |
     tr -d '\r' | tee "$log"
-  set -e
+  [ -z "$errexit" ] || set -e
   rc=$(grep -a -o 'LVSD-VM-EXIT=[0-9]*' "$log" | tail -n1 | cut -d= -f2)
   if [ -z "$rc" ]; then
     vm_log "the VM did not report an exit status (no boot, a hang past ${VM_TIMEOUT}s, or a crash)"
