@@ -13,15 +13,9 @@ fn fixture(p: &str) -> std::path::PathBuf {
         .join(p)
 }
 
-fn table(yaml: &str) -> Vec<String> {
-    let c = config::parse(yaml, "converted.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let mut lines: Vec<String> = model::save::format_rules(&c.desired.to_rules())
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
-}
+mod common;
+
+use common::table;
 
 #[test]
 fn keepalived_virtual_servers_become_the_table_keepalived_builds() {

@@ -5,15 +5,9 @@
 //! each with its own block's forwarding method.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-fn table(yaml: &str) -> Vec<String> {
-    let c = config::parse(yaml, "converted.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let mut lines: Vec<String> = model::save::format_rules(&c.desired.to_rules())
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
-}
+mod common;
+
+use common::table;
 
 fn sorted(v: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = v.iter().map(|s| (*s).to_owned()).collect();

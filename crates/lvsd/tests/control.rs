@@ -56,6 +56,11 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .arg(dir.join("state"))
         .output()
         .unwrap();
+    outcome(&out)
+}
+
+/// A command's exit code, standard output and standard error.
+fn outcome(out: &Output) -> (i32, String, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -246,11 +251,7 @@ fn a_client_neither_root_nor_admin_reads_but_cannot_change() {
             .arg(dir.join("state"))
             .output()
             .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(&out)
     };
     let (code, out, err) = as_nobody(&["overrides"]);
     assert_eq!(code, 0, "{out}{err}");

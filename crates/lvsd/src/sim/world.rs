@@ -237,6 +237,23 @@ impl World {
         self.services.iter().position(|s| s.key == *key)
     }
 
+    /// Service `k` and its real `d`, by position, or the kernel's answer to `op` when either
+    /// is missing (ESRCH for the service, ENOENT for the real).
+    fn locate(&self, op: &str, k: &ServiceKey, d: &DestKey) -> Result<(usize, usize), ipvs::Error> {
+        let missing = |object: String, errno| ipvs::Error::NotFound {
+            op: op.to_owned(),
+            object,
+            errno,
+        };
+        let i = self
+            .find(k)
+            .ok_or_else(|| missing(k.to_string(), Errno::ESRCH))?;
+        let j = self
+            .dest_index(i, d)
+            .ok_or_else(|| missing(d.addr.to_string(), Errno::ENOENT))?;
+        Ok((i, j))
+    }
+
     /// Where real `d` stands in service `i`.
     fn dest_index(&self, i: usize, d: &DestKey) -> Option<usize> {
         self.services[i].dests.iter().position(|x| x.key == *d)
@@ -332,22 +349,12 @@ impl World {
                 self.note_weight(k, d, spec.weight);
             }
             Request::SetDest(k, d, spec) => {
-                let i = self
-                    .find(k)
-                    .ok_or_else(|| missing(k.to_string(), Errno::ESRCH))?;
-                let j = self
-                    .dest_index(i, d)
-                    .ok_or_else(|| missing(d.addr.to_string(), Errno::ENOENT))?;
+                let (i, j) = self.locate(&op, k, d)?;
                 self.services[i].dests[j].spec = *spec;
                 self.note_weight(k, d, spec.weight);
             }
             Request::DelDest(k, d) => {
-                let i = self
-                    .find(k)
-                    .ok_or_else(|| missing(k.to_string(), Errno::ESRCH))?;
-                let j = self
-                    .dest_index(i, d)
-                    .ok_or_else(|| missing(d.addr.to_string(), Errno::ENOENT))?;
+                let (i, j) = self.locate(&op, k, d)?;
                 let gone = self.services[i].dests.remove(j);
                 self.check_delete(k, &gone);
                 self.drained_at.remove(&(*k, *d));
