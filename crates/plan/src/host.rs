@@ -477,17 +477,49 @@ fn vip(key: &ServiceKey) -> Option<IpAddr> {
     }
 }
 
-/// What the host must look like. `observed` and `owned` are the IPVS table and lvsd's record
-/// of it: a director keeps the VIP of a managed service that left the file while the service
-/// is still in the table (draining), or its open connections would be cut. `unable` are the
-/// services that cannot serve now (no healthy real server, or fewer than their quorum): an
-/// active-active director does not announce their VIPs.
+/// Whether a director takes traffic: `lvsd drain --director` takes it out of rotation (its
+/// VIPs are no longer announced, or its health file says it cannot serve) while it keeps
+/// serving whatever still reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rotation {
+    /// Serving: VIPs announced while their services can serve.
+    #[default]
+    In,
+    /// Out of rotation: an active-active director holds every VIP on [`HOLD_DEVICE`] instead
+    /// of its announce device, so the routing daemon withdraws the routes while the flows the
+    /// router still sends (before it converges) are served.
+    Out,
+}
+
+/// Where an active-active director out of rotation holds its VIPs: local (IPVS sees their
+/// packets), never exported by a routing daemon watching the announce device.
+pub const HOLD_DEVICE: &str = "lo";
+
+/// [`host_desired_in`] for a director in rotation (and every other role).
 pub fn host_desired(
     spec: &HostSpec,
     desired: &Desired,
     observed: Option<&Observed>,
     owned: &Owned,
     unable: &BTreeSet<ServiceKey>,
+) -> HostDesired {
+    host_desired_in(spec, desired, observed, owned, unable, Rotation::In)
+}
+
+/// What the host must look like. `observed` and `owned` are the IPVS table and lvsd's record
+/// of it: a director keeps the VIP of a managed service that left the file while the service
+/// is still in the table (draining), or its open connections would be cut. `unable` are the
+/// services that cannot serve now (no healthy real server, or fewer than their quorum): an
+/// active-active director does not announce their VIPs, nor those of services the table does
+/// not hold yet with a real that takes traffic (a director starting or coming back announces
+/// only once its table is programmed). `rotation`: see [`Rotation`].
+pub fn host_desired_in(
+    spec: &HostSpec,
+    desired: &Desired,
+    observed: Option<&Observed>,
+    owned: &Owned,
+    unable: &BTreeSet<ServiceKey>,
+    rotation: Rotation,
 ) -> HostDesired {
     let mut out = HostDesired::default();
     if spec.role != Role::RealServer {
@@ -540,9 +572,18 @@ pub fn host_desired(
                     // A VIP is announced while its services can serve (any or all of those
                     // on it); one draining out of the file is not asked for any more.
                     let mut on_vip: BTreeMap<IpAddr, (bool, bool)> = BTreeMap::new();
+                    // In the table with a real that takes new connections (when the table is
+                    // known: without it, health alone decides, as before the table was read).
+                    let programmed = |k: &ServiceKey| {
+                        observed.is_none_or(|o| {
+                            o.services
+                                .get(k)
+                                .is_some_and(|s| s.reals.values().any(|r| r.spec.weight > 0))
+                        })
+                    };
                     for k in desired.services.keys() {
                         let Some(a) = vip(k) else { continue };
-                        let can = !unable.contains(k);
+                        let can = !unable.contains(k) && programmed(k);
                         let e = on_vip.entry(a).or_insert((false, true));
                         e.0 |= can;
                         e.1 &= can;
@@ -552,7 +593,13 @@ pub fn host_desired(
                             Announce::Any => any,
                             Announce::All => all,
                         };
-                        if up {
+                        if rotation == Rotation::Out {
+                            // Local, not announced: whatever the router still sends is served.
+                            out.addresses.insert(HostAddr {
+                                interface: HOLD_DEVICE.into(),
+                                addr,
+                            });
+                        } else if up {
                             out.addresses.insert(HostAddr {
                                 interface: device.clone(),
                                 addr,
@@ -657,9 +704,15 @@ fn sysctl_interface(key: &Sysctl) -> Option<&str> {
 /// Host changes that take `observed` to `desired`, undoing what `owned` records and the
 /// desired state no longer wants.
 pub fn plan_host(desired: &HostDesired, observed: &HostObserved, owned: &HostOwned) -> HostPlan {
+    // An active-active director's VIPs move between its announce device and the hold device
+    // as it leaves rotation and comes back: neither move is a removal to guard against.
+    let mut announce_devices = desired.dummies.clone();
+    if !announce_devices.is_empty() {
+        announce_devices.insert(HOLD_DEVICE.into());
+    }
     let mut plan = HostPlan {
         kept: owned.clone(),
-        announce_devices: desired.dummies.clone(),
+        announce_devices,
         ..HostPlan::default()
     };
     for i in &desired.interfaces {

@@ -827,3 +827,101 @@ fn ipvs_sysctls_are_a_directors_and_a_table_onlys_not_a_real_servers() {
         p.missing[0]
     );
 }
+
+/// The table as the kernel would hold `d` once written, each real at `weight`.
+fn programmed(d: &Desired, weight: u32) -> Observed {
+    let mut t = Observed::default();
+    for (k, s) in &d.services {
+        let reals = s
+            .reals
+            .iter()
+            .map(|(r, spec)| {
+                let mut spec = *spec;
+                spec.weight = weight;
+                (*r, ObservedReal::new(spec))
+            })
+            .collect();
+        t.services.insert(
+            *k,
+            ObservedService {
+                spec: s.spec.clone(),
+                reals,
+            },
+        );
+    }
+    t
+}
+
+#[test]
+fn an_active_active_director_announces_only_once_its_table_takes_traffic() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = ha(
+        spec(Role::Director, Some("eth0"), None),
+        active_active(Announce::Any),
+    );
+    let now = format!("{PLAIN}{VS}\nlink lvsd0 up");
+    let none = Default::default();
+    let announce = "+ address 172.16.1.50/32 on lvsd0".to_owned();
+    for (table, announced) in [
+        (Observed::default(), false),
+        (programmed(&d, 0), false),
+        (programmed(&d, 1), true),
+    ] {
+        let want = host_desired(&s, &d, Some(&table), &Owned::default(), &none);
+        let p = plan_host(&want, &host(&now), &HostOwned::default());
+        assert_eq!(lines(&p).contains(&announce), announced, "{:?}", lines(&p));
+    }
+}
+
+#[test]
+fn out_of_rotation_an_active_active_director_holds_its_vips_locally_unannounced() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = ha(
+        spec(Role::Director, Some("eth0"), None),
+        active_active(Announce::Any),
+    );
+    let table = programmed(&d, 1);
+    let none = Default::default();
+    let base = format!(
+        "{PLAIN}{VS}\nlink lvsd0 up\nsysctl net/ipv4/ip_forward 1\nsysctl net/ipv4/vs/sloppy_tcp 1\nsysctl net/ipv4/vs/sloppy_sctp 1"
+    );
+    let serving = format!("{base}\naddr lvsd0 172.16.1.50/32");
+    let mine = record("address lvsd0 172.16.1.50");
+    let out = host_desired_in(
+        &s,
+        &d,
+        Some(&table),
+        &Owned::default(),
+        &none,
+        Rotation::Out,
+    );
+    let p = plan_host(&out, &host(&serving), &mine);
+    // Held on lo before it leaves the announce device (adds run first): never not local.
+    assert_eq!(
+        lines(&p),
+        [
+            "+ address 172.16.1.50/32 on lo",
+            "- address 172.16.1.50/32 on lvsd0"
+        ]
+    );
+    // Moving it is not a removal the guard stops, either way.
+    assert_eq!(
+        p.guard(Role::Director, &mine, Some(&Owned::default())),
+        None
+    );
+    let held = format!("{base}\naddr lo 172.16.1.50/32");
+    let mine = executed(&p);
+    let back = host_desired(&s, &d, Some(&table), &Owned::default(), &none);
+    let p = plan_host(&back, &host(&held), &mine);
+    assert_eq!(
+        lines(&p),
+        [
+            "+ address 172.16.1.50/32 on lvsd0",
+            "- address 172.16.1.50/32 on lo"
+        ]
+    );
+    assert_eq!(
+        p.guard(Role::Director, &mine, Some(&Owned::default())),
+        None
+    );
+}

@@ -24,7 +24,7 @@ use plan::globals::{
 };
 use plan::health::HealthTable;
 use plan::host::{
-    HostOp, HostOwned, HostPlan, Missing, Role, host_desired, plan_host, sysctls_of_interest,
+    HostOp, HostOwned, HostPlan, Missing, Role, plan_host, sysctls_of_interest,
 };
 use plan::{Desired, Observed, Op, Options, Owned, Plan};
 
@@ -103,6 +103,9 @@ pub struct Engine<I: Io = System> {
     /// For each service of `table` as the last full read found it, the digest of its real
     /// servers (dropped when lvsd changes the service or reads it on its own since).
     digests: std::collections::HashMap<ServiceKey, u64>,
+    /// Whether this director takes traffic (`lvsd drain --director` takes it out): the host
+    /// part holds or announces its VIPs accordingly.
+    pub rotation: plan::host::Rotation,
 }
 
 /// A pass that touched at most this many services reads them back one by one to verify them;
@@ -140,6 +143,7 @@ impl<I: Io> Engine<I> {
             table: None,
             fresh: false,
             digests: std::collections::HashMap::new(),
+            rotation: plan::host::Rotation::In,
         }
     }
 

@@ -21,7 +21,14 @@ impl<I: Io> Engine<I> {
         {
             return Ok(HostPlan::default());
         }
-        let desired = host_desired(&cfg.host, &cfg.desired, table, &self.owned, unable);
+        let desired = plan::host::host_desired_in(
+            &cfg.host,
+            &cfg.desired,
+            table,
+            &self.owned,
+            unable,
+            self.rotation,
+        );
         let keys = sysctls_of_interest(&desired, &self.host_owned);
         let observed = match host::with_timeout(self.host()?.observe(&keys)).await {
             Ok(o) => o,
