@@ -174,15 +174,27 @@ pub(crate) enum Command {
     },
     /// Drain a real server (or every real of a service) without editing the file: weight 0, no
     /// new connections, established ones finish; it stays in the table until the drain ends.
+    /// With `--director`, take this whole director out of rotation instead: its VIPs are no
+    /// longer announced (active-active) or its health file says it cannot serve (active-backup,
+    /// so keepalived moves the VIPs), while it serves whatever still reaches it.
     Drain {
         /// The service: its name in the config, or its address (172.16.1.50:80).
-        service: String,
+        #[arg(required_unless_present = "director")]
+        service: Option<String>,
         /// The real: address or address:port; none for every real of the service.
         real: Option<String>,
+        /// Take this director out of rotation (every service), not a real.
+        #[arg(long, conflicts_with_all = ["service", "real"])]
+        director: bool,
+        /// With `--director`: how long after the withdrawal before the director may count as
+        /// drained (beyond the routing daemon's convergence or the VRRP move).
+        #[arg(long, requires = "director", value_parser = parse_duration, value_name = "DURATION")]
+        grace: Option<Duration>,
         #[command(flatten)]
         set: OverrideArgs,
         /// Return only once the drained reals have no connections left (established ones, and
-        /// for UDP every entry), printing progress; exit 1 at the timeout.
+        /// for UDP every entry), printing progress; exit 1 at the timeout. With `--director`:
+        /// once the grace period is over and no packet reaches the director's services.
         #[arg(long)]
         wait: bool,
         /// How long `--wait` waits at most.
@@ -204,12 +216,18 @@ pub(crate) enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
-    /// End a drain before its time: the file's weight comes back.
+    /// End a drain before its time: the file's weight comes back. With `--director`, put this
+    /// director back in rotation: it announces its VIPs (or clears its health file) once its
+    /// table is programmed and its services can serve.
     Undrain {
         /// The service: its name in the config, or its address.
-        service: String,
+        #[arg(required_unless_present = "director")]
+        service: Option<String>,
         /// The real; none for the service's own drain.
         real: Option<String>,
+        /// Put this director back in rotation.
+        #[arg(long, conflicts_with_all = ["service", "real"])]
+        director: bool,
         /// Why: logged.
         #[arg(long, default_value = "")]
         reason: String,

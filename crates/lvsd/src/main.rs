@@ -7,6 +7,7 @@ mod stdout;
 mod cli;
 mod commands;
 mod daemon;
+mod director;
 mod engine;
 mod fault;
 mod health_status;
@@ -172,13 +173,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Drain {
+            director: true,
+            grace,
+            set,
+            wait,
+            timeout,
+            control,
+            ..
+        } => commands::director::drain(control, set, grace, wait.then_some(timeout)).await,
+        Command::Drain {
             service,
             real,
             set,
             wait,
             timeout,
             control,
+            ..
         } => {
+            let service = service.unwrap_or_default();
             commands::overrides::set(control, service, real, None, set, wait.then_some(timeout))
                 .await
         }
@@ -190,11 +202,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             control,
         } => commands::overrides::set(control, service, Some(real), Some(weight), set, None).await,
         Command::Undrain {
+            director: true,
+            reason,
+            control,
+            ..
+        } => commands::director::undrain(control, reason).await,
+        Command::Undrain {
             service,
             real,
             reason,
             control,
-        } => commands::overrides::clear(control, service, real, reason, true).await,
+            ..
+        } => {
+            let service = service.unwrap_or_default();
+            commands::overrides::clear(control, service, real, reason, true).await
+        }
         Command::Restore {
             service,
             real,

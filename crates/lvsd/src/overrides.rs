@@ -175,6 +175,18 @@ pub enum Request {
         /// The operator's words.
         reason: String,
     },
+    /// Takes this director out of rotation (`lvsd drain --director`) or brings it back
+    /// (`lvsd undrain --director`).
+    Director {
+        /// Out of rotation (true) or back in (false).
+        out: bool,
+        /// Seconds until it comes back by itself; none for until undone.
+        for_secs: Option<u64>,
+        /// Seconds after the withdrawal before it may count as drained; none for the default.
+        grace_secs: Option<u64>,
+        /// The operator's words.
+        reason: String,
+    },
     /// The kernel's connection counts of reals (for `drain --wait`), by the keys a `set` answer
     /// gives.
     Connections {

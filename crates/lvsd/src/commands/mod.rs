@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod director;
 pub mod export;
 pub mod import;
 pub mod overrides;

@@ -151,6 +151,10 @@ pub enum Event {
     },
     /// A checked real went up or down.
     HealthChanged(ServiceKey),
+    /// The director left rotation or came back (`lvsd drain --director`, its undo or its
+    /// end): the host part runs at once (its VIPs move, its health file changes), as an
+    /// operator's wish (in report mode too), and after it a health file says the new value.
+    RotationChanged,
     /// The answer to [`Step::Reload`].
     Reloaded(Reloaded),
     /// The answer to [`Step::Pass`].
@@ -558,6 +562,12 @@ impl Machine {
                 self.expect_changes = true;
                 due_table(&mut self.table, now, Scope::Services([service].into()));
             }
+            Event::RotationChanged => {
+                self.expect_changes = true;
+                self.host_pending = true;
+                self.host.failures = 0;
+                self.host.due = Some(now);
+            }
             Event::Reloaded(r) => return self.reloaded(r, now),
             Event::PassDone(p) => return self.pass_done(p, now),
             Event::HealthFileWritten { value, ok } => {
@@ -913,6 +923,27 @@ mod tests {
         assert!(matches!(next(&mut m, ms(0)), Step::Pass(_)));
         done(&mut m, converged(), host_ok(), at);
         m
+    }
+
+    #[test]
+    fn a_director_leaving_rotation_passes_the_host_at_once_in_report_mode_too() {
+        for report in [false, true] {
+            let mut m = started(report, ms(10));
+            assert_eq!(next(&mut m, ms(20)), Step::Wait(RESYNC));
+            let host_now = |step: Step| {
+                matches!(step, Step::Pass(PassRequest { table: None, host: true, allow_host: true, .. }))
+            };
+            m.on(Event::RotationChanged, ms(30));
+            assert!(host_now(next(&mut m, ms(30))), "report {report}");
+            done(&mut m, Part::NotRun, host_ok(), ms(40));
+            assert!(m.converged());
+            // A failing host backs off, but an operator's wish is tried at once.
+            m.on(Event::RotationChanged, ms(50));
+            next(&mut m, ms(50));
+            done(&mut m, Part::NotRun, Part::Failed("rtnetlink".into()), ms(60));
+            m.on(Event::RotationChanged, ms(70));
+            assert!(host_now(next(&mut m, ms(70))), "report {report}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! against the table the last pass left.
 
 pub mod decide;
+mod director;
 mod effective;
 mod health_view;
 mod overrides;
@@ -181,6 +182,8 @@ struct Daemon<I: Io> {
     writer: Writer,
     /// Operators' overrides (`lvsd drain`, `lvsd weight`), laid over the table aimed for.
     operators: Operators,
+    /// Whether this director takes traffic (`lvsd drain --director`).
+    director: director::Director,
     /// A deliberate bug (the daemon's simulation).
     #[cfg(test)]
     mutation: Mutation,
@@ -283,6 +286,9 @@ pub(crate) async fn run_with<I: Io>(
         false,
     );
     let operators = Operators::load(engine.state_dir().to_path_buf())?;
+    let director = director::Director::load(engine.state_dir().to_path_buf())?;
+    let mut engine = engine;
+    engine.rotation = director.rotation();
     crate::telemetry::serve_status(
         engine.state_dir(),
         telemetry.clone(),
@@ -310,11 +316,13 @@ pub(crate) async fn run_with<I: Io>(
         decisions: Decisions { machine, clock },
         writer,
         operators,
+        director,
         #[cfg(test)]
         mutation: outside.mutation,
         ramps: plan::ramp::Ramps::default(),
     };
     d.publish_overrides(false);
+    d.publish_director();
     if let Some(loaded) = d.source.loaded() {
         d.health
             .sync(&mut d.engine, &loaded.config, false, None)
@@ -338,6 +346,7 @@ pub(crate) async fn run_with<I: Io>(
         }
         d.end_overrides();
         d.step_ramps();
+        d.step_director().await;
         let now = d.decisions.clock.now();
         if let (Some(w), Some(at)) = (watchdog, next_ping) {
             if at <= now {
@@ -363,6 +372,7 @@ pub(crate) async fn run_with<I: Io>(
                 let until = next_ping.map_or(until, |p| p.min(until));
                 let until = d.overrides_wake().map_or(until, |w| w.min(until));
                 let until = d.ramps_wake().map_or(until, |w| w.min(until));
+                let until = d.director_wake().map_or(until, |w| w.min(until));
                 tokio::select! {
                     () = tokio::time::sleep_until(d.decisions.clock.instant(until)) => {}
                     input = inputs.recv() => match input {
@@ -414,6 +424,10 @@ impl<I: Io> Daemon<I> {
                 self.decisions.on(Event::Hangup);
             }
             Input::Stop => return false,
+            Input::Change(c) if matches!(c.request, crate::overrides::Request::Director { .. }) => {
+                let answer = self.director_change(&c.request, &c.peer);
+                let _ = c.reply.send(answer);
+            }
             Input::Change(c) => self.override_change(c),
             Input::Health(r) => {
                 if let Some(service) = self.health.take(&r) {
@@ -548,7 +562,7 @@ impl<I: Io> Daemon<I> {
         let mut summary = summarize(&pass, &allow);
         summary.serving = cfg.health_file.as_ref().map(|file| Serving {
             file: file.clone(),
-            unable: unable.len(),
+            unable: self.serving_value(unable.len(), services),
             services,
         });
         let verdict = self.decisions.on(Event::PassDone(summary));

@@ -157,6 +157,27 @@ impl<I: Io> Engine<I> {
         self.digests.clear();
     }
 
+    /// The packets lvsd's services have taken in, summed: a withdrawn director is drained
+    /// once this stops moving (see [`crate::director`]). One dump of the services, no real
+    /// servers.
+    pub async fn packets_in(&mut self) -> Result<u64> {
+        let read = async {
+            let client = self.client().await?;
+            anyhow::Ok(client.services().await?)
+        };
+        match read.await {
+            Ok(list) => Ok(list
+                .iter()
+                .filter(|s| self.owned.services.contains_key(&s.key))
+                .map(|s| s.stats.inpkts)
+                .fold(0u64, u64::wrapping_add)),
+            Err(e) => {
+                self.disconnect();
+                Err(e)
+            }
+        }
+    }
+
     /// Consistent-hashing (`mh`) services whose real servers the kernel holds in another order
     /// than a director starting from this config would (see [`plan::mh_misaligned`]).
     pub async fn mh_warnings(&mut self, desired: &Desired) -> Result<Vec<String>> {

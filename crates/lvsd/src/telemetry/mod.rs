@@ -68,6 +68,9 @@ pub struct Status {
     pub health_file: Option<usize>,
     /// VIPs an active-active director announces now (none in other modes).
     pub announced_vips: Option<usize>,
+    /// Whether this director takes traffic (`lvsd drain --director`); none outside the HA
+    /// modes.
+    pub director: Option<DirectorView>,
     /// Services in the table that are not lvsd's.
     pub foreign_services: usize,
     /// Health per checked real and per service that is not ok.
@@ -128,6 +131,21 @@ pub struct RampView {
     pub line: String,
 }
 
+/// A director's rotation, as status shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DirectorView {
+    /// `serving`, `withdrawing` or `drained`.
+    pub state: String,
+    /// When it left rotation (Unix seconds).
+    pub since: Option<u64>,
+    /// When it comes back by itself (Unix seconds).
+    pub until: Option<u64>,
+    /// The grace period, in seconds, before it may count as drained.
+    pub grace_secs: Option<u64>,
+    /// The operator's words.
+    pub reason: Option<String>,
+}
+
 /// A timestamped message.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stamped {
@@ -157,6 +175,7 @@ pub struct Telemetry {
     stuck: Counter,
     health_file: Gauge,
     announced: Gauge,
+    director: Family<Labels, Gauge>,
     lateness: Histogram,
     override_weight: Family<Labels, Gauge>,
     override_until: Family<Labels, Gauge>,
@@ -250,6 +269,12 @@ impl Telemetry {
             "VIPs this active-active director holds on its announce device now (the routing daemon announces them)",
             announced.clone(),
         );
+        let director = Family::<Labels, Gauge>::default();
+        registry.register(
+            "director_state",
+            "This director's rotation (lvsd drain --director): 1 for the state it is in (serving, withdrawing, drained), 0 for the others",
+            director.clone(),
+        );
         let override_weight = Family::<Labels, Gauge>::default();
         registry.register(
             "override_weight",
@@ -305,6 +330,7 @@ impl Telemetry {
             stuck,
             health_file,
             announced,
+            director,
             lateness,
             override_weight,
             override_until,
@@ -404,6 +430,17 @@ impl Telemetry {
     pub fn announced(&self, n: usize) {
         self.announced.set(i64::try_from(n).unwrap_or(i64::MAX));
         self.status().announced_vips = Some(n);
+    }
+
+    /// Where the director's rotation stands (none outside the HA modes).
+    pub fn director(&self, view: Option<DirectorView>) {
+        for st in crate::director::State::ALL {
+            let on = view.as_ref().is_some_and(|v| v.state == st.name());
+            self.director
+                .get_or_create(&vec![("state".to_owned(), st.name().to_owned())])
+                .set(i64::from(on));
+        }
+        self.status().director = view;
     }
 
     /// The health file was written with `value`.

@@ -307,6 +307,26 @@ pub(super) fn human(s: &serde_json::Value) -> String {
         str_of(&g("table")),
         str_of(&g("host"))
     );
+    if let Some(d) = s.get("director").filter(|d| !d.is_null()) {
+        let mut line = format!("director:   {}", str_of(&d["state"]));
+        if let Some(since) = d["since"].as_u64() {
+            let _ = write!(
+                line,
+                " (out of rotation since {}",
+                crate::overrides::utc(since)
+            );
+            if let Some(u) = d["until"].as_u64() {
+                let _ = write!(line, ", until {}", crate::overrides::utc(u));
+            }
+            match d["reason"].as_str().filter(|r| !r.is_empty()) {
+                Some(r) => {
+                    let _ = write!(line, ": {r})");
+                }
+                None => line.push(')'),
+            }
+        }
+        let _ = writeln!(out, "{line}");
+    }
     if let Some(r) = s.get("last_reload").filter(|r| !r.is_null()) {
         let _ = writeln!(
             out,
