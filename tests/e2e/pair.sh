@@ -152,6 +152,41 @@ rm $E/fail-director
 check "recovered: dir1's health file returns to 0" within 4 sh -c "[ \"\$(cat $E/director/health)\" = 0 ]"
 check "... and dir1 has the VIP again" within 8 has_vip director
 
+echo "--- 4b. planned switchover: lvsd drain --director on the active director, under load"
+# New short connections back to back, and a long-held one, while dir1 gives the VIP away.
+get() { printf 'GET / HTTP/1.0\r\n\r\n' | on client busybox nc -w 3 $VIP 80 | tail -n 1; }
+: >$E/in2
+tail -f $E/in2 | $IP netns exec client busybox nc $VIP 7000 >$E/out2 &
+echo before >>$E/in2
+check "a held connection is served through dir1" within 3 grep -q before $E/out2
+held_who=$(head -n 1 $E/out2)
+synced2() { on dir2 ipvsadm -Lnc | grep "ESTABLISHED" | grep -q "$VIP:7000"; }
+check "dir2 holds dir1's established connection before the switchover (sync)" within 10 synced2
+: >$E/switch; touch $E/load
+( while [ -e $E/load ]; do a=$(get); case "$a" in *"this is"*) echo ok ;; *) echo "FAILED: $a" ;; esac; done >$E/switch ) &
+lp=$!
+sleep 2
+on director ./lvsd drain --director --reason "patch dir1" --grace 2s --wait --timeout 60s --state-dir $E/director/st >$E/dd.out 2>&1; rc=$?
+cat $E/dd.out
+check "drain --director --wait returns 0 once dir1 is drained" [ $rc -eq 0 ]
+check "dir1's health file says it cannot serve" sh -c "[ \"\$(cat $E/director/health)\" != 0 ]"
+check "keepalived moved the VIP to dir2" has_vip dir2
+check "... and off dir1" sh -c "! $IP -n director addr show dev eth0 | grep -q $VIP/32"
+check "lvsd status on dir1 says drained" sh -c "$IP netns exec director ./lvsd status --json --state-dir $E/director/st | grep -q '\"state\":\"drained\"'"
+echo after-switch >>$E/in2
+check "the held connection keeps working through dir2" within 5 grep -q after-switch $E/out2
+check "... on the same real server" [ "$(head -n 1 $E/out2)" = "$held_who" ]
+on director ./lvsd undrain --director --state-dir $E/director/st
+check "undrain --director: dir1's health file returns to 0" within 5 sh -c "[ \"\$(cat $E/director/health)\" = 0 ]"
+check "... and keepalived gives dir1 the VIP back" within 10 has_vip director
+sleep 2
+rm $E/load
+i=0; while kill -0 $lp 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+echo "   during the switchover and back: $(grep -c ok $E/switch) requests served, $(grep -c FAILED $E/switch) failed"
+check "no request failed during the planned switchover and back" sh -c "[ \$(grep -c ok $E/switch) -gt 10 ] && ! grep -q FAILED $E/switch"
+echo back >>$E/in2
+check "the held connection still works after dir1 took the VIP back" within 5 grep -q back $E/out2
+
 echo "--- 5. sync, ipvs.sysctl and timeouts follow the file"
 nodest0=$(vs dir2 expire_nodest_conn); thr0=$(vs dir2 sync_threshold | tr '\t' ' ')
 conf dir2 "$SYNC" 'ipvs:' '  timeouts: {tcp: 600s, tcp_fin: 60s, udp: 30s}' '  sysctl: {expire_nodest_conn: 1, sync_threshold: "4 60"}' >$E/dir2/next.yaml
