@@ -146,6 +146,7 @@ check "six held connections answer" held_all_answer start
 for h in $HELD; do head -n 1 $E/out-$h; done >$E/held-who
 carriers() { for d in dir1 dir2 dir3; do echo "$d: $(on $d ipvsadm -Lnc | grep -c "$VIP:7000")"; done | tr '\n' ' '; }
 echo "   held connections' entries per director: $(carriers)"
+check "dir1 carries a held connection before it is drained" sh -c "[ \$($IP netns exec dir1 ipvsadm -Lnc | grep -c $VIP:7000) -gt 0 ]"
 
 echo "--- 1. planned: dir1 out of rotation (drain --director --wait), then back"
 load_start $E/load-drain
@@ -186,6 +187,7 @@ check "held connections still answer" held_all_answer back
 echo "   held connections' entries per director: $(carriers)"
 
 echo "--- 2. unplanned: dir2's link lost"
+check "dir2 holds a held connection's entry before its link goes" sh -c "[ \$($IP netns exec dir2 ipvsadm -Lnc | grep -c $VIP:7000) -gt 0 ]"
 load_start $E/load-loss
 sleep 1
 $IP link set v-dir2-eth0 down
