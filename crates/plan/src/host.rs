@@ -459,10 +459,38 @@ impl HostPlan {
             _ => None,
         };
         let counts = |a: &HostAddr| serving.as_ref().is_none_or(|s| s.contains(&a.addr));
-        let removed = self
+        // A VIP that stays on the host on another device (added by this plan, or already
+        // there and kept) moves; it is not removed.
+        let deleted: BTreeSet<&HostAddr> = self
             .ops
             .iter()
-            .filter(|o| matches!(o, HostOp::DelAddress(a) if !self.announce_devices.contains(&a.interface) && counts(a)))
+            .filter_map(|o| match o {
+                HostOp::DelAddress(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let staying: BTreeSet<IpAddr> = self
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                HostOp::AddAddress(a) => Some(a.addr),
+                _ => None,
+            })
+            .chain(
+                owned
+                    .addresses
+                    .iter()
+                    .filter(|a| !deleted.contains(a))
+                    .map(|a| a.addr),
+            )
+            .collect();
+        let removed = deleted
+            .iter()
+            .filter(|a| {
+                !self.announce_devices.contains(&a.interface)
+                    && counts(a)
+                    && !staying.contains(&a.addr)
+            })
             .count();
         let held = owned.addresses.iter().filter(|a| counts(a)).count();
         (role != Role::None && removed > 0 && removed * 2 > held).then_some((removed, held))
@@ -547,7 +575,7 @@ pub fn host_desired_in(
             let mut vips: BTreeSet<IpAddr> = desired
                 .services
                 .keys()
-                .chain(draining)
+                .chain(draining.iter().copied())
                 .filter_map(vip)
                 .collect();
             vips.extend(spec.vips.iter().flatten());
@@ -570,7 +598,10 @@ pub fn host_desired_in(
                 HaMode::ActiveActive { device, announce } => {
                     out.dummies.insert(device.clone());
                     // A VIP is announced while its services can serve (any or all of those
-                    // on it); one draining out of the file is not asked for any more.
+                    // on it). A service of lvsd's still in the table but not in the file counts
+                    // by what the table holds: draining (weight 0) it does not take new flows,
+                    // but kept by the table's guard (an emptied or truncated file) it serves on,
+                    // and its VIP must not be withdrawn.
                     let mut on_vip: BTreeMap<IpAddr, (bool, bool)> = BTreeMap::new();
                     // In the table with a real that takes new connections (when the table is
                     // known: without it, health alone decides, as before the table was read).
@@ -581,7 +612,7 @@ pub fn host_desired_in(
                                 .is_some_and(|s| s.reals.values().any(|r| r.spec.weight > 0))
                         })
                     };
-                    for k in desired.services.keys() {
+                    for k in desired.services.keys().chain(draining.iter().copied()) {
                         let Some(a) = vip(k) else { continue };
                         let can = !unable.contains(k) && programmed(k);
                         let e = on_vip.entry(a).or_insert((false, true));
@@ -757,16 +788,20 @@ pub fn plan_host(desired: &HostDesired, observed: &HostObserved, owned: &HostOwn
             None => plan.missing.push(Missing::Sysctl(key.clone())),
         }
     }
+    // VIPs whose device is created in this pass: added by the next round, once it exists;
+    // until then they stay where they are (a move never leaves a gap).
+    let mut waiting: BTreeSet<IpAddr> = BTreeSet::new();
     for a in &desired.addresses {
-        // On a dummy device created in this pass: added by the next pass, once it exists.
         let device_yet =
             !desired.dummies.contains(&a.interface) || observed.links.contains_key(&a.interface);
-        if !observed.addresses.contains_key(a) && device_yet {
+        if !device_yet {
+            waiting.insert(a.addr);
+        } else if !observed.addresses.contains_key(a) {
             plan.ops.push(HostOp::AddAddress(a.clone()));
         }
     }
     for a in &owned.addresses {
-        if desired.addresses.contains(a) {
+        if desired.addresses.contains(a) || waiting.contains(&a.addr) {
             continue;
         }
         if desired.leave_alone.contains(&a.addr) {

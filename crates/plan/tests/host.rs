@@ -925,3 +925,97 @@ fn out_of_rotation_an_active_active_director_holds_its_vips_locally_unannounced(
         None
     );
 }
+
+#[test]
+fn an_active_active_director_keeps_announcing_services_an_emptied_file_left_in_the_table() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = ha(
+        spec(Role::Director, Some("eth0"), None),
+        active_active(Announce::Any),
+    );
+    let owned_table = plan::plan(
+        &d,
+        &Observed::default(),
+        &Owned::default(),
+        Options::default(),
+    )
+    .owned;
+    let announced = format!(
+        "{PLAIN}{VS}\nlink lvsd0 up\nsysctl net/ipv4/ip_forward 1\nsysctl net/ipv4/vs/sloppy_tcp 1\nsysctl net/ipv4/vs/sloppy_sctp 1\naddr lvsd0 172.16.1.50/32"
+    );
+    let mine = record("address lvsd0 172.16.1.50");
+    let none = Default::default();
+    // The table's guard kept the service (weights as they were): still announced.
+    let want = host_desired(
+        &s,
+        &Desired::default(),
+        Some(&programmed(&d, 1)),
+        &owned_table,
+        &none,
+    );
+    let p = plan_host(&want, &host(&announced), &mine);
+    assert!(
+        !lines(&p).contains(&"- address 172.16.1.50/32 on lvsd0".to_owned()),
+        "{:?}",
+        lines(&p)
+    );
+    // Left the file on purpose and draining (weight 0): withdrawn.
+    let want = host_desired(
+        &s,
+        &Desired::default(),
+        Some(&programmed(&d, 0)),
+        &owned_table,
+        &none,
+    );
+    let p = plan_host(&want, &host(&announced), &mine);
+    assert!(
+        lines(&p).contains(&"- address 172.16.1.50/32 on lvsd0".to_owned()),
+        "{:?}",
+        lines(&p)
+    );
+}
+
+#[test]
+fn a_vip_moving_to_a_device_created_in_this_pass_stays_until_it_exists() {
+    let d = services(&[("172.16.1.50", ForwardMethod::DirectRoute)]);
+    let s = ha(
+        spec(Role::Director, Some("eth0"), None),
+        active_active(Announce::Any),
+    );
+    let single = format!("{PLAIN}{VS}\nsysctl net/ipv4/ip_forward 1\naddr eth0 172.16.1.50/32");
+    let mine = record("address eth0 172.16.1.50\nsysctl net/ipv4/ip_forward 0 1");
+    let table = programmed(&d, 1);
+    let none = Default::default();
+    let want = host_desired(&s, &d, Some(&table), &Owned::default(), &none);
+    let p = plan_host(&want, &host(&single), &mine);
+    // lvsd0 is created; the VIP stays on eth0 meanwhile (no gap), and nothing is "removed".
+    assert!(
+        lines(&p).contains(&"+ link lvsd0 (dummy)".to_owned()),
+        "{:?}",
+        lines(&p)
+    );
+    assert!(
+        !lines(&p).iter().any(|l| l.contains("172.16.1.50")),
+        "{:?}",
+        lines(&p)
+    );
+    assert_eq!(
+        p.guard(Role::Director, &mine, Some(&Owned::default())),
+        None
+    );
+    // Next round, the device exists: added there, then taken off eth0; a move, not a removal.
+    let created = format!("{single}\nlink lvsd0 up");
+    let p = plan_host(&want, &host(&created), &executed(&p));
+    let l = lines(&p);
+    let add = l
+        .iter()
+        .position(|x| x == "+ address 172.16.1.50/32 on lvsd0");
+    let del = l
+        .iter()
+        .position(|x| x == "- address 172.16.1.50/32 on eth0");
+    assert!(matches!((add, del), (Some(a), Some(b)) if a < b), "{l:?}");
+    assert_eq!(
+        p.guard(Role::Director, &mine, Some(&Owned::default())),
+        None
+    );
+}

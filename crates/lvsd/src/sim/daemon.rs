@@ -233,6 +233,8 @@ impl Driver {
             let one = Model {
                 services: BTreeMap::from([(*n, s.clone())]),
                 director: false,
+                anycast: false,
+                out: false,
                 sysctls: BTreeMap::new(),
             };
             out.insert(self.dir.join(format!("conf.d/s{n}.yaml")), one.yaml());
@@ -1093,6 +1095,8 @@ mod tests {
                 })
                 .collect(),
             director: false,
+            anycast: false,
+            out: false,
             sysctls: BTreeMap::new(),
         }
     }

@@ -34,7 +34,7 @@ use plan::Op;
 
 use plan::host::{HostAddr, Sysctl};
 
-use self::world::{LAN, SimIo, World, foreign_service, tcp};
+use self::world::{ANNOUNCE, LAN, SimIo, World, foreign_service, tcp};
 use crate::engine::{Engine, Mutation, Outcome, Pass, PassSpec};
 
 /// splitmix64: small, fast, and the same on every machine.
@@ -63,11 +63,15 @@ impl Rng {
 }
 
 /// The config as the generator keeps it: service n is 10.1.0.n:80, real r is 10.0.0.r; a
-/// director holds the VIPs on [`LAN`]; IPVS sysctls by name.
+/// director holds the VIPs on [`LAN`], or as an active-active one (`anycast`) on [`ANNOUNCE`]
+/// while in rotation and on `lo` while out of it (`out`: `lvsd drain --director`, which the
+/// daemon keeps beside the file); IPVS sysctls by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Model {
     services: BTreeMap<u8, (&'static str, BTreeMap<u8, u32>)>,
     director: bool,
+    anycast: bool,
+    out: bool,
     sysctls: BTreeMap<&'static str, &'static str>,
 }
 
@@ -79,10 +83,12 @@ const SYSCTLS: [(&str, [&str; 2]); 2] = [
 ];
 
 /// The sysctls on the simulated host before lvsd runs.
-const HOST_SYSCTLS: [(&str, &str); 3] = [
+const HOST_SYSCTLS: [(&str, &str); 5] = [
     ("net/ipv4/ip_forward", "0"),
     ("net/ipv4/vs/expire_nodest_conn", "0"),
     ("net/ipv4/vs/sync_threshold", "3 50"),
+    ("net/ipv4/vs/sloppy_tcp", "0"),
+    ("net/ipv4/vs/sloppy_sctp", "0"),
 ];
 
 fn vip(n: u8) -> HostAddr {
@@ -101,6 +107,8 @@ impl Model {
         let mut m = Model {
             services: BTreeMap::new(),
             director: rng.below(2) == 0,
+            anycast: rng.below(3) == 0,
+            out: false,
             sysctls: BTreeMap::new(),
         };
         for n in 1..=(2 + rng.below(2) as u8) {
@@ -119,8 +127,8 @@ impl Model {
     }
 
     /// One change, as an operator makes them: a service or a real added or removed, a weight
-    /// or a scheduler changed, the director role taken or given up, an IPVS sysctl set,
-    /// changed or dropped.
+    /// or a scheduler changed, the director role taken or given up, active-active taken or
+    /// given up, the director out of rotation or back, an IPVS sysctl set, changed or dropped.
     fn edit(&self, rng: &mut Rng) -> Model {
         let mut m = self.clone();
         let present: Vec<u8> = m.services.keys().copied().collect();
@@ -128,8 +136,10 @@ impl Model {
             m.add_service(1, rng);
             return m;
         };
-        match rng.below(8) {
+        match rng.below(10) {
             6 => m.director = !m.director,
+            8 => m.anycast = !m.anycast,
+            9 => m.out = !m.out,
             7 => {
                 let (name, values) = SYSCTLS[rng.below(SYSCTLS.len() as u64) as usize];
                 match rng.below(3) {
@@ -189,6 +199,9 @@ impl Model {
         let mut out = String::new();
         if self.director {
             out += &format!("host:\n  role: director\n  interface: {LAN}\n");
+            if self.anycast {
+                out += &format!("ha:\n  mode: active-active\n  announce_device: {ANNOUNCE}\n");
+            }
         }
         if !self.sysctls.is_empty() {
             out += "ipvs:\n  sysctl:\n";
@@ -244,8 +257,21 @@ impl Model {
         let mut addresses = w.foreign_addresses.clone();
         let mut sysctls = w.initial_sysctls.clone();
         if self.director {
-            addresses.extend(self.services.keys().map(|n| vip(*n)));
+            let on = match (self.anycast, self.out) {
+                (false, _) => LAN,
+                (true, false) => ANNOUNCE,
+                (true, true) => plan::host::HOLD_DEVICE,
+            };
+            addresses.extend(self.services.keys().map(|n| HostAddr {
+                interface: on.to_owned(),
+                ..vip(*n)
+            }));
             sysctls.insert(Sysctl("net/ipv4/ip_forward".into()), "1".into());
+            if self.anycast {
+                for s in ["sloppy_tcp", "sloppy_sctp"] {
+                    sysctls.insert(Sysctl(format!("net/ipv4/vs/{s}")), "1".into());
+                }
+            }
         }
         for (name, value) in &self.sysctls {
             sysctls.insert(Sysctl(format!("net/ipv4/vs/{name}")), (*value).to_owned());
@@ -342,8 +368,14 @@ impl Sim {
         Ok(self.pass(&cfg, None).await)
     }
 
-    /// `m` parsed (once per schedule).
+    /// `m` parsed (once per schedule), and the director's rotation set as `m` has it (the
+    /// daemon keeps it beside the file, and sets it before each pass).
     fn config(&mut self, m: &Model) -> Result<Rc<config::Config>, String> {
+        self.engine.rotation = if m.out {
+            plan::host::Rotation::Out
+        } else {
+            plan::host::Rotation::In
+        };
         let yaml = m.yaml();
         if let Some(c) = self.parsed.get(&yaml) {
             return Ok(c.clone());
@@ -375,6 +407,7 @@ impl Sim {
             let mut w = self.world.borrow_mut();
             w.writes.clear();
             w.director = cfg.host.role == plan::host::Role::Director;
+            w.anycast = matches!(cfg.host.ha, plan::host::HaMode::ActiveActive { .. });
         }
         let pass = self.engine.converge(cfg, &cfg.desired, &spec).await;
         self.tally.passes += 1;
@@ -551,7 +584,7 @@ impl Sim {
             w.now += 3 * DRAIN;
         }
         self.note("quiet".into());
-        let cfg = model.config()?;
+        let cfg = self.config(model)?;
         let mut converged = false;
         for _ in 0..8 {
             let pass = self.pass(&cfg, None).await;
@@ -869,6 +902,8 @@ mod tests {
                 .map(|n| (n, ("rr", BTreeMap::from([(1, 1)]))))
                 .collect(),
             director: true,
+            anycast: false,
+            out: false,
             sysctls: BTreeMap::new(),
         };
         let mut sim = Sim::new(world.clone(), Mutation::None, vec![]);
@@ -893,6 +928,8 @@ mod tests {
                 .map(|n| (n, ("rr", BTreeMap::from([(1, 1)]))))
                 .collect(),
             director: true,
+            anycast: false,
+            out: false,
             sysctls: BTreeMap::new(),
         };
         let emptied = Model {
@@ -921,6 +958,8 @@ mod tests {
         let before = Model {
             services: BTreeMap::from([(1, ("rr", BTreeMap::from([(1, 1)])))]),
             director: true,
+            anycast: false,
+            out: false,
             sysctls: BTreeMap::from([("sync_threshold", "4 60")]),
         };
         let mut after = before.clone();

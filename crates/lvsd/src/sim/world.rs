@@ -93,10 +93,15 @@ pub struct World {
     /// The config in force holds the director role: a VIP must stay while a service of
     /// lvsd's on it is in the table (draining, or kept by the removal guard).
     pub director: bool,
+    /// ... as an active-active one: a VIP whose service takes no new connection here
+    /// (draining, or every real at weight 0) is withdrawn, announced nowhere.
+    pub anycast: bool,
 }
 
 /// The interface the simulated director holds its VIPs on.
 pub const LAN: &str = "eth0";
+/// An active-active director's announce device.
+pub const ANNOUNCE: &str = "lvsd0";
 
 impl World {
     /// An empty table at time `now`.
@@ -133,6 +138,7 @@ impl World {
             host_fail_next: false,
             host_saves: 0,
             director: false,
+            anycast: false,
         }
     }
 
@@ -197,7 +203,13 @@ impl World {
                     !self.foreign.contains(&s.key)
                         && matches!(s.key, ServiceKey::Addr { addr, .. } if addr == a.addr)
                 });
-                if let Some(s) = serving.filter(|_| self.director) {
+                // Moved (held on another device: an active-active director leaving rotation or
+                // giving active-active up) is not taken away; nor is the VIP an active-active
+                // director withdraws while its service takes no new connection here.
+                let still_local = self.addresses.keys().any(|b| b.addr == a.addr && b != a);
+                let withdrawn = self.anycast
+                    && serving.is_some_and(|s| s.dests.iter().all(|d| d.spec.weight == 0));
+                if let Some(s) = serving.filter(|_| self.director && !still_local && !withdrawn) {
                     self.violations.push(format!(
                         "t={}: the director took VIP {} away while its service {} is in the table",
                         self.now, a.addr, s.key
