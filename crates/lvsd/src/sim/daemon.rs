@@ -756,6 +756,10 @@ fn edit(m: &Model, in_force: &[Model], rng: &mut Rng) -> Model {
     for _ in 0..10 {
         let mut next = m.edit(rng);
         next.director |= m.director;
+        // Active-active and the director's rotation are the engine simulation's (rotation is
+        // set over the control socket, not in the file).
+        next.anycast = false;
+        next.out = false;
         if !in_force.iter().any(|f| guard_trips(f, &next)) {
             return next;
         }
@@ -885,7 +889,10 @@ fn schedule(
     let tmp = TempDir::new(seed)?;
     let mut rng = Rng(seed ^ 0xd5_1d);
     let includes = rng.below(2) == 0;
-    let first = Model::initial(&mut rng);
+    let first = Model {
+        anycast: false,
+        ..Model::initial(&mut rng)
+    };
     let mut d = driver(&tmp.0, includes, mutation, &first);
     let result = rt.block_on(async {
         d.note(format!("includes: {includes}"));
