@@ -35,6 +35,7 @@ use crate::state_file;
 mod globals;
 mod observe;
 mod pass;
+mod realign;
 mod records;
 mod role;
 mod table;
