@@ -164,6 +164,22 @@ fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     let (code, _, err) = run(&dir, &["drain", "db"]);
     assert_eq!(code, 1);
     assert!(err.contains("no service `db`"), "{err}");
+    // `lvsd realign` goes to the daemon, which resolves the name against the config in force
+    // and refuses a service it does not manage (here, where no pass reaches a kernel, none).
+    let (code, _, err) = run(&dir, &["realign", "db"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no service `db`"), "{err}");
+    let (code, _, err) = run(&dir, &["realign", "web", "--force"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("lvsd does not manage TCP 10.0.0.1:80"),
+        "{err}"
+    );
+    assert!(
+        d.wait_log("realign refused", Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
     // Kept in the state directory, and again in force after a restart.
     drop(d);
     let record = std::fs::read_to_string(dir.join("state/overrides")).unwrap();

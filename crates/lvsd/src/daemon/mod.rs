@@ -36,8 +36,8 @@ use self::decide::{
     Verdict,
 };
 use self::health_view::HealthView;
-pub use self::overrides::Change;
 use self::overrides::Operators;
+pub use self::overrides::{Change, realigned_json};
 use self::report::{announce_device, status_line, summarize};
 use self::source::Source;
 use self::writer::Writer;
@@ -186,6 +186,8 @@ struct Daemon<I: Io> {
     mutation: Mutation,
     /// Reals ramping up after they joined (`slow_start`), laid over that.
     ramps: plan::ramp::Ramps,
+    /// `lvsd realign` requests waiting for the loop.
+    realigns: Vec<Change>,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -313,6 +315,7 @@ pub(crate) async fn run_with<I: Io>(
         #[cfg(test)]
         mutation: outside.mutation,
         ramps: plan::ramp::Ramps::default(),
+        realigns: vec![],
     };
     d.publish_overrides(false);
     if let Some(loaded) = d.source.loaded() {
@@ -336,6 +339,7 @@ pub(crate) async fn run_with<I: Io>(
                 break 'run;
             }
         }
+        d.realign_asked().await;
         d.end_overrides();
         d.step_ramps();
         let now = d.decisions.clock.now();
@@ -414,6 +418,10 @@ impl<I: Io> Daemon<I> {
                 self.decisions.on(Event::Hangup);
             }
             Input::Stop => return false,
+            Input::Change(c) if matches!(c.request, crate::overrides::Request::Realign { .. }) => {
+                // Carried out by the loop between steps (it writes to the kernel).
+                self.realigns.push(c);
+            }
             Input::Change(c) => self.override_change(c),
             Input::Health(r) => {
                 if let Some(service) = self.health.take(&r) {

@@ -44,6 +44,7 @@ pub use self::pass::{
     FullPlan, GlobalsPass, HostPass, HostRefused, Outcome, Pass, PassSpec, Refused, TablePass,
     Unfit,
 };
+pub use self::realign::Realigned;
 
 /// The process's user and system CPU time so far, for the timing log.
 fn cpu_now() -> (std::time::Duration, std::time::Duration) {
