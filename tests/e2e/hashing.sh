@@ -18,7 +18,11 @@ on() { h=$1; shift; $IP netns exec "$h" "$@"; }
 lv() { h=$1; shift; on "$h" ./lvsd "$@" --state-dir $E/st-$h; }
 fp() { lv "$1" status --json | grep -o '"fingerprint":"[0-9a-f]*"' | head -n 1 | cut -d'"' -f4; }
 scrape() { printf 'GET /metrics HTTP/1.0\r\n\r\n' | on "$1" busybox nc -w 5 127.0.0.1 9474; }
-order() { on "$1" ipvsadm -Ln -t $VIP:80 | awk '$1 == "->" && $2 ~ /^172/ { printf "%s ", $2 }'; }
+# The reals in the kernel's list order: /proc/net/ip_vs walks the list (`ipvsadm -Ln` sorts
+# them, so it cannot show the order). .101 is AC100165:0050, .102 AC100166:0050.
+order() { on "$1" cat /proc/net/ip_vs | awk '$1 == "->" && $2 ~ /^AC1001/ { printf "%s ", $2 }'; }
+R101=AC100165:0050
+R102=AC100166:0050
 has() { on "$1" ipvsadm -Sn | grep -q -F -- "$2"; }
 start() { # namespace config
   $IP netns exec "$1" ./lvsd run -c "$2" --state-dir $E/st-$1 --resync-interval 2s \
@@ -54,8 +58,8 @@ cp $E/a.yaml $E/d3.new && mv $E/d3.new $E/d3.yaml
 check "d3 adds .101 after the edit" within 10 has d3 "-a -t $VIP:80 -r 172.16.1.101:80 -g -w 1"
 for d in director d2 d3; do echo "   $d: kernel order $(order $d), fingerprint $(fp $d)"; done
 check "the fresh directors hold the reals newest first in sorted order (.102 .101)" \
-  [ "$(order director)" = "172.16.1.102:80 172.16.1.101:80 " ]
-check "d3 holds .101 first" [ "$(order d3)" = "172.16.1.101:80 172.16.1.102:80 " ]
+  [ "$(order director)" = "$R102 $R101 " ]
+check "d3 holds .101 first" [ "$(order d3)" = "$R101 $R102 " ]
 f1=$(fp director); f2=$(fp d2); f3=$(fp d3)
 check "lvsd status --json carries a 16-hex-digit fingerprint" sh -c "echo '$f1' | grep -q -x '[0-9a-f]\{16\}'"
 check "the two fresh directors show the same fingerprint" [ "$f1" = "$f2" ]
@@ -91,13 +95,13 @@ lv d3 realign web -c $E/d3.yaml >$E/realign1.out 2>&1; rc=$?
 cat $E/realign1.out
 check "realign exits 1 with a connection" [ $rc -eq 1 ]
 check "... saying how many and that --force cuts them" sh -c "grep -q 'carries 1 connections' $E/realign1.out && grep -q -- '--force' $E/realign1.out"
-check "... and the order is untouched" [ "$(order d3)" = "172.16.1.101:80 172.16.1.102:80 " ]
+check "... and the order is untouched" [ "$(order d3)" = "$R101 $R102 " ]
 
 echo "--- 3. realign --force re-creates it in the fresh order; the directors agree"
 lv d3 realign web --force -c $E/d3.yaml >$E/realign2.out 2>&1; rc=$?
 cat $E/realign2.out
 check "realign --force exits 0 and says what it cut" sh -c "[ $rc -eq 0 ] && grep -q 'cut 1 connections' $E/realign2.out"
-check "d3 now holds .102 .101" [ "$(order d3)" = "172.16.1.102:80 172.16.1.101:80 " ]
+check "d3 now holds .102 .101" [ "$(order d3)" = "$R102 $R101 " ]
 check "d3's fingerprint is the fresh directors' one" [ "$(fp d3)" = "$f1" ]
 sleep 4 # two resyncs: the daemon does not fight the new order
 check "... and stays so under the daemon" [ "$(fp d3)" = "$f1" ]
