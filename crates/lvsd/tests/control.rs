@@ -97,6 +97,21 @@ fn raw(dir: &Path, bytes: &[u8]) -> (String, Duration) {
     (answer, t.elapsed())
 }
 
+/// Without a daemon, `lvsd realign` reads the config given and takes the state directory's
+/// lock itself; a name the config does not have is refused before the kernel is asked.
+#[test]
+fn realign_without_a_daemon_reads_the_config_and_takes_the_lock() {
+    let dir = workdir("realign");
+    let cfg = config(&dir);
+    let c = cfg.to_str().unwrap();
+    let (code, _, err) = run(&dir, &["realign", "db", "-c", c]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no service `db`"), "{err}");
+    let lock = std::fs::read_to_string(dir.join("state/lock")).unwrap();
+    assert!(lock.contains(" realign "), "the lock names realign: {lock}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     let dir = workdir("set");

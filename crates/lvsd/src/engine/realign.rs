@@ -75,7 +75,8 @@ impl<I: Io> Engine<I> {
     /// Deletes `key` from the kernel and adds it again, with its settings and its real servers
     /// as they are now (weights included), the real servers added in sorted order so that the
     /// kernel holds them as a fresh director does; then reads it back and checks the order.
-    /// Refused when lvsd does not manage the service, when it is leaving, and, without `force`,
+    /// Refused when lvsd does not manage the service, when it is leaving, when its scheduler
+    /// does not hash on the order (not `mh` or `sh`), and, without `force`,
     /// while it carries connections or persistence templates. Nothing is touched when the order
     /// is the fresh one already.
     pub async fn realign(&mut self, key: &ServiceKey, force: bool) -> Result<Realigned> {
@@ -105,6 +106,12 @@ impl<I: Io> Engine<I> {
             .await
             .with_context(|| format!("read {key}"))?
             .with_context(|| format!("{key} is not in the kernel's table; the daemon's next pass creates it (in the fresh order)"))?;
+        if !plan::hashing::hashes_on_order(&service.spec.scheduler) {
+            anyhow::bail!(
+                "{key} uses scheduler {}, which does not map flows by the order of its real servers: nothing to realign (only mh and sh do)",
+                service.spec.scheduler
+            );
+        }
         let dests = client
             .dests(key)
             .await
@@ -314,6 +321,14 @@ mod tests {
         let r = rt().block_on(e.realign(&key, true)).unwrap();
         assert_eq!(order(&w), [real(2), real(1)]);
         assert!(r.to_string().contains("cut 7 connections"), "{r}");
+        // A scheduler that does not hash on the order: nothing to realign.
+        w.borrow_mut().services[0].spec.scheduler = "wlc".into();
+        let err = rt()
+            .block_on(e.realign(&key, true))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scheduler wlc"), "{err}");
+        w.borrow_mut().services[0].spec.scheduler = "mh".into();
         // Not lvsd's: refused, whatever the force.
         w.borrow_mut().owned = Some(plan::Owned::default());
         let mut e = Engine::with_io(SimIo(w.clone()), PathBuf::from("/sim"), false);
