@@ -147,6 +147,7 @@ sh ./startup.sh || rc=1
 sh ./pair.sh || rc=1
 sh ./anycast.sh || rc=1
 sh ./directors.sh || rc=1
+sh ./hashing.sh || rc=1
 sh ./import.sh || rc=1
 # Last: it unloads and reloads every IPVS module.
 sh ./modules.sh || rc=1

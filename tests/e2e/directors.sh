@@ -119,6 +119,13 @@ on router /sbin/ip route show $VIP
 check "lvsd status says each director is serving" sh -c "for d in dir1 dir2 dir3; do $IP netns exec \$d ./lvsd status --json --state-dir $E/\$d/st | grep -q '\"state\":\"serving\"' || exit 1; done"
 for d in dir1 dir2 dir3; do on $d ipvsadm -Sn >$E/table-$d; done
 check "the three tables are identical, line for line (mh's order included)" sh -c "cmp -s $E/table-dir1 $E/table-dir2 && cmp -s $E/table-dir1 $E/table-dir3"
+fingerprints() { status "$1" | grep -o '"fingerprint":"[0-9a-f]*"' | sort; }
+fingerprints_agree() {
+  fingerprints dir1 >$E/fp1; fingerprints dir2 >$E/fp2; fingerprints dir3 >$E/fp3
+  [ "$(wc -l <$E/fp1)" -eq 2 ] && cmp -s $E/fp1 $E/fp2 && cmp -s $E/fp1 $E/fp3
+}
+check "lvsd status: the three directors' mh fingerprints are equal (two services)" fingerprints_agree
+cat $E/fp1
 
 # Continuous load: new short connections back to back (each a new source port, so the router
 # spreads them over the directors); every answer is logged, ok or FAILED.
@@ -216,6 +223,7 @@ check "no request failed while dir2 joined" [ "$(failed $E/load-join)" -eq 0 ]
 check "held connections still answer" held_all_answer joined
 for d in dir1 dir2 dir3; do on $d ipvsadm -Sn >$E/table-$d; done
 check "the three tables are identical again, line for line" sh -c "cmp -s $E/table-dir1 $E/table-dir2 && cmp -s $E/table-dir1 $E/table-dir3"
+check "... and their fingerprints are equal again (the rebuilt director's included)" fingerprints_agree
 
 [ "$FAIL" -eq 0 ] || show_logs
 kill $(pidof tail) 2>/dev/null

@@ -617,5 +617,6 @@ fn services_in(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collect
         return None;
     }
     out.problems = checker.problems;
+    out.warnings = checker.warnings;
     Some(out)
 }

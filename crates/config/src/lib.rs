@@ -65,6 +65,9 @@ pub struct Summary {
     /// When the main file includes others: every file, the main one first, with the services
     /// it defines.
     pub files: Vec<FileSummary>,
+    /// What is valid but probably not meant: `mh` services without `mh-fallback`
+    /// ([`plan::hashing::mh_without_fallback`]).
+    pub warnings: Vec<String>,
 }
 
 /// One file of a generation, for `lvsd check`.
@@ -111,6 +114,12 @@ impl Summary {
             reals: c.desired.services.values().map(|s| s.reals.len()).sum(),
             host: c.host.clone(),
             files,
+            warnings: c
+                .desired
+                .services
+                .iter()
+                .filter_map(|(k, s)| plan::hashing::mh_without_fallback(k, &s.spec))
+                .collect(),
         }
     }
 }
@@ -160,6 +169,7 @@ pub fn check_text(text: &str, path: &str, role: Option<Role>) -> Result<Summary,
             reals: entries.counted.1,
             host,
             files: vec![],
+            warnings: checker.warnings,
         }))
     };
     if let Some(raw) = fast::read::<true>(text) {

@@ -199,6 +199,7 @@ impl<'de, const COUNT: bool> Deserialize<'de> for Services<COUNT> {
                     checker.collect(s, &mut out);
                 }
                 out.problems = checker.problems;
+                out.warnings = checker.warnings;
                 Ok(Services(out))
             }
         }

@@ -147,6 +147,8 @@ pub(crate) struct Checker {
     pub includes: Option<Vec<(String, (u64, u64))>>,
     /// Where the `include` key's value stands, however the key was spelled.
     pub include_at: (u64, u64),
+    /// What is valid but probably not meant (`mh` without `mh-fallback`), for `lvsd check`.
+    pub warnings: Vec<String>,
 }
 
 /// Said of an `include` in text read without its file: the patterns are relative to a file
@@ -189,6 +191,8 @@ pub(crate) struct Collected {
     pub cols: Vec<u64>,
     /// Problems found.
     pub problems: Problems,
+    /// Warnings (see [`Checker::warnings`]).
+    pub warnings: Vec<String>,
     /// What can be decided only with more than one entry in view.
     pub later: Later,
     /// Where each identity was first defined (line).
@@ -404,6 +408,7 @@ impl Collected {
         self.counted.0 += next.counted.0;
         self.counted.1 += next.counted.1;
         self.problems.append(next.problems);
+        self.warnings.extend(next.warnings);
         self.later.scoped.extend(next.later.scoped);
         self.later.typed.extend(next.later.typed);
         self.later.cross_family.extend(next.later.cross_family);
@@ -564,6 +569,7 @@ impl Checker {
             None => Collected::counting(count),
         };
         self.problems.append(std::mem::take(&mut services.problems));
+        self.warnings.append(&mut services.warnings);
         services
     }
 
@@ -961,6 +967,9 @@ impl Checker {
             self.persistence(p, family, &mut spec, later);
         }
         self.flags(&s, &mut spec, protocol);
+        if let Some(w) = key.and_then(|k| plan::hashing::mh_without_fallback(&k, &spec)) {
+            self.warnings.push(w);
+        }
 
         let drain_timeout = match self.given(&s.drain_timeout, "drain_timeout") {
             None => DEFAULT_DRAIN_TIMEOUT,

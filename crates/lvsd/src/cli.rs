@@ -251,6 +251,23 @@ pub(crate) enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Re-create a hashing (mh, sh) service so that the kernel holds its real servers in the
+    /// order a director starting from the config would (what `lvsd plan` warns about): the
+    /// service is deleted and added again, which cuts its connections. Refused while it carries
+    /// any, unless --force. Done by the running daemon when there is one (between its passes),
+    /// else here, under the state directory's lock.
+    Realign {
+        /// The service: its name in the config, or its address (172.16.1.50:80).
+        service: String,
+        /// Cut the connections and persistence templates the service carries.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        table: TableArgs,
+        /// Print JSON, for machines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running daemon how it is doing (over its Unix socket in the state directory).
     Status {
         /// The daemon's state directory.
@@ -316,6 +333,7 @@ impl Command {
             Command::Undrain { control, .. } if control.json => Some(("undrain", None)),
             Command::Restore { control, .. } if control.json => Some(("restore", None)),
             Command::Overrides { control } if control.json => Some(("overrides", None)),
+            Command::Realign { json: true, .. } => Some(("realign", None)),
             _ => None,
         }
     }

@@ -224,6 +224,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             control,
         } => commands::overrides::clear(control, service, real, reason, false).await,
         Command::Overrides { control } => commands::overrides::list(control).await,
+        Command::Realign {
+            service,
+            force,
+            table,
+            json,
+        } => commands::realign::run(table, service, force, json).await,
         Command::Export { split } => commands::export::run(split).await,
         Command::Import { file, from } => commands::import::run(file, from).await,
         Command::Dump => commands::tools::dump().await,

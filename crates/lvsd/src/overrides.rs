@@ -187,6 +187,14 @@ pub enum Request {
         /// The operator's words.
         reason: String,
     },
+    /// Re-creates a hashing service with its reals in the order a fresh director holds them
+    /// (`lvsd realign`); the daemon carries it out between passes.
+    Realign {
+        /// The service: its name or address.
+        service: String,
+        /// Cut the connections it carries rather than refuse.
+        force: bool,
+    },
     /// The kernel's connection counts of reals (for `drain --wait`), by the keys a `set` answer
     /// gives.
     Connections {

@@ -58,6 +58,45 @@ fn a_file_without_services_is_valid_with_a_warning() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// `mh` without `mh-fallback` drops flows hashed to a drained real: valid, with a warning on
+/// stderr (and in `--json`), whichever way the file is read (alone, or with its includes).
+#[test]
+fn mh_without_mh_fallback_is_valid_with_a_warning() {
+    let d = dir("mh");
+    let svc = |flags: &str| {
+        format!(
+            "services:\n  - address: 10.0.0.1:80\n    scheduler: mh\n    flags: [{flags}]\n    reals:\n      - address: 10.0.1.1\n"
+        )
+    };
+    let alone = d.join("alone.yaml");
+    std::fs::write(&alone, svc("mh-port")).unwrap();
+    std::fs::write(d.join("web.yaml"), svc("mh-port")).unwrap();
+    let main = d.join("main.yaml");
+    std::fs::write(&main, "include: [web.yaml]\n").unwrap();
+    for p in [&alone, &main] {
+        let (code, _, err) = check(p);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains(
+                "warning: service TCP 10.0.0.1:80: scheduler mh without the mh-fallback flag"
+            ),
+            "{}: {err}",
+            p.display()
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lvsd"))
+        .args(["check", "--json", "-c"])
+        .arg(&alone)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["warnings"].as_array().map(Vec::len), Some(1), "{doc}");
+    std::fs::write(&alone, svc("mh-fallback, mh-port")).unwrap();
+    let (code, _, err) = check(&alone);
+    assert_eq!((code, err.as_str()), (0, ""));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn text_that_only_looks_empty_is_an_error() {
     let d = dir("looks-empty");

@@ -97,6 +97,21 @@ fn raw(dir: &Path, bytes: &[u8]) -> (String, Duration) {
     (answer, t.elapsed())
 }
 
+/// Without a daemon, `lvsd realign` reads the config given and takes the state directory's
+/// lock itself; a name the config does not have is refused before the kernel is asked.
+#[test]
+fn realign_without_a_daemon_reads_the_config_and_takes_the_lock() {
+    let dir = workdir("realign");
+    let cfg = config(&dir);
+    let c = cfg.to_str().unwrap();
+    let (code, _, err) = run(&dir, &["realign", "db", "-c", c]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no service `db`"), "{err}");
+    let lock = std::fs::read_to_string(dir.join("state/lock")).unwrap();
+    assert!(lock.contains(" realign "), "the lock names realign: {lock}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     let dir = workdir("set");
@@ -164,6 +179,22 @@ fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     let (code, _, err) = run(&dir, &["drain", "db"]);
     assert_eq!(code, 1);
     assert!(err.contains("no service `db`"), "{err}");
+    // `lvsd realign` goes to the daemon, which resolves the name against the config in force
+    // and refuses a service it does not manage (here, where no pass reaches a kernel, none).
+    let (code, _, err) = run(&dir, &["realign", "db"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no service `db`"), "{err}");
+    let (code, _, err) = run(&dir, &["realign", "web", "--force"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("lvsd does not manage TCP 10.0.0.1:80"),
+        "{err}"
+    );
+    assert!(
+        d.wait_log("realign refused", Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
     // Kept in the state directory, and again in force after a restart.
     drop(d);
     let record = std::fs::read_to_string(dir.join("state/overrides")).unwrap();

@@ -4,6 +4,7 @@
 //! same for the host's role: VIPs on interfaces, sysctls, tunnel devices.
 
 pub mod globals;
+pub mod hashing;
 pub mod health;
 pub mod host;
 pub mod op;

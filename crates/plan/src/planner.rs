@@ -432,11 +432,11 @@ pub fn stuck<'a>(written: &[Op], replanned: &'a [Op]) -> Vec<&'a Op> {
         .collect()
 }
 
-/// For a consistent-hashing (`mh`) service: why the kernel's order of its real servers is not
+/// For a hashing (`mh` or `sh`) service: why the kernel's order of its real servers is not
 /// the order a director starting from this config would have, if it is not.
 ///
 /// The kernel puts each new destination at the head of the service's list, and `mh` fills its
-/// lookup table walking that list, so two directors map a flow to the same real server only
+/// lookup table walking that list (`sh` its buckets), so two directors map a flow to the same real server only
 /// when their lists are in the same order. lvsd adds reals in one order everywhere (sorted), so
 /// a fresh director holds them in the reverse of that; an edit history (a real added later,
 /// or deleted and added again) puts them in another. `kernel_order` is the list as the kernel
@@ -446,7 +446,7 @@ pub fn mh_misaligned(
     desired: &crate::state::DesiredService,
     kernel_order: &[DestKey],
 ) -> Option<String> {
-    if desired.spec.scheduler != "mh" {
+    if !crate::hashing::hashes_on_order(&desired.spec.scheduler) {
         return None;
     }
     let fresh: Vec<DestKey> = desired.reals.keys().rev().copied().collect();
@@ -466,8 +466,10 @@ pub fn mh_misaligned(
             .join(", ")
     };
     Some(format!(
-        "service {key} (mh): the kernel holds its real servers in the order {}, a director starting from this config would hold {}; `mh` maps flows by that order, so directors with another edit history send the same flow to other real servers. To realign, take this director out of rotation (withdraw its announcements), delete the service (`ipvsadm -D`), and let lvsd create it again in order",
+        "service {key} ({sched}): the kernel holds its real servers in the order {}, a director starting from this config would hold {}; `{sched}` maps flows by that order, so directors with another edit history send the same flow to other real servers. To realign, run `lvsd realign {}` (it re-creates the service in the fresh order; it refuses while the service carries connections unless --force, which cuts them: take this director out of rotation first)",
         show(&now),
-        show(&fresh)
+        show(&fresh),
+        desired.name.clone().unwrap_or_else(|| format!("'{key}'")),
+        sched = desired.spec.scheduler,
     ))
 }

@@ -799,12 +799,24 @@ fn an_mh_service_out_of_the_fresh_order_is_named_with_the_fix() {
         "{why}"
     );
     assert!(why.contains("To realign"), "{why}");
+    assert!(
+        why.contains("lvsd realign 'TCP 172.16.1.50:80'"),
+        "the fix names the service: {why}"
+    );
     // A draining real not in the config does not count; a service still being filled neither.
     assert_eq!(
         mh_misaligned(&svc(50), s, &[real(109), real(103), real(102), real(101)]),
         None
     );
     assert_eq!(mh_misaligned(&svc(50), s, &[real(103), real(101)]), None);
+    // sh fills its buckets walking the same list: the same check.
+    let sh = desired(&[(50, "sh", &[(101, 1), (102, 1)])]);
+    let why = mh_misaligned(&svc(50), &sh.services[&svc(50)], &[real(101), real(102)]).unwrap();
+    assert!(why.contains("(sh)"), "{why}");
+    assert_eq!(
+        mh_misaligned(&svc(50), &sh.services[&svc(50)], &[real(102), real(101)]),
+        None
+    );
     // Other schedulers do not care.
     let rr = desired(&[(50, "rr", &[(101, 1), (102, 1)])]);
     assert_eq!(

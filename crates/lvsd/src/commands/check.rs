@@ -31,6 +31,9 @@ pub async fn run(arg: ConfigArg, json: bool, at: Option<PathBuf>) -> Result<Exit
                 c.reals
             );
             print_files(&c);
+            for w in &c.warnings {
+                errln!("lvsd: warning: {w}");
+            }
             if c.services == 0 {
                 errln!(
                     "lvsd: warning: {shown} has no services; applying it removes every service lvsd manages"
@@ -69,6 +72,7 @@ fn check_json(shown: &str, checked: &Result<config::Summary, config::Error>) -> 
                 "reals": c.reals,
                 "role": c.host.role.name(),
                 "files": files,
+                "warnings": c.warnings,
                 "problems": [],
                 "omitted": 0,
             })

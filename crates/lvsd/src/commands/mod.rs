@@ -8,6 +8,7 @@ pub mod export;
 pub mod import;
 pub mod overrides;
 pub mod plan_command;
+pub mod realign;
 pub mod run;
 pub mod status;
 pub mod tools;

@@ -38,6 +38,17 @@ pub async fn run(t: TableArgs, json: bool) -> Result<ExitCode> {
     let unable = plan::health::unable(&statuses);
     let full = engine.plan_all(&cfg, &table_desired, &unable).await?;
     let refusal = engine.refusal(&cfg, &full);
+    // How the config's hashing services are set up, and whether the kernel holds them in the
+    // order a fresh director would.
+    let mut warnings: Vec<String> = cfg
+        .desired
+        .services
+        .iter()
+        .filter_map(|(k, s)| plan::hashing::mh_without_fallback(k, &s.spec))
+        .collect();
+    if full.table.is_some() {
+        warnings.extend(engine.mh_warnings(&cfg.desired).await?);
+    }
     let FullPlan {
         host,
         table,
@@ -89,6 +100,7 @@ pub async fn run(t: TableArgs, json: bool) -> Result<ExitCode> {
                 "missing": host.missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "refused": refusal.map(|r| r.to_string()),
                 "overrides": override_views,
+                "warnings": warnings,
                 "exit": code,
             }),
         );
@@ -101,9 +113,9 @@ pub async fn run(t: TableArgs, json: bool) -> Result<ExitCode> {
     if let Some(plan) = &table {
         print_plan(plan, engine::now(), &cfg.sources);
         pending += plan.ops.len() + plan.waiting.len();
-        for w in engine.mh_warnings(&cfg.desired).await? {
-            outln!("! warning: {w}");
-        }
+    }
+    for w in &warnings {
+        outln!("! warning: {w}");
     }
     if let Some(why) = refusal {
         outln!("! {why}");

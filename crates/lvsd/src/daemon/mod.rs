@@ -37,8 +37,8 @@ use self::decide::{
     Verdict,
 };
 use self::health_view::HealthView;
-pub use self::overrides::Change;
 use self::overrides::Operators;
+pub use self::overrides::{Change, realigned_json};
 use self::report::{announce_device, status_line, summarize};
 use self::source::Source;
 use self::writer::Writer;
@@ -189,6 +189,8 @@ struct Daemon<I: Io> {
     mutation: Mutation,
     /// Reals ramping up after they joined (`slow_start`), laid over that.
     ramps: plan::ramp::Ramps,
+    /// `lvsd realign` requests waiting for the loop.
+    realigns: Vec<Change>,
 }
 
 /// Runs until SIGTERM or SIGINT; the table and the host are left as they are on exit.
@@ -320,6 +322,7 @@ pub(crate) async fn run_with<I: Io>(
         #[cfg(test)]
         mutation: outside.mutation,
         ramps: plan::ramp::Ramps::default(),
+        realigns: vec![],
     };
     d.publish_overrides(false);
     d.publish_director();
@@ -344,6 +347,7 @@ pub(crate) async fn run_with<I: Io>(
                 break 'run;
             }
         }
+        d.realign_asked().await;
         d.end_overrides();
         d.step_ramps();
         d.step_director().await;
@@ -427,6 +431,10 @@ impl<I: Io> Daemon<I> {
             Input::Change(c) if matches!(c.request, crate::overrides::Request::Director { .. }) => {
                 let answer = self.director_change(&c.request, &c.peer);
                 let _ = c.reply.send(answer);
+            }
+            Input::Change(c) if matches!(c.request, crate::overrides::Request::Realign { .. }) => {
+                // Carried out by the loop between steps (it writes to the kernel).
+                self.realigns.push(c);
             }
             Input::Change(c) => self.override_change(c),
             Input::Health(r) => {

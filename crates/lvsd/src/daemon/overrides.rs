@@ -274,6 +274,40 @@ impl<I: crate::io::Io> super::Daemon<I> {
         }
     }
 
+    /// Carries out the `lvsd realign` requests that arrived, in the loop and so between passes
+    /// (no pass writes to the table meanwhile), against the config in force; each service
+    /// realigned is passed again at once, which finds it as the config wants it.
+    pub(super) async fn realign_asked(&mut self) {
+        for c in std::mem::take(&mut self.realigns) {
+            let answer = match self.realign_one(&c).await {
+                Ok((key, done)) => {
+                    tracing::info!(service = %key, uid = c.peer.uid, pid = c.peer.pid, "realign: {done}");
+                    if !done.already {
+                        self.decisions.on(super::Event::HealthChanged(key));
+                    }
+                    realigned_json(&done)
+                }
+                Err(e) => {
+                    tracing::warn!(uid = c.peer.uid, pid = c.peer.pid, "realign refused: {e:#}");
+                    json!({"ok": false, "error": format!("{e:#}")})
+                }
+            };
+            let _ = c.reply.send(answer);
+        }
+    }
+
+    async fn realign_one(&mut self, c: &Change) -> Result<(ServiceKey, crate::engine::Realigned)> {
+        let Request::Realign { service, force } = &c.request else {
+            anyhow::bail!("not a realign request");
+        };
+        let Some(loaded) = self.source.loaded() else {
+            anyhow::bail!("the config is being read; try again");
+        };
+        let key = find_service(&loaded.config.desired, service).map_err(anyhow::Error::msg)?;
+        let done = self.engine.realign(&key, *force).await?;
+        Ok((key, done))
+    }
+
     /// Ends the overrides whose time is up or whose real left the file, and passes their
     /// services (their file values come back).
     pub(super) fn end_overrides(&mut self) {
@@ -306,6 +340,23 @@ impl<I: crate::io::Io> super::Daemon<I> {
                 .overrides(self.operators.views(&loaded.config.desired), changed);
         }
     }
+}
+
+/// The answer to a realign, for `lvsd realign` (and `--json`).
+pub fn realigned_json(r: &crate::engine::Realigned) -> Value {
+    let keys = |v: &[ipvs::DestKey]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    json!({
+        "ok": true,
+        "result": if r.already { "aligned" } else { "realigned" },
+        "service": r.service.to_string(),
+        "before": keys(&r.before),
+        "after": keys(&r.after),
+        "fingerprint_before": r.fingerprints.0,
+        "fingerprint": r.fingerprints.1,
+        "connections_cut": r.cut.0,
+        "templates_cut": r.cut.1,
+        "line": r.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -156,11 +156,16 @@ mod tests {
         config::parse(&text, "t.yaml").unwrap()
     }
 
+    /// The weights, by real (the kernel lists the newest real first).
     fn weights(world: &Rc<RefCell<World>>) -> Vec<u32> {
         let w = world.borrow();
         w.services
             .iter()
-            .flat_map(|s| s.dests.iter().map(|d| d.spec.weight))
+            .flat_map(|s| {
+                let mut d: Vec<_> = s.dests.iter().map(|d| (d.key, d.spec.weight)).collect();
+                d.sort();
+                d.into_iter().map(|(_, w)| w)
+            })
             .collect()
     }
 

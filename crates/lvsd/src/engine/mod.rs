@@ -33,6 +33,7 @@ use crate::state_file;
 mod globals;
 mod observe;
 mod pass;
+mod realign;
 mod records;
 mod role;
 mod table;
@@ -41,6 +42,7 @@ pub use self::pass::{
     FullPlan, GlobalsPass, HostPass, HostRefused, Outcome, Pass, PassSpec, Refused, TablePass,
     Unfit,
 };
+pub use self::realign::Realigned;
 
 /// The process's user and system CPU time so far, for the timing log.
 fn cpu_now() -> (std::time::Duration, std::time::Duration) {

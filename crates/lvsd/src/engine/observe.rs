@@ -178,7 +178,7 @@ impl<I: Io> Engine<I> {
         }
     }
 
-    /// Consistent-hashing (`mh`) services whose real servers the kernel holds in another order
+    /// Hashing (`mh`, `sh`) services whose real servers the kernel holds in another order
     /// than a director starting from this config would (see [`plan::mh_misaligned`]).
     pub async fn mh_warnings(&mut self, desired: &Desired) -> Result<Vec<String>> {
         let mut out = vec![];
@@ -186,7 +186,7 @@ impl<I: Io> Engine<I> {
         for (k, s) in desired
             .services
             .iter()
-            .filter(|(_, s)| s.spec.scheduler == "mh")
+            .filter(|(_, s)| plan::hashing::hashes_on_order(&s.spec.scheduler))
         {
             let order: Vec<DestKey> = client.dests(k).await?.iter().map(|d| d.key).collect();
             out.extend(plan::mh_misaligned(k, s, &order));

@@ -40,7 +40,7 @@ pub struct SimDest {
 pub struct SimService {
     pub key: ServiceKey,
     pub spec: ServiceSpec,
-    /// In insertion order, as the kernel keeps them.
+    /// Newest first, as the kernel keeps them.
     pub dests: Vec<SimDest>,
 }
 
@@ -353,11 +353,16 @@ impl World {
                         errno: Errno::EINVAL,
                     });
                 }
-                self.services[i].dests.push(SimDest {
-                    key: *d,
-                    spec: *spec,
-                    active: 0,
-                });
+                // At the head, as the kernel adds a destination (`list_add`): its dumps list
+                // the newest first, and `mh`/`sh` map flows by that order.
+                self.services[i].dests.insert(
+                    0,
+                    SimDest {
+                        key: *d,
+                        spec: *spec,
+                        active: 0,
+                    },
+                );
                 self.note_weight(k, d, spec.weight);
             }
             Request::SetDest(k, d, spec) => {

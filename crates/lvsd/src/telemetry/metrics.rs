@@ -8,11 +8,17 @@ use super::*;
 pub(super) struct KernelSnapshot {
     pub(super) dump: Mutex<Vec<(ipvs::Service, Vec<ipvs::Dest>)>>,
     pub(super) health: Mutex<Vec<(Labels, bool)>>,
+    pub(super) daemons: Mutex<Vec<ipvs::SyncDaemon>>,
 }
 
 impl KernelSnapshot {
-    pub(super) fn set(&self, dump: &[(ipvs::Service, Vec<ipvs::Dest>)]) {
+    pub(super) fn set(
+        &self,
+        dump: &[(ipvs::Service, Vec<ipvs::Dest>)],
+        daemons: &[ipvs::SyncDaemon],
+    ) {
         *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump.to_vec();
+        *self.daemons.lock().unwrap_or_else(|p| p.into_inner()) = daemons.to_vec();
     }
 }
 
@@ -88,6 +94,51 @@ impl prometheus_client::collector::Collector for KernelSnapshot {
                     ConstGauge::new(pick(d)).encode(m.encode_family(&real_labels(s, d))?)?;
                 }
             }
+        }
+        let daemons = self.daemons.lock().unwrap_or_else(|p| p.into_inner());
+        let view = KernelView::of(&dump, &daemons);
+        drop(daemons);
+        let mut m = encoder.encode_descriptor(
+            "service_fingerprint_info",
+            "What a hashing service (mh, sh) maps flows by, as the kernel holds it: a fingerprint of its scheduler, flags and real servers with their weights in kernel order (value 1); directors that map flows alike show the same fingerprint",
+            None,
+            MetricType::Gauge,
+        )?;
+        for h in &view.hashing {
+            let labels: Labels = vec![
+                ("service".into(), h.service.clone()),
+                ("scheduler".into(), h.scheduler.clone()),
+                ("fingerprint".into(), h.fingerprint.clone()),
+            ];
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "sync_daemon_info",
+            "The kernel's connection-sync daemons: state (master, backup), interface, syncid (value 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for d in &view.sync_daemons {
+            let labels: Labels = vec![
+                ("state".into(), d.state.clone()),
+                ("interface".into(), d.interface.clone()),
+                ("syncid".into(), d.syncid.to_string()),
+            ];
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "connections",
+            "Connections this director's kernel holds now, by state (active: established; inactive: the others), summed over every real server; a sync backup counts the connections it learnt from its master",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, n) in [
+            ("active", view.connections.active),
+            ("inactive", view.connections.inactive),
+        ] {
+            let labels: Labels = vec![("state".into(), state.into())];
+            ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                .encode(m.encode_family(&labels)?)?;
         }
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = encoder.encode_descriptor(
@@ -177,20 +228,23 @@ pub(super) async fn respond(
             *client = ipvs::Client::connect().await.ok();
         }
         match client.as_mut() {
-            Some(c) => match c.dump().await {
-                Ok(d) => d,
-                Err(e) => {
-                    // A fresh connection next time (the module may have been reloaded).
-                    tracing::debug!(error = %e, "metrics: cannot read the IPVS table");
-                    *client = None;
-                    vec![]
+            Some(c) => {
+                let read = async { anyhow::Ok((c.dump().await?, c.daemons().await?)) };
+                match read.await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // A fresh connection next time (the module may have been reloaded).
+                        tracing::debug!(error = %e, "metrics: cannot read the IPVS table");
+                        *client = None;
+                        (vec![], vec![])
+                    }
                 }
-            },
-            None => vec![],
+            }
+            None => (vec![], vec![]),
         }
     };
     // Encoding every real of a large table is CPU work: not on the runtime's threads.
-    let body = tokio::task::spawn_blocking(move || t.metrics(&dump))
+    let body = tokio::task::spawn_blocking(move || t.metrics(&dump.0, &dump.1))
         .await
         .unwrap_or_else(|_| "# encoding failed\n".into());
     reply(

@@ -21,10 +21,12 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+mod kernel;
 mod metrics;
 mod status;
 mod systemd;
 
+pub use self::kernel::KernelView;
 use self::metrics::KernelSnapshot;
 pub use self::metrics::serve_metrics;
 pub use self::status::{Control, query, request, serve_status, socket_path};
@@ -82,6 +84,13 @@ pub struct Status {
     pub ramps: Vec<RampView>,
     /// The latest errors, newest last.
     pub errors: Vec<Stamped>,
+    /// The kernel's table as read when the status is asked for: the fingerprints of the
+    /// hashing services (`hashing`), the sync daemons (`sync_daemons`), the connections held
+    /// (`connections`). Empty on a real server, or when the table cannot be read.
+    #[serde(flatten)]
+    pub kernel: KernelView,
+    /// Why the kernel's table could not be read for this status, if it could not.
+    pub kernel_error: Option<String>,
 }
 
 /// A config reload.
@@ -564,9 +573,14 @@ impl Telemetry {
         self.status().ramps = list;
     }
 
-    /// The metrics text, with the kernel's counters taken from `dump` just now.
-    pub fn metrics(&self, dump: &[(ipvs::Service, Vec<ipvs::Dest>)]) -> String {
-        self.kernel.set(dump);
+    /// The metrics text, with the kernel's counters taken from `dump` and its sync daemons
+    /// from `daemons`, both read just now.
+    pub fn metrics(
+        &self,
+        dump: &[(ipvs::Service, Vec<ipvs::Dest>)],
+        daemons: &[ipvs::SyncDaemon],
+    ) -> String {
+        self.kernel.set(dump, daemons);
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
@@ -720,7 +734,7 @@ mod tests {
             until: 1_020,
             line: line.into(),
         }]);
-        let m = t.metrics(&[]);
+        let m = t.metrics(&[], &[]);
         for l in [
             "lvsd_ramp_weight{service=\"TCP 172.16.1.50:80\",real=\"172.16.1.103:80\"} 30",
             "lvsd_ramp_target_weight{service=\"TCP 172.16.1.50:80\",real=\"172.16.1.103:80\"} 100",
@@ -732,7 +746,7 @@ mod tests {
         let human = super::status::human(&json);
         assert!(human.contains(&format!("ramp:       {line}")), "{human}");
         t.ramps(vec![]);
-        assert!(!t.metrics(&[]).contains("lvsd_ramp_weight{"));
+        assert!(!t.metrics(&[], &[]).contains("lvsd_ramp_weight{"));
         assert!(t.snapshot().ramps.is_empty());
     }
 }

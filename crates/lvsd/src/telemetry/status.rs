@@ -143,7 +143,18 @@ async fn answer(
 ) -> serde_json::Value {
     use crate::overrides::{Request, groups_of, may_change};
     match req {
-        Request::Status => serde_json::to_value(t.snapshot()).unwrap_or_default(),
+        Request::Status => {
+            let mut s = t.snapshot();
+            if s.role != plan::host::Role::RealServer.name() {
+                match KernelView::read().await {
+                    Ok(k) => s.kernel = k,
+                    Err(e) => {
+                        s.kernel_error = Some(format!("cannot read the kernel's IPVS table: {e}"));
+                    }
+                }
+            }
+            serde_json::to_value(s).unwrap_or_default()
+        }
         Request::Overrides => {
             serde_json::json!({"ok": true, "overrides": t.snapshot().overrides})
         }
@@ -362,6 +373,54 @@ pub(super) fn human(s: &serde_json::Value) -> String {
         g("managed_services"),
         g("foreign_services")
     );
+    for h in g("hashing").as_array().into_iter().flatten() {
+        let reals: Vec<String> = h["reals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(str_of)
+            .collect();
+        let _ = writeln!(
+            out,
+            "hashing:    {} ({}) fingerprint {}; reals in kernel order: {}",
+            str_of(&h["service"]),
+            str_of(&h["scheduler"]),
+            str_of(&h["fingerprint"]),
+            reals.join(", ")
+        );
+    }
+    if let Some(c) = s.get("connections").filter(|c| !c.is_null()) {
+        let daemons: Vec<String> = g("sync_daemons")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                format!(
+                    "{} on {}, syncid {}",
+                    str_of(&d["state"]),
+                    str_of(&d["interface"]),
+                    d["syncid"]
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "sync:       {}",
+            if daemons.is_empty() {
+                "no sync daemon".to_owned()
+            } else {
+                daemons.join("; ")
+            }
+        );
+        let _ = writeln!(
+            out,
+            "connections: {} active, {} inactive (this director's table)",
+            c["active"], c["inactive"]
+        );
+    }
+    if let Some(e) = s.get("kernel_error").and_then(serde_json::Value::as_str) {
+        let _ = writeln!(out, "kernel:     {e}");
+    }
     for h in g("health").as_array().into_iter().flatten() {
         let _ = writeln!(out, "{}", str_of(h));
     }
