@@ -26,7 +26,7 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct ConfigArg {
     /// The configuration file.
     #[arg(short, long, default_value = "/etc/lvsd/lvsd.yaml")]

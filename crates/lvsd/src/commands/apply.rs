@@ -15,14 +15,41 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let shown = config::printable(&table.config.config.display().to_string()).into_owned();
     // A failure returned from here is a JSON document under `--json` (see `main`).
-    let cfg = load_trusted(&table.config)?;
-    let _lock = lock::acquire(
+    check_trusted(&table.config)?;
+    // The config is read on a thread of its own while the table is read here: a no-op apply
+    // of a large table costs the kernel's dump, not the dump and the parse one after the
+    // other. Only when the state directory's lock is free at once: a table read before the
+    // lock is taken could be another lvsd's half-written one (then the config is read first,
+    // and its errors come before any wait for the lock, as ever).
+    let arg = table.config.clone();
+    let parse = tokio::task::spawn_blocking(move || load_trusted(&arg));
+    let early = lock::acquire(
         &table.state_dir,
         "apply",
         &table.config.config,
-        lock_timeout,
-    )?;
-    let mut engine = Engine::new(table.state_dir, table.exclusive);
+        Duration::ZERO,
+    )
+    .ok();
+    // The records are read under the lock, never before.
+    let mut engine = None;
+    if early.is_some() {
+        let e = engine.insert(Engine::new(table.state_dir.clone(), table.exclusive));
+        e.prefetch().await;
+    }
+    let cfg = parse
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the config stopped: {e}"))??;
+    let _lock = match early {
+        Some(l) => l,
+        None => lock::acquire(
+            &table.state_dir,
+            "apply",
+            &table.config.config,
+            lock_timeout,
+        )?,
+    };
+    let mut engine =
+        engine.unwrap_or_else(|| Engine::new(table.state_dir.clone(), table.exclusive));
     let mut health = HealthTable::default();
     engine.adopt_health(&cfg, &mut health).await?;
     let effective = health.effective_if_any(&cfg.desired);

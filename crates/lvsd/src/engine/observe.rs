@@ -71,6 +71,18 @@ impl<I: Io> Engine<I> {
         Ok(observed)
     }
 
+    /// Reads the whole table ahead of the config (`apply` reads both at once), kept for the
+    /// first pass as if that pass had read it. A failure is forgotten: the pass reads again,
+    /// and says what failed in its own words.
+    pub async fn prefetch(&mut self) {
+        if self.table_record().is_err() {
+            return;
+        }
+        if let Ok(t) = self.observe().await {
+            self.keep_fresh(Some(t));
+        }
+    }
+
     /// The live table, when the role programs one.
     pub(super) async fn observe_table(&mut self, cfg: &Config) -> Result<Option<Observed>> {
         if cfg.host.role == Role::RealServer {
