@@ -138,22 +138,31 @@ load_start() { # file
 load_stop() { rm -f $E/load; i=0; while kill -0 "$(cat $E/load.pid)" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; }
 failed() { grep -c FAILED "$1"; }
 served() { grep -c ok "$1"; }
-# Long-held connections: each a tail feeding nc; a line sent must come back.
-HELD="1 2 3 4 5 6"
-for h in $HELD; do
+# Long-held connections: each a tail feeding nc; a line sent must come back. The router
+# hashes each on its ports: connections are opened until every director carries one (at
+# least six, at most 30).
+entries_on() { on "$1" ipvsadm -Lnc | grep -c "$VIP:7000"; }
+HELD=""
+h=0
+while [ $h -lt 30 ]; do
+  h=$((h + 1))
   : >$E/in-$h
   tail -f $E/in-$h | on client busybox nc $VIP 7000 >$E/out-$h &
   echo "hello-$h" >>$E/in-$h
+  HELD="$HELD $h"
+  within 5 grep -q "hello-$h" $E/out-$h >/dev/null
+  [ $h -ge 6 ] && [ "$(entries_on dir1)" -gt 0 ] && [ "$(entries_on dir2)" -gt 0 ] && [ "$(entries_on dir3)" -gt 0 ] && break
 done
+echo "   $h held connections opened"
 held_all_answer() { # tag: every held connection echoes a new line
   for h in $HELD; do echo "$1-$h" >>$E/in-$h; done
   for h in $HELD; do within 8 grep -q "$1-$h" $E/out-$h >/dev/null || { echo "   held connection $h did not answer $1"; return 1; }; done
 }
-check "six held connections answer" held_all_answer start
+check "the held connections answer" held_all_answer start
 for h in $HELD; do head -n 1 $E/out-$h; done >$E/held-who
 carriers() { for d in dir1 dir2 dir3; do echo "$d: $(on $d ipvsadm -Lnc | grep -c "$VIP:7000")"; done | tr '\n' ' '; }
 echo "   held connections' entries per director: $(carriers)"
-check "dir1 carries a held connection before it is drained" sh -c "[ \$($IP netns exec dir1 ipvsadm -Lnc | grep -c $VIP:7000) -gt 0 ]"
+check "every director carries a held connection before the drain" sh -c "[ \$($IP netns exec dir1 ipvsadm -Lnc | grep -c $VIP:7000) -gt 0 ] && [ \$($IP netns exec dir2 ipvsadm -Lnc | grep -c $VIP:7000) -gt 0 ] && [ \$($IP netns exec dir3 ipvsadm -Lnc | grep -c $VIP:7000) -gt 0 ]"
 
 echo "--- 1. planned: dir1 out of rotation (drain --director --wait), then back"
 load_start $E/load-drain
