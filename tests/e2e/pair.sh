@@ -162,6 +162,8 @@ check "a held connection is served through dir1" within 3 grep -q before $E/out2
 held_who=$(head -n 1 $E/out2)
 synced2() { on dir2 ipvsadm -Lnc | grep "ESTABLISHED" | grep -q "$VIP:7000"; }
 check "dir2 holds dir1's established connection before the switchover (sync)" within 10 synced2
+check "lvsd status on dir2 shows its backup sync daemon and the connection it holds" sh -c "$IP netns exec dir2 ./lvsd status --json --state-dir $E/dir2/st | grep -q '\"state\":\"backup\"' && $IP netns exec dir2 ./lvsd status --json --state-dir $E/dir2/st | grep -q '\"connections\":{\"active\":[1-9]'"
+$IP netns exec dir2 ./lvsd status --state-dir $E/dir2/st | grep -E '^(sync|connections):'
 : >$E/switch; touch $E/load
 ( while [ -e $E/load ]; do a=$(get); case "$a" in *"this is"*) echo ok ;; *) echo "FAILED: $a" ;; esac; done >$E/switch ) &
 lp=$!
