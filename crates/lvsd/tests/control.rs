@@ -299,3 +299,97 @@ fn a_client_neither_root_nor_admin_reads_but_cannot_change() {
     assert!(out.contains("0 by drain"), "still drained: {out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_director_leaves_rotation_and_stays_out_across_a_restart_until_it_is_brought_back() {
+    let dir = workdir("director");
+    // Without `ha` there is no rotation to leave: refused, in lvsd's words.
+    let single = config(&dir);
+    let d = Daemon::start(&dir, &single, 0);
+    let (code, _, err) = run(&dir, &["drain", "--director"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a director"), "{err}");
+    drop(d);
+    assert!(!dir.join("state/director").exists());
+    let cfg = dir.join("ha.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "host: {{role: director, interface: eth0}}\nha: {{mode: active-backup, health_file: {}}}\nservices:\n  - name: web\n    address: 10.0.0.1:80\n    reals:\n      - address: 10.200.0.1\n",
+            dir.join("health").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = Daemon::start(&dir, &cfg, 1);
+    let state = |dir: &Path| {
+        let (code, out, err) = run(dir, &["status", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        doc["director"].clone()
+    };
+    assert_eq!(state(&dir)["state"], "serving");
+    let (code, out, err) = run(
+        &dir,
+        &["drain", "--director", "--grace", "2s", "--reason", "patch"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("director out of rotation: withdrawing (grace 2 s"),
+        "{out}"
+    );
+    let s = state(&dir);
+    assert_eq!(s["state"], "withdrawing", "{s}");
+    assert_eq!(s["reason"], "patch", "{s}");
+    assert!(
+        d.wait_log("director out of rotation", Duration::from_secs(5)),
+        "{}",
+        d.log()
+    );
+    // A service, and --director with it, is not a thing to ask.
+    let (code, _, _) = run(&dir, &["drain", "web", "--director"]);
+    assert_eq!(code, 2);
+    // Kept across a restart.
+    drop(d);
+    let record = std::fs::read_to_string(dir.join("state/director")).unwrap();
+    assert!(record.contains("\"patch\""), "{record}");
+    let d = Daemon::start(&dir, &cfg, 2);
+    assert!(
+        d.log()
+            .contains("stays out of rotation, as before the start"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(state(&dir)["state"], "withdrawing");
+    let (_, text, _) = run(&dir, &["status"]);
+    assert!(
+        text.contains("director:   withdrawing (out of rotation since"),
+        "{text}"
+    );
+    // Back, once; a second undo has nothing to undo.
+    let (code, out, err) = run(&dir, &["undrain", "--director", "--reason", "done"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(state(&dir)["state"], "serving");
+    let (code, _, err) = run(&dir, &["undrain", "--director"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("in rotation; nothing to undo"), "{err}");
+    drop(d);
+    let record = std::fs::read_to_string(dir.join("state/director")).unwrap();
+    assert!(record.contains("\"withdrawal\": null"), "{record}");
+    // A damaged record stops the start: the director must not come back by itself.
+    std::fs::write(dir.join("state/director"), "{ not json").unwrap();
+    let mut c = lvsd()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!c.wait().unwrap().success());
+    assert!(err.contains("the director record"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
