@@ -566,6 +566,9 @@ impl<I: Io> Daemon<I> {
         .await;
         let pass = self.engine.converge(cfg, &target, &spec).await;
         drop(target);
+        if let Some(r) = self.engine.take_last_read() {
+            self.telemetry.table_read(r);
+        }
         let services = cfg.desired.services.len();
         let mut summary = summarize(&pass, &allow);
         summary.serving = cfg.health_file.as_ref().map(|file| Serving {

@@ -106,6 +106,23 @@ pub struct Engine<I: Io = System> {
     /// Whether this director takes traffic (`lvsd drain --director` takes it out): the host
     /// part holds or announces its VIPs accordingly.
     pub rotation: plan::host::Rotation,
+    /// The last whole read of the table, for the metrics (taken by [`Engine::take_last_read`]).
+    last_read: Option<TableRead>,
+}
+
+/// What one whole read of the table cost, and how much of it was decoded anew: the price of a
+/// resync, which `lvsd_table_read_*` metrics show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableRead {
+    /// How long the read took (the kernel's dump and the decoding).
+    pub took: std::time::Duration,
+    /// Services read.
+    pub services: usize,
+    /// Services whose real servers read back unchanged, taken from the table the last pass
+    /// left instead of being decoded again.
+    pub reused: usize,
+    /// Real servers decoded.
+    pub reals_decoded: usize,
 }
 
 /// A pass that touched at most this many services reads them back one by one to verify them;
@@ -144,7 +161,13 @@ impl<I: Io> Engine<I> {
             fresh: false,
             digests: std::collections::HashMap::new(),
             rotation: plan::host::Rotation::In,
+            last_read: None,
         }
+    }
+
+    /// The last whole read of the table since the last call, if there was one.
+    pub fn take_last_read(&mut self) -> Option<TableRead> {
+        self.last_read.take()
     }
 
     pub(super) async fn client(&mut self) -> Result<&mut I::Table> {

@@ -51,9 +51,13 @@ impl<I: Io> Engine<I> {
         };
         let mut observed = Observed::default();
         let mut reused = 0usize;
+        let mut decoded = 0usize;
         for (s, (digest, reals)) in services.into_iter().zip(reals) {
             let reals = match reals {
-                Some(r) => r,
+                Some(r) => {
+                    decoded += r.len();
+                    r
+                }
                 None => {
                     reused += 1;
                     kept.services
@@ -68,6 +72,12 @@ impl<I: Io> Engine<I> {
                 .insert(s.key, plan::ObservedService::new(s, reals));
         }
         tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = observed.services.len(), reused, cpu = %cpu_since(cpu0), "read the IPVS table");
+        self.last_read = Some(TableRead {
+            took: started.elapsed(),
+            services: observed.services.len(),
+            reused,
+            reals_decoded: decoded,
+        });
         Ok(observed)
     }
 

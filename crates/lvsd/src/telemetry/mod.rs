@@ -185,6 +185,9 @@ pub struct Telemetry {
     health_file: Gauge,
     announced: Gauge,
     director: Family<Labels, Gauge>,
+    table_read: Histogram,
+    table_services: Family<Labels, Counter>,
+    table_reals_decoded: Counter,
     lateness: Histogram,
     override_weight: Family<Labels, Gauge>,
     override_until: Family<Labels, Gauge>,
@@ -278,6 +281,24 @@ impl Telemetry {
             "VIPs this active-active director holds on its announce device now (the routing daemon announces them)",
             announced.clone(),
         );
+        let table_read = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "table_read_seconds",
+            "Whole reads of the IPVS table (the start, every resync, a pass after a failure): the kernel's dump and the decoding",
+            table_read.clone(),
+        );
+        let table_services = Family::<Labels, Counter>::default();
+        registry.register(
+            "table_read_services",
+            "Services in whole reads of the table: decoded anew, or reused (their real servers read back unchanged, taken from the table the last pass left)",
+            table_services.clone(),
+        );
+        let table_reals_decoded = Counter::default();
+        registry.register(
+            "table_read_reals_decoded",
+            "Real servers decoded in whole reads of the table",
+            table_reals_decoded.clone(),
+        );
         let director = Family::<Labels, Gauge>::default();
         registry.register(
             "director_state",
@@ -340,6 +361,9 @@ impl Telemetry {
             health_file,
             announced,
             director,
+            table_read,
+            table_services,
+            table_reals_decoded,
             lateness,
             override_weight,
             override_until,
@@ -439,6 +463,18 @@ impl Telemetry {
     pub fn announced(&self, n: usize) {
         self.announced.set(i64::try_from(n).unwrap_or(i64::MAX));
         self.status().announced_vips = Some(n);
+    }
+
+    /// One whole read of the table: what it cost and what it reused.
+    pub fn table_read(&self, r: crate::engine::TableRead) {
+        self.table_read.observe(r.took.as_secs_f64());
+        let decoded = r.services.saturating_sub(r.reused);
+        for (how, n) in [("decoded", decoded), ("reused", r.reused)] {
+            self.table_services
+                .get_or_create(&vec![("how".to_owned(), how.to_owned())])
+                .inc_by(n as u64);
+        }
+        self.table_reals_decoded.inc_by(r.reals_decoded as u64);
     }
 
     /// Where the director's rotation stands (none outside the HA modes).
@@ -748,5 +784,44 @@ mod tests {
         t.ramps(vec![]);
         assert!(!t.metrics(&[], &[]).contains("lvsd_ramp_weight{"));
         assert!(t.snapshot().ramps.is_empty());
+    }
+
+    #[test]
+    fn a_table_read_and_the_directors_rotation_are_exported() {
+        let t = super::Telemetry::new(std::path::Path::new("/etc/lvsd/lvsd.yaml"), "director");
+        t.table_read(crate::engine::TableRead {
+            took: std::time::Duration::from_millis(40),
+            services: 10,
+            reused: 7,
+            reals_decoded: 30,
+        });
+        t.director(Some(super::DirectorView {
+            state: "withdrawing".into(),
+            since: Some(1_000),
+            until: None,
+            grace_secs: Some(5),
+            reason: Some("patch".into()),
+        }));
+        let m = t.metrics(&[], &[]);
+        for l in [
+            "lvsd_table_read_services_total{how=\"decoded\"} 3",
+            "lvsd_table_read_services_total{how=\"reused\"} 7",
+            "lvsd_table_read_reals_decoded_total 30",
+            "lvsd_table_read_seconds_count 1",
+            "lvsd_director_state{state=\"withdrawing\"} 1",
+            "lvsd_director_state{state=\"serving\"} 0",
+            "lvsd_director_state{state=\"drained\"} 0",
+        ] {
+            assert!(m.contains(l), "{l} in {m}");
+        }
+        let json = serde_json::to_value(t.snapshot()).unwrap();
+        assert_eq!(json["director"]["state"], "withdrawing");
+        let human = super::status::human(&json);
+        assert!(
+            human.contains(
+                "director:   withdrawing (out of rotation since 1970-01-01 00:16:40 UTC: patch)"
+            ),
+            "{human}"
+        );
     }
 }
