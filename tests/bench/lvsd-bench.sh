@@ -18,9 +18,17 @@ SIZES=${SIZES:-1000 10000}
 LARGEST=${SIZES##* }
 REALS=${REALS:-10}
 KA_SIZE=${KA_SIZE:-3000}
-HC_SIZE=${HC_SIZE:-1000}
-BIG=${BIG:-50000}
+# Health checks: the probe rate lvsd and keepalived are compared at (tcp every 1 s, a distinct
+# listener per check), the rates lvsd alone is pushed to, and the shared case (services x reals
+# over fewer distinct reals, every 2 s).
+HC_RATE=${HC_RATE:-500}
+HC_RATES=${HC_RATES:-1000 2000 3000}
+HC_SHARED=${HC_SHARED:-1000 100}
+BIG=${BIG:-100000}
 BIG_REALS=${BIG_REALS:-4}
+# Seconds each steady-state measurement waits, then lasts (the small mode shortens them).
+WARM=${WARM:-20}
+WINDOW=${WINDOW:-60}
 
 cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 secs() { awk -v c="$1" 'BEGIN { printf "%.2f", c / 100 }'; }
@@ -73,6 +81,85 @@ gen_keepalived() { # services reals [delay_loop: TCP_CHECK on every real]
     }
   }'
 }
+# Checks against distinct listeners: service i's real j is target (i x reals + j) mod distinct,
+# 10.3.a.b:80 (its own address, so one check is one probe unless targets are shared).
+target() { echo "10.3.$(($1 / 250)).$(($1 % 250 + 1))"; }
+gen_hc_yaml() { # services reals distinct interval
+  awk -v n="$1" -v r="$2" -v d="$3" -v chk="$4" 'BEGIN {
+    print "services:"
+    for (i = 0; i < n; i++) {
+      printf "  - address: 10.1.%d.%d:80\n    scheduler: wlc\n", int(i / 250), i % 250 + 1
+      printf "    check:\n      type: tcp\n      interval: %s\n      timeout: 1s\n      initial: up\n", chk
+      print "    reals:"
+      for (j = 0; j < r; j++) { k = (i * r + j) % d; printf "      - address: 10.3.%d.%d\n", int(k / 250), k % 250 + 1 }
+    }
+  }'
+}
+gen_hc_keepalived() { # services reals distinct delay_loop
+  awk -v n="$1" -v r="$2" -v d="$3" -v chk="$4" 'BEGIN {
+    print "global_defs {\n  router_id bench\n}"
+    for (i = 0; i < n; i++) {
+      printf "virtual_server 10.1.%d.%d 80 {\n  lb_algo wlc\n  lb_kind DR\n  protocol TCP\n  delay_loop %s\n", int(i / 250), i % 250 + 1, chk
+      for (j = 0; j < r; j++) {
+        k = (i * r + j) % d
+        printf "  real_server 10.3.%d.%d 80 {\n    weight 1\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n", int(k / 250), k % 250 + 1
+      }
+      print "}"
+    }
+  }'
+}
+listen_targets() { # ns distinct: the targets' addresses on the namespace's lo, and listeners
+  local addrs="" k=0
+  while [ $k -lt "$2" ]; do
+    $IP -n "$1" addr add "$(target $k)/32" dev lo
+    addrs="$addrs $(target $k):80"; k=$((k + 1))
+  done
+  # shellcheck disable=SC2086
+  LISTEN_COUNT=$B/accepted-$1 $IP netns exec "$1" ./ipvs-raw listen $addrs &
+  echo $! >$B/listener-$1
+}
+# One steady-state window of lvsd's checks: "cpu-ticks probes lateness" (probes: connections
+# the listeners accepted; lateness from lvsd's histogram over the same window).
+lvsd_checks() { # ns config
+  local hp late c1 c2 a1 a2
+  $IP netns exec "$1" ./lvsd run -c "$2" --state-dir $B/st-hc-$1 --metrics-listen 127.0.0.1:9474 >$B/hc-$1.log 2>&1 &
+  hp=$!
+  sleep "$WARM"
+  printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec "$1" busybox nc 127.0.0.1 9474 >$B/metrics-before
+  c1=$(cpu $hp); a1=$(accepted "$1"); sleep "$WINDOW"; c2=$(cpu $hp); a2=$(accepted "$1")
+  late=$(printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec "$1" busybox nc 127.0.0.1 9474 | ./ipvs-raw lateness $B/metrics-before)
+  kill $hp; wait $hp 2>/dev/null
+  $IP netns exec "$1" ipvsadm -C; rm -rf $B/st-hc-$1
+  echo "$((c2 - c1)) $((a2 - a1)) $late"
+}
+ka_checks() { # ns config: "cpu-ticks probes"
+  local kps c1 c2 a1 a2
+  $IP netns exec "$1" keepalived -C -n -f "$2" -p $B/kh.pid -c $B/khc.pid >$B/kh.log 2>&1 &
+  sleep "$WARM"
+  kps=$(cat $B/kh.pid $B/khc.pid | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  c1=$(cpu $kps); a1=$(accepted "$1"); sleep "$WINDOW"; c2=$(cpu $kps); a2=$(accepted "$1")
+  kill "$(cat $B/kh.pid)"; sleep 2
+  $IP netns exec "$1" ipvsadm -C
+  echo "$((c2 - c1)) $((a2 - a1))"
+}
+p99_of() { echo "$1" | sed -n 's/.*p99 <= \([0-9]*\)ms.*/\1/p'; }
+# The file with the first real of the first and of the last service at weight $2: an edit at
+# both ends of the file.
+with_weight_ends() { # file weight
+  awk -v w="$2" '{ line[NR] = $0 } /^  - address: / { last = NR } END {
+    for (i = 1; i <= NR; i++) {
+      print line[i]
+      if (line[i] ~ /^      - address: /) {
+        if (!first) { print "        weight: " w; first = 1 }
+        else if (i > last && !done) { print "        weight: " w; done = 1 }
+      }
+    }
+  }' "$1"
+}
+last_service() { # services: the last one's address
+  echo "10.1.$((($1 - 1) / 250)).$((($1 - 1) % 250 + 1)):80"
+}
 # The file with the first real of the first service at weight $2.
 with_weight() { # file weight
   awk -v w="$2" '{ print } !done && /^      - address: 10\.2\.0\.2$/ { print "        weight: " w; done = 1 }' "$1"
@@ -100,6 +187,19 @@ daemon() { # ns config state-dir log [more args]: starts lvsd run (its pid in $d
   LVSD_LOG=${DLOG:-info} $IP netns exec "$ns" ./lvsd run -c "$cfg" --state-dir "$st" "$@" >"$log" 2>&1 &
   dpid=$!
   wait_for 300 in_sync "$ns" "$st"
+}
+# The idle daemon's CPU over a minute of the default 30 s resync (two whole reads of the table),
+# against the CPU of two raw dumps of the same table (the floor). Sets IDLE (ticks) and
+# IDLE_FLOOR (seconds). The daemon's metrics after it are in $B/idle-metrics.
+idle_measure() { # ns (the daemon is $dpid, listening for metrics on 127.0.0.1:9474)
+  local c1 c2 d1 d2
+  sleep 35
+  c1=$(cpu $dpid); sleep 60; c2=$(cpu $dpid)
+  IDLE=$((c2 - c1))
+  set -- $($IP netns exec "$1" ./ipvs-raw dump); d1=$3
+  set -- $($IP netns exec "$1" ./ipvs-raw dump); d2=$3
+  IDLE_FLOOR=$(awk -v a="$d1" -v b="$d2" 'BEGIN { printf "%.2f", a + b }')
+  printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec "$1" busybox nc 127.0.0.1 9474 >$B/idle-metrics 2>/dev/null
 }
 # rename-wait for three weight edits of the live file (3, 4, 5); prints the three latencies (ms).
 three_edits() { # ns live-file
@@ -145,7 +245,7 @@ for n in $SIZES; do
   echo "    generated: $(grep 'elapsed=' $B/gen-$n.err | sed 's/.*DEBUG //' | head -n 3 | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
   # The daemon holding the table: three weight edits, then one added service.
   cp $B/cfg.yaml $B/base.yaml; mkdir -p $B/live; cp $B/cfg.yaml $B/live/lvsd.yaml
-  DLOG=info,lvsd::timing=debug daemon a$n $B/live/lvsd.yaml $B/st-$n $B/daemon-$n.log
+  DLOG=info,lvsd::timing=debug daemon a$n $B/live/lvsd.yaml $B/st-$n $B/daemon-$n.log --metrics-listen 127.0.0.1:9474
   edits=$(three_edits a$n $B/live/lvsd.yaml | tr '\n' ' ')
   echo "  the daemon's own timings for the last weight edit:"
   grep -E 'DEBUG (read and validated|brought the checks|applied health|read back|recorded the intent|wrote to the kernel|verified)' $B/daemon-$n.log | tail -n 8 | sed -e 's/^[^ ]* *DEBUG /    /'
@@ -153,12 +253,10 @@ for n in $SIZES; do
   added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
   echo "  daemon, rename to kernel: weight edits ${edits}ms; a service with $REALS reals added ${added} ms"
   if [ "$n" = "$LARGEST" ]; then
-    sleep 35
-    c1=$(cpu $dpid); sleep 60; c2=$(cpu $dpid)
-    idle=$((c2 - c1)); peak=$(rss $dpid)
-    echo "  idle daemon: $(secs $idle) s CPU over 60 s (resync every 30 s, the default); peak RSS $peak MiB"
-    # Two resyncs a minute each read the whole table: the raw dump's CPU is the floor.
-    set -- $($IP netns exec a$n ./ipvs-raw dump); floor=$(awk -v d="$1" 'BEGIN { printf "%.2f", 2 * d }')
+    idle_measure a$n
+    idle=$IDLE; peak=$(rss $dpid); floor=$IDLE_FLOOR
+    echo "  idle daemon: $(secs $idle) s CPU over 60 s (resync every 30 s, the default); two raw dumps of the same table: $floor s CPU; peak RSS $peak MiB"
+    grep -o 'lvsd_table_read[^ ]* [0-9.e+]*' $B/idle-metrics | grep -v bucket | sed 's/^/    /' 
     L_cold=$cold L_coldr=$coldr L_raw=$raw L_worst=$worst L_sn=$sn L_rawdump=$rawdump L_edits=$edits L_added=$added L_exported=$exported L_generated=$generated
   fi
   kill $dpid; wait $dpid 2>/dev/null
@@ -171,6 +269,14 @@ for n in $SIZES; do
     wait_for 600 sh -c "[ \"\$(cat $B/accepted-a$n 2>/dev/null)\" -ge $((n * REALS)) ] 2>/dev/null"
     sleep 5
     chk_edits=$(three_edits a$n $B/live/lvsd.yaml | tr '\n' ' ')
+    ends=""
+    for w in 6 7 8; do
+      with_weight_ends $B/base.yaml $w >$B/live/lvsd.yaml.tmp
+      ends="$ends $($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml "$(last_service "$n")" 10.2.0.2:80 $w)"
+      sleep 1
+    done
+    echo "  with checks, an edit of the first and the last service at once: ${ends} ms"
+    grep -E 'DEBUG read and validated' $B/daemon-chk.log | tail -n 1 | sed -e 's/^[^ ]* *DEBUG /    /' 
     echo "  the daemon's own timings for the last of those edits:"
     grep -E 'DEBUG (read and validated|brought the checks|applied health|read back|recorded the intent|wrote to the kernel|verified)' $B/daemon-chk.log | tail -n 8 | sed -e 's/^[^ ]* *DEBUG /    /'
     { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
@@ -210,34 +316,43 @@ echo "load: keepalived $(secs $ka_load) s, lvsd apply $(secs $la_cold) s"
 echo "weight edit: keepalived's SIGHUP reload${kreloads} ms; lvsd's rename ${ka_edits}ms"
 
 echo
-echo "== health checks: $HC_SIZE services x $REALS reals, tcp every 2 s, against listeners =="
-lab_routed_ns hc
-listen_reals hc "$REALS"
-gen_yaml "$HC_SIZE" "$REALS" 2s >$B/h.yaml
-$IP netns exec hc ./lvsd run -c $B/h.yaml --state-dir $B/st-hc --metrics-listen 127.0.0.1:9474 >$B/h.log 2>&1 &
-hp=$!
-scrape() { printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec hc busybox nc 127.0.0.1 9474; }
-sleep 30
-scrape >$B/metrics-before
-c1=$(cpu $hp); a1=$(accepted hc); sleep 60; c2=$(cpu $hp); a2=$(accepted hc)
-l_cpu=$((c2 - c1)); l_probes=$((a2 - a1))
-late=$(scrape | ./ipvs-raw lateness $B/metrics-before)
-downs=$(grep -c 'is DOWN' $B/h.log)
-kill $hp; wait $hp 2>/dev/null
-$IP netns exec hc ipvsadm -C
-gen_keepalived "$HC_SIZE" "$REALS" 2 >$B/kh.conf
-$IP netns exec hc keepalived -C -n -f $B/kh.conf -p $B/kh.pid -c $B/khc.pid >$B/kh.log 2>&1 &
-sleep 30
-kps=$(cat $B/kh.pid $B/khc.pid | tr '\n' ' ')
-# shellcheck disable=SC2086
-c1=$(cpu $kps); a1=$(accepted hc); sleep 60; c2=$(cpu $kps); a2=$(accepted hc)
-k_cpu=$((c2 - c1)); k_probes=$((a2 - a1))
-kill "$(cat $B/kh.pid)"; sleep 2
-kill "$(cat $B/listener-hc)"
-$IP netns exec hc ipvsadm -C; $IP netns del hc
 per() { awk -v c="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.0f", c * 10000 / p; else printf "n/a" }'; } # µs CPU a probe
-echo "lvsd: $(secs $l_cpu) s CPU in 60 s for $l_probes probes ($((l_probes / 60))/s): $(per $l_cpu $l_probes) µs CPU a probe; lateness $late; $downs reals reported down"
-echo "keepalived: $(secs $k_cpu) s CPU in 60 s for $k_probes probes ($((k_probes / 60))/s): $(per $k_cpu $k_probes) µs CPU a probe"
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
+hc_services=$((HC_RATE / REALS)); hc_asked=$((HC_RATE * WINDOW))
+echo "== health checks at $HC_RATE probes a second: $hc_services services x $REALS reals, a distinct listener each, tcp every 1 s =="
+lab_routed_ns hc
+listen_targets hc "$HC_RATE"
+gen_hc_yaml "$hc_services" "$REALS" "$HC_RATE" 1s >$B/h.yaml
+gen_hc_keepalived "$hc_services" "$REALS" "$HC_RATE" 1 >$B/kh.conf
+set -- $(lvsd_checks hc $B/h.yaml); l_cpu=$1 l_probes=$2; shift 2; late="$*"
+set -- $(ka_checks hc $B/kh.conf); k_cpu=$1 k_probes=$2
+echo "lvsd: $(secs $l_cpu) s CPU in $WINDOW s for $l_probes probes of $hc_asked asked: $(per $l_cpu $l_probes) µs CPU a probe; lateness $late"
+echo "keepalived: $(secs $k_cpu) s CPU in $WINDOW s for $k_probes probes of $hc_asked asked: $(per $k_cpu $k_probes) µs CPU a probe"
+# lvsd alone at higher rates: the highest it keeps (99% of the probes asked, p99 lateness
+# under 100 ms), and its CPU there.
+best=0 best_cpu=0
+kill "$(cat $B/listener-hc)" 2>/dev/null; $IP netns del hc
+for rate in $HC_RATES; do
+  lab_routed_ns hr$rate
+  listen_targets hr$rate "$rate"
+  gen_hc_yaml "$((rate / REALS))" "$REALS" "$rate" 1s >$B/h.yaml
+  set -- $(lvsd_checks hr$rate $B/h.yaml); c=$1 p=$2; shift 2; lt="$*"
+  kill "$(cat $B/listener-hr$rate)" 2>/dev/null; $IP netns del hr$rate
+  asked=$((rate * WINDOW)); p99=$(p99_of "$lt")
+  echo "lvsd at $rate probes a second: $p of $asked made ($(share "$p" "$asked")), $(secs $c) s CPU in $WINDOW s ($(per $c $p) µs a probe); lateness $lt"
+  if [ -n "$p99" ] && [ "$p99" -lt 100 ] && [ $((p * 100)) -ge $((asked * 99)) ]; then best=$rate best_cpu=$c; fi
+done
+# Many services over the same real servers: one probe per target, not per (service, real).
+set -- $HC_SHARED; sh_services=$1 sh_distinct=$2
+echo "== health checks shared: $sh_services services x $REALS reals over $sh_distinct distinct reals, tcp every 2 s =="
+lab_routed_ns hs
+listen_targets hs "$sh_distinct"
+gen_hc_yaml "$sh_services" "$REALS" "$sh_distinct" 2s >$B/hs.yaml
+gen_hc_keepalived "$sh_services" "$REALS" "$sh_distinct" 2 >$B/khs.conf
+set -- $(lvsd_checks hs $B/hs.yaml); s_cpu=$1 s_probes=$2
+set -- $(ka_checks hs $B/khs.conf); ks_cpu=$1 ks_probes=$2
+kill "$(cat $B/listener-hs)"; $IP netns del hs
+echo "lvsd: $s_probes probes in $WINDOW s ($((s_probes / WINDOW))/s), $(secs $s_cpu) s CPU; keepalived: $ks_probes probes ($((ks_probes / WINDOW))/s), $(secs $ks_cpu) s CPU (checks configured: $((sh_services * REALS)) every 2 s)"
 
 echo
 echo "== $BIG services x $BIG_REALS reals =="
@@ -251,14 +366,17 @@ t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >
 t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >$B/noop.out 2>&1; big_noop=$(($(cs) - t0))
 big_writes=$(grep -c -E '^[-+~] |^applied' $B/noop.out)
 cp $B/base.yaml $B/live/lvsd.yaml
-daemon ba $B/live/lvsd.yaml $B/st-big $B/daemon-big.log
+daemon ba $B/live/lvsd.yaml $B/st-big $B/daemon-big.log --metrics-listen 127.0.0.1:9474
 big_edits=$(three_edits ba $B/live/lvsd.yaml | tr '\n' ' ')
+idle_measure ba
+big_idle=$IDLE big_floor=$IDLE_FLOOR
 big_rss=$(rss $dpid)
 kill $dpid; wait $dpid 2>/dev/null
 $IP netns exec ba ipvsadm -C; $IP netns del ba
 echo "cold apply: lvsd $(secs $big_cold) s, raw writer $big_raw s"
 echo "no-op apply: lvsd $(secs $big_noop) s ($big_writes writes), raw dump $big_dump s, ipvsadm -Sn $(secs $big_sn) s"
 echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
+echo "idle daemon: $(secs $big_idle) s CPU over 60 s; two raw dumps: $big_floor s CPU"
 echo "the raw dump a service: $(awk -v a="$L_rawdump" -v n="$LARGEST" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $LARGEST services, $(awk -v a="$big_dump" -v n="$BIG" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $BIG"
 
 # The targets (the largest size unless said).

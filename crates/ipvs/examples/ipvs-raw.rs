@@ -4,14 +4,16 @@
 //! - `write S R`: writes S services × R reals (the benchmark's generated table) in batches,
 //!   acks only at chunk ends: the floor of a cold apply. Prints seconds.
 //! - `dump`: reads the whole table (services, then every service's reals): the floor of a
-//!   no-op. Prints seconds and the objects read.
+//!   no-op. Prints seconds, the objects read and the process's CPU seconds for the read (user
+//!   and system: the kernel's dump runs in the reader's context), the floor of a resync.
 //! - `count N`: waits until the table holds N services (e.g. while keepalived loads its
 //!   config). Prints seconds.
 //! - `rename-wait SRC DST SERVICE REAL WEIGHT` and `signal-wait PID SIGNAL SERVICE REAL WEIGHT`:
 //!   renames a file into place (or signals a process), then polls the one service over netlink
 //!   until REAL has WEIGHT: an edit's latency from outside the daemon. Prints milliseconds.
 //! - `listen ADDR...`: accepts and closes TCP connections on each address until killed (the
-//!   lab's real servers for health checks at scale: cheap enough not to be what is measured).
+//!   lab's real servers for health checks at scale: one task a listener on one thread, cheap
+//!   enough not to be what is measured, also with thousands of addresses).
 //! - `lateness [EARLIER]`: reads Prometheus text on stdin and prints p50 and p99 of
 //!   `lvsd_check_lateness_seconds` (from its buckets); with the file of an earlier scrape, of
 //!   the probes started between the two.
@@ -33,6 +35,21 @@ fn real(j: u32) -> DestKey {
         addr: IpAddr::V4(Ipv4Addr::new(10, 2, (j / 250) as u8, (j % 250 + 1) as u8)),
         port: 80,
     }
+}
+
+/// This process's user and system CPU time so far, in seconds (from /proc/self/stat, in
+/// clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are the 12th and
+    // 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / 100.0
 }
 
 fn parse_socket(s: &str) -> Result<(IpAddr, u16), String> {
@@ -99,9 +116,14 @@ async fn run(args: Vec<String>) -> Result<(), String> {
         "dump" => {
             let mut c = Client::connect().await.map_err(|e| e.to_string())?;
             let t0 = Instant::now();
+            let cpu0 = cpu_seconds();
             let d = c.dump().await.map_err(|e| e.to_string())?;
             let objects: usize = d.iter().map(|(_, ds)| 1 + ds.len()).sum();
-            println!("{:.3} {objects}", t0.elapsed().as_secs_f64());
+            println!(
+                "{:.3} {objects} {:.2}",
+                t0.elapsed().as_secs_f64(),
+                cpu_seconds() - cpu0
+            );
         }
         "count" => {
             let n: usize = arg(&args, 1)?;
@@ -139,27 +161,26 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             // connections accepted so far is written to the file named by LISTEN_COUNT every
             // second (the probes actually made, whoever makes them).
             let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let mut threads = vec![];
             for a in &args[1..] {
-                let l = std::net::TcpListener::bind(a).map_err(|e| format!("{a}: {e}"))?;
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| format!("{a}: {e}"))?;
                 let n = accepted.clone();
-                threads.push(std::thread::spawn(move || {
+                tokio::spawn(async move {
                     loop {
-                        if l.accept().is_ok() {
+                        if l.accept().await.is_ok() {
                             n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
-                }));
+                });
             }
-            if let Some(path) = std::env::var_os("LISTEN_COUNT") {
-                loop {
-                    std::thread::sleep(Duration::from_secs(1));
+            let path = std::env::var_os("LISTEN_COUNT");
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Some(path) = &path {
                     let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
-                    let _ = std::fs::write(&path, format!("{n}\n"));
+                    let _ = std::fs::write(path, format!("{n}\n"));
                 }
-            }
-            for t in threads {
-                let _ = t.join();
             }
         }
         "lateness" => {
