@@ -151,9 +151,7 @@ impl Quiet {
             self.since = Some(at);
         }
         let graced = now >= w.set_at.saturating_add(w.grace_secs);
-        let quiet = self
-            .since
-            .is_some_and(|s| at.saturating_sub(s) >= QUIET);
+        let quiet = self.since.is_some_and(|s| at.saturating_sub(s) >= QUIET);
         if graced && quiet {
             self.drained = true;
         }
@@ -172,6 +170,8 @@ impl Quiet {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
     use super::*;
 
     fn out(set_at: u64) -> Withdrawal {
