@@ -29,7 +29,10 @@ pub async fn drain(
             d["state"].as_str().unwrap_or("withdrawing"),
             d["grace_secs"],
             match d["until"].as_u64() {
-                Some(u) => format!(", back in rotation by itself at {}", crate::overrides::utc(u)),
+                Some(u) => format!(
+                    ", back in rotation by itself at {}",
+                    crate::overrides::utc(u)
+                ),
                 None => ", until lvsd undrain --director".into(),
             }
         );

@@ -931,7 +931,15 @@ mod tests {
             let mut m = started(report, ms(10));
             assert_eq!(next(&mut m, ms(20)), Step::Wait(RESYNC));
             let host_now = |step: Step| {
-                matches!(step, Step::Pass(PassRequest { table: None, host: true, allow_host: true, .. }))
+                matches!(
+                    step,
+                    Step::Pass(PassRequest {
+                        table: None,
+                        host: true,
+                        allow_host: true,
+                        ..
+                    })
+                )
             };
             m.on(Event::RotationChanged, ms(30));
             assert!(host_now(next(&mut m, ms(30))), "report {report}");
@@ -940,7 +948,12 @@ mod tests {
             // A failing host backs off, but an operator's wish is tried at once.
             m.on(Event::RotationChanged, ms(50));
             next(&mut m, ms(50));
-            done(&mut m, Part::NotRun, Part::Failed("rtnetlink".into()), ms(60));
+            done(
+                &mut m,
+                Part::NotRun,
+                Part::Failed("rtnetlink".into()),
+                ms(60),
+            );
             m.on(Event::RotationChanged, ms(70));
             assert!(host_now(next(&mut m, ms(70))), "report {report}");
         }

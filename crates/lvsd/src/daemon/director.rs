@@ -86,9 +86,7 @@ impl Director {
 /// Why a config cannot take its director out of rotation, if it cannot.
 fn unfit(cfg: &config::Config) -> Option<&'static str> {
     if cfg.host.role != Role::Director {
-        return Some(
-            "this host is not a director (host.role); only a director leaves rotation",
-        );
+        return Some("this host is not a director (host.role); only a director leaves rotation");
     }
     if cfg.host.ha == HaMode::Single {
         return Some(
@@ -190,7 +188,9 @@ impl<I: crate::io::Io> super::Daemon<I> {
         let packets = match self.engine.packets_in().await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!("cannot read the services' traffic to see whether this director is drained: {e:#}; looking again");
+                tracing::warn!(
+                    "cannot read the services' traffic to see whether this director is drained: {e:#}; looking again"
+                );
                 return;
             }
         };

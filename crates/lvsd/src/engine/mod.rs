@@ -23,9 +23,7 @@ use plan::globals::{
     GlobalOp, GlobalsDesired, GlobalsObserved, GlobalsOwned, GlobalsPlan, plan_globals,
 };
 use plan::health::HealthTable;
-use plan::host::{
-    HostOp, HostOwned, HostPlan, Missing, Role, plan_host, sysctls_of_interest,
-};
+use plan::host::{HostOp, HostOwned, HostPlan, Missing, Role, plan_host, sysctls_of_interest};
 use plan::{Desired, Observed, Op, Options, Owned, Plan};
 
 use self::records::split;
