@@ -4,8 +4,14 @@
 //!
 //! ```text
 //! cargo run --release -p lvsd-health --example probe-bench -- \
-//!     --services 50 --reals 10 --distinct 500 --interval 1s --seconds 20 [--concurrency 64]
+//!     --services 50 --reals 10 --distinct 500 --interval 1s --seconds 20 [--concurrency 64] \
+//!     [--workers 2] [--http-delay 150ms]
 //! ```
+//!
+//! With `--http-delay`, the checks are http and each listener answers after that long: probes
+//! that last (as they do on an emulated host), to see what bounds the rate.
+//!
+//! The monitor runs on a multi-threaded runtime of `--workers` threads (2, as in the daemon).
 //!
 //! The listeners run on a thread of their own, whose CPU is left out of the figure per probe
 //! (on loopback the whole handshake runs in the prober's `connect`, so the accept side is only
@@ -28,6 +34,9 @@ struct Args {
     interval: Duration,
     seconds: u64,
     concurrency: usize,
+    workers: usize,
+    /// Serve HTTP, answering after this long, and check over http (0: tcp checks).
+    delay: Duration,
 }
 
 fn duration(s: &str) -> Duration {
@@ -49,6 +58,8 @@ fn args() -> Args {
         interval: Duration::from_secs(1),
         seconds: 20,
         concurrency: usize::try_from(soft / 2).unwrap_or(4096).clamp(64, 4096),
+        workers: 2,
+        delay: Duration::ZERO,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -60,6 +71,8 @@ fn args() -> Args {
             "--interval" => a.interval = duration(val),
             "--seconds" => a.seconds = val.parse().unwrap(),
             "--concurrency" => a.concurrency = val.parse().unwrap(),
+            "--workers" => a.workers = val.parse().unwrap(),
+            "--http-delay" => a.delay = duration(val),
             o => panic!("unknown option {o}"),
         }
     }
@@ -94,6 +107,7 @@ fn main() {
     let (cpu_tx, cpu_rx) = std::sync::mpsc::channel();
     let counted = accepts.clone();
     let distinct = a.distinct;
+    let delay = a.delay;
     // The real servers: a thread of their own, their CPU measured apart.
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -108,8 +122,17 @@ fn main() {
                 let counted = counted.clone();
                 tokio::spawn(async move {
                     loop {
-                        if l.accept().await.is_ok() {
+                        if let Ok((mut s, _)) = l.accept().await {
                             counted.fetch_add(1, Ordering::Relaxed);
+                            if !delay.is_zero() {
+                                tokio::spawn(async move {
+                                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                                    let mut buf = [0u8; 1024];
+                                    let _ = s.read(&mut buf).await;
+                                    tokio::time::sleep(delay).await;
+                                    let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
+                                });
+                            }
                         }
                     }
                 });
@@ -126,13 +149,23 @@ fn main() {
     let ports: Vec<u16> = ports_rx.recv().unwrap();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(a.workers)
         .enable_all()
         .build()
         .unwrap();
     let late = Arc::new(Mutex::new(Vec::<u64>::with_capacity(1 << 20)));
     let (asked, sent, cpu_used, lateness) = rt.block_on(async {
-        let mut spec = CheckSpec::new(CheckKind::Tcp);
+        let mut spec = CheckSpec::new(if a.delay.is_zero() {
+            CheckKind::Tcp
+        } else {
+            CheckKind::Http {
+                tls: false,
+                path: "/".into(),
+                expect_status: vec![],
+                expect_body: None,
+                host: None,
+            }
+        });
         spec.interval = a.interval;
         spec.timeout = Duration::from_secs(1);
         let checks: Vec<_> = (0..a.services)
@@ -184,14 +217,15 @@ fn main() {
         a.distinct.min(a.services * a.reals) as f64 * a.seconds as f64 / a.interval.as_secs_f64();
     let prober_cpu = cpu_used.saturating_sub(server_cpu);
     println!(
-        "checks {} ({} services x {} reals over {} targets), interval {:?}, {} s, concurrency {}",
+        "checks {} ({} services x {} reals over {} targets), interval {:?}, {} s, concurrency {}, http delay {:?}",
         a.services * a.reals,
         a.services,
         a.reals,
         a.distinct,
         a.interval,
         a.seconds,
-        a.concurrency
+        a.concurrency,
+        a.delay
     );
     println!(
         "probes asked {asked:.0} (distinct targets x slots: {needed:.0}), sent {sent} ({:.0}% of distinct), rate {:.0}/s",
