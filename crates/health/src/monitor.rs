@@ -98,7 +98,7 @@ struct Subscriber {
 impl Subscriber {
     /// Applies one result; the report to send, if there is something to say.
     fn hear(&mut self, id: CheckId, outcome: &Outcome) -> Option<Report> {
-        let new_reason = !self.heard || self.health.reason != outcome.reason;
+        let new_reason = !self.heard || self.health.reason.as_str() != &*outcome.reason;
         self.heard = true;
         let changed = self
             .health
