@@ -68,7 +68,7 @@ async fn http_status_body_and_host() {
 
     let (addr, _) = one_shot("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
     let o = probe(addr, &http(false)).await;
-    assert_eq!((o.ok, o.reason.as_str()), (false, "status 503"));
+    assert_eq!((o.ok, &*o.reason), (false, "status 503"));
 
     let mut c = http(false);
     c.kind = CheckKind::Http {
@@ -96,7 +96,7 @@ async fn a_silent_server_times_out() {
     });
     let o = probe(addr, &http(false)).await;
     // A timeout, not the server's close 5 s later (which would be another reason).
-    assert_eq!((o.ok, o.reason.as_str()), (false, "timeout after 500ms"));
+    assert_eq!((o.ok, &*o.reason), (false, "timeout after 500ms"));
     hold.abort();
 }
 
@@ -181,7 +181,7 @@ async fn exec_exit_codes_and_arguments() {
     );
     let s = script("two.sh", "exit 2");
     let o = probe(target, &exec(vec![s], 2000)).await;
-    assert_eq!((o.ok, o.reason.as_str()), (false, "exit 2"));
+    assert_eq!((o.ok, &*o.reason), (false, "exit 2"));
     let o = probe(target, &exec(vec!["/nonexistent/check".into()], 2000)).await;
     assert!(!o.ok);
     assert!(
@@ -199,10 +199,7 @@ async fn a_hanging_exec_check_is_killed_with_its_children() {
         &format!("sleep 30 & echo $! > {}; wait", pidfile.display()),
     );
     let o = probe("127.0.0.1:1".parse().unwrap(), &exec(vec![s], 300)).await;
-    assert_eq!(
-        (o.ok, o.reason.as_str()),
-        (false, "timeout after 300ms (killed)")
-    );
+    assert_eq!((o.ok, &*o.reason), (false, "timeout after 300ms (killed)"));
     let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
     assert!(
         dies(&child).await,

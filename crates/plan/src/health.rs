@@ -11,8 +11,8 @@ use model::{DestKey, DestSpec, ServiceKey};
 
 use crate::state::{Desired, DesiredService};
 
-/// How a real server is probed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a real server is probed. Hashable: checks that probe alike share one probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     /// A TCP connection is accepted.
     Tcp,
@@ -37,8 +37,8 @@ pub enum CheckKind {
     },
 }
 
-/// A check as configured for one real.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A check as configured for one real. Hashable: checks that probe alike share one probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
     /// What to do.
     pub kind: CheckKind,
