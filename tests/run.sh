@@ -163,6 +163,10 @@ if [ "$vm_rc" -ne 0 ] && ! grep -q 'test result: FAILED' "$work/vm.log"; then
 fi
 grep -q 'LVSD-VM-PRE-IPVS-FAILED' "$work/vm.log" && ! grep -q 'test result: FAILED' "$work/vm.log" && failed=$((failed + 1))
 
+# The benchmark is not a test (its figures go to BENCHMARKS.md), but it must keep working: its
+# small mode, every part at a small size, in a VM of its own.
+check "the benchmark's small mode (tests/bench/run.sh --small)" tests/bench/run.sh --small
+
 # The README's first command, the product's front door: tested on every change.
 check "the demo (tests/demo.sh): the seed's lab served by lvsd, a live edit converging" tests/demo.sh
 
