@@ -18,18 +18,23 @@ pub async fn run(
     check_trusted(&table.config)?;
     // The config is read on a thread of its own while the table is read here: a no-op apply
     // of a large table costs the kernel's dump, not the dump and the parse one after the
-    // other. Only when the state directory's lock is free at once: a table read before the
-    // lock is taken could be another lvsd's half-written one (then the config is read first,
-    // and its errors come before any wait for the lock, as ever).
+    // other. Only when the state directory exists already (a config that is refused creates
+    // nothing) and its lock is free at once: a table read before the lock is taken could be
+    // another lvsd's half-written one (then the config is read first, and its errors come
+    // before any wait for the lock, as ever).
     let arg = table.config.clone();
     let parse = tokio::task::spawn_blocking(move || load_trusted(&arg));
-    let early = lock::acquire(
-        &table.state_dir,
-        "apply",
-        &table.config.config,
-        Duration::ZERO,
-    )
-    .ok();
+    let early = if table.state_dir.is_dir() {
+        lock::acquire(
+            &table.state_dir,
+            "apply",
+            &table.config.config,
+            Duration::ZERO,
+        )
+        .ok()
+    } else {
+        None
+    };
     // The records are read under the lock, never before.
     let mut engine = None;
     if early.is_some() {
