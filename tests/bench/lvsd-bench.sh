@@ -211,6 +211,13 @@ three_edits() { # ns live-file
   done
 }
 
+# Parts to run (PARTS: any of sizes, keepalived, health, big; all by default).
+want() { case " ${PARTS:-sizes keepalived health big} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+mkdir -p $B/live
+per() { awk -v c="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.0f", c * 10000 / p; else printf "n/a" }'; } # µs CPU a probe
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
+x100() { awk -v s="$1" 'BEGIN { print s * 100 }'; }
+if want sizes; then
 echo "== kernel floors and peers, per size ($REALS reals a service) =="
 for n in $SIZES; do
   gen_yaml "$n" "$REALS" >$B/cfg.yaml
@@ -288,6 +295,8 @@ for n in $SIZES; do
   $IP netns exec a$n ipvsadm -C; $IP netns del a$n
 done
 
+fi
+if want keepalived; then
 echo
 echo "== keepalived $(keepalived --version 2>&1 | head -n 1 | cut -d' ' -f1-2) at $KA_SIZE x $REALS =="
 gen_keepalived "$KA_SIZE" "$REALS" >$B/k.conf
@@ -315,9 +324,9 @@ $IP netns exec la ipvsadm -C; $IP netns del la
 echo "load: keepalived $(secs $ka_load) s, lvsd apply $(secs $la_cold) s"
 echo "weight edit: keepalived's SIGHUP reload${kreloads} ms; lvsd's rename ${ka_edits}ms"
 
+fi
+if want health; then
 echo
-per() { awk -v c="$1" -v p="$2" 'BEGIN { if (p > 0) printf "%.0f", c * 10000 / p; else printf "n/a" }'; } # µs CPU a probe
-share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
 hc_services=$((HC_RATE / REALS)); hc_asked=$((HC_RATE * WINDOW))
 echo "== health checks at $HC_RATE probes a second: $hc_services services x $REALS reals, a distinct listener each, tcp every 1 s =="
 lab_routed_ns hc
@@ -354,6 +363,8 @@ set -- $(ka_checks hs $B/khs.conf); ks_cpu=$1 ks_probes=$2
 kill "$(cat $B/listener-hs)"; $IP netns del hs
 echo "lvsd: $s_probes probes in $WINDOW s ($((s_probes / WINDOW))/s), $(secs $s_cpu) s CPU; keepalived: $ks_probes probes ($((ks_probes / WINDOW))/s), $(secs $ks_cpu) s CPU (checks configured: $((sh_services * REALS)) every 2 s)"
 
+fi
+if want big; then
 echo
 echo "== $BIG services x $BIG_REALS reals =="
 gen_yaml "$BIG" "$BIG_REALS" >$B/base.yaml
@@ -378,9 +389,10 @@ echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
 echo "idle daemon: $(secs $big_idle) s CPU over ${IDLE_WINDOW:-60} s; two raw dumps: $big_floor s CPU"
 echo "the raw dump a service: $(awk -v a="$L_rawdump" -v n="$LARGEST" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $LARGEST services, $(awk -v a="$big_dump" -v n="$BIG" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $BIG"
 
+fi
 # The targets (the largest size unless said).
 L="$LARGEST x $REALS"
-x100() { awk -v s="$1" 'BEGIN { print s * 100 }'; }
+if want sizes; then
 r=$(div "$L_cold" "$(x100 "$L_raw")"); row "cold apply, $L: lvsd / raw writer" "$(secs $L_cold) s" "raw writer $L_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
 r=$(div "$L_coldr" "$L_cold"); row "cold apply, $L: ipvsadm -R / lvsd" "$(secs $L_cold) s" "ipvsadm -R $(secs $L_coldr) s" "${r}x" "-" "-"
 r=$(div "$L_worst" "$(x100 "$L_rawdump")"); row "no-op apply, $L: lvsd / raw dump (worst of 3)" "$(secs $L_worst) s" "raw dump $L_rawdump s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
@@ -390,10 +402,16 @@ e=$(median3 $chk_edits); r=$(div "$((L_cold * 10))" "$e"); row "weight edit with
 e=$(median3 $ends); r=$(div "$((L_cold * 10))" "$e"); row "... an edit at both ends of the file (median)" "$e ms" "cold $(secs $L_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
 e=$(median3 $L_edits); r=$(div "$((L_cold * 10))" "$e"); row "... without checks (median)" "$e ms" "cold $(secs $L_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
 r=$(div "$((L_cold * 10))" "$chk_added"); row "a service added, with checks: cold / edit" "$chk_added ms" "cold $(secs $L_cold) s" "${r}x" "-" "-"
+r=$(div "$(secs $idle)" "$floor"); row "idle daemon, $L: CPU a minute / 2 raw dumps' CPU" "$(secs $idle) s" "2 raw dumps $floor s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
+r=$(div "$L_exported" "$L_generated"); row "apply of export's output / of the generated file" "$(secs $L_exported) s" "generated $(secs $L_generated) s" "${r}x" "~1x" "$(verdict "$r" 1.15 le)"
+row "peak RSS, $L" "$peak MiB" "" "" "< 64 MiB" "$(verdict "$peak" 63 le)"
+fi
+if want keepalived; then
 k=$(min $kreloads); e=$(median3 $ka_edits); r=$(div "$k" "$e")
 row "weight edit, $KA_SIZE x $REALS: keepalived reload / lvsd (median)" "$e ms" "keepalived $k ms (its best)" "${r}x" ">= 100x" "$(verdict "$r" 100)"
 r=$(div "$ka_load" "$la_cold"); row "load, $KA_SIZE x $REALS: keepalived / lvsd apply" "$(secs $la_cold) s" "keepalived $(secs $ka_load) s" "${r}x" "-" "-"
-r=$(div "$(secs $idle)" "$floor"); row "idle daemon, $L: CPU a minute / 2 raw dumps' CPU" "$(secs $idle) s" "2 raw dumps $floor s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
+fi
+if want health; then
 r=$(share "$l_probes" "$hc_asked"); row "health checks at $HC_RATE/s asked: lvsd made / asked" "$l_probes" "asked $hc_asked" "$r" ">= 0.99" "$(verdict "$r" 0.99)"
 r=$(share "$k_probes" "$hc_asked"); row "... keepalived made / asked" "$k_probes" "asked $hc_asked" "$r" "-" "-"
 lp=$(per $l_cpu $l_probes); kp=$(per $k_cpu $k_probes); r=$(div "$lp" "$kp")
@@ -404,14 +422,15 @@ core=$(awk -v r="$best" -v c="$best_cpu" -v w="$WINDOW" 'BEGIN { if (c > 0) prin
 row "highest rate lvsd keeps (99% made, p99 < 100 ms)" "$best/s" "checks a second a core: $core" "" "-" "-"
 r=$(share "$s_probes" "$ks_probes"); row "$sh_services x $REALS over $sh_distinct reals: probes, lvsd / keepalived" "$((s_probes / WINDOW))/s" "keepalived $((ks_probes / WINDOW))/s" "$r" "-" "-"
 r=$(share "$s_cpu" "$ks_cpu"); row "... CPU, lvsd / keepalived" "$(secs $s_cpu) s" "keepalived $(secs $ks_cpu) s" "$r" "<= 0.5x" "$(verdict "$r" 0.5 le)"
-r=$(div "$L_exported" "$L_generated"); row "apply of export's output / of the generated file" "$(secs $L_exported) s" "generated $(secs $L_generated) s" "${r}x" "~1x" "$(verdict "$r" 1.15 le)"
-row "peak RSS, $L" "$peak MiB" "" "" "< 64 MiB" "$(verdict "$peak" 63 le)"
+fi
+if want big; then
 B2="$BIG x $BIG_REALS"
 r=$(div "$big_cold" "$(x100 "$big_raw")"); row "cold apply, $B2: lvsd / raw writer" "$(secs $big_cold) s" "raw writer $big_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
 r=$(div "$big_noop" "$(x100 "$big_dump")"); row "no-op apply, $B2: lvsd / raw dump" "$(secs $big_noop) s" "raw dump $big_dump s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
 e=$(median3 $big_edits); r=$(div "$((big_cold * 10))" "$e"); row "weight edit, $B2: cold / edit (median)" "$e ms" "cold $(secs $big_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
 r=$(div "$(secs $big_idle)" "$big_floor"); row "idle daemon, $B2: CPU a minute / 2 raw dumps' CPU" "$(secs $big_idle) s" "2 raw dumps $big_floor s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
 row "peak RSS, $B2" "$big_rss MiB" "" "" "< 400 MiB" "$(verdict "$big_rss" 399 le)"
+fi
 echo
 printf '%-50s | %-18s | %-24s | %-7s | %-9s | %s\n' "target" "lvsd" "against" "ratio" "target" ""
 cat $B/rows

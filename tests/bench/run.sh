@@ -7,7 +7,8 @@
 # Usage: tests/bench/run.sh [--small]
 # Sizes (environment): SIZES ("1000 10000"), REALS (10), KA_SIZE (3000), HC_RATE (500),
 # HC_RATES ("1000 2000 3000"), HC_SHARED ("1000 100": services over distinct reals),
-# BIG (100000), BIG_REALS (4), WARM (20) and WINDOW (60) seconds of the steady-state windows.
+# BIG (100000), BIG_REALS (4), WARM (20) and WINDOW (60) seconds of the steady-state windows;
+# PARTS ("sizes keepalived health big"): the parts to run.
 # `--small`: every part at a small size with short windows and the debug build (minutes, not
 # the better part of an hour): what the test suite runs, to keep the benchmark working.
 set -euo pipefail
@@ -35,7 +36,7 @@ mkdir -p "$work/payload"
 cp "$t/lvsd" "$t/examples/ipvs-raw" tests/bench/lvsd-bench.sh tests/lab/seed-lab.sh "$work/payload/"
 {
   echo '#!/bin/sh'
-  for v in SIZES REALS KA_SIZE HC_RATE HC_RATES HC_SHARED BIG BIG_REALS WARM WINDOW IDLE_WAIT IDLE_WINDOW; do
+  for v in SIZES REALS KA_SIZE HC_RATE HC_RATES HC_SHARED BIG BIG_REALS WARM WINDOW IDLE_WAIT IDLE_WINDOW PARTS; do
     if [ -n "${!v:-}" ]; then printf '%s="%s"; export %s\n' "$v" "${!v}" "$v"; fi
   done
   echo 'sh ./lvsd-bench.sh'
