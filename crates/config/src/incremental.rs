@@ -29,6 +29,10 @@ pub struct Loaded {
     /// mapped already (a large file read into fresh memory costs a page fault per page).
     next: Vec<u8>,
     layout: Option<Layout>,
+    /// True when the text is known to hold nothing that may be an `include`
+    /// ([`crate::include::may_include`] is false): the next read looks for one only where the
+    /// text changed, not through the whole file again.
+    plain: bool,
     /// The files the main file includes, with their bytes (`None`: no `include`). A
     /// generation is read again whole when any of its files changed.
     included: Option<crate::include::Included>,
@@ -72,6 +76,7 @@ pub enum Reread {
 #[derive(Debug)]
 pub struct Undo {
     layout: Option<Layout>,
+    plain: bool,
     removed: Vec<(ServiceKey, DesiredService)>,
     added: Vec<ServiceKey>,
 }
@@ -114,6 +119,15 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
         .zip(b[..n - at].iter().rev())
         .take_while(|(x, y)| x == y)
         .count()
+}
+
+/// Where `new` differs from `old`: how many bytes they share at the start, and how many at the
+/// end after those (the two never overlap).
+fn bounds(old: &[u8], new: &[u8]) -> (usize, usize) {
+    let prefix = common_prefix(old, new);
+    let room = old.len().min(new.len()) - prefix;
+    let suffix = common_suffix(&old[prefix..], &new[prefix..]).min(room);
+    (prefix, suffix)
 }
 
 /// A line's content without its end of line.
@@ -245,11 +259,13 @@ impl Loaded {
                 end,
             })
         });
+        let plain = !crate::include::may_include(text.as_bytes());
         Loaded {
             config,
             text: text.into_bytes(),
             next: Vec::new(),
             layout,
+            plain,
             included: None,
         }
     }
@@ -271,6 +287,7 @@ impl Loaded {
             text: text.into_bytes(),
             next: Vec::new(),
             layout: None,
+            plain: false,
             included: Some(included),
         })
     }
@@ -339,6 +356,12 @@ impl Loaded {
                 return Err(e);
             }
         }
+        if self.included.is_none() && self.plain {
+            let bounds = bounds(&self.text, &next);
+            if !crate::include::may_include_edited(&next, bounds.0, bounds.1) {
+                return self.reread_bounded(next, &path.display().to_string(), role, bounds, true);
+            }
+        }
         if self.included.is_some() || crate::include::may_include(&next) {
             return self.reread_generation(next, path, role, seen);
         }
@@ -391,11 +414,26 @@ impl Loaded {
         path: &str,
         role: Option<Role>,
     ) -> Result<Reread, Error> {
-        if text.len() == self.text.len() && common_prefix(&text, &self.text) == text.len() {
+        let bounds = bounds(&self.text, &text);
+        self.reread_bounded(text, path, role, bounds, false)
+    }
+
+    /// [`Loaded::reread`], with where the new text differs from the old (see [`bounds`]);
+    /// `plain`: whether the new text is known to hold no `include` (as the field `plain` says).
+    fn reread_bounded(
+        &mut self,
+        text: Vec<u8>,
+        path: &str,
+        role: Option<Role>,
+        (prefix, suffix): (usize, usize),
+        plain: bool,
+    ) -> Result<Reread, Error> {
+        if text.len() == self.text.len() && prefix == text.len() {
             self.next = text;
             return Ok(Reread::Same);
         }
-        if let Some((touched, parsed, undo)) = self.edit(&text) {
+        if let Some((touched, parsed, undo)) = self.edit(&text, prefix, suffix) {
+            self.plain = plain;
             self.next = std::mem::replace(&mut self.text, text);
             return Ok(Reread::Edited {
                 touched,
@@ -415,16 +453,19 @@ impl Loaded {
         self.config.desired.services.extend(undo.removed);
         std::mem::swap(&mut self.text, &mut self.next);
         self.layout = undo.layout;
+        self.plain = undo.plain;
     }
 
     /// The short way: `None` when it does not apply. On success the config and layout are
     /// updated; the text is the caller's to swap in.
-    fn edit(&mut self, new: &[u8]) -> Option<(BTreeSet<ServiceKey>, usize, Undo)> {
+    fn edit(
+        &mut self,
+        new: &[u8],
+        prefix: usize,
+        suffix: usize,
+    ) -> Option<(BTreeSet<ServiceKey>, usize, Undo)> {
         let layout = self.layout.as_ref()?;
         let (old_b, new_b) = (self.text.as_slice(), new);
-        let prefix = common_prefix(old_b, new_b);
-        let room = old_b.len().min(new_b.len()) - prefix;
-        let suffix = common_suffix(&old_b[prefix..], &new_b[prefix..]).min(room);
         let (lo, hi) = (prefix, old_b.len() - suffix);
         let first = *layout.starts.first()?;
         if lo < first || hi > layout.end {
@@ -573,6 +614,7 @@ impl Loaded {
             .collect();
         services.extend(desired.services);
         let undo = Undo {
+            plain: self.plain,
             layout: self.layout.replace(next),
             removed,
             added: new_keys,
@@ -741,6 +783,38 @@ mod tests {
             .zip(b.iter().rev())
             .take_while(|(x, y)| x == y)
             .count()
+    }
+
+    /// Looking for an `include` only where the text changed finds what looking through the
+    /// whole text finds, for a text that had none: the word written across the change's
+    /// edges, in it, next to it, and a backslash or a quote added beside the other.
+    #[test]
+    fn an_include_is_found_where_the_text_changed() {
+        let olds = [
+            "services:\n  - address: incl\n    x: ude\n",
+            "a: \"q\"\nb: inc\nc: lude\n",
+            "a: \\x\nb: includ\nc: nclude\n",
+            "",
+        ];
+        let pieces = [
+            "", "include", "inc", "lude", "i", "e", "\\", "\"", "x\n", "includ",
+        ];
+        for old in olds {
+            assert!(!crate::include::may_include(old.as_bytes()));
+            for at in 0..=old.len() {
+                for cut in 0..=3.min(old.len() - at) {
+                    for piece in pieces {
+                        let new = format!("{}{piece}{}", &old[..at], &old[at + cut..]);
+                        let (prefix, suffix) = bounds(old.as_bytes(), new.as_bytes());
+                        assert_eq!(
+                            crate::include::may_include_edited(new.as_bytes(), prefix, suffix),
+                            crate::include::may_include(new.as_bytes()),
+                            "{old:?} -> {new:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
