@@ -664,6 +664,42 @@ pub fn save_host(dir: &Path, owned: &HostOwned) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// What saving the record of 10,000 services × 10 reals costs (rendered, and written
+    /// durably): `cargo test --release -p lvsd --bin lvsd -- --ignored --nocapture
+    /// timing_of_saving`.
+    #[test]
+    #[ignore]
+    fn timing_of_saving_a_large_record() {
+        let mut owned = Owned::default();
+        for i in 0..10_000u32 {
+            let addr = std::net::Ipv4Addr::from(0x0a01_0000 + i);
+            let mut s = OwnedService {
+                drain_timeout: 30,
+                ..Default::default()
+            };
+            for j in 0..10u32 {
+                s.reals.insert(DestKey {
+                    addr: std::net::Ipv4Addr::from(0x0a02_0000 + j).into(),
+                    port: 80,
+                });
+            }
+            owned.services.insert(ServiceKey::tcp(addr.into(), 80), s);
+        }
+        let dir = std::env::temp_dir().join(format!("lvsd-save-timing-{}", std::process::id()));
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let text = render(&owned);
+            let rendered = t.elapsed();
+            save(&dir, &owned).unwrap();
+            eprintln!(
+                "render {rendered:?} ({} bytes), render + durable write {:?}",
+                text.len(),
+                t.elapsed() - rendered
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn round_trip() {
         let mut owned = Owned::default();
