@@ -99,8 +99,25 @@ pub(crate) struct Included {
 /// YAML spelling (plain, single-quoted, tagged, anchored) keeps the word's bytes, and a
 /// backslash means itself outside double quotes.
 pub(crate) fn may_include(bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, b"include").is_some()
+    memchr::memmem::find(bytes, INCLUDE).is_some()
         || (memchr::memchr(b'\\', bytes).is_some() && memchr::memchr(b'"', bytes).is_some())
+}
+
+/// The word [`may_include`] looks for.
+const INCLUDE: &[u8] = b"include";
+
+/// [`may_include`] for a text that differs from one it is false for only after its first
+/// `prefix` bytes and before its last `suffix` ones: the word is looked for where it could
+/// overlap the change, and the whole text is looked at again only when the change holds a
+/// backslash or a quote (of which the old text had not both).
+pub(crate) fn may_include_edited(bytes: &[u8], prefix: usize, suffix: usize) -> bool {
+    let (from, to) = (prefix, bytes.len() - suffix);
+    if memchr::memchr2(b'\\', b'"', &bytes[from..to]).is_some() {
+        return may_include(bytes);
+    }
+    let reach = INCLUDE.len() - 1;
+    let window = &bytes[from.saturating_sub(reach)..(to + reach).min(bytes.len())];
+    memchr::memmem::find(window, INCLUDE).is_some()
 }
 
 /// A file an `include` pattern names, and where the pattern stands.

@@ -9,7 +9,7 @@
 //! not line up, any problem (the full parse reports it with the right line), or a new entry
 //! that collides with one it did not replace.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use model::ServiceKey;
 use plan::DesiredService;
@@ -29,6 +29,10 @@ pub struct Loaded {
     /// mapped already (a large file read into fresh memory costs a page fault per page).
     next: Vec<u8>,
     layout: Option<Layout>,
+    /// True when the text is known to hold nothing that may be an `include`
+    /// ([`crate::include::may_include`] is false): the next read looks for one only where the
+    /// text changed, not through the whole file again.
+    plain: bool,
     /// The files the main file includes, with their bytes (`None`: no `include`). A
     /// generation is read again whole when any of its files changed.
     included: Option<crate::include::Included>,
@@ -58,6 +62,9 @@ pub enum Reread {
     Edited {
         /// Services that may differ.
         touched: BTreeSet<ServiceKey>,
+        /// How many entries were parsed again: those whose text is new (an entry whose bytes
+        /// are an old entry's keeps its service). For tests and the timing log.
+        parsed: usize,
         /// The way back.
         undo: Undo,
     },
@@ -69,6 +76,7 @@ pub enum Reread {
 #[derive(Debug)]
 pub struct Undo {
     layout: Option<Layout>,
+    plain: bool,
     removed: Vec<(ServiceKey, DesiredService)>,
     added: Vec<ServiceKey>,
 }
@@ -111,6 +119,15 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
         .zip(b[..n - at].iter().rev())
         .take_while(|(x, y)| x == y)
         .count()
+}
+
+/// Where `new` differs from `old`: how many bytes they share at the start, and how many at the
+/// end after those (the two never overlap).
+fn bounds(old: &[u8], new: &[u8]) -> (usize, usize) {
+    let prefix = common_prefix(old, new);
+    let room = old.len().min(new.len()) - prefix;
+    let suffix = common_suffix(&old[prefix..], &new[prefix..]).min(room);
+    (prefix, suffix)
 }
 
 /// A line's content without its end of line.
@@ -242,11 +259,13 @@ impl Loaded {
                 end,
             })
         });
+        let plain = !crate::include::may_include(text.as_bytes());
         Loaded {
             config,
             text: text.into_bytes(),
             next: Vec::new(),
             layout,
+            plain,
             included: None,
         }
     }
@@ -268,6 +287,7 @@ impl Loaded {
             text: text.into_bytes(),
             next: Vec::new(),
             layout: None,
+            plain: false,
             included: Some(included),
         })
     }
@@ -336,6 +356,12 @@ impl Loaded {
                 return Err(e);
             }
         }
+        if self.included.is_none() && self.plain {
+            let bounds = bounds(&self.text, &next);
+            if !crate::include::may_include_edited(&next, bounds.0, bounds.1) {
+                return self.reread_bounded(next, &path.display().to_string(), role, bounds, true);
+            }
+        }
         if self.included.is_some() || crate::include::may_include(&next) {
             return self.reread_generation(next, path, role, seen);
         }
@@ -388,13 +414,32 @@ impl Loaded {
         path: &str,
         role: Option<Role>,
     ) -> Result<Reread, Error> {
-        if text.len() == self.text.len() && common_prefix(&text, &self.text) == text.len() {
+        let bounds = bounds(&self.text, &text);
+        self.reread_bounded(text, path, role, bounds, false)
+    }
+
+    /// [`Loaded::reread`], with where the new text differs from the old (see [`bounds`]);
+    /// `plain`: whether the new text is known to hold no `include` (as the field `plain` says).
+    fn reread_bounded(
+        &mut self,
+        text: Vec<u8>,
+        path: &str,
+        role: Option<Role>,
+        (prefix, suffix): (usize, usize),
+        plain: bool,
+    ) -> Result<Reread, Error> {
+        if text.len() == self.text.len() && prefix == text.len() {
             self.next = text;
             return Ok(Reread::Same);
         }
-        if let Some((touched, undo)) = self.edit(&text) {
+        if let Some((touched, parsed, undo)) = self.edit(&text, prefix, suffix) {
+            self.plain = plain;
             self.next = std::mem::replace(&mut self.text, text);
-            return Ok(Reread::Edited { touched, undo });
+            return Ok(Reread::Edited {
+                touched,
+                parsed,
+                undo,
+            });
         }
         let text = crate::text_of(text, path)?;
         Ok(Reread::Whole(Box::new(Loaded::parse(text, path, role)?)))
@@ -408,22 +453,20 @@ impl Loaded {
         self.config.desired.services.extend(undo.removed);
         std::mem::swap(&mut self.text, &mut self.next);
         self.layout = undo.layout;
+        self.plain = undo.plain;
     }
 
     /// The short way: `None` when it does not apply. On success the config and layout are
     /// updated; the text is the caller's to swap in.
-    fn edit(&mut self, new: &[u8]) -> Option<(BTreeSet<ServiceKey>, Undo)> {
+    fn edit(
+        &mut self,
+        new: &[u8],
+        prefix: usize,
+        suffix: usize,
+    ) -> Option<(BTreeSet<ServiceKey>, usize, Undo)> {
         let layout = self.layout.as_ref()?;
         let (old_b, new_b) = (self.text.as_slice(), new);
-        let prefix = common_prefix(old_b, new_b);
-        let room = old_b.len().min(new_b.len()) - prefix;
-        let suffix = common_suffix(&old_b[prefix..], &new_b[prefix..]).min(room);
         let (lo, hi) = (prefix, old_b.len() - suffix);
-        // The old text had none of the bytes that end the short way (or it would have no
-        // layout); only what changed needs looking at.
-        if new_b[prefix..new_b.len() - suffix].iter().any(unsafe_byte) {
-            return None;
-        }
         let first = *layout.starts.first()?;
         if lo < first || hi > layout.end {
             return None;
@@ -441,53 +484,110 @@ impl Loaded {
             .partition_point(|&s| s <= probe)
             .checked_sub(1)?;
         let b = layout.starts.partition_point(|&s| s < hi).max(a + 1);
-        let old_end = layout.starts.get(b).copied().unwrap_or(layout.end);
-        let new_end = (old_end + new_b.len()).checked_sub(old_b.len())?;
+        let new_end = (layout.starts.get(b).copied().unwrap_or(layout.end) + new_b.len())
+            .checked_sub(old_b.len())?;
         let start = layout.starts[a];
-        // Whole lines, starting and ending at ASCII: valid UTF-8 here makes the file valid.
-        let region = std::str::from_utf8(new.get(start..new_end)?).ok()?;
         if new_end < new_b.len() && new_b.get(new_end.checked_sub(1)?) != Some(&b'\n') {
             return None;
         }
-        let (starts, line_nos) = scan_region(region, layout.indent, start)?;
-        let mut entries = if starts.is_empty() {
-            crate::Entries::default()
-        } else {
-            crate::parse_services(region)?
+        // Each new entry whose bytes are an old entry's of the stretch defines the same
+        // service (same indentation, same context: everything outside the stretch is the
+        // same), and keeps it; only the others are parsed. An edit at both ends of a large
+        // file parses two entries, not everything between them.
+        let old_end = layout.starts.get(b).copied().unwrap_or(layout.end);
+        let old_entry = |j: usize| {
+            let to = layout.starts.get(j + 1).copied().unwrap_or(layout.end);
+            &old_b[layout.starts[j]..to.min(old_end)]
         };
-        // A loopback or link-local address may be refused by the host section, and a number
-        // YAML typed is checked against the whole text: the full parse decides both.
-        if !entries.problems.is_empty() || entries.lines != line_nos || !entries.later.is_empty() {
+        let (head_end, mut found) = split(new_b, start, new_end, layout.indent, a, b, &old_entry)?;
+        let used = pair_moved(new_b, &mut found, new_end, a, b, &old_entry);
+        // What is not an old entry's bytes is checked as the whole stretch was: whole lines,
+        // starting and ending at ASCII, so valid UTF-8 in each makes the file valid; none of
+        // the bytes that end the short way.
+        let head = new_b.get(start..head_end)?;
+        if head.iter().any(unsafe_byte) || std::str::from_utf8(head).is_err() {
             return None;
         }
-        let keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;
-        let old_keys: BTreeSet<ServiceKey> = layout.keys[a..b].iter().copied().collect();
+        let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([new_end]).collect();
+        // The entries to parse, as runs of consecutive entries (each run one parse).
+        let mut entries: Option<crate::Entries> = None;
+        let mut parsed = 0;
+        let mut i = 0;
+        while i < found.len() {
+            if found[i].1.is_some() {
+                i += 1;
+                continue;
+            }
+            let from = i;
+            while i < found.len() && found[i].1.is_none() {
+                i += 1;
+            }
+            parsed += i - from;
+            let run = new_b.get(found[from].0..ends[i - 1])?;
+            if has_unsafe_byte(run) {
+                return None;
+            }
+            let run = std::str::from_utf8(run).ok()?;
+            let (_, line_nos) = scan_region(run, layout.indent, 0)?;
+            let got = crate::parse_services(run)?;
+            // A loopback or link-local address may be refused by the host section, and a
+            // number YAML typed is checked against the whole text: the full parse decides
+            // both.
+            if !got.problems.is_empty()
+                || got.lines != line_nos
+                || !got.later.is_empty()
+                || got.keys.len() != i - from
+            {
+                return None;
+            }
+            match entries.as_mut() {
+                None => entries = Some(got),
+                // A name in two runs: the full parse says where.
+                Some(all) => all.append(got).then_some(())?,
+            }
+        }
+        let mut entries = entries.unwrap_or_default();
+        let mut parsed_keys = entries.keys.iter().copied();
+        let mut keys = Vec::with_capacity(found.len());
+        for (_, r) in &found {
+            keys.push(match r {
+                Some(j) => layout.keys[*j],
+                None => parsed_keys.next()??,
+            });
+        }
+        let new_keys: Vec<ServiceKey> = entries.keys.iter().copied().collect::<Option<_>>()?;
+        let gone: BTreeSet<ServiceKey> = (a..b)
+            .filter(|j| !used[j - a])
+            .map(|j| layout.keys[j])
+            .collect();
         let services = &self.config.desired.services;
         // A new entry may not collide with one it did not replace (the full parse says how).
-        if keys
+        if new_keys
             .iter()
-            .any(|k| !old_keys.contains(k) && services.contains_key(k))
+            .any(|k| !gone.contains(k) && services.contains_key(k))
         {
             return None;
         }
         let names: BTreeSet<&str> = entries.names().collect();
         if !names.is_empty()
             && services.iter().any(|(k, s)| {
-                !old_keys.contains(k) && s.name.as_deref().is_some_and(|n| names.contains(n))
+                !gone.contains(k) && s.name.as_deref().is_some_and(|n| names.contains(n))
             })
         {
             return None;
         }
+        // Two runs defining one service: `None`.
         let desired = entries.take_desired()?;
-        let touched: BTreeSet<ServiceKey> = old_keys
+        let touched: BTreeSet<ServiceKey> = gone
             .iter()
-            .chain(&keys)
+            .chain(&new_keys)
             .filter(|k| services.get(k) != desired.services.get(k))
             .copied()
             .collect();
         // No entries left: `services:` with nothing after it is null, which the full parse
         // refuses.
-        if layout.starts.len() - (b - a) + starts.len() == 0 {
+        let count = layout.starts.len() - (b - a) + found.len();
+        if count == 0 {
             return None;
         }
         // Take it.
@@ -495,29 +595,177 @@ impl Loaded {
         let shift = |s: &usize| s.checked_add_signed(delta);
         let mut next = Layout {
             indent: layout.indent,
-            starts: layout.starts[..a].to_vec(),
-            keys: layout.keys[..a].to_vec(),
+            starts: Vec::with_capacity(count),
+            keys: Vec::with_capacity(count),
             end: shift(&layout.end)?,
         };
-        next.starts.extend(starts);
-        next.keys.extend(keys.iter().copied());
+        next.starts.extend_from_slice(&layout.starts[..a]);
+        next.keys.extend_from_slice(&layout.keys[..a]);
+        next.starts.extend(found.iter().map(|e| e.0));
+        next.keys.extend(keys);
         for s in &layout.starts[b..] {
             next.starts.push(shift(s)?);
         }
-        next.keys.extend(layout.keys[b..].iter().copied());
+        next.keys.extend_from_slice(&layout.keys[b..]);
         let services = &mut self.config.desired.services;
-        let removed: Vec<(ServiceKey, DesiredService)> = old_keys
+        let removed: Vec<(ServiceKey, DesiredService)> = gone
             .iter()
             .filter_map(|k| services.remove(k).map(|s| (*k, s)))
             .collect();
         services.extend(desired.services);
         let undo = Undo {
+            plain: self.plain,
             layout: self.layout.replace(next),
             removed,
-            added: keys,
+            added: new_keys,
         };
-        Some((touched, undo))
+        Some((touched, parsed, undo))
     }
+}
+
+/// The line starting at `at` (without its end of line, and before `end`), and where the next
+/// one starts.
+fn line_at(text: &[u8], at: usize, end: usize) -> (&[u8], usize) {
+    let rest = &text[at..end];
+    let (mut line, next) = match memchr::memchr(b'\n', rest) {
+        Some(i) => (&rest[..i], at + i + 1),
+        None => (rest, end),
+    };
+    while let [before @ .., b'\r'] = line {
+        line = before;
+    }
+    (line, next)
+}
+
+/// [`classify`] for bytes.
+fn classify_bytes(line: &[u8]) -> Line {
+    let ind = line.iter().take_while(|b| **b == b' ').count();
+    let trimmed = &line[ind..];
+    if trimmed.is_empty() || trimmed[0] == b'#' {
+        return Line::Blank;
+    }
+    if line.starts_with(b"---") || line.starts_with(b"...") {
+        return Line::Marker;
+    }
+    let item = trimmed == b"-" || trimmed.starts_with(b"- ");
+    Line::Content(ind, item)
+}
+
+/// True when the line at `at` starts an entry at `indent`.
+fn entry_starts_at(text: &[u8], at: usize, end: usize, indent: usize) -> bool {
+    let (line, _) = line_at(text, at, end);
+    matches!(classify_bytes(line), Line::Content(i, true) if i == indent)
+}
+
+/// True when `bytes` hold one of the bytes that end the short way.
+fn has_unsafe_byte(bytes: &[u8]) -> bool {
+    memchr::memchr3(b'&', b'*', b'!', bytes).is_some()
+        || memchr::memchr2(b'%', b'\t', bytes).is_some()
+}
+
+/// An entry of an edited stretch: where it starts in the new text, and the old entry whose
+/// bytes it repeats (whose service it keeps), if any.
+type Found = (usize, Option<usize>);
+
+/// Splits the new text's stretch `start..end` into entries at `indent` (as [`scan_region`]
+/// would), pairing each with the old entry of `a..b` it repeats byte for byte when that is the
+/// old entry in its place or the one after (most edits keep the order): an old entry's bytes
+/// are not looked at line by line again, nor the lines of the new entries that repeat them.
+/// Returns where the blank lines before the first entry end, and each entry's start with its
+/// old entry; `None` when the stretch is not whole entries.
+fn split<'o>(
+    new: &[u8],
+    start: usize,
+    end: usize,
+    indent: usize,
+    a: usize,
+    b: usize,
+    old: &impl Fn(usize) -> &'o [u8],
+) -> Option<(usize, Vec<Found>)> {
+    let mut p = start;
+    while p < end {
+        let (line, next) = line_at(new, p, end);
+        match classify_bytes(line) {
+            Line::Blank => p = next,
+            Line::Content(i, true) if i == indent => break,
+            _ => return None,
+        }
+    }
+    let head_end = p;
+    let mut found = vec![];
+    let mut cursor = a;
+    while p < end {
+        // `p` starts an entry.
+        let same = |j: usize| {
+            let o = old(j);
+            let q = p + o.len();
+            q <= end
+                && new[p..q] == *o
+                && (q == end || (o.last() == Some(&b'\n') && entry_starts_at(new, q, end, indent)))
+        };
+        if let Some(j) = (cursor..b.min(cursor + 2)).find(|&j| same(j)) {
+            found.push((p, Some(j)));
+            p += old(j).len();
+            cursor = j + 1;
+            continue;
+        }
+        found.push((p, None));
+        let (_, mut next) = line_at(new, p, end);
+        while next < end {
+            let (line, after) = line_at(new, next, end);
+            match classify_bytes(line) {
+                Line::Blank => {}
+                Line::Content(i, _) if i > indent => {}
+                Line::Content(i, true) if i == indent => break,
+                _ => return None,
+            }
+            next = after;
+        }
+        p = next;
+    }
+    Some((head_end, found))
+}
+
+/// Pairs the new entries [`split`] left alone with old entries of `a..b` of the same bytes
+/// (entries moved), each old entry once (an entry written twice is a duplicate, the parser's to
+/// report). Returns which old entries (from `a`) are paired.
+fn pair_moved<'o>(
+    new: &[u8],
+    found: &mut [Found],
+    end: usize,
+    a: usize,
+    b: usize,
+    old: &impl Fn(usize) -> &'o [u8],
+) -> Vec<bool> {
+    let mut used = vec![false; b - a];
+    for j in found.iter().filter_map(|e| e.1) {
+        used[j - a] = true;
+    }
+    let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([end]).collect();
+    let mut index: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for j in (a..b).filter(|j| !used[j - a]) {
+        index.entry(old(j)).or_default().push(j);
+    }
+    if index.is_empty() {
+        return used;
+    }
+    for (e, to) in found.iter_mut().zip(ends) {
+        if e.1.is_some() {
+            continue;
+        }
+        let bytes = &new[e.0..to];
+        if let Some(j) = index
+            .get(bytes)
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|j| !used[j - a])
+        {
+            used[j - a] = true;
+            e.1 = Some(j);
+        }
+    }
+    used
 }
 
 #[cfg(test)]
@@ -535,6 +783,38 @@ mod tests {
             .zip(b.iter().rev())
             .take_while(|(x, y)| x == y)
             .count()
+    }
+
+    /// Looking for an `include` only where the text changed finds what looking through the
+    /// whole text finds, for a text that had none: the word written across the change's
+    /// edges, in it, next to it, and a backslash or a quote added beside the other.
+    #[test]
+    fn an_include_is_found_where_the_text_changed() {
+        let olds = [
+            "services:\n  - address: incl\n    x: ude\n",
+            "a: \"q\"\nb: inc\nc: lude\n",
+            "a: \\x\nb: includ\nc: nclude\n",
+            "",
+        ];
+        let pieces = [
+            "", "include", "inc", "lude", "i", "e", "\\", "\"", "x\n", "includ",
+        ];
+        for old in olds {
+            assert!(!crate::include::may_include(old.as_bytes()));
+            for at in 0..=old.len() {
+                for cut in 0..=3.min(old.len() - at) {
+                    for piece in pieces {
+                        let new = format!("{}{piece}{}", &old[..at], &old[at + cut..]);
+                        let (prefix, suffix) = bounds(old.as_bytes(), new.as_bytes());
+                        assert_eq!(
+                            crate::include::may_include_edited(new.as_bytes(), prefix, suffix),
+                            crate::include::may_include(new.as_bytes()),
+                            "{old:?} -> {new:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -102,6 +102,14 @@ enum Edit {
     Loopback(usize),
     /// A real's weight made empty (null), which is an error, not the default.
     NullWeight(usize),
+    /// A weight set on the first and the last service (an edit at both ends).
+    Ends(u8),
+    /// A service moved elsewhere.
+    Move(usize, usize),
+    /// A copy of a service inserted elsewhere (a duplicate).
+    Duplicate(usize, usize),
+    /// Two services swapped.
+    Swap(usize, usize),
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -136,6 +144,10 @@ fn edit() -> impl Strategy<Value = Edit> {
             .prop_map(|(a, c)| Edit::Char(a, c)),
         any::<usize>().prop_map(Edit::Loopback),
         any::<usize>().prop_map(Edit::NullWeight),
+        (0u8..9).prop_map(Edit::Ends),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Move(a, b)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Duplicate(a, b)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Swap(a, b)),
     ]
 }
 
@@ -158,6 +170,26 @@ fn apply(services: &mut Vec<Svc>, e: &Edit, text: &mut Option<String>) {
         Edit::AddReal(a, r) if n > 0 => services[a % n].reals.push(r.clone()),
         Edit::Rename(a, name) if n > 0 => services[a % n].name = Some(*name),
         Edit::Readdress(a, v) if n > 0 => services[a % n].vip = *v,
+        Edit::Ends(w) if n > 0 => {
+            for i in [0, n - 1] {
+                match services[i].reals.first_mut() {
+                    Some(r) => r.weight = Some(*w),
+                    None => services[i].reals.push(Real {
+                        host: 1,
+                        weight: Some(*w),
+                    }),
+                }
+            }
+        }
+        Edit::Move(a, b) if n > 0 => {
+            let s = services.remove(a % n);
+            services.insert(b % n, s);
+        }
+        Edit::Duplicate(a, b) if n > 0 => {
+            let s = services[a % n].clone();
+            services.insert(b % (n + 1), s);
+        }
+        Edit::Swap(a, b) if n > 0 => services.swap(a % n, b % n),
         Edit::Garbage(a) => {
             if let Some(t) = text {
                 let at = a % (t.len() + 1);
@@ -209,10 +241,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
     #[test]
     fn rereading_an_edit_equals_a_full_parse(
-        services in proptest::collection::vec(svc(), 1..8),
+        services in proptest::collection::vec(svc(), 1..12),
         indent in prop_oneof![Just(0usize), Just(2), Just(4)],
         host in proptest::option::of(any::<bool>()),
-        edits in proptest::collection::vec(edit(), 1..4),
+        edits in proptest::collection::vec(proptest::collection::vec(edit(), 1..3), 1..4),
     ) {
         let before = render(&services, indent, host);
         let Ok(mut loaded) = Loaded::parse(before.clone(), "lvsd.yaml", None) else {
@@ -221,13 +253,18 @@ proptest! {
         };
         let mut model = services.clone();
         let mut text = Some(render(&model, indent, host));
-        for e in &edits {
+        for step in &edits {
+            // Several edits at once: at both ends, in the middle, entries moved.
             let mut next_model = model.clone();
             let mut scratch = None;
-            apply(&mut next_model, e, &mut scratch);
+            for e in step {
+                apply(&mut next_model, e, &mut scratch);
+            }
             let mut next = render(&next_model, indent, host);
             let mut t = Some(next.clone());
-            apply(&mut Vec::new(), e, &mut t);
+            for e in step {
+                apply(&mut Vec::new(), e, &mut t);
+            }
             if let Some(t) = t {
                 next = t;
             }
@@ -294,7 +331,7 @@ fn a_one_line_edit_is_read_in_place_and_can_be_undone() {
         "      - address: 10.1.0.2\n        weight: 3\n",
         1,
     );
-    let Reread::Edited { touched, undo } = loaded
+    let Reread::Edited { touched, undo, .. } = loaded
         .reread(edited.clone().into_bytes(), "lvsd.yaml", None)
         .unwrap()
     else {
@@ -385,4 +422,196 @@ fn a_file_with_checks_everywhere_is_read_in_place_too() {
     };
     assert_eq!(touched.len(), 1);
     assert_eq!(loaded.config, config::parse(&added, "lvsd.yaml").unwrap());
+}
+
+/// The benchmark's file (tests/bench/lvsd-bench.sh `gen_yaml`): `n` services of `reals` reals,
+/// each with a tcp check.
+fn bench_file(n: usize, reals: usize) -> String {
+    let mut t = String::from("services:\n");
+    for i in 0..n {
+        t.push_str(&format!(
+            "  - address: 10.1.{}.{}:80\n    scheduler: wlc\n    check:\n      type: tcp\n      interval: 2s\n      timeout: 1s\n      initial: up\n    reals:\n",
+            i / 250,
+            i % 250 + 1
+        ));
+        for j in 1..=reals {
+            t.push_str(&format!(
+                "      - address: 10.2.{}.{}\n",
+                j / 250,
+                j % 250 + 1
+            ));
+        }
+    }
+    t
+}
+
+/// The file with a weight on the first real of the first service (the benchmark's one-line
+/// edit) and, with `last`, on the first real of the last service too.
+fn weighted(text: &str, w: u8, last: bool) -> String {
+    let line = "      - address: 10.2.0.2\n";
+    let with = format!("{line}        weight: {w}\n");
+    let mut t = text.replacen(line, &with, 1);
+    if last {
+        let at = t.rfind(line).unwrap();
+        t.replace_range(at..at + line.len(), &with);
+    }
+    t
+}
+
+/// Timings of an in-place read of the benchmark's 10,000 × 10 file with checks, as the daemon
+/// reads it (from the file, into the kept buffer): `cargo test --release -p lvsd-config --test
+/// incremental -- --ignored --nocapture timing`.
+#[test]
+#[ignore]
+fn timing_of_an_edit_of_a_large_file() {
+    let dir = std::env::temp_dir().join(format!("lvsd-incr-timing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lvsd.yaml");
+    let base = bench_file(10_000, 10);
+    std::fs::write(&path, &base).unwrap();
+    let mut seen = config::Stamp::default();
+    let t = std::time::Instant::now();
+    let mut loaded = Loaded::load(&path, None, &mut seen).unwrap();
+    eprintln!("cold load of {} bytes: {:?}", base.len(), t.elapsed());
+    let mut time = |name: &str, text: &str, loaded: &mut Loaded| {
+        let tmp = dir.join("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let t = std::time::Instant::now();
+        let r = loaded.reread_file(&path, None, &mut seen).unwrap();
+        let took = t.elapsed();
+        let how = match &r {
+            Reread::Same => "same".to_owned(),
+            Reread::Edited { touched, .. } => format!("in place, {} touched", touched.len()),
+            Reread::Whole(_) => "whole".to_owned(),
+        };
+        if let Reread::Whole(l) = r {
+            loaded.replace(*l);
+        }
+        eprintln!("{name}: {took:?} ({how})");
+    };
+    for round in 0..3u8 {
+        time(
+            "one-line edit",
+            &weighted(&base, 3 + round, false),
+            &mut loaded,
+        );
+        time("back", &base, &mut loaded);
+        time(
+            "edit at both ends",
+            &weighted(&base, 3 + round, true),
+            &mut loaded,
+        );
+        time("back", &base, &mut loaded);
+    }
+    assert_eq!(loaded.config, config::parse(&base, "lvsd.yaml").unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The entries of `text`'s `services`, each with the blank lines after it, and the text before.
+fn entries_of(text: &str) -> (String, Vec<String>) {
+    let mut parts = text.split_inclusive('\n');
+    let head: String = parts.by_ref().take(1).collect();
+    let mut entries: Vec<String> = vec![];
+    for line in parts {
+        match entries.last_mut() {
+            Some(e) if !line.starts_with("  - ") => e.push_str(line),
+            _ => entries.push(line.to_owned()),
+        }
+    }
+    (head, entries)
+}
+
+/// Reads `next` after `loaded`: what a full parse gives, and how many entries were parsed
+/// (`None`: not in place).
+fn reread_counted(loaded: &mut Loaded, next: &str) -> Option<usize> {
+    let expect = config::parse(next, "lvsd.yaml").map_err(|e| e.to_string());
+    match loaded.reread(next.as_bytes().to_vec(), "lvsd.yaml", None) {
+        Ok(Reread::Edited { parsed, .. }) => {
+            assert_eq!(Ok(loaded.config.clone()), expect);
+            Some(parsed)
+        }
+        Ok(Reread::Whole(l)) => {
+            assert_eq!(Ok(l.config.clone()), expect);
+            loaded.replace(*l);
+            None
+        }
+        Ok(Reread::Same) => panic!("the text changed"),
+        Err(e) => {
+            assert_eq!(Err(e.to_string()), expect);
+            None
+        }
+    }
+}
+
+/// "An edit at both ends of a large file must not parse everything between them" (issue 29):
+/// only the entries whose text is new are parsed, wherever they are.
+#[test]
+fn only_entries_whose_text_is_new_are_parsed() {
+    let base = bench_file(2_000, 10);
+    let mut loaded = Loaded::parse(base.clone(), "lvsd.yaml", None).unwrap();
+    assert!(loaded.incremental());
+    // Both ends.
+    let ends = weighted(&base, 3, true);
+    assert_eq!(reread_counted(&mut loaded, &ends), Some(2));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(2));
+    // Both ends and the middle.
+    let (head, entries) = entries_of(&base);
+    let mut e = entries.clone();
+    for i in [0, 1_000, 1_999] {
+        e[i] = e[i].replace("scheduler: wlc", "scheduler: rr");
+    }
+    let three = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &three), Some(3));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(3));
+    // An entry moved from the start to the end, and back: nothing to parse.
+    let mut e = entries.clone();
+    let first = e.remove(0);
+    e.push(first);
+    let moved = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &moved), Some(0));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(0));
+    // Two swapped.
+    let mut e = entries.clone();
+    e.swap(3, 1_500);
+    let swapped = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &swapped), Some(0));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(0));
+    // A new entry between two old ones, at both ends.
+    let new_entry = "  - address: 10.9.9.9:80\n    reals:\n      - address: 10.2.0.2\n";
+    let mut e = entries.clone();
+    e.insert(1_000, new_entry.to_owned());
+    e.insert(1, new_entry.replace("10.9.9.9", "10.9.9.8"));
+    let inserted = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &inserted), Some(2));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(0));
+    // An entry written twice: refused, as the full parse refuses it, and nothing changes.
+    let before = loaded.config.clone();
+    let mut e = entries.clone();
+    e.insert(1_000, entries[5].clone());
+    let twice = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &twice), None);
+    assert_eq!(loaded.config, before);
+    // Twice, the copy edited in between the two.
+    let mut e = entries.clone();
+    e.insert(6, entries[5].clone());
+    e.insert(6, new_entry.to_owned());
+    let between = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &between), None);
+    assert_eq!(loaded.config, before);
+    // A service's text changed at both ends to what the other had: both parsed.
+    let mut e = entries.clone();
+    e.swap(0, 1_999);
+    e[0] = e[0].replace("10.2.0.2\n", "10.2.0.2\n        weight: 2\n");
+    let mixed = format!("{head}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &mixed), Some(1));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(1));
+    // The last entry ending without an end of line, moved to the middle.
+    let cut = base.trim_end_matches('\n').to_owned();
+    assert_eq!(reread_counted(&mut loaded, &cut), Some(1));
+    let (head2, mut e) = entries_of(&cut);
+    let last = e.pop().unwrap();
+    e.insert(10, format!("{last}\n"));
+    let mid = format!("{head2}{}", e.concat());
+    assert_eq!(reread_counted(&mut loaded, &mid), Some(1));
 }

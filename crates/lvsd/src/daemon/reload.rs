@@ -67,11 +67,15 @@ async fn take<I: Io>(
     started: std::time::Instant,
 ) -> Reloaded {
     let current = loaded.insert(current);
-    tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), in_place = matches!(reread, Ok(Reread::Edited { .. })), "read and validated the config");
+    let parsed = match &reread {
+        Ok(Reread::Edited { parsed, .. }) => Some(*parsed),
+        _ => None,
+    };
+    tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), in_place = parsed.is_some(), entries_parsed = ?parsed, "read and validated the config");
     let path = &settings.config;
     let touched = match reread {
         Ok(Reread::Same) => return Reloaded::Unchanged,
-        Ok(Reread::Edited { touched, undo }) => {
+        Ok(Reread::Edited { touched, undo, .. }) => {
             if touched.is_empty() {
                 return Reloaded::Unchanged;
             }
