@@ -273,7 +273,8 @@ for n in $SIZES; do
     listen_reals a$n "$REALS"
     gen_yaml "$n" "$REALS" 10m >$B/base.yaml; cp $B/base.yaml $B/live/lvsd.yaml
     DLOG=info,lvsd::timing=debug daemon a$n $B/live/lvsd.yaml $B/st-$n $B/daemon-chk.log
-    wait_for 600 sh -c "[ \"\$(cat $B/accepted-a$n 2>/dev/null)\" -ge $((n * REALS)) ] 2>/dev/null"
+    # Every service checks the same reals: one probe a real (shared), every 10 minutes, from a
+    # phase spread over the interval; nothing to wait for.
     sleep 5
     chk_edits=$(three_edits a$n $B/live/lvsd.yaml | tr '\n' ' ')
     ends=""
