@@ -88,16 +88,7 @@ pub fn parse(text: &str) -> Result<Option<Withdrawal>, String> {
 
 /// Loads the record of state directory `dir`; a missing one means in rotation.
 pub fn load(dir: &Path) -> Result<Option<Withdrawal>, Unreadable> {
-    let p = dir.join(RECORD);
-    let unreadable = |why: String| Unreadable {
-        path: p.display().to_string(),
-        why,
-    };
-    match crate::state_file::read(&p) {
-        Ok(text) => parse(&text).map_err(unreadable),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(unreadable(e.to_string())),
-    }
+    crate::state_file::load_with(dir, RECORD, parse)
 }
 
 /// Saves the record atomically and durably.

@@ -124,16 +124,7 @@ pub fn parse(text: &str) -> Result<Overrides, String> {
 
 /// Loads the overrides of state directory `dir`; a missing record means none.
 pub fn load(dir: &Path) -> Result<Overrides, Unreadable> {
-    let p = dir.join(RECORD);
-    let unreadable = |why: String| Unreadable {
-        path: p.display().to_string(),
-        why,
-    };
-    match crate::state_file::read(&p) {
-        Ok(text) => parse(&text).map_err(unreadable),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Overrides::default()),
-        Err(e) => Err(unreadable(e.to_string())),
-    }
+    crate::state_file::load_with(dir, RECORD, parse)
 }
 
 /// Saves the overrides atomically and durably (they survive a restart, and a reboot where the

@@ -524,8 +524,9 @@ pub struct Unreadable {
     pub why: String,
 }
 
-/// Reads record `name` of `dir`; a missing file means lvsd owns nothing yet.
-fn load_with<T: Default, E: std::fmt::Display>(
+/// Reads record `name` of `dir`; a missing file means the record's default (lvsd owns nothing
+/// yet, no override, in rotation).
+pub(crate) fn load_with<T: Default, E: std::fmt::Display>(
     dir: &Path,
     name: &str,
     parse: fn(&str) -> Result<T, E>,

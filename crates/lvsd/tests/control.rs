@@ -68,6 +68,23 @@ fn outcome(out: &Output) -> (i32, String, String) {
     )
 }
 
+/// Starts the daemon on `cfg`, which must refuse to start: what it said.
+fn refused_start(dir: &Path, cfg: &Path) -> String {
+    let mut c = lvsd()
+        .args(["run", "-c"])
+        .arg(cfg)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!c.wait().unwrap().success(), "it started: {err}");
+    err
+}
+
 /// The metrics text at `addr`.
 fn scrape(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -214,18 +231,7 @@ fn root_sets_lists_and_clears_overrides_that_survive_a_restart() {
     drop(d);
     // A damaged record stops the start: it never means "no overrides".
     std::fs::write(dir.join("state/overrides"), "{ not json").unwrap();
-    let mut c = lvsd()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = String::new();
-    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(!c.wait().unwrap().success());
+    let err = refused_start(&dir, &cfg);
     assert!(err.contains("the overrides record"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -378,18 +384,7 @@ fn a_director_leaves_rotation_and_stays_out_across_a_restart_until_it_is_brought
     assert!(record.contains("\"withdrawal\": null"), "{record}");
     // A damaged record stops the start: the director must not come back by itself.
     std::fs::write(dir.join("state/director"), "{ not json").unwrap();
-    let mut c = lvsd()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = String::new();
-    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(!c.wait().unwrap().success());
+    let err = refused_start(&dir, &cfg);
     assert!(err.contains("the director record"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,8 +4,7 @@
 use super::*;
 use crate::overrides::Request;
 
-/// How often `drain --director --wait` asks where the director stands.
-const WAIT_POLL: Duration = Duration::from_secs(1);
+use super::overrides::WAIT_POLL;
 
 /// `lvsd drain --director`: out of rotation; with `wait`, waits (at most that long) until the
 /// daemon finds the director drained.
@@ -85,11 +84,7 @@ async fn wait_drained(c: &ControlArgs, timeout: Duration) -> Result<(bool, serde
             return Ok((false, report(false)));
         }
         if state != last {
-            if c.json {
-                errln!("waiting ({elapsed} s): {state}");
-            } else {
-                outln!("waiting ({elapsed} s): {state}");
-            }
+            super::overrides::say_waiting(c, elapsed, &state);
             last = state;
         }
         tokio::time::sleep(WAIT_POLL).await;

@@ -4,8 +4,19 @@
 use super::*;
 use crate::overrides::Request;
 
-/// How often `drain --wait` asks for the connection counts.
-const WAIT_POLL: Duration = Duration::from_secs(1);
+/// How often `drain --wait` asks for the connection counts (and `drain --director --wait`
+/// where the director stands).
+pub(super) const WAIT_POLL: Duration = Duration::from_secs(1);
+
+/// A wait's progress, when it changed: on standard output for people, on standard error
+/// under `--json` (whose standard output is the one document at the end).
+pub(super) fn say_waiting(c: &ControlArgs, elapsed: u64, progress: &str) {
+    if c.json {
+        errln!("waiting ({elapsed} s): {progress}");
+    } else {
+        outln!("waiting ({elapsed} s): {progress}");
+    }
+}
 
 /// `lvsd drain` (no weight) and `lvsd weight`: sets the override; with `wait`, waits (at most
 /// that long) for the drained reals' connections to end.
@@ -145,11 +156,7 @@ async fn wait_idle(
             return Ok((false, report(false)));
         }
         if progress != last {
-            if c.json {
-                errln!("waiting ({elapsed} s): {progress}");
-            } else {
-                outln!("waiting ({elapsed} s): {progress}");
-            }
+            say_waiting(c, elapsed, &progress);
             last = progress;
         }
         tokio::time::sleep(WAIT_POLL).await;
