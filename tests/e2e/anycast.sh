@@ -7,43 +7,12 @@
 # its real server: with the sync daemon, and without it (mh with mh-port, sloppy TCP).
 # Ends with a "test result:" line.
 . ./checks.sh
-IP=/sbin/ip
 E=/tmp/anycast
 VIP=10.99.0.50
 rm -rf $E; mkdir -p $E
-on() { h=$1; shift; $IP netns exec "$h" "$@"; }
+. ./routed-lab.sh
+routed_lab_up dir1:11 dir2:12
 
-for ns in $($IP netns list | awk '{print $1}'); do
-  for pid in $($IP netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-  $IP netns del "$ns"
-done
-$IP link del br0 2>/dev/null; $IP link del br1 2>/dev/null
-i=0; while $IP -o link show | grep -q 'veth-' && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-
-# Two LANs: br0 for the router, the directors and the real servers; br1 for the client.
-for br in br0 br1; do $IP link add $br type bridge; $IP link set $br up; done
-port() { # ns bridge device address/len
-  $IP link add "v-$1-$3" type veth peer name "$3" netns "$1"
-  $IP link set "v-$1-$3" master "$2" up
-  $IP -n "$1" addr add "$4" dev "$3"
-  $IP -n "$1" link set "$3" up
-}
-node() { $IP netns add "$1"; $IP -n "$1" link set lo up; }
-node router; port router br0 eth0 172.16.1.1/24; port router br1 eth1 192.168.0.1/24
-on router sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv4/fib_multipath_hash_policy'
-node client; port client br1 eth0 192.168.0.2/24; $IP -n client route add default via 192.168.0.1
-for n in dir1:11 dir2:12 rs1:101 rs2:102; do
-  node "${n%:*}"; port "${n%:*}" br0 eth0 "172.16.1.${n#*:}/24"
-  $IP -n "${n%:*}" route add default via 172.16.1.1
-done
-
-# A web page and an echo service on each real server, each saying who answers.
-for rs in rs1 rs2; do
-  mkdir -p $E/www-$rs; echo "<h1>this is $rs</h1>" >$E/www-$rs/index.html
-  on $rs busybox httpd -p 80 -h $E/www-$rs
-  printf '#!/bin/sh\necho "this is %s"\nexec cat\n' "$rs" >$E/echo-$rs.sh; chmod 755 $E/echo-$rs.sh
-  on $rs busybox nc -ll -p 7000 -e $E/echo-$rs.sh &
-done
 # A director's check fails while /tmp/anycast/fail-<director> exists.
 printf '#!/bin/sh\n[ ! -e %s/fail-$1 ]\n' "$E" >$E/check.sh; chmod 755 $E/check.sh
 
@@ -76,27 +45,10 @@ $extra_reals
 YAML
 }
 SYNC='  sync: {interface: eth0, id: 52}'
-bird_director() { # name address
-  cat <<BIRD
-router id $2;
-protocol device { scan time 2; }
-protocol direct lvsd_vips { ipv4; interface "lvsd0"; }
-protocol bgp upstream {
-  local $2 as 65001;
-  neighbor 172.16.1.1 as 65000;
-  connect retry time 1;
-  hold time 6;
-  keepalive time 2;
-  ipv4 { import none; export where source = RTS_DEVICE && net.len = 32; };
-}
-BIRD
-}
-sed -e 's/log syslog all;//' -e 's/hold time 9;/hold time 6; keepalive time 2; connect retry time 1;/' \
-  -e 's/scan time 10;/scan time 2;/' bird-router.conf >$E/router.conf
-on router bird -c $E/router.conf -s $E/router.ctl -P $E/router.pid
+router_up
 for d in dir1:172.16.1.11 dir2:172.16.1.12; do
   n=${d%:*}; mkdir -p $E/$n
-  bird_director "$n" "${d#*:}" >$E/$n/bird.conf
+  bird_director "${d#*:}" >$E/$n/bird.conf
   on $n bird -c $E/$n/bird.conf -s $E/$n/bird.ctl -P $E/$n/bird.pid
   conf $n "$SYNC" >$E/$n/lvsd.yaml
   check "$n: lvsd check accepts the active-active config" ./lvsd check -c $E/$n/lvsd.yaml
