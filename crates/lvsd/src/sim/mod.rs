@@ -21,6 +21,8 @@
 //! The same seed gives the same schedule and the same outcome: a failure prints its seed, and
 //! `LVSD_SIM_SEED=<seed> cargo test -p lvsd sim:: -- --nocapture` replays it with its trace.
 
+#[cfg(test)]
+mod bench;
 mod daemon;
 pub(crate) mod world;
 
