@@ -113,6 +113,19 @@ fn cold_apply_10000_by_10() {
          share without the simulated writes about {:?})",
         t_pass.saturating_sub(t_sim)
     );
+    // One more pass with the engine's own timing log (`lvsd::timing`), step by step.
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("lvsd::timing=debug"))
+        .with_writer(std::io::stdout)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(log, || {
+        let world = Rc::new(RefCell::new(World::new(1_700_000_000, 10)));
+        let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
+        rt.block_on(engine.converge(&cfg, &cfg.desired, &PassSpec::everything(false, &unable)))
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 
