@@ -56,8 +56,104 @@ fn outside_subset(line: &str) -> bool {
     })
 }
 
-/// Splits the text into meaningful lines; `None` when a byte outside the subset appears.
-fn lines(text: &str) -> Option<Vec<Line<'_>>> {
+/// How a read is spread over threads: the file's lines are split from `lines_from` bytes on,
+/// its `services` from `services_from` entries on, each over `workers` threads. The result is
+/// the same however it is spread (a property test holds the spread read to the sequential
+/// one, problems included); only large files are worth the threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Split {
+    /// Files of this many bytes or more have their lines found by several threads.
+    pub lines_from: usize,
+    /// Lists of this many services or more are read by several threads.
+    pub services_from: usize,
+    /// Threads to spread over (1: all on the caller's).
+    pub workers: usize,
+}
+
+impl Split {
+    /// As lvsd reads: several threads for a large file (the cores there are, up to 4).
+    pub(crate) fn auto() -> Split {
+        Split {
+            lines_from: PARALLEL_BYTES,
+            services_from: PARALLEL_FROM,
+            workers: std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(4),
+        }
+    }
+
+    /// Everything on the caller's thread.
+    pub(crate) fn sequential() -> Split {
+        Split {
+            lines_from: usize::MAX,
+            services_from: usize::MAX,
+            workers: 1,
+        }
+    }
+
+    /// Spread over `workers` threads at any size, for tests.
+    pub(crate) fn forced(workers: usize) -> Split {
+        Split {
+            lines_from: 0,
+            services_from: 2,
+            workers,
+        }
+    }
+}
+
+/// Files from this many bytes on have their lines found by several threads.
+const PARALLEL_BYTES: usize = 1 << 20;
+
+/// Splits the text into meaningful lines; `None` when a byte outside the subset appears. A
+/// large text is cut at line ends into a run for each worker, each run's lines found on a
+/// thread of its own and numbered as the whole text numbers them.
+fn lines(text: &str, split: Split) -> Option<Vec<Line<'_>>> {
+    if text.len() < split.lines_from || split.workers < 2 {
+        return lines_in(text);
+    }
+    // Cut after a line end, so each run holds whole lines; the line end stays with the run
+    // before the cut (whose last, empty piece holds no line).
+    let bytes = text.as_bytes();
+    let mut cuts = vec![0];
+    for k in 1..split.workers {
+        let from = (text.len() * k / split.workers).max(cuts.last().copied().unwrap_or(0));
+        match bytes[from..].iter().position(|&b| b == b'\n') {
+            Some(i) => cuts.push(from + i + 1),
+            None => break,
+        }
+    }
+    cuts.push(text.len());
+    cuts.dedup();
+    let runs: Vec<&str> = cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+    // Each run's lines, and how many line ends it holds (what the next run's numbers start
+    // after).
+    let parts: Vec<Option<(Vec<Line<'_>>, u64)>> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = runs
+            .iter()
+            .map(|run| {
+                scope.spawn(move || {
+                    let ends = run.bytes().filter(|&b| b == b'\n').count() as u64;
+                    lines_in(run).map(|l| (l, ends))
+                })
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().ok().flatten()).collect()
+    });
+    let mut out = Vec::with_capacity(parts.iter().flatten().map(|(l, _)| l.len()).sum());
+    let mut before = 0u64;
+    for part in parts {
+        let (lines, ends) = part?;
+        out.extend(lines.into_iter().map(|l| Line {
+            no: l.no + before,
+            ..l
+        }));
+        before += ends;
+    }
+    Some(out)
+}
+
+/// [`lines`] on one thread.
+fn lines_in(text: &str) -> Option<Vec<Line<'_>>> {
     let mut out = Vec::with_capacity(text.len() / 24);
     for (i, raw) in text.split('\n').enumerate() {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
@@ -65,16 +161,19 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
             return None;
         }
         // An empty list written `key: []` (as `lvsd export` writes a service without reals),
-        // and no other bracket on the line.
-        let empty_list = raw.matches('[').count() == 1
-            && raw.matches(']').count() == 1
-            && raw
-                .split(" #")
-                .next()
-                .is_some_and(|t| t.trim_end_matches(' ').ends_with(": []"));
-        if raw.bytes().any(|b| {
-            matches!(b, b'[' | b']') && !empty_list
-                || matches!(
+        // and no other bracket on the line (looked at only on a line with a bracket).
+        let empty_list = || {
+            raw.matches('[').count() == 1
+                && raw.matches(']').count() == 1
+                && raw
+                    .split(" #")
+                    .next()
+                    .is_some_and(|t| t.trim_end_matches(' ').ends_with(": []"))
+        };
+        let bracket = raw.bytes().any(|b| matches!(b, b'[' | b']'));
+        if bracket && !empty_list()
+            || raw.bytes().any(|b| {
+                matches!(
                     b,
                     b'\t'
                         | b'&'
@@ -92,7 +191,8 @@ fn lines(text: &str) -> Option<Vec<Line<'_>>> {
                         | b'?'
                         | b','
                 )
-        }) {
+            })
+        {
             return None;
         }
         let text = match raw.find('#') {
@@ -288,11 +388,11 @@ fn text(node: &Node<'_>) -> Option<Spanned<String>> {
     let Node::Scalar(s, loc) = node else {
         return None;
     };
-    let lower = s.to_ascii_lowercase();
-    let special = matches!(
-        lower.as_str(),
-        "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
-    );
+    let special = [
+        "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n",
+    ]
+    .iter()
+    .any(|w| s.eq_ignore_ascii_case(w));
     let first = s.as_bytes().first()?;
     // Starting like a number, it is taken only when no YAML schema could read a number in it:
     // an address (a `:` or two dots: 10.0.0.1, 10.0.0.1:80) or a duration (30s, 1m30s).
@@ -483,7 +583,12 @@ fn host(node: &Node<'_>) -> Option<Spanned<RawHost>> {
 /// Reads `text` if it keeps to the subset, validating each service as it goes (as the YAML
 /// path does); `None` sends the caller to serde-saphyr.
 pub(crate) fn read<const COUNT: bool>(text: &str) -> Option<RawFile<COUNT>> {
-    let lines = lines(text)?;
+    read_with::<COUNT>(text, Split::auto())
+}
+
+/// [`read`], spread over threads as `split` says.
+pub(crate) fn read_with<const COUNT: bool>(text: &str, split: Split) -> Option<RawFile<COUNT>> {
+    let lines = lines(text, split)?;
     let mut r = Reader {
         lines: &lines,
         at: 0,
@@ -513,7 +618,7 @@ pub(crate) fn read<const COUNT: bool>(text: &str) -> Option<RawFile<COUNT>> {
                     column: next.indent as u64 + 1,
                 };
                 file.services = Some(Spanned::new(
-                    Services(services(&lines[r.at..end], next.indent, COUNT)?),
+                    Services(services(&lines[r.at..end], next.indent, COUNT, split)?),
                     loc,
                 ));
                 r.at = end;
@@ -528,12 +633,12 @@ pub(crate) fn read<const COUNT: bool>(text: &str) -> Option<RawFile<COUNT>> {
 /// Reads a stretch of a file that holds whole entries of `services` and nothing else (lines
 /// counted from its start): what an in-place edit parses again.
 pub(crate) fn read_services(text: &str) -> Option<Collected> {
-    let lines = lines(text)?;
+    let lines = lines(text, Split::auto())?;
     let first = lines.first()?;
     if !is_item(first.text) || block_end(&lines, 0, first.indent) != lines.len() {
         return None;
     }
-    services(&lines, first.indent, false)
+    services(&lines, first.indent, false, Split::auto())
 }
 
 /// Where the list whose `- ` marks stand at `indent`, starting at line `from`, ends.
@@ -553,17 +658,15 @@ const PARALLEL_FROM: usize = 2048;
 
 /// Reads and validates the entries of `services` (exactly `lines`, entries at `indent`);
 /// `count` to count the valid ones instead of keeping them.
-fn services(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collected> {
+fn services(lines: &[Line<'_>], indent: usize, count: bool, split: Split) -> Option<Collected> {
     let starts: Vec<usize> = lines
         .iter()
         .enumerate()
         .filter(|(_, l)| l.indent == indent)
         .map(|(i, _)| i)
         .collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(4);
-    if starts.len() < PARALLEL_FROM || workers < 2 {
+    let workers = split.workers;
+    if starts.len() < split.services_from || workers < 2 {
         return services_in(lines, indent, count);
     }
     let per = starts.len().div_ceil(workers);
@@ -589,6 +692,12 @@ fn services(lines: &[Line<'_>], indent: usize, count: bool) -> Option<Collected>
         if !out.append(part?) {
             return None;
         }
+    }
+    // An identity in two parts: each part's checker saw only its own entries, so the
+    // duplicate is not among the problems (and the problems elsewhere would be said without
+    // it): serde-saphyr's path reports it with both lines, as one reading does.
+    if !out.unique() {
+        return None;
     }
     Some(out)
 }

@@ -317,7 +317,12 @@ pub(crate) fn read_at(
     seen: &mut Stamp,
 ) -> Result<Generation, Error> {
     let shown_main = printable(&main.display().to_string()).into_owned();
-    let (parsed, patterns) = crate::parse_main(text, &main.display().to_string(), role, true);
+    let (parsed, patterns) = crate::parse_main(
+        text,
+        &main.display().to_string(),
+        role,
+        Some(crate::fast::Split::auto()),
+    );
     let Some(patterns) = patterns else {
         let (config, entries) = parsed?;
         return Ok(Generation {

@@ -414,7 +414,22 @@ pub fn parse_as(text: &str, path: &str, role: Option<Role>) -> Result<Config, Er
 /// fast reader to it.
 #[doc(hidden)]
 pub fn parse_with_yaml_library(text: &str, path: &str) -> Result<Config, Error> {
-    parse_inner(text, path, None, false).map(|(c, _)| c)
+    parse_inner(text, path, None, None).map(|(c, _)| c)
+}
+
+/// [`parse`] with the fast reader on the caller's thread only. For tests that hold the read
+/// spread over threads to it.
+#[doc(hidden)]
+pub fn parse_sequentially(text: &str, path: &str) -> Result<Config, Error> {
+    parse_inner(text, path, None, Some(fast::Split::sequential())).map(|(c, _)| c)
+}
+
+/// [`parse`] with the fast reader spread over `workers` threads whatever the file's size (its
+/// lines cut into a run per thread, its services too from two on). For tests that hold it to
+/// [`parse_sequentially`].
+#[doc(hidden)]
+pub fn parse_spread(text: &str, path: &str, workers: usize) -> Result<Config, Error> {
+    parse_inner(text, path, None, Some(fast::Split::forced(workers))).map(|(c, _)| c)
 }
 
 /// True when the fast reader reads `text` itself (valid or not, in its subset). For tests.
@@ -454,7 +469,7 @@ pub(crate) fn parse_entries(
     path: &str,
     role: Option<Role>,
 ) -> Result<(Config, Entries), Error> {
-    parse_inner(text, path, role, true)
+    parse_inner(text, path, role, Some(fast::Split::auto()))
 }
 
 /// The result of validation: the config, or its problems (the first [`MAX_SHOWN`]). `None`
@@ -489,11 +504,12 @@ fn finish(
     }
 }
 
+/// `fast`: how the fast reader spreads its read over threads (`None`: serde-saphyr only).
 fn parse_inner(
     text: &str,
     path: &str,
     role: Option<Role>,
-    fast: bool,
+    fast: Option<fast::Split>,
 ) -> Result<(Config, Entries), Error> {
     parse_body(text, path, role, fast, None)
 }
@@ -506,7 +522,7 @@ pub(crate) fn parse_main(
     text: &str,
     path: &str,
     role: Option<Role>,
-    fast: bool,
+    fast: Option<fast::Split>,
 ) -> (Result<(Config, Entries), Error>, Patterns) {
     let mut patterns = None;
     let r = parse_body(text, path, role, fast, Some(&mut patterns));
@@ -517,7 +533,7 @@ fn parse_body(
     text: &str,
     path: &str,
     role: Option<Role>,
-    fast: bool,
+    fast: Option<fast::Split>,
     mut patterns: Option<&mut Patterns>,
 ) -> Result<(Config, Entries), Error> {
     // The generation's reader takes the `include` patterns; any other reading has no file
@@ -536,7 +552,7 @@ fn parse_body(
     // The fast reader takes the plain block style large files are written in, valid or not
     // (its problems are the validator's, as they would be from serde-saphyr); anything else
     // is serde-saphyr's to read and report.
-    if let Some(raw) = fast.then(|| fast::read::<false>(text)).flatten() {
+    if let Some(raw) = fast.and_then(|split| fast::read_with::<false>(text, split)) {
         let mut checker = validate::Checker::default();
         let (host, entries, ha) = checker.file(raw, role);
         includes(&mut checker);

@@ -474,3 +474,60 @@ fn a_large_file_read_in_parts_equals_the_yaml_librarys_reading() {
         assert!(e.contains("duplicate"), "{e}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+    /// The read spread over threads (the lines cut into a run per thread wherever the cut
+    /// falls, the services into parts from two on) says what the sequential read says, word
+    /// for word: the config, or every problem with its file, line and column.
+    #[test]
+    fn the_spread_read_equals_the_sequential_one(
+        services in proptest::collection::vec(svc(), 0..8),
+        indent in prop_oneof![Just(0usize), Just(2), Just(4)],
+        host in proptest::option::of(any::<bool>()),
+        damages in proptest::collection::vec(damage(), 0..3),
+        workers in 2usize..5,
+    ) {
+        let mut text = render(&services, indent, host);
+        for d in &damages {
+            text = hurt(&text, d);
+        }
+        let one = config::parse_sequentially(&text, "lvsd.yaml").map_err(|e| e.to_string());
+        let spread = config::parse_spread(&text, "lvsd.yaml", workers).map_err(|e| e.to_string());
+        prop_assert_eq!(&spread, &one, "{}", text);
+        prop_assert_eq!(config::parse(&text, "lvsd.yaml").map_err(|e| e.to_string()), one, "{}", text);
+    }
+}
+
+/// A large file (past the size from which its lines are cut into runs) read spread and
+/// sequentially: the same config, and the same problems at the same places when it is
+/// damaged near a cut, at its start and at its end.
+#[test]
+fn a_large_file_read_spread_equals_the_sequential_read() {
+    let text = large(12_000);
+    assert!(text.len() > 1 << 20, "{} bytes", text.len());
+    let same = |t: &str| {
+        let one = config::parse_sequentially(t, "lvsd.yaml").map_err(|e| e.to_string());
+        for workers in [2, 3] {
+            let spread = config::parse_spread(t, "lvsd.yaml", workers).map_err(|e| e.to_string());
+            assert_eq!(spread, one, "{workers} workers");
+        }
+        assert_eq!(
+            config::parse(t, "lvsd.yaml").map_err(|e| e.to_string()),
+            one
+        );
+        one
+    };
+    assert!(same(&text).is_ok());
+    let (half, third) = (text.len() / 2, text.len() / 3);
+    for at in [half, third, text.len() - 3] {
+        // A line end before the cut, one after it, and a bad value and a bad key there.
+        let cut = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        for damage in ["        weight: heavy\n", "      - address: 10.200.0.1\n"] {
+            let mut t = text.clone();
+            t.insert_str(cut, damage);
+            let e = same(&t).expect_err("damaged");
+            assert!(e.contains("lvsd.yaml:"), "{e}");
+        }
+    }
+}

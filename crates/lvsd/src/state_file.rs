@@ -151,56 +151,86 @@ fn daemon_of(w: &str) -> Option<DaemonState> {
     }
 }
 
-/// Renders the table record: what [`render_with_serde`] renders, written out directly (one
-/// line a service). The record of 10,000 services is rendered on every edit that adds a
-/// service or a real, before the first write; building a value per service and serializing it
-/// cost more than the writing.
+/// Renders the table record.
+///
+/// Written straight into one string (no record built first, no string a service): this is the
+/// intent saved before the first write of a pass, in series with it, and a cold apply of
+/// 10,000 services renders it whole. Byte for byte what serializing the [`TableRecord`] with
+/// serde writes (a test holds the two to each other).
 pub fn render(owned: &Owned) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(64 + 400 * owned.services.len());
-    out.push_str(&format!(
-        "{{\"record\": {}, \"version\": {},\n\"services\": [",
-        serde_json::to_string(TABLE_RECORD_WHAT).unwrap_or_default(),
-        TABLE_RECORD_VERSION
-    ));
+    let mut out: Vec<u8> = Vec::with_capacity(
+        96 + owned
+            .services
+            .values()
+            .map(|s| 96 + 40 * s.reals.len() + 56 * s.draining.len())
+            .sum::<usize>(),
+    );
+    // Values are written by serde_json as it writes them in a record (writing into memory
+    // cannot fail).
+    let value = |out: &mut Vec<u8>, v: &dyn erased::Value| v.write(out);
+    out.extend_from_slice(b"{\"record\": ");
+    value(&mut out, &TABLE_RECORD_TITLE);
+    out.extend_from_slice(b", \"version\": ");
+    value(&mut out, &TABLE_RECORD_VERSION);
+    out.extend_from_slice(b",\n\"services\": [");
     for (i, (k, s)) in owned.services.iter().enumerate() {
-        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
-        // Key words, addresses and numbers need no escaping in JSON.
-        let _ = write!(
-            out,
-            "{{\"service\":\"{}\",\"drain_timeout\":{},\"deadline\":",
-            key_words(k),
-            s.drain_timeout
-        );
-        match s.service_deadline {
-            Some(d) => {
-                let _ = write!(out, "{d}");
-            }
-            None => out.push_str("null"),
-        }
-        out.push_str(",\"reals\":[");
+        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        out.extend_from_slice(b"{\"service\":");
+        value(&mut out, &key_words(k));
+        out.extend_from_slice(b",\"drain_timeout\":");
+        value(&mut out, &s.drain_timeout);
+        out.extend_from_slice(b",\"deadline\":");
+        value(&mut out, &s.service_deadline);
+        out.extend_from_slice(b",\"reals\":[");
         for (j, r) in s.reals.iter().enumerate() {
-            out.push_str(if j == 0 {
-                "{\"addr\":\""
-            } else {
-                ",{\"addr\":\""
-            });
-            push_addr(&mut out, &r.addr);
-            out.push_str("\",\"port\":");
-            push_number(&mut out, u64::from(r.port));
-            out.push('}');
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"addr\":");
+            value(&mut out, &r.addr);
+            out.extend_from_slice(b",\"port\":");
+            value(&mut out, &r.port);
+            out.push(b'}');
         }
-        out.push_str("],\"draining\":[");
+        out.extend_from_slice(b"],\"draining\":[");
         for (j, (r, d)) in s.draining.iter().enumerate() {
-            let sep = if j == 0 { "" } else { "," };
-            let _ = write!(
-                out,
-                "{sep}{{\"addr\":\"{}\",\"port\":{},\"deadline\":{d}}}",
-                r.addr, r.port
-            );
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"addr\":");
+            value(&mut out, &r.addr);
+            out.extend_from_slice(b",\"port\":");
+            value(&mut out, &r.port);
+            out.extend_from_slice(b",\"deadline\":");
+            value(&mut out, d);
+            out.push(b'}');
         }
-        out.push_str("]}");
+        out.extend_from_slice(b"]}");
     }
+    // serde_json writes UTF-8 only.
+    let mut out = String::from_utf8(out).unwrap_or_default();
+    render_globals(owned, &mut out);
+    out
+}
+
+/// A value serde_json writes, behind one signature (the renderer writes several kinds).
+mod erased {
+    /// Something serde_json can write.
+    pub(super) trait Value {
+        /// Appends its JSON to `out`.
+        fn write(&self, out: &mut Vec<u8>);
+    }
+
+    impl<T: serde::Serialize + ?Sized> Value for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            // Writing plain values into memory cannot fail.
+            let _ = serde_json::to_writer(&mut *out, self);
+        }
+    }
+}
+
+/// The end of the table record: the timeouts and sync daemons lvsd set.
+fn render_globals(owned: &Owned, out: &mut String) {
     let t = |t: &Timeouts| [t.tcp, t.tcp_fin, t.udp];
     let timeouts = owned.globals.timeouts.as_ref().map(|o| TimeoutsRecord {
         original: t(&o.original),
@@ -212,114 +242,57 @@ pub fn render(owned: &Owned) -> String {
         .iter()
         .map(|d| daemon_word(*d))
         .collect();
+    // Serializing plain values cannot fail.
     out.push_str(&format!(
         "\n],\n\"timeouts\": {},\n\"sync\": {}}}\n",
         serde_json::to_string(&timeouts).unwrap_or_default(),
         serde_json::to_string(&sync).unwrap_or_default()
     ));
-    out
-}
-
-/// Writes `n` in decimal (what `{n}` writes, without the formatting machinery: the record of
-/// 10,000 services × 10 reals has 100,000 ports).
-fn push_number(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for d in &digits[at..] {
-        out.push(char::from(*d));
-    }
-}
-
-/// Writes an address as its `Display` does (an IPv4 one without the formatting machinery).
-fn push_addr(out: &mut String, addr: &IpAddr) {
-    match addr {
-        IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_number(out, u64::from(*o));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{v6}");
-        }
-    }
 }
 
 /// What the table record says it is, for a person who opens it.
-const TABLE_RECORD_WHAT: &str = "lvsd ownership record: services lvsd manages. Do not edit.";
+const TABLE_RECORD_TITLE: &str = "lvsd ownership record: services lvsd manages. Do not edit.";
 
-/// The table record rendered through serde: what [`render`] must write, byte for byte.
+/// [`render`] as it was written before: a [`TableRecord`] serialized by serde, one line a
+/// service. The test that holds the fast rendering to it.
 #[cfg(test)]
 fn render_with_serde(owned: &Owned) -> String {
-    let t = |t: &Timeouts| [t.tcp, t.tcp_fin, t.udp];
-    let record = TableRecord {
-        record: TABLE_RECORD_WHAT.into(),
-        version: TABLE_RECORD_VERSION,
-        services: owned
-            .services
-            .iter()
-            .map(|(k, s)| ServiceRecord {
-                service: key_words(k),
-                drain_timeout: s.drain_timeout,
-                deadline: s.service_deadline,
-                reals: s
-                    .reals
-                    .iter()
-                    .map(|r| RealRecord {
-                        addr: r.addr,
-                        port: r.port,
-                    })
-                    .collect(),
-                draining: s
-                    .draining
-                    .iter()
-                    .map(|(r, d)| DrainingRecord {
-                        addr: r.addr,
-                        port: r.port,
-                        deadline: *d,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        timeouts: owned.globals.timeouts.as_ref().map(|o| TimeoutsRecord {
-            original: t(&o.original),
-            set: t(&o.set),
-        }),
-        sync: owned
-            .globals
-            .daemons
-            .iter()
-            .map(|d| daemon_word(*d))
-            .collect(),
-    };
-    // One line a service: the record of 10,000 services is written after every pass that
-    // changes it, and stays readable. Serializing plain values cannot fail.
-    let mut out = String::with_capacity(64 * (owned.services.len() + 1));
-    out.push_str(&format!(
+    let services: Vec<ServiceRecord> = owned
+        .services
+        .iter()
+        .map(|(k, s)| ServiceRecord {
+            service: key_words(k),
+            drain_timeout: s.drain_timeout,
+            deadline: s.service_deadline,
+            reals: s
+                .reals
+                .iter()
+                .map(|r| RealRecord {
+                    addr: r.addr,
+                    port: r.port,
+                })
+                .collect(),
+            draining: s
+                .draining
+                .iter()
+                .map(|(r, d)| DrainingRecord {
+                    addr: r.addr,
+                    port: r.port,
+                    deadline: *d,
+                })
+                .collect(),
+        })
+        .collect();
+    let mut out = format!(
         "{{\"record\": {}, \"version\": {},\n\"services\": [",
-        serde_json::to_string(&record.record).unwrap_or_default(),
-        record.version
-    ));
-    for (i, s) in record.services.iter().enumerate() {
+        serde_json::to_string(TABLE_RECORD_TITLE).unwrap_or_default(),
+        TABLE_RECORD_VERSION
+    );
+    for (i, s) in services.iter().enumerate() {
         out.push_str(if i == 0 { "\n  " } else { ",\n  " });
         out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
-    out.push_str(&format!(
-        "\n],\n\"timeouts\": {},\n\"sync\": {}}}\n",
-        serde_json::to_string(&record.timeouts).unwrap_or_default(),
-        serde_json::to_string(&record.sync).unwrap_or_default()
-    ));
+    render_globals(owned, &mut out);
     out
 }
 
@@ -774,113 +747,6 @@ pub fn save_host(dir: &Path, owned: &HostOwned) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// What saving the record of 10,000 services × 10 reals costs (rendered, and written
-    /// durably): `cargo test --release -p lvsd --bin lvsd -- --ignored --nocapture
-    /// timing_of_saving`.
-    #[test]
-    #[ignore]
-    fn timing_of_saving_a_large_record() {
-        let mut owned = Owned::default();
-        for i in 0..10_000u32 {
-            let addr = std::net::Ipv4Addr::from(0x0a01_0000 + i);
-            let mut s = OwnedService {
-                drain_timeout: 30,
-                ..Default::default()
-            };
-            for j in 0..10u32 {
-                s.reals.insert(DestKey {
-                    addr: std::net::Ipv4Addr::from(0x0a02_0000 + j).into(),
-                    port: 80,
-                });
-            }
-            owned.services.insert(ServiceKey::tcp(addr.into(), 80), s);
-        }
-        let dir = std::env::temp_dir().join(format!("lvsd-save-timing-{}", std::process::id()));
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let text = render(&owned);
-            let rendered = t.elapsed();
-            let t = std::time::Instant::now();
-            let through_serde = render_with_serde(&owned);
-            let serde_took = t.elapsed();
-            assert_eq!(through_serde, text);
-            let t = std::time::Instant::now();
-            save(&dir, &owned).unwrap();
-            eprintln!(
-                "render {rendered:?} (through serde {serde_took:?}; {} bytes), save (render, write, fsync) {:?}",
-                text.len(),
-                t.elapsed()
-            );
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// The record written out directly is the one serde writes, byte for byte: IPv4 and IPv6
-    /// reals, fwmark and UDP services, drains, deadlines, timeouts and sync daemons.
-    #[test]
-    fn the_direct_render_is_serdes() {
-        let mut owned = Owned::default();
-        assert_eq!(render(&owned), render_with_serde(&owned));
-        for i in 0..40u32 {
-            let k = match i % 4 {
-                0 => ServiceKey::tcp(std::net::Ipv4Addr::from(0x0a01_0000 + i).into(), 80),
-                1 => ServiceKey::Fwmark {
-                    mark: i,
-                    family: if i % 8 == 1 {
-                        Family::Inet6
-                    } else {
-                        Family::Inet
-                    },
-                },
-                2 => ServiceKey::Addr {
-                    protocol: Protocol::Udp,
-                    addr: format!("2001:db8::{i:x}").parse().unwrap(),
-                    port: 53,
-                },
-                _ => ServiceKey::Addr {
-                    protocol: Protocol::Other(132 + i as u16 % 3),
-                    addr: std::net::Ipv4Addr::from(0x0a03_0000 + i).into(),
-                    port: 0,
-                },
-            };
-            let mut s = OwnedService {
-                drain_timeout: u64::from(i) * 7,
-                service_deadline: (i % 3 == 0).then_some(u64::MAX - u64::from(i)),
-                ..Default::default()
-            };
-            for j in 0..i % 5 {
-                let d = DestKey {
-                    addr: if j % 2 == 0 {
-                        std::net::Ipv4Addr::from(0x0a02_0000 + j).into()
-                    } else {
-                        format!("fe80::{j}").parse().unwrap()
-                    },
-                    port: 8000 + j as u16,
-                };
-                s.reals.insert(d);
-                if j % 3 == 1 {
-                    s.draining.insert(d, 1_700_000_000 + u64::from(j));
-                }
-            }
-            owned.services.insert(k, s);
-        }
-        assert_eq!(render(&owned), render_with_serde(&owned));
-        let t = Timeouts {
-            tcp: 900,
-            tcp_fin: 120,
-            udp: 300,
-        };
-        owned.globals.timeouts = Some(OwnedTimeouts {
-            original: t,
-            set: Timeouts { tcp: 1, ..t },
-        });
-        owned.globals.daemons.insert(DaemonState::Master);
-        owned.globals.daemons.insert(DaemonState::Other(9));
-        let text = render(&owned);
-        assert_eq!(text, render_with_serde(&owned));
-        assert_eq!(parse(&text), Ok(owned));
-    }
-
     #[test]
     fn round_trip() {
         let mut owned = Owned::default();
@@ -1070,6 +936,8 @@ mod tests {
             let t = |a: [u32; 3]| Timeouts { tcp: a[0], tcp_fin: a[1], udp: a[2] };
             owned.globals.timeouts = timeouts.map(|(o, s)| OwnedTimeouts { original: t(o), set: t(s) });
             owned.globals.daemons = daemons;
+            // Byte for byte what serde writes of the record.
+            proptest::prop_assert_eq!(render(&owned), render_with_serde(&owned));
             proptest::prop_assert_eq!(parse(&render(&owned)), Ok(owned));
         }
 

@@ -306,8 +306,31 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
         p.guard.owned_reals += reals;
         p.guard.removed_reals += reals;
     }
-    p.ops.sort_by_key(Op::phase);
+    p.ops = by_phase(std::mem::take(&mut p.ops));
     p
+}
+
+/// The operations in execution order: by phase, in the order planned within a phase (what a
+/// stable sort by phase gives). In one pass over the operations, each moved twice: a cold
+/// plan of 110,000 alternates services and their reals, and a merge sort of them cost half
+/// the planning.
+fn by_phase(ops: Vec<Op>) -> Vec<Op> {
+    if ops.is_sorted_by_key(Op::phase) {
+        return ops;
+    }
+    let mut phases: [Vec<Op>; 5] = Default::default();
+    let total = ops.len();
+    for op in ops {
+        let at = usize::from(op.phase()).min(phases.len() - 1);
+        if let Some(phase) = phases.get_mut(at) {
+            phase.push(op);
+        }
+    }
+    let mut out = Vec::with_capacity(total);
+    for phase in phases {
+        out.extend(phase);
+    }
+    out
 }
 
 /// [`plan`] for the services in `scope` only: a daemon carrying out a one-line edit plans what
@@ -472,4 +495,56 @@ pub fn mh_misaligned(
         desired.name.clone().unwrap_or_else(|| format!("'{key}'")),
         sched = desired.spec.scheduler,
     ))
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use model::{DestSpec, ForwardMethod};
+    use proptest::prelude::*;
+
+    fn op(kind: u8, n: u8) -> Op {
+        let service = ServiceKey::Fwmark {
+            mark: u32::from(n),
+            family: model::Family::Inet,
+        };
+        let key = DestKey {
+            addr: std::net::IpAddr::from([10, 0, 0, n]),
+            port: 80,
+        };
+        let spec = DestSpec::new(ForwardMethod::DirectRoute, u32::from(n));
+        match kind % 5 {
+            0 => Op::DelService {
+                key: service,
+                why: DelReason::Drained,
+            },
+            1 => Op::AddReal { service, key, spec },
+            2 => Op::EditReal {
+                service,
+                key,
+                from: spec,
+                to: spec,
+            },
+            3 => Op::DelReal {
+                service,
+                key,
+                why: DelReason::NotInConfig,
+            },
+            _ => Op::DelService {
+                key: service,
+                why: DelReason::NotInConfig,
+            },
+        }
+    }
+
+    proptest! {
+        /// The one-pass ordering is the stable sort by phase it replaced.
+        #[test]
+        fn by_phase_is_the_stable_sort_by_phase(ops in proptest::collection::vec((0u8..5, any::<u8>()), 0..64)) {
+            let ops: Vec<Op> = ops.into_iter().map(|(k, n)| op(k, n)).collect();
+            let mut sorted = ops.clone();
+            sorted.sort_by_key(Op::phase);
+            prop_assert_eq!(by_phase(ops), sorted);
+        }
+    }
 }

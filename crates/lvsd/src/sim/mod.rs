@@ -21,6 +21,9 @@
 //! The same seed gives the same schedule and the same outcome: a failure prints its seed, and
 //! `LVSD_SIM_SEED=<seed> cargo test -p lvsd sim:: -- --nocapture` replays it with its trace.
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod bench;
 mod daemon;
 pub(crate) mod world;
 

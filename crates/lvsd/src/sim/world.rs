@@ -62,6 +62,8 @@ pub struct World {
     pub killed: bool,
     /// The request of the next batch (by index) that the kernel refuses with EIO.
     pub fail_at: Option<usize>,
+    /// The disk refuses every save of a record (full, read-only, failing).
+    pub save_fails: bool,
     /// The records on disk (`None`: no file).
     pub owned: Option<Owned>,
     pub host: Option<HostOwned>,
@@ -120,6 +122,7 @@ impl World {
             kill_in: None,
             killed: false,
             fail_at: None,
+            save_fails: false,
             owned: None,
             host: None,
             writes: vec![],
@@ -241,6 +244,9 @@ impl World {
     fn save(&mut self) -> anyhow::Result<()> {
         if !self.tick() {
             anyhow::bail!("the process was killed");
+        }
+        if self.save_fails {
+            anyhow::bail!("the disk refused the save");
         }
         Ok(())
     }
