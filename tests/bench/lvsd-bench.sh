@@ -114,6 +114,8 @@ listen_targets() { # ns distinct: the targets' addresses on the namespace's lo, 
     $IP -n "$1" addr add "$(target $k)/32" dev lo
     addrs="$addrs $(target $k):80"; k=$((k + 1))
   done
+  # One descriptor a listener: thousands of them.
+  ulimit -n 65536
   # shellcheck disable=SC2086
   LISTEN_COUNT=$B/accepted-$1 $IP netns exec "$1" ./ipvs-raw listen $addrs &
   echo $! >$B/listener-$1
@@ -192,14 +194,14 @@ daemon() { # ns config state-dir log [more args]: starts lvsd run (its pid in $d
 # against the CPU of two raw dumps of the same table (the floor). Sets IDLE (ticks) and
 # IDLE_FLOOR (seconds). The daemon's metrics after it are in $B/idle-metrics.
 idle_measure() { # ns (the daemon is $dpid, listening for metrics on 127.0.0.1:9474)
-  local c1 c2 d1 d2
+  local ns=$1 c1 c2 d1 d2
   sleep "${IDLE_WAIT:-35}"
   c1=$(cpu $dpid); sleep "${IDLE_WINDOW:-60}"; c2=$(cpu $dpid)
   IDLE=$((c2 - c1))
-  set -- $($IP netns exec "$1" ./ipvs-raw dump); d1=$3
-  set -- $($IP netns exec "$1" ./ipvs-raw dump); d2=$3
+  set -- $($IP netns exec "$ns" ./ipvs-raw dump); d1=$3
+  set -- $($IP netns exec "$ns" ./ipvs-raw dump); d2=$3
   IDLE_FLOOR=$(awk -v a="$d1" -v b="$d2" 'BEGIN { printf "%.2f", a + b }')
-  printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec "$1" busybox nc 127.0.0.1 9474 >$B/idle-metrics 2>/dev/null
+  printf 'GET /metrics HTTP/1.0\r\n\r\n' | $IP netns exec "$ns" busybox nc 127.0.0.1 9474 >$B/idle-metrics 2>/dev/null
 }
 # rename-wait for three weight edits of the live file (3, 4, 5); prints the three latencies (ms).
 three_edits() { # ns live-file
