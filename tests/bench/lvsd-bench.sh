@@ -50,7 +50,7 @@ gen_yaml() { # services reals [check]
   awk -v n="$1" -v r="$2" -v chk="${3:-}" 'BEGIN {
     print "services:"
     for (i = 0; i < n; i++) {
-      printf "  - address: 10.1.%d.%d:80\n    scheduler: wlc\n", int(i / 250), i % 250 + 1
+      printf "  - address: 10.%d.%d.%d:80\n    scheduler: wlc\n", 1 + 99 * int(i / 64000), int(i % 64000 / 250), i % 250 + 1
       if (chk != "") printf "    check:\n      type: tcp\n      interval: %s\n      timeout: 1s\n      initial: up\n", chk
       print "    reals:"
       for (j = 1; j <= r; j++) printf "      - address: 10.2.%d.%d\n", int(j / 250), j % 250 + 1
@@ -60,7 +60,7 @@ gen_yaml() { # services reals [check]
 gen_rules() { # services reals
   awk -v n="$1" -v r="$2" 'BEGIN {
     for (i = 0; i < n; i++) {
-      s = sprintf("10.1.%d.%d:80", int(i / 250), i % 250 + 1)
+      s = sprintf("10.%d.%d.%d:80", 1 + 99 * int(i / 64000), int(i % 64000 / 250), i % 250 + 1)
       printf "-A -t %s -s wlc\n", s
       for (j = 1; j <= r; j++) printf "-a -t %s -r 10.2.%d.%d:80 -g -w 1\n", s, int(j / 250), j % 250 + 1
     }
@@ -159,8 +159,8 @@ with_weight_ends() { # file weight
     }
   }' "$1"
 }
-last_service() { # services: the last one's address
-  echo "10.1.$((($1 - 1) / 250)).$((($1 - 1) % 250 + 1)):80"
+last_service() { # services: the last one's address (as gen_yaml writes it)
+  echo "10.$((1 + 99 * (($1 - 1) / 64000))).$((($1 - 1) % 64000 / 250)).$((($1 - 1) % 250 + 1)):80"
 }
 # The file with the first real of the first service at weight $2.
 with_weight() { # file weight

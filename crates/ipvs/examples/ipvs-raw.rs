@@ -23,9 +23,15 @@ use std::time::{Duration, Instant};
 
 use ipvs::*;
 
-/// The benchmark's i-th service address (10.1.x.y:80, as tests/bench/lvsd-bench.sh writes).
+/// The benchmark's i-th service address (10.1.x.y:80 for the first 64,000, then 10.100.x.y,
+/// 10.199.x.y: never the reals' 10.2.x.y; as tests/bench/lvsd-bench.sh writes).
 fn service(i: u32) -> ServiceKey {
-    let addr = Ipv4Addr::new(10, 1, ((i / 250) % 256) as u8, (i % 250 + 1) as u8);
+    let addr = Ipv4Addr::new(
+        10,
+        (1 + 99 * (i / 64_000)) as u8,
+        (i % 64_000 / 250) as u8,
+        (i % 250 + 1) as u8,
+    );
     ServiceKey::tcp(IpAddr::V4(addr), 80)
 }
 
