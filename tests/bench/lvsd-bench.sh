@@ -231,6 +231,9 @@ for n in $SIZES; do
   raw=$($IP netns exec w$n ./ipvs-raw write "$n" "$REALS")
   set -- $($IP netns exec w$n ./ipvs-raw dump); rawdump=$1
   $IP netns exec w$n ipvsadm -C; $IP netns del w$n
+  # The floor of a cold apply that writes nothing before the whole file is valid: the file
+  # read and validated (`lvsd check`: the same reading, no kernel), then the raw writer.
+  t0=$(cs); ./lvsd check -c $B/cfg.yaml >/dev/null 2>&1; checked=$(($(cs) - t0))
   t0=$(cs); LVSD_LOG=warn,lvsd::timing=debug $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/apply.out 2>$B/apply-$n.err; cold=$(($(cs) - t0))
   noops=""; writes=0
   for k in 1 2 3; do
@@ -246,7 +249,7 @@ for n in $SIZES; do
   lab_routed_ns g$n
   t0=$(cs); LVSD_LOG=warn,lvsd::timing=debug $IP netns exec g$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/stg-$n >/dev/null 2>$B/gen-$n.err; generated=$(($(cs) - t0))
   $IP netns exec g$n ipvsadm -C; $IP netns del g$n
-  echo "$n x $REALS: cold apply: lvsd $(secs $cold) s, raw writer ${raw} s, ipvsadm -R $(secs $coldr) s"
+  echo "$n x $REALS: cold apply: lvsd $(secs $cold) s, raw writer ${raw} s, ipvsadm -R $(secs $coldr) s; lvsd check of the file $(secs $checked) s"
   echo "  lvsd's own timings: $(grep 'elapsed=' $B/apply-$n.err | sed 's/.*DEBUG //' | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
   echo "  no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($writes writes); raw dump ${rawdump} s; ipvsadm -Sn $(secs $sn) s"
   echo "  apply of lvsd export's output into an empty table: $(secs $exported) s; of the generated file, the same way: $(secs $generated) s"
@@ -266,7 +269,7 @@ for n in $SIZES; do
     idle=$IDLE; peak=$(rss $dpid); floor=$IDLE_FLOOR
     echo "  idle daemon: $(secs $idle) s CPU over ${IDLE_WINDOW:-60} s (resync every 30 s, the default); two raw dumps of the same table: $floor s CPU; peak RSS $peak MiB"
     grep -o 'lvsd_table_read[^ ]* [0-9.e+]*' $B/idle-metrics | grep -v bucket | sed 's/^/    /' 
-    L_cold=$cold L_coldr=$coldr L_raw=$raw L_worst=$worst L_sn=$sn L_rawdump=$rawdump L_edits=$edits L_added=$added L_exported=$exported L_generated=$generated
+    L_cold=$cold L_checked=$checked L_coldr=$coldr L_raw=$raw L_worst=$worst L_sn=$sn L_rawdump=$rawdump L_edits=$edits L_added=$added L_exported=$exported L_generated=$generated
   fi
   kill $dpid; wait $dpid 2>/dev/null
   # The same edits with a health check on every service (every real checked; the listeners
@@ -340,6 +343,11 @@ set -- $(lvsd_checks hc $B/h.yaml); l_cpu=$1 l_probes=$2; shift 2; late="$*"
 set -- $(ka_checks hc $B/kh.conf); k_cpu=$1 k_probes=$2
 echo "lvsd: $(secs $l_cpu) s CPU in $WINDOW s for $l_probes probes of $hc_asked asked: $(per $l_cpu $l_probes) µs CPU a probe; lateness $late"
 echo "keepalived: $(secs $k_cpu) s CPU in $WINDOW s for $k_probes probes of $hc_asked asked: $(per $k_cpu $k_probes) µs CPU a probe"
+# The floor of a tcp probe: the same targets connected to once a second by a bare loop
+# (blocking connect, reset at close, no runtime): what the kernel's side of a probe costs here.
+set -- $($IP netns exec hc ./ipvs-raw connect "$WINDOW" $(k=0; while [ $k -lt "$HC_RATE" ]; do echo "$(target $k):80"; k=$((k + 1)); done))
+f_probes=$1 f_cpu=$(x100 "$2")
+echo "floor (a bare connect loop): ${2} s CPU in $WINDOW s for $f_probes connections: $(per "$f_cpu" "$f_probes") µs CPU a probe"
 # lvsd alone at higher rates: the highest it keeps (99% of the probes asked, p99 lateness
 # under 100 ms), and its CPU there.
 best=0 best_cpu=0
@@ -397,6 +405,8 @@ fi
 L="$LARGEST x $REALS"
 if want sizes; then
 r=$(div "$L_cold" "$(x100 "$L_raw")"); row "cold apply, $L: lvsd / raw writer" "$(secs $L_cold) s" "raw writer $L_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
+f=$(awk -v c="$L_checked" -v r="$L_raw" 'BEGIN { printf "%.2f", c / 100 + r }'); r=$(div "$L_cold" "$(x100 "$f")")
+row "... lvsd / (lvsd check + raw writer): validated, then written" "$(secs $L_cold) s" "check + raw writer $f s" "${r}x" "-" "-"
 r=$(div "$L_coldr" "$L_cold"); row "cold apply, $L: ipvsadm -R / lvsd" "$(secs $L_cold) s" "ipvsadm -R $(secs $L_coldr) s" "${r}x" "-" "-"
 r=$(div "$L_worst" "$(x100 "$L_rawdump")"); row "no-op apply, $L: lvsd / raw dump (worst of 3)" "$(secs $L_worst) s" "raw dump $L_rawdump s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
 r=$(div "$L_worst" "$L_sn"); row "no-op apply, $L: lvsd / ipvsadm -Sn" "$(secs $L_worst) s" "ipvsadm -Sn $(secs $L_sn) s" "${r}x" "-" "-"
@@ -419,6 +429,9 @@ r=$(share "$l_probes" "$hc_asked"); row "health checks at $HC_RATE/s asked: lvsd
 r=$(share "$k_probes" "$hc_asked"); row "... keepalived made / asked" "$k_probes" "asked $hc_asked" "$r" "-" "-"
 lp=$(per $l_cpu $l_probes); kp=$(per $k_cpu $k_probes); r=$(div "$lp" "$kp")
 row "... CPU a probe, lvsd / keepalived" "$lp µs" "keepalived $kp µs" "${r}x" "<= 0.5x" "$(verdict "$r" 0.5 le)"
+fp=$(per "$f_cpu" "$f_probes")
+row "... CPU a probe, the floor (bare connect) / keepalived" "$fp µs" "keepalived $kp µs" "$(div "$fp" "$kp")x" "-" "-"
+row "... CPU a probe, lvsd / the floor" "$lp µs" "floor $fp µs" "$(div "$lp" "$fp")x" "-" "-"
 p99=$(p99_of "$late")
 row "... lvsd's p99 lateness" "${p99:-?} ms" "($late)" "" "< 100 ms" "$(verdict "${p99:-n/a}" 99 le)"
 core=$(awk -v r="$best" -v c="$best_cpu" -v w="$WINDOW" 'BEGIN { if (c > 0) printf "%.0f", r / (c / 100 / w); else printf "n/a" }')

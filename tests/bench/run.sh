@@ -49,7 +49,7 @@ echo "guest: Debian kernel $KVER under TCG (software emulation), 2 vCPUs, $VM_ME
 timeout=3600; [ "$profile" = debug ] && timeout=1200
 VM_TIMEOUT=${LVSD_VM_TIMEOUT:-$timeout} \
   vm_boot "$work/initrd.gz" "$work/vm.log" >/dev/null || true
-sed -n '/^== kernel floors/,/^test result/p' "$work/vm.log" | grep -a -v '^\[ *[0-9.]*\]'
+sed -n '/^== /,/^test result/p' "$work/vm.log" | grep -a -v '^\[ *[0-9.]*\]'
 if ! grep -q 'LVSD-VM-EXIT=0' "$work/vm.log" || ! grep -q '^test result: ok. 0 passed; 0 failed; bench' "$work/vm.log"; then
   echo "the benchmark did not finish; the VM's last words:"
   tail -n 60 "$work/vm.log"

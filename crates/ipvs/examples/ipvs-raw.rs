@@ -14,6 +14,11 @@
 //! - `listen ADDR...`: accepts and closes TCP connections on each address until killed (the
 //!   lab's real servers for health checks at scale: one task a listener on one thread, cheap
 //!   enough not to be what is measured, also with thousands of addresses).
+//! - `connect SECONDS ADDR...`: the floor of a tcp health check: each address connected to
+//!   once a second for SECONDS (the slots spread over the second on 10 ms ticks, as lvsd's
+//!   probes are), each a blocking `connect` (on loopback the whole handshake runs inside it)
+//!   closed with a reset, on one thread with no runtime: the kernel's share of a probe and
+//!   hardly anything else. Prints the connections made and their CPU seconds.
 //! - `lateness [EARLIER]`: reads Prometheus text on stdin and prints p50 and p99 of
 //!   `lvsd_check_lateness_seconds` (from its buckets); with the file of an earlier scrape, of
 //!   the probes started between the two.
@@ -189,6 +194,18 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 }
             }
         }
+        "connect" => {
+            let seconds: u64 = args
+                .get(1)
+                .and_then(|a| a.parse().ok())
+                .ok_or("connect SECONDS ADDR...")?;
+            let targets: Vec<SocketAddr> = args[2..]
+                .iter()
+                .map(|a| a.parse().map_err(|e| format!("{a}: {e}")))
+                .collect::<Result<_, String>>()?;
+            let (made, cpu) = connect_floor(&targets, seconds);
+            println!("{made} {cpu:.2}");
+        }
         "lateness" => {
             // The buckets of a scrape; with a file of an earlier scrape as argument, only what
             // was counted between the two (the steady state, not the start's burst).
@@ -239,12 +256,47 @@ async fn run(args: Vec<String>) -> Result<(), String> {
         }
         _ => {
             return Err(
-                "usage: ipvs-raw write S R | dump | count N | rename-wait SRC DST SVC REAL W | signal-wait PID SIG SVC REAL W | listen ADDR... | lateness"
+                "usage: ipvs-raw write S R | dump | count N | rename-wait SRC DST SVC REAL W | signal-wait PID SIG SVC REAL W | listen ADDR... | connect SECONDS ADDR... | lateness"
                     .into(),
             );
         }
     }
     Ok(())
+}
+
+/// `connect`: every target once a second for `seconds`, on 10 ms ticks; the connections made
+/// and this process's CPU seconds meanwhile.
+fn connect_floor(targets: &[SocketAddr], seconds: u64) -> (u64, f64) {
+    const TICKS: usize = 100;
+    let tick = Duration::from_millis(10);
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut made = 0u64;
+    for t in 0..(seconds as usize * TICKS) {
+        let due = start + tick * t as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        // The targets whose slot falls in this tick: target k at k/n of the second.
+        let slot = t % TICKS;
+        for (k, a) in targets.iter().enumerate() {
+            if k * TICKS / targets.len() != slot {
+                continue;
+            }
+            if let Ok(s) = std::net::TcpStream::connect(a) {
+                let _ = nix::sys::socket::setsockopt(
+                    &s,
+                    nix::sys::socket::sockopt::Linger,
+                    &nix::libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    },
+                );
+                made += 1;
+            }
+        }
+    }
+    (made, cpu_seconds() - cpu0)
 }
 
 #[tokio::main(flavor = "current_thread")]
