@@ -5,13 +5,15 @@
 //! ```text
 //! cargo run --release -p lvsd-health --example probe-bench -- \
 //!     --services 50 --reals 10 --distinct 500 --interval 1s --seconds 20 [--concurrency 64] \
-//!     [--workers 2] [--http-delay 150ms]
+//!     [--workers 2] [--own-thread yes|no] [--http-delay 150ms]
 //! ```
 //!
 //! With `--http-delay`, the checks are http and each listener answers after that long: probes
 //! that last (as they do on an emulated host), to see what bounds the rate.
 //!
-//! The monitor runs on a multi-threaded runtime of `--workers` threads (2, as in the daemon).
+//! The monitor runs on a multi-threaded runtime of `--workers` threads (2, as in the daemon), or
+//! with `--workers 0` on a single-threaded one; the probes run on a thread of their own (as in
+//! the daemon) unless `--own-thread no` puts them on that runtime.
 //!
 //! The listeners run on a thread of their own, whose CPU is left out of the figure per probe
 //! (on loopback the whole handshake runs in the prober's `connect`, so the accept side is only
@@ -35,6 +37,8 @@ struct Args {
     seconds: u64,
     concurrency: usize,
     workers: usize,
+    /// The probes on a thread of their own, as in the daemon (else on the runtime above).
+    own_thread: bool,
     /// Serve HTTP, answering after this long, and check over http (0: tcp checks).
     delay: Duration,
 }
@@ -59,6 +63,7 @@ fn args() -> Args {
         seconds: 20,
         concurrency: usize::try_from(soft / 2).unwrap_or(4096).clamp(64, 4096),
         workers: 2,
+        own_thread: true,
         delay: Duration::ZERO,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
@@ -73,6 +78,7 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = val.parse().unwrap(),
             "--workers" => a.workers = val.parse().unwrap(),
             "--http-delay" => a.delay = duration(val),
+            "--own-thread" => a.own_thread = val == "yes",
             o => panic!("unknown option {o}"),
         }
     }
@@ -148,11 +154,20 @@ fn main() {
     });
     let ports: Vec<u16> = ports_rx.recv().unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(a.workers)
-        .enable_all()
-        .build()
-        .unwrap();
+    // `--workers 0`: one thread, the probes on the thread that waits (no hand-offs between
+    // threads).
+    let rt = if a.workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.workers)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     let late = Arc::new(Mutex::new(Vec::<u64>::with_capacity(1 << 20)));
     let (asked, sent, cpu_used, lateness) = rt.block_on(async {
         let mut spec = CheckSpec::new(if a.delay.is_zero() {
@@ -188,15 +203,17 @@ fn main() {
             })
             .collect();
         let heard = late.clone();
-        let (mut monitor, mut reports) = Monitor::new(
-            a.concurrency,
-            Arc::new(move |d: Duration| {
-                heard
-                    .lock()
-                    .unwrap()
-                    .push(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-            }),
-        );
+        let on_start: health::OnStart = Arc::new(move |d: Duration| {
+            heard
+                .lock()
+                .unwrap()
+                .push(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        });
+        let (mut monitor, mut reports) = if a.own_thread {
+            Monitor::on_own_thread(a.concurrency, on_start).unwrap()
+        } else {
+            Monitor::new(a.concurrency, on_start)
+        };
         tokio::spawn(async move { while reports.recv().await.is_some() {} });
         let cpu0 = cpu(UsageWho::RUSAGE_SELF);
         let sent0 = accepts.load(Ordering::Relaxed);

@@ -120,3 +120,54 @@ async fn a_check_reports_its_first_result_transitions_and_new_reasons_only() {
     };
     assert!(!fall.up && !said.is_empty(), "{fall:?} after {said:?}");
 }
+
+/// The daemon's monitor runs its probes on a thread of its own: they report to a channel read on
+/// another runtime, and dropping the monitor stops every probe (the channel closes: no probe
+/// task is left holding it).
+#[tokio::test]
+async fn a_monitor_on_its_own_thread_probes_and_stops_with_it() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    let id = (
+        ServiceKey::tcp("127.0.0.1".parse().unwrap(), 80),
+        DestKey {
+            addr: addr.ip(),
+            port: addr.port(),
+        },
+    );
+    let mut spec = CheckSpec::new(CheckKind::Tcp);
+    spec.interval = Duration::from_millis(20);
+    let (mut monitor, mut reports) =
+        Monitor::on_own_thread(4, std::sync::Arc::new(|_| {})).unwrap();
+    monitor.sync([(&id, &spec, false)]);
+    let r = tokio::time::timeout(Duration::from_secs(5), reports.recv())
+        .await
+        .expect("a report within 5 s")
+        .unwrap();
+    assert!(r.outcome.ok, "{:?}", r.outcome);
+    // Rise (2 by default) successes later, the real is up.
+    let up = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(r) = reports.recv().await {
+            if r.up && r.changed {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(up, Ok(true), "the real came up");
+    drop(monitor);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while reports.recv().await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the probes' channel closes once the monitor is gone"
+    );
+}

@@ -56,9 +56,9 @@ fn main() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
-    // The daemon's loop, its probes, status and metrics servers each get a worker thread to
-    // run on (a long pass never stalls a health check's timing or a scrape); one-shot commands
-    // need one thread.
+    // The daemon's loop, status and metrics servers get two worker threads (a long pass never
+    // stalls a scrape); the health probes run on a thread of their own (`Monitor::on_own_thread`);
+    // one-shot commands need one thread.
     let mut builder = if matches!(cli.command, Command::Run { .. }) {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(2);

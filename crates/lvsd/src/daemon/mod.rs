@@ -272,10 +272,11 @@ pub(crate) async fn run_with<I: Io>(
     let services = loaded.config.desired.services.len();
     let telemetry = Telemetry::new(&settings.config, role.name());
     let lateness = telemetry.clone();
-    let (monitor, mut reports) = Monitor::new(
+    let (monitor, mut reports) = Monitor::on_own_thread(
         check_concurrency(),
         std::sync::Arc::new(move |late| lateness.check_started(late)),
-    );
+    )
+    .context("start the thread that runs the health checks")?;
     let written = tx.clone();
     let writer = Writer::start(move |value, ok| {
         let _ = written.send(Input::HealthFileWritten(value, ok));
