@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use health::Monitor;
 use model::{DestKey, ServiceKey};
-use plan::health::{CheckKind, CheckSpec};
+use plan::health::{CheckId, CheckKind, CheckSpec};
 use tokio::net::TcpListener;
 
-#[tokio::test]
-async fn results_of_a_replaced_check_are_not_the_current_ones() {
+/// A check's id whose real is a listener on 127.0.0.1 that accepts every connection.
+async fn listening_real() -> CheckId {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -19,13 +19,18 @@ async fn results_of_a_replaced_check_are_not_the_current_ones() {
             let _ = l.accept().await;
         }
     });
-    let id = (
+    (
         ServiceKey::tcp("127.0.0.1".parse().unwrap(), 80),
         DestKey {
             addr: addr.ip(),
             port: addr.port(),
         },
-    );
+    )
+}
+
+#[tokio::test]
+async fn results_of_a_replaced_check_are_not_the_current_ones() {
+    let id = listening_real().await;
     let mut old = CheckSpec::new(CheckKind::Tcp);
     old.interval = Duration::from_millis(10);
     let (mut monitor, mut reports) = Monitor::new(4, std::sync::Arc::new(|_| {}));
@@ -126,20 +131,7 @@ async fn a_check_reports_its_first_result_transitions_and_new_reasons_only() {
 /// task is left holding it).
 #[tokio::test]
 async fn a_monitor_on_its_own_thread_probes_and_stops_with_it() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let _ = l.accept().await;
-        }
-    });
-    let id = (
-        ServiceKey::tcp("127.0.0.1".parse().unwrap(), 80),
-        DestKey {
-            addr: addr.ip(),
-            port: addr.port(),
-        },
-    );
+    let id = listening_real().await;
     let mut spec = CheckSpec::new(CheckKind::Tcp);
     spec.interval = Duration::from_millis(20);
     let (mut monitor, mut reports) =
