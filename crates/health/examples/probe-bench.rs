@@ -53,15 +53,13 @@ fn duration(s: &str) -> Duration {
 }
 
 fn args() -> Args {
-    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(s, _)| s);
     let mut a = Args {
         services: 50,
         reals: 10,
         distinct: 0,
         interval: Duration::from_secs(1),
         seconds: 20,
-        concurrency: usize::try_from(soft / 2).unwrap_or(4096).clamp(64, 4096),
+        concurrency: health::probe_bound(),
         workers: 2,
         own_thread: true,
         delay: Duration::ZERO,

@@ -7,5 +7,5 @@
 mod monitor;
 mod probe;
 
-pub use monitor::{Monitor, OnStart, Report};
+pub use monitor::{Monitor, OnStart, Report, probe_bound};
 pub use probe::{Outcome, judge, probe};

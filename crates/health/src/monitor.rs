@@ -48,6 +48,18 @@ pub struct Report {
 /// grid): what a loaded checker falls behind by.
 pub type OnStart = Arc<dyn Fn(Duration) + Send + Sync>;
 
+/// Probes running at once, at most, for a process whose open-file limit is what it is now:
+/// what bounds the sockets (and exec checks' processes) the checks hold. Half the soft limit,
+/// the other half left to the rest of the process (the daemon's netlink sockets, files,
+/// clients), between 64 and 4096. It must not bound the rate the checks ask for: at 64, probes
+/// of 100-200 ms (an emulated host's) capped the checks at about 300 a second, and each check
+/// fell behind its interval.
+pub fn probe_bound() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 2).unwrap_or(4096).clamp(64, 4096)
+}
+
 /// The grain of the probes' slots. Probes whose slots fall in the same tick start together,
 /// on one wake-up of the runtime: spread to the nanosecond, each probe cost two wake-ups of its
 /// own (its slot, then its connection), two to three times the CPU of the probe itself on an

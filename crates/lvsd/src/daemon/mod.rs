@@ -94,17 +94,6 @@ impl Signals {
     }
 }
 
-/// Probes running at once, at most: what bounds the sockets (and exec checks' processes) the
-/// checks hold. Half the open-file limit, the other half left to the daemon (its netlink
-/// sockets, files, clients), between 64 and 4096. It must not bound the rate the checks ask
-/// for: at 64, probes of 100-200 ms (an emulated host's) capped the checks at about 300 a
-/// second, and each check fell behind its interval.
-fn check_concurrency() -> usize {
-    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(1024, |(soft, _)| soft);
-    usize::try_from(soft / 2).unwrap_or(4096).clamp(64, 4096)
-}
-
 /// What reaches the loop from outside, on one channel (the daemon's simulation sends file
 /// events and stops through it too).
 pub(crate) enum Input {
@@ -273,7 +262,7 @@ pub(crate) async fn run_with<I: Io>(
     let telemetry = Telemetry::new(&settings.config, role.name());
     let lateness = telemetry.clone();
     let (monitor, mut reports) = Monitor::on_own_thread(
-        check_concurrency(),
+        health::probe_bound(),
         std::sync::Arc::new(move |late| lateness.check_started(late)),
     )
     .context("start the thread that runs the health checks")?;
