@@ -162,7 +162,6 @@ impl Quiet {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-
     use super::*;
 
     fn out(set_at: u64) -> Withdrawal {
