@@ -108,16 +108,17 @@ gen_hc_keepalived() { # services reals distinct delay_loop
     }
   }'
 }
+targets() { # distinct: the first `distinct` targets, address:port, one a line
+  local k=0
+  while [ $k -lt "$1" ]; do echo "$(target $k):80"; k=$((k + 1)); done
+}
 listen_targets() { # ns distinct: the targets' addresses on the namespace's lo, and listeners
-  local addrs="" k=0
-  while [ $k -lt "$2" ]; do
-    $IP -n "$1" addr add "$(target $k)/32" dev lo
-    addrs="$addrs $(target $k):80"; k=$((k + 1))
-  done
+  local a
+  for a in $(targets "$2"); do $IP -n "$1" addr add "${a%:80}/32" dev lo; done
   # One descriptor a listener: thousands of them.
   ulimit -n 65536
   # shellcheck disable=SC2086
-  LISTEN_COUNT=$B/accepted-$1 $IP netns exec "$1" ./ipvs-raw listen $addrs &
+  LISTEN_COUNT=$B/accepted-$1 $IP netns exec "$1" ./ipvs-raw listen $(targets "$2") &
   echo $! >$B/listener-$1
 }
 # One steady-state window of lvsd's checks: "cpu-ticks probes lateness" (probes: connections
@@ -345,7 +346,7 @@ echo "lvsd: $(secs $l_cpu) s CPU in $WINDOW s for $l_probes probes of $hc_asked 
 echo "keepalived: $(secs $k_cpu) s CPU in $WINDOW s for $k_probes probes of $hc_asked asked: $(per $k_cpu $k_probes) µs CPU a probe"
 # The floor of a tcp probe: the same targets connected to once a second by a bare loop
 # (blocking connect, reset at close, no runtime): what the kernel's side of a probe costs here.
-set -- $($IP netns exec hc ./ipvs-raw connect "$WINDOW" $(k=0; while [ $k -lt "$HC_RATE" ]; do echo "$(target $k):80"; k=$((k + 1)); done))
+set -- $($IP netns exec hc ./ipvs-raw connect "$WINDOW" $(targets "$HC_RATE"))
 f_probes=$1 f_cpu=$(x100 "$2")
 echo "floor (a bare connect loop): ${2} s CPU in $WINDOW s for $f_probes connections: $(per "$f_cpu" "$f_probes") µs CPU a probe"
 # lvsd alone at higher rates: the highest it keeps (99% of the probes asked, p99 lateness
