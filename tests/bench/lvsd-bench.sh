@@ -238,7 +238,8 @@ for n in $SIZES; do
   t0=$(cs); LVSD_LOG=warn,lvsd::timing=debug $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/apply.out 2>$B/apply-$n.err; cold=$(($(cs) - t0))
   noops=""; writes=0
   for k in 1 2 3; do
-    t0=$(cs); $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/noop.out 2>&1; noops="$noops $(($(cs) - t0))"
+    # The daemon's step timings (stderr) of the last no-op: the profile behind its row.
+    t0=$(cs); LVSD_LOG=warn,lvsd::timing=debug $IP netns exec a$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/st-$n >$B/noop.out 2>$B/noop-$n.err; noops="$noops $(($(cs) - t0))"
     writes=$((writes + $(grep -c -E '^[-+~] |^applied' $B/noop.out)))
   done
   worst=$(max $noops)
@@ -253,6 +254,7 @@ for n in $SIZES; do
   echo "$n x $REALS: cold apply: lvsd $(secs $cold) s, raw writer ${raw} s, ipvsadm -R $(secs $coldr) s; lvsd check of the file $(secs $checked) s"
   echo "  lvsd's own timings: $(grep 'elapsed=' $B/apply-$n.err | sed 's/.*DEBUG //' | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
   echo "  no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($writes writes); raw dump ${rawdump} s; ipvsadm -Sn $(secs $sn) s"
+  echo "  the last no-op's own timings: $(grep 'elapsed=' $B/noop-$n.err | sed 's/.*DEBUG //' | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
   echo "  apply of lvsd export's output into an empty table: $(secs $exported) s; of the generated file, the same way: $(secs $generated) s"
   echo "    export's: $(grep 'elapsed=' $B/export-$n.err | sed 's/.*DEBUG //' | head -n 3 | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
   echo "    generated: $(grep 'elapsed=' $B/gen-$n.err | sed 's/.*DEBUG //' | head -n 3 | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
@@ -296,6 +298,10 @@ for n in $SIZES; do
     { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
     chk_added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
     echo "  with a tcp check on each of the $((n * REALS)) reals: weight edits ${chk_edits}ms; a service added ${chk_added} ms"
+    # What the loop was doing when each edit came: an edit that lands during a resync (a whole
+    # read of the table, seconds here) waits for it.
+    echo "  the checks daemon's passes (config reads and whole-table resyncs, with their times):"
+    grep -E 'DEBUG (read and validated|read the IPVS table)' $B/daemon-chk.log | sed -e 's/^[0-9-]*T\([0-9:.]*\)Z *DEBUG /    \1 /' -e 's/ cpu=.*//' | tail -n 14
     kill $dpid; wait $dpid 2>/dev/null
     kill "$(cat $B/listener-a$n)"
   fi

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// The kernel's counters and the health states, as of the last scrape.
+/// The kernel's counters while a scrape is encoded (emptied after it), and the health states.
 #[derive(Debug, Default)]
 pub(super) struct KernelSnapshot {
     pub(super) dump: Mutex<Vec<(ipvs::Service, Vec<ipvs::Dest>)>>,
@@ -14,11 +14,16 @@ pub(super) struct KernelSnapshot {
 impl KernelSnapshot {
     pub(super) fn set(
         &self,
-        dump: &[(ipvs::Service, Vec<ipvs::Dest>)],
-        daemons: &[ipvs::SyncDaemon],
+        dump: Vec<(ipvs::Service, Vec<ipvs::Dest>)>,
+        daemons: Vec<ipvs::SyncDaemon>,
     ) {
-        *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump.to_vec();
-        *self.daemons.lock().unwrap_or_else(|p| p.into_inner()) = daemons.to_vec();
+        *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump;
+        *self.daemons.lock().unwrap_or_else(|p| p.into_inner()) = daemons;
+    }
+
+    /// Lets go of the dump and the daemons once encoded.
+    pub(super) fn clear(&self) {
+        self.set(Vec::new(), Vec::new());
     }
 }
 
@@ -204,7 +209,58 @@ pub async fn serve_metrics(
     Ok(bound)
 }
 
-type Body = http_body_util::Full<hyper::body::Bytes>;
+type Bytes = hyper::body::Bytes;
+type Body = http_body_util::Either<http_body_util::Full<Bytes>, Chunks>;
+
+/// The metrics text is sent in pieces of about this size, as it is encoded.
+const CHUNK: usize = 64 * 1024;
+/// Pieces encoded ahead of the client: what a scrape holds in memory, whatever the table's size.
+const CHUNKS_AHEAD: usize = 4;
+
+/// A body sent as the encoder produces it. An `Err` ends the response as failed (the client
+/// sees a cut response, not a short one it could take for whole).
+pub(super) struct Chunks(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<hyper::body::Frame<Bytes>>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+/// The encoder's side of [`Chunks`]: text collected up to [`CHUNK`] bytes, then handed over
+/// (waiting while the client is [`CHUNKS_AHEAD`] pieces behind). Fails once the client is gone,
+/// which stops the encoding.
+struct ChunkWriter {
+    buf: String,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl ChunkWriter {
+    fn flush(&mut self) -> std::fmt::Result {
+        let piece = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 1024));
+        self.tx
+            .blocking_send(Ok(Bytes::from(piece)))
+            .map_err(|_| std::fmt::Error)
+    }
+}
+
+impl std::fmt::Write for ChunkWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
 
 /// One metrics request's answer.
 pub(super) async fn respond(
@@ -212,15 +268,20 @@ pub(super) async fn respond(
     t: Arc<Telemetry>,
     kernel: Arc<tokio::sync::Mutex<Option<ipvs::Client>>>,
 ) -> hyper::Response<Body> {
-    let reply = |status: u16, kind: &str, body: String| {
+    let reply = |status: u16, kind: &str, body: Body| {
         hyper::Response::builder()
             .status(status)
             .header("Content-Type", kind)
-            .body(Body::from(body))
-            .unwrap_or_default()
+            .body(body)
+            .unwrap_or_else(|_| {
+                let mut r = hyper::Response::new(Body::Left(http_body_util::Full::default()));
+                *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            })
     };
     if req.method() != hyper::Method::GET || req.uri().path() != "/metrics" {
-        return reply(404, "text/plain", "try GET /metrics\n".into());
+        let body = http_body_util::Full::new(Bytes::from_static(b"try GET /metrics\n"));
+        return reply(404, "text/plain", Body::Left(body));
     }
     let dump = {
         let mut client = kernel.lock().await;
@@ -243,13 +304,73 @@ pub(super) async fn respond(
             None => (vec![], vec![]),
         }
     };
-    // Encoding every real of a large table is CPU work: not on the runtime's threads.
-    let body = tokio::task::spawn_blocking(move || t.metrics(&dump.0, &dump.1))
-        .await
-        .unwrap_or_else(|_| "# encoding failed\n".into());
+    // Encoding every real of a large table is CPU work: not on the runtime's threads. The text
+    // goes out as it is made, so a scrape of a large table does not hold all of it at once.
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChunkWriter {
+            buf: String::with_capacity(CHUNK + 1024),
+            tx,
+        };
+        let written = t.write_metrics(dump.0, dump.1, &mut w);
+        let end = match written {
+            Ok(()) => w.flush(),
+            Err(e) => Err(e),
+        };
+        if end.is_err() {
+            // The client left (nothing to tell), or the encoder failed: cut the response.
+            let _ =
+                w.tx.blocking_send(Err(std::io::Error::other("metrics encoding failed")));
+        }
+    });
     reply(
         200,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        body,
+        Body::Right(Chunks(rx)),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_goes_out_in_pieces_and_stops_when_the_client_leaves() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let mut w = ChunkWriter {
+            buf: String::new(),
+            tx,
+        };
+        let line = "x".repeat(1000);
+        for _ in 0..(CHUNK / 1000 + 1) {
+            w.write_str(&line).unwrap();
+        }
+        let piece = rx.try_recv().unwrap().unwrap();
+        assert!(piece.len() >= CHUNK, "a full piece: {}", piece.len());
+        assert!(rx.try_recv().is_err(), "one piece so far");
+        w.write_str("tail").unwrap();
+        w.flush().unwrap();
+        assert_eq!(&rx.try_recv().unwrap().unwrap()[..], b"tail");
+        drop(rx);
+        assert!(w.write_str(&line.repeat(CHUNK / 1000 + 1)).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrape_is_answered_whole_over_http() {
+        let t = Telemetry::new(std::path::Path::new("/etc/lvsd/lvsd.yaml"), "director");
+        let addr = serve_metrics("127.0.0.1:0".parse().unwrap(), t)
+            .await
+            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        assert!(got.starts_with("HTTP/1.0 200"), "{got}");
+        assert!(
+            got.contains("lvsd_connections{state=\"active\"} 0"),
+            "{got}"
+        );
+        assert!(got.trim_end().ends_with("# EOF"), "{got}");
+    }
 }

@@ -610,20 +610,41 @@ impl Telemetry {
     }
 
     /// The metrics text, with the kernel's counters taken from `dump` and its sync daemons
-    /// from `daemons`, both read just now.
+    /// from `daemons`, both read just now. For tests and small tables; a scrape streams
+    /// ([`Telemetry::write_metrics`]).
+    #[cfg(test)]
     pub fn metrics(
         &self,
         dump: &[(ipvs::Service, Vec<ipvs::Dest>)],
         daemons: &[ipvs::SyncDaemon],
     ) -> String {
-        self.kernel.set(dump, daemons);
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        if self
+            .write_metrics(dump.to_vec(), daemons.to_vec(), &mut out)
+            .is_err()
+        {
             out.clear();
             out.push_str("# encoding failed\n");
         }
         out
+    }
+
+    /// Writes the metrics text to `out` as it is encoded, with the kernel's counters taken
+    /// from `dump` and its sync daemons from `daemons`. The dump is held only while it is
+    /// encoded: a 100,000-real table is eight lines a real, and neither that text nor the dump
+    /// stays in memory between scrapes. An error: `out` refused (the client went away).
+    pub fn write_metrics(
+        &self,
+        dump: Vec<(ipvs::Service, Vec<ipvs::Dest>)>,
+        daemons: Vec<ipvs::SyncDaemon>,
+        out: &mut impl std::fmt::Write,
+    ) -> std::fmt::Result {
+        // One encoding at a time: the snapshot is the registry's, set and emptied under its lock.
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        self.kernel.set(dump, daemons);
+        let written = prometheus_client::encoding::text::encode(out, &registry);
+        self.kernel.clear();
+        written
     }
 }
 
