@@ -11,6 +11,8 @@
 //! - `rename-wait SRC DST SERVICE REAL WEIGHT` and `signal-wait PID SIGNAL SERVICE REAL WEIGHT`:
 //!   renames a file into place (or signals a process), then polls the one service over netlink
 //!   until REAL has WEIGHT: an edit's latency from outside the daemon. Prints milliseconds.
+//!   Polls every millisecond, not without pause: a spinning probe took one of the test VM's two
+//!   vCPUs from the daemon it was timing.
 //! - `listen ADDR...`: accepts and closes TCP connections on each address until killed (the
 //!   lab's real servers for health checks at scale: one task a listener on one thread, cheap
 //!   enough not to be what is measured, also with thousands of addresses).
@@ -83,6 +85,7 @@ async fn wait_weight(c: &mut Client, svc: &ServiceKey, real: &DestKey, w: u32, t
             println!("timeout");
             std::process::exit(1);
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
     println!("{:.1}", t0.elapsed().as_secs_f64() * 1000.0);
 }
