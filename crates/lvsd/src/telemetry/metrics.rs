@@ -3,33 +3,42 @@
 
 use super::*;
 
-/// The kernel's counters while a scrape is encoded (emptied after it), and the health states.
+/// The per-real health states the daemon last published, taken whole by each scrape (an `Arc`:
+/// a scrape never holds the daemon up, however slowly its client reads).
 #[derive(Debug, Default)]
-pub(super) struct KernelSnapshot {
-    pub(super) dump: Mutex<Vec<(ipvs::Service, Vec<ipvs::Dest>)>>,
-    pub(super) health: Mutex<Vec<(Labels, bool)>>,
-    pub(super) daemons: Mutex<Vec<ipvs::SyncDaemon>>,
-}
+pub(super) struct HealthStates(Mutex<Arc<Vec<(Labels, bool)>>>);
 
-impl KernelSnapshot {
-    pub(super) fn set(
-        &self,
-        dump: Vec<(ipvs::Service, Vec<ipvs::Dest>)>,
-        daemons: Vec<ipvs::SyncDaemon>,
-    ) {
-        *self.dump.lock().unwrap_or_else(|p| p.into_inner()) = dump;
-        *self.daemons.lock().unwrap_or_else(|p| p.into_inner()) = daemons;
+impl HealthStates {
+    pub(super) fn set(&self, up: Vec<(Labels, bool)>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(up);
     }
 
-    /// Lets go of the dump and the daemons once encoded.
-    pub(super) fn clear(&self) {
-        self.set(Vec::new(), Vec::new());
+    pub(super) fn get(&self) -> Arc<Vec<(Labels, bool)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-impl prometheus_client::collector::Collector for KernelSnapshot {
+/// What one scrape encodes beside the daemon's own metrics: the kernel's counters and sync
+/// daemons read for it, and the health states. Owned by the scrape, so encoding it (eight lines
+/// a real, sent as they are made) holds no lock the daemon takes.
+pub(super) struct Scrape {
+    pub(super) dump: Vec<(ipvs::Service, Vec<ipvs::Dest>)>,
+    pub(super) daemons: Vec<ipvs::SyncDaemon>,
+    pub(super) health: Arc<Vec<(Labels, bool)>>,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape")
+            .field("services", &self.dump.len())
+            .field("health", &self.health.len())
+            .finish()
+    }
+}
+
+impl prometheus_client::collector::Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let dump = self.dump.lock().unwrap_or_else(|p| p.into_inner());
+        let dump = &self.dump;
         let svc_labels =
             |s: &ipvs::Service| -> Labels { vec![("service".into(), s.key.to_string())] };
         let real_labels = |s: &ipvs::Service, d: &ipvs::Dest| -> Labels {
@@ -100,9 +109,7 @@ impl prometheus_client::collector::Collector for KernelSnapshot {
                 }
             }
         }
-        let daemons = self.daemons.lock().unwrap_or_else(|p| p.into_inner());
-        let view = KernelView::of(&dump, &daemons);
-        drop(daemons);
+        let view = KernelView::of(dump, &self.daemons);
         let mut m = encoder.encode_descriptor(
             "service_fingerprint_info",
             "What a hashing service (mh, sh) maps flows by, as the kernel holds it: a fingerprint of its scheduler, flags and real servers with their weights in kernel order (value 1); directors that map flows alike show the same fingerprint",
@@ -145,14 +152,13 @@ impl prometheus_client::collector::Collector for KernelSnapshot {
             ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
                 .encode(m.encode_family(&labels)?)?;
         }
-        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = encoder.encode_descriptor(
             "real_up",
             "Health check state per checked real (1 up, 0 down)",
             None,
             MetricType::Gauge,
         )?;
-        for (labels, up) in health.iter() {
+        for (labels, up) in self.health.iter() {
             ConstGauge::new(i64::from(*up)).encode(m.encode_family(labels)?)?;
         }
         Ok(())
@@ -354,6 +360,66 @@ mod tests {
         assert_eq!(&rx.try_recv().unwrap().unwrap()[..], b"tail");
         drop(rx);
         assert!(w.write_str(&line.repeat(CHUNK / 1000 + 1)).is_err());
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_holds_up_nothing_of_the_daemons() {
+        let t = Telemetry::new(std::path::Path::new("/etc/lvsd/lvsd.yaml"), "director");
+        let up: Vec<(Labels, bool)> = (0..20_000)
+            .map(|i| {
+                let labels: Labels = vec![
+                    (
+                        "service".into(),
+                        format!("TCP 10.0.{}.{}:80", i / 250, i % 250),
+                    ),
+                    ("real".into(), "10.1.0.1:80".into()),
+                ];
+                (labels, true)
+            })
+            .collect();
+        t.health(vec![], up.clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let encoder = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let mut w = ChunkWriter {
+                    buf: String::new(),
+                    tx,
+                };
+                t.write_metrics(vec![], vec![], &mut w)
+            })
+        };
+        // The client reads nothing: the encoder fills the pieces ahead and waits.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while rx.len() < CHUNKS_AHEAD {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the encoder never filled the pieces ahead"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Meanwhile the daemon publishes health and ramps, and counts a pass.
+        let (done, published) = std::sync::mpsc::channel();
+        {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                t.health(vec![], up);
+                t.ramps(vec![]);
+                let _ = done.send(());
+            });
+        }
+        published
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon's updates wait for no scrape");
+        assert!(
+            !encoder.is_finished(),
+            "the scrape is still waiting on its client"
+        );
+        drop(rx);
+        assert!(
+            encoder.join().unwrap().is_err(),
+            "a client gone stops the encoding"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

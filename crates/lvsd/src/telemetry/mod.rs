@@ -27,8 +27,8 @@ mod status;
 mod systemd;
 
 pub use self::kernel::KernelView;
-use self::metrics::KernelSnapshot;
 pub use self::metrics::serve_metrics;
+use self::metrics::{HealthStates, Scrape};
 pub use self::status::{Control, query, request, serve_status, socket_path};
 pub use self::systemd::{notify_ready, notify_status, notify_watchdog, watchdog_interval};
 
@@ -194,7 +194,8 @@ pub struct Telemetry {
     overrides_changed: Counter,
     ramp_weight: Family<Labels, Gauge>,
     ramp_target: Family<Labels, Gauge>,
-    kernel: Arc<KernelSnapshot>,
+    /// The per-real health states, for the scrapes.
+    health_states: HealthStates,
 }
 
 impl Telemetry {
@@ -335,8 +336,6 @@ impl Telemetry {
             "Reals ramping up after they joined (slow_start): the weight they ramp to",
             ramp_target.clone(),
         );
-        let kernel = Arc::new(KernelSnapshot::default());
-        registry.register_collector(Box::new(kernel.clone()));
         let status = Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -370,7 +369,7 @@ impl Telemetry {
             overrides_changed,
             ramp_weight,
             ramp_target,
-            kernel,
+            health_states: HealthStates::default(),
         })
     }
 
@@ -560,7 +559,7 @@ impl Telemetry {
     /// The health lines and per-real states for status and metrics.
     pub fn health(&self, lines: Vec<String>, up: Vec<(Labels, bool)>) {
         self.status().health = lines;
-        *self.kernel.health.lock().unwrap_or_else(|p| p.into_inner()) = up;
+        self.health_states.set(up);
     }
 
     /// The overrides in force, for status and metrics; `changed`: one was set, changed,
@@ -630,21 +629,32 @@ impl Telemetry {
     }
 
     /// Writes the metrics text to `out` as it is encoded, with the kernel's counters taken
-    /// from `dump` and its sync daemons from `daemons`. The dump is held only while it is
-    /// encoded: a 100,000-real table is eight lines a real, and neither that text nor the dump
-    /// stays in memory between scrapes. An error: `out` refused (the client went away).
+    /// from `dump` and its sync daemons from `daemons`. The daemon's own metrics are encoded
+    /// first, into memory, under their locks; the kernel's part (eight lines a real) is then
+    /// written from data this scrape owns, so a slow `out` holds up nothing else, and neither
+    /// that text nor the dump stays in memory after. An error: `out` refused (the client went
+    /// away).
     pub fn write_metrics(
         &self,
         dump: Vec<(ipvs::Service, Vec<ipvs::Dest>)>,
         daemons: Vec<ipvs::SyncDaemon>,
         out: &mut impl std::fmt::Write,
     ) -> std::fmt::Result {
-        // One encoding at a time: the snapshot is the registry's, set and emptied under its lock.
-        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        self.kernel.set(dump, daemons);
-        let written = prometheus_client::encoding::text::encode(out, &registry);
-        self.kernel.clear();
-        written
+        let mut own = String::new();
+        {
+            let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            prometheus_client::encoding::text::encode_registry(&mut own, &registry)?;
+        }
+        out.write_str(&own)?;
+        drop(own);
+        let mut scrape = Registry::with_prefix("lvsd");
+        scrape.register_collector(Box::new(Scrape {
+            dump,
+            daemons,
+            health: self.health_states.get(),
+        }));
+        prometheus_client::encoding::text::encode_registry(out, &scrape)?;
+        prometheus_client::encoding::text::encode_eof(out)
     }
 }
 
