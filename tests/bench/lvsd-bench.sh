@@ -214,6 +214,15 @@ three_edits() { # ns live-file
   done
 }
 
+# A command's step timings (`lvsd::timing` on stderr) on one line, the first N of them if given.
+timings() { # file [count]
+  grep 'elapsed=' "$1" | sed 's/.*DEBUG //' | { if [ -n "${2:-}" ]; then head -n "$2"; else cat; fi; } |
+    tr '\n' ';' | sed 's/;$//; s/;/; /g'
+}
+# The daemon's step timings for its last edit, one a line.
+edit_timings() { # daemon log
+  grep -E 'DEBUG (read and validated|brought the checks|applied health|read back|recorded the intent|wrote to the kernel|verified)' "$1" | tail -n 8 | sed -e 's/^[^ ]* *DEBUG /    /'
+}
 # Parts to run (PARTS: any of sizes, keepalived, health, big; all by default).
 want() { case " ${PARTS:-sizes keepalived health big} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 mkdir -p $B/live
@@ -256,18 +265,18 @@ for n in $SIZES; do
   t0=$(cs); LVSD_LOG=warn,lvsd::timing=debug $IP netns exec g$n ./lvsd apply -c $B/cfg.yaml --state-dir $B/stg-$n >/dev/null 2>$B/gen-$n.err; generated=$(($(cs) - t0))
   $IP netns exec g$n ipvsadm -C; $IP netns del g$n
   echo "$n x $REALS: cold apply: lvsd $(secs $cold) s, raw writer ${raw} s, ipvsadm -R $(secs $coldr) s; lvsd check of the file $(secs $checked) s"
-  echo "  lvsd's own timings: $(grep 'elapsed=' $B/apply-$n.err | sed 's/.*DEBUG //' | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+  echo "  lvsd's own timings: $(timings $B/apply-$n.err)"
   echo "  no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($writes writes); raw dump ${rawdump} s; ipvsadm -Sn $(secs $sn) s; the raw dump and lvsd check at once $(secs $both) s"
-  echo "  the last no-op's own timings: $(grep 'elapsed=' $B/noop-$n.err | sed 's/.*DEBUG //' | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+  echo "  the last no-op's own timings: $(timings $B/noop-$n.err)"
   echo "  apply of lvsd export's output into an empty table: $(secs $exported) s; of the generated file, the same way: $(secs $generated) s"
-  echo "    export's: $(grep 'elapsed=' $B/export-$n.err | sed 's/.*DEBUG //' | head -n 3 | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
-  echo "    generated: $(grep 'elapsed=' $B/gen-$n.err | sed 's/.*DEBUG //' | head -n 3 | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+  echo "    export's: $(timings $B/export-$n.err 3)"
+  echo "    generated: $(timings $B/gen-$n.err 3)"
   # The daemon holding the table: three weight edits, then one added service.
   cp $B/cfg.yaml $B/base.yaml; mkdir -p $B/live; cp $B/cfg.yaml $B/live/lvsd.yaml
   DLOG=info,lvsd::timing=debug daemon a$n $B/live/lvsd.yaml $B/st-$n $B/daemon-$n.log --metrics-listen 127.0.0.1:9474
   edits=$(three_edits a$n $B/live/lvsd.yaml | tr '\n' ' ')
   echo "  the daemon's own timings for the last weight edit:"
-  grep -E 'DEBUG (read and validated|brought the checks|applied health|read back|recorded the intent|wrote to the kernel|verified)' $B/daemon-$n.log | tail -n 8 | sed -e 's/^[^ ]* *DEBUG /    /'
+  edit_timings $B/daemon-$n.log
   { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
   added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
   echo "  daemon, rename to kernel: weight edits ${edits}ms; a service with $REALS reals added ${added} ms"
@@ -298,7 +307,7 @@ for n in $SIZES; do
     echo "  with checks, an edit of the first and the last service at once: ${ends} ms"
     grep -E 'DEBUG read and validated' $B/daemon-chk.log | tail -n 1 | sed -e 's/^[^ ]* *DEBUG /    /' 
     echo "  the daemon's own timings for the last of those edits:"
-    grep -E 'DEBUG (read and validated|brought the checks|applied health|read back|recorded the intent|wrote to the kernel|verified)' $B/daemon-chk.log | tail -n 8 | sed -e 's/^[^ ]* *DEBUG /    /'
+    edit_timings $B/daemon-chk.log
     { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
     chk_added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
     echo "  with a tcp check on each of the $((n * REALS)) reals: weight edits ${chk_edits}ms; a service added ${chk_added} ms"
