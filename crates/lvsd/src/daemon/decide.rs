@@ -510,6 +510,13 @@ impl Machine {
             } else {
                 None
             };
+            // A pass of the whole table reads all of it, as a resync would: the next resync is
+            // a period after it. (The first pass comes after a start that can take a while
+            // — a large table is read for health before it — and is not followed at once by
+            // a second whole read.)
+            if table == Some(Scope::All) {
+                self.next_resync = now + self.settings.resync;
+            }
             // The host is looked at with every table pass (it is cheap, and a VIP must follow
             // its service), except while its own failures back it off.
             let host = host_due || self.host.failures == 0;
@@ -972,6 +979,27 @@ mod tests {
     }
 
     #[test]
+    fn a_first_pass_after_a_long_start_is_the_resync() {
+        // The machine is made, then the start reads the table for health (25 s at 100,000
+        // services in the VM): the first pass must not be followed by a second whole read.
+        let mut m = machine(false);
+        let late = ms(25_000);
+        assert_eq!(next(&mut m, late), pass(Some(Scope::All), true));
+        done(&mut m, converged(), host_ok(), ms(27_000));
+        assert_eq!(next(&mut m, ms(27_001)), Step::Wait(late + RESYNC));
+        // A whole pass after a failure restarts the period too.
+        next(&mut m, late + RESYNC);
+        m.on(Event::FileChecked { changed: false }, late + RESYNC);
+        let resync = late + RESYNC;
+        assert_eq!(next(&mut m, resync), pass(Some(Scope::All), true));
+        done(&mut m, Part::Failed("netlink".into()), host_ok(), resync);
+        let retry = resync + BACKOFF_START;
+        assert_eq!(next(&mut m, retry), pass(Some(Scope::All), true));
+        done(&mut m, converged(), host_ok(), retry);
+        assert_eq!(next(&mut m, retry + ms(1)), Step::Wait(retry + RESYNC));
+    }
+
+    #[test]
     fn a_failing_host_does_not_hold_the_table_back() {
         let mut m = machine(false);
         next(&mut m, ms(0));
@@ -1408,7 +1436,8 @@ mod tests {
         assert_eq!(m.next(ms(210)), Step::CheckFile(Check::Read));
         let v = m.on(Event::FileChecked { changed: true }, ms(211));
         assert!(!v.read_again);
-        assert_eq!(next(&mut m, ms(212)), Step::Wait(RESYNC));
+        // (The first pass, at 1 ms, was the whole table's: the resync is a period after it.)
+        assert_eq!(next(&mut m, ms(212)), Step::Wait(ms(1) + RESYNC));
         // A read whose files stayed put ends the run: the next move is read again.
         m.on(Event::FileWritten { whole: true }, ms(300));
         assert_eq!(next(&mut m, ms(300)), Step::Reload { asked: false });
