@@ -42,6 +42,13 @@ fn init_logging(format: LogFormat, default: &str) {
     }
 }
 
+/// mimalloc instead of glibc's malloc: the daemon allocates its large objects on several
+/// threads (the config's reader, the table's readers, the loop), and glibc keeps an arena for
+/// each that it seldom gives back. Measured in the test VM at 100,000 services x 4 reals: peak
+/// RSS 513 MiB with glibc, 440 MiB with mimalloc; 481 against 317 MiB once settled.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
