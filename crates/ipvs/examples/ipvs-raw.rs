@@ -159,6 +159,19 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             let real = DestKey { addr: ra, port: rp };
             let mut c = Client::connect().await.map_err(|e| e.to_string())?;
             let t0 = Instant::now();
+            // The wall clock of the rename or signal on stderr (seconds into the UTC day), to
+            // be placed against the daemon's log.
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| {
+                    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6
+                });
+            eprintln!(
+                "at {:02}:{:02}:{:09.6}",
+                (wall / 3600.0) as u64,
+                (wall % 3600.0 / 60.0) as u64,
+                wall % 60.0
+            );
             if cmd == "rename-wait" {
                 std::fs::rename(&args[1], &args[2]).map_err(|e| e.to_string())?;
             } else {
