@@ -99,6 +99,10 @@ pub struct PassRequest {
     pub allow: Allow,
     /// Whether host operations may be carried out (false: report them as drift).
     pub allow_host: bool,
+    /// Whether a whole read of the table may give way to a config change that arrives while
+    /// it runs (an edit is not held up for a resync). Never twice running: the whole pass owed
+    /// after one gave way does not, so edits cannot put the resync off for ever.
+    pub may_yield: bool,
 }
 
 /// What to do next.
@@ -200,6 +204,10 @@ pub enum Part<T> {
     /// It could not run (the kernel or host could not be read, the host lacks what the role
     /// needs): nothing of it was carried out.
     Failed(String),
+    /// A whole read of the table gave way to a config change waiting for the loop
+    /// ([`PassRequest::may_yield`]): nothing of it was carried out, and the whole pass is owed
+    /// once the change has had its pass.
+    Yielded,
 }
 
 /// The table part of a finished pass.
@@ -397,6 +405,11 @@ pub struct Machine {
     stale: Scope,
     /// The health file.
     health_file: HealthFile,
+    /// A whole pass gave way to a config change and is owed: due as soon as no reload and no
+    /// other table pass is.
+    owed: bool,
+    /// The next whole pass is the one owed: it does not give way.
+    hold: bool,
 }
 
 /// The looks at the files behind the config's paths.
@@ -458,6 +471,8 @@ impl Machine {
             hash_due: false,
             stale: Scope::All,
             health_file: HealthFile::default(),
+            owed: false,
+            hold: false,
         }
     }
 
@@ -502,6 +517,12 @@ impl Machine {
             self.host.due = Some(self.host.due.map_or(now, |t| t.min(now)));
             return self.check(Check::Resync);
         }
+        // A whole pass that gave way comes after the change it gave way to has had its pass.
+        if self.owed && self.reload_at.is_none() && self.table.due.is_none() {
+            self.owed = false;
+            self.hold = true;
+            due_table(&mut self.table, now, Scope::All);
+        }
         let table_due = self.table.due.as_ref().is_some_and(|(t, _)| *t <= now);
         let host_due = self.host.due.is_some_and(|t| t <= now);
         if table_due || host_due {
@@ -514,9 +535,11 @@ impl Machine {
             // a period after it. (The first pass comes after a start that can take a while
             // — a large table is read for health before it — and is not followed at once by
             // a second whole read.)
-            if table == Some(Scope::All) {
+            let whole = table == Some(Scope::All);
+            if whole {
                 self.next_resync = now + self.settings.resync;
             }
+            let may_yield = whole && !std::mem::take(&mut self.hold);
             // The host is looked at with every table pass (it is cheap, and a VIP must follow
             // its service), except while its own failures back it off.
             let host = host_due || self.host.failures == 0;
@@ -533,6 +556,7 @@ impl Machine {
                 host,
                 allow,
                 allow_host: !self.settings.report_drift || self.host_pending,
+                may_yield,
             });
         }
         let deadlines = [
@@ -731,6 +755,7 @@ impl Machine {
                 self.table.failures = 0;
                 self.table.standing = Standing::Refused(why);
             }
+            Part::Yielded => self.owed = true,
             Part::Failed(why) => {
                 self.table.failures += 1;
                 let wait = backoff(self.table.failures, resync);
@@ -779,6 +804,8 @@ impl Machine {
                 self.host.standing = Standing::Refused(why);
             }
             Part::Failed(why) => self.host_failed(why, now),
+            // The host part never gives way.
+            Part::Yielded => {}
         }
         if self.converged() {
             self.expect_changes = false;
@@ -917,6 +944,7 @@ mod tests {
     fn pass(table: Option<Scope>, host: bool) -> Step {
         Step::Pass(PassRequest {
             stale: Scope::none(),
+            may_yield: table == Some(Scope::All),
             table,
             host,
             allow: Allow::All,
@@ -997,6 +1025,50 @@ mod tests {
         assert_eq!(next(&mut m, retry), pass(Some(Scope::All), true));
         done(&mut m, converged(), host_ok(), retry);
         assert_eq!(next(&mut m, retry + ms(1)), Step::Wait(retry + RESYNC));
+    }
+
+    #[test]
+    fn a_resync_gives_way_to_an_edit_once_and_is_owed_after_its_pass() {
+        let mut m = started(false, ms(10));
+        // The resync: a whole pass that may give way.
+        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
+        m.on(Event::FileChecked { changed: false }, RESYNC);
+        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
+        // A rename arrives while it reads; the read gives way.
+        let t = RESYNC + ms(3000);
+        m.on(Event::FileWritten { whole: true }, t);
+        let v = done(&mut m, Part::Yielded, host_ok(), t);
+        assert!(!v.table_changed, "giving way is no change of standing");
+        assert!(m.converged());
+        // The edit first: read, then a pass of the services it touched.
+        assert_eq!(next(&mut m, t), Step::Reload { asked: false });
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[7]))),
+            t + ms(10),
+        );
+        assert_eq!(
+            next(&mut m, t + ms(10)),
+            pass(Some(Scope::Services(set(&[7]))), true)
+        );
+        done(&mut m, converged(), host_ok(), t + ms(20));
+        // Then the whole pass owed, which does not give way again.
+        let owed = Step::Pass(PassRequest {
+            stale: Scope::none(),
+            table: Some(Scope::All),
+            host: true,
+            allow: Allow::All,
+            allow_host: true,
+            may_yield: false,
+        });
+        assert_eq!(next(&mut m, t + ms(20)), owed);
+        done(&mut m, converged(), host_ok(), t + ms(30));
+        assert_eq!(next(&mut m, t + ms(31)), Step::Wait(t + ms(20) + RESYNC));
+        // The resync after it may give way again.
+        let later = t + ms(20) + RESYNC;
+        assert_eq!(next(&mut m, later), Step::CheckFile(Check::Resync));
+        m.on(Event::FileChecked { changed: false }, later);
+        assert_eq!(next(&mut m, later), pass(Some(Scope::All), true));
     }
 
     #[test]
@@ -1310,6 +1382,7 @@ mod tests {
                 host: true,
                 allow: Allow::Only(set(&[50])),
                 allow_host: false,
+                may_yield: false,
             })
         );
         done(&mut m, converged(), host_ok(), ms(520));

@@ -247,8 +247,13 @@ pub(crate) async fn run_with<I: Io>(
 ) -> Result<()> {
     let clock = Clock(tokio::time::Instant::now());
     let files = tx.clone();
+    // Raised after a file event is sent (so the loop finds the event once the read gives
+    // way): a whole read of the table under way stops for it (`Engine::yield_to`).
+    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raise = waiting.clone();
     let source = Source::open(&settings, outside.watch, move |whole| {
         let _ = files.send(Input::File(whole));
+        raise.store(true, std::sync::atomic::Ordering::SeqCst);
     })
     .await?;
     let Some(loaded) = source.loaded() else {
@@ -289,6 +294,7 @@ pub(crate) async fn run_with<I: Io>(
     let director = director::Director::load(engine.state_dir().to_path_buf())?;
     let mut engine = engine;
     engine.rotation = director.rotation();
+    engine.yield_to = Some(waiting);
     crate::telemetry::serve_status(
         engine.state_dir(),
         telemetry.clone(),
@@ -546,6 +552,7 @@ impl<I: Io> Daemon<I> {
             allow: &allow,
             allow_host: req.allow_host,
             unable: &unable,
+            may_yield: req.may_yield,
         };
         let started = std::time::Instant::now();
         let target = self.operators.target(
@@ -626,6 +633,11 @@ impl<I: Io> Daemon<I> {
                 }
             }
             Outcome::Refused(e) if verdict.table_changed => tracing::error!("{e}"),
+            Outcome::Failed(e) if e.is::<crate::engine::Yielded>() => {
+                tracing::debug!(
+                    "the resync's read of the table gave way to a config change; it comes after the change's pass"
+                );
+            }
             Outcome::Failed(e) => tracing::error!(
                 "reconcile failed (table): {e:#}; {}",
                 retry(self.decisions.machine.table())

@@ -190,6 +190,7 @@ mod tests {
             allow: &allow,
             allow_host: true,
             unable: &none,
+            may_yield: false,
         };
         let _ = engine.converge(cfg, &target, &spec).await;
     }

@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Services whose real servers a whole read that may give way reads between two looks at
+/// [`Engine::yield_to`]: about 0.3 s of reading at 100,000 services in the test VM. (Fewer in
+/// tests, whose tables are small.)
+const YIELD_SLICE: usize = if cfg!(test) { 64 } else { 2048 };
+
 impl<I: Io> Engine<I> {
     /// The live table. A service whose real servers read back as they were when the kept
     /// table was made (their settings, and whether each has connections: see
@@ -27,6 +32,20 @@ impl<I: Io> Engine<I> {
                 .then(|| digests.get(k).copied())
                 .flatten()
         };
+        // A read that may give way looks at the flag after the services and between slices
+        // of their real servers (each slice is read whole: the connection stays clean).
+        let stop = self
+            .yield_to
+            .as_ref()
+            .filter(|_| self.may_yield)
+            .map(std::sync::Arc::clone);
+        if let Some(stop) = &stop {
+            stop.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        let waiting = || {
+            stop.as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        };
         let read = async {
             let client = match self.client.as_mut() {
                 Some(c) => c,
@@ -36,14 +55,34 @@ impl<I: Io> Engine<I> {
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
             let keys: Vec<(ServiceKey, Option<u64>)> =
                 services.iter().map(|s| (s.key, prev(&s.key))).collect();
-            let reals = client
-                .dests_if_changed(&keys, plan::ObservedService::reals_from_kernel)
-                .await
-                .context("read the IPVS table")?;
+            let slice = if stop.is_some() {
+                YIELD_SLICE
+            } else {
+                keys.len().max(1)
+            };
+            let mut reals = Vec::with_capacity(keys.len());
+            for part in keys.chunks(slice) {
+                if waiting() {
+                    return Err(anyhow::Error::new(Yielded));
+                }
+                reals.extend(
+                    client
+                        .dests_if_changed(part, plan::ObservedService::reals_from_kernel)
+                        .await
+                        .context("read the IPVS table")?,
+                );
+            }
             anyhow::Ok((services, reals))
         };
         let (services, reals) = match read.await {
             Ok(r) => r,
+            Err(e) if e.is::<Yielded>() => {
+                // Nothing was taken from them yet: the next read reuses them as before.
+                self.table = Some(kept);
+                self.digests = digests;
+                tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "read the IPVS table: gave way to a config change");
+                return Err(e);
+            }
             Err(e) => {
                 self.disconnect();
                 return Err(e);

@@ -147,6 +147,10 @@ pub struct PassSpec<'a> {
     /// The services that cannot serve now (no healthy real, below quorum): an active-active
     /// director withdraws their VIPs.
     pub unable: &'a BTreeSet<ServiceKey>,
+    /// A whole read of the table may give way to a waiting config change
+    /// ([`super::Engine::yield_to`]): the table part then fails with [`super::Yielded`]
+    /// before anything is written.
+    pub may_yield: bool,
 }
 
 /// No service.
@@ -164,6 +168,7 @@ impl<'a> PassSpec<'a> {
             allow: &|_| true,
             allow_host: true,
             unable,
+            may_yield: false,
         }
     }
 }

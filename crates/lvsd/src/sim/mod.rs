@@ -405,6 +405,7 @@ impl Sim {
             allow: &allow,
             allow_host: true,
             unable: &none,
+            may_yield: false,
         };
         {
             let mut w = self.world.borrow_mut();
@@ -897,6 +898,71 @@ mod tests {
     /// A director taking up twenty VIPs records its intent once, before the first address, and
     /// that is also the record once all went well: one durable save of the host record, not
     /// one per address (an fsync each).
+    /// A whole read that may give way stops when a config change is waiting: nothing is
+    /// written, and the table the last pass kept is kept, so the whole pass owed after it
+    /// reuses every service instead of decoding the table again. One not allowed to give way
+    /// reads on.
+    #[test]
+    fn a_whole_read_gives_way_to_a_waiting_change_and_keeps_the_table() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (rt, world) = host_world();
+        // More services than one slice of the read, so that it looks at the flag in between.
+        let n = 200;
+        let model = Model {
+            services: (1..=n)
+                .map(|s| (s, ("rr", BTreeMap::from([(1, 1)]))))
+                .collect(),
+            director: false,
+            anycast: false,
+            out: false,
+            sysctls: BTreeMap::new(),
+        };
+        let cfg = model.config().unwrap();
+        let mut e = engine(&world, Mutation::None);
+        let allow = |_: &Op| true;
+        let none = BTreeSet::new();
+        let spec = |may_yield| PassSpec {
+            table: Some(None),
+            host: true,
+            force: false,
+            strict: false,
+            allow: &allow,
+            allow_host: true,
+            unable: &none,
+            may_yield,
+        };
+        let waiting = Arc::new(AtomicBool::new(false));
+        e.yield_to = Some(waiting.clone());
+        // Written, then read whole once (the digests of every service are known from then).
+        assert!(
+            rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)))
+                .converged()
+        );
+        assert!(
+            rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)))
+                .converged()
+        );
+        assert_eq!(e.take_last_read().map(|r| r.services), Some(n as usize));
+        world.borrow_mut().raise_on_read = Some(waiting.clone());
+        world.borrow_mut().writes.clear();
+        let gave_way = rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)));
+        assert!(
+            matches!(&gave_way.table, Outcome::Failed(err) if err.is::<crate::engine::Yielded>()),
+            "{:?}",
+            gave_way.table
+        );
+        assert!(world.borrow().writes.is_empty(), "nothing written");
+        assert!(e.take_last_read().is_none(), "no whole read finished");
+        // The owed pass: the flag is up again at its listing, and it reads on.
+        let owed = rt.block_on(e.converge(&cfg, &cfg.desired, &spec(false)));
+        assert!(owed.converged(), "{:?}", owed.table);
+        assert!(waiting.load(Ordering::SeqCst));
+        let read = e.take_last_read().unwrap();
+        assert_eq!((read.services, read.reused), (n as usize, n as usize));
+        assert!(world.borrow().writes.is_empty(), "nothing written");
+    }
+
     #[test]
     fn a_director_adding_many_vips_saves_its_host_record_once() {
         let (rt, world) = host_world();

@@ -77,6 +77,9 @@ pub struct World {
     pub drain_timeout: u64,
     /// What lvsd did that it must never do.
     pub violations: Vec<String>,
+    /// Raised at every listing of the services: a config change that arrives while the table
+    /// is read (what the daemon's file watch raises, [`crate::engine::Engine::yield_to`]).
+    pub raise_on_read: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The host's interfaces.
     pub links: BTreeMap<String, Link>,
     /// The host's addresses, with their prefix length.
@@ -130,6 +133,7 @@ impl World {
             foreign: BTreeSet::new(),
             drain_timeout,
             violations: vec![],
+            raise_on_read: None,
             links: [("lo", 1), (LAN, 2)]
                 .into_iter()
                 .map(|(name, index)| (name.to_owned(), Link { index, up: true }))
@@ -487,6 +491,9 @@ fn digest(dests: &[Dest]) -> u64 {
 impl Table for SimTable {
     async fn services(&mut self) -> Result<Vec<Service>, ipvs::Error> {
         let w = self.world("list services")?;
+        if let Some(flag) = &w.raise_on_read {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(w.services
             .iter()
             .map(|s| Service::new(s.key, s.spec.clone()))
