@@ -211,11 +211,17 @@ five_edits() { # ns live-file
   local w
   for w in 3 4 5 6 7; do
     with_weight "$B/base.yaml" $w >"$2.tmp"
-    $IP netns exec "$1" ./ipvs-raw rename-wait "$2.tmp" "$2" 10.1.0.1:80 10.2.0.2:80 $w
+    $IP netns exec "$1" ./ipvs-raw rename-wait "$2.tmp" "$2" 10.1.0.1:80 10.2.0.2:80 $w 2>>"$B/renamed"
     sleep 1
   done
 }
 
+# The wall clock of the renames timed since the last call (`rename-wait` prints it on stderr),
+# to place the edits against the daemon's log.
+renames() {
+  [ -s "$B/renamed" ] && echo "    timed from (UTC): $(sed 's/^at //' "$B/renamed" | tr '\n' ' ')"
+  : >"$B/renamed"
+}
 # A command's step timings (`lvsd::timing` on stderr) on one line, the first N of them if given.
 timings() { # file [count]
   grep 'elapsed=' "$1" | sed 's/.*DEBUG //' | { if [ -n "${2:-}" ]; then head -n "$2"; else cat; fi; } |
@@ -284,8 +290,9 @@ for n in $SIZES; do
   echo "  the daemon's own timings for the last weight edit:"
   edit_timings $B/daemon-$n.log
   { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
-  added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
+  added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1 2>>"$B/renamed")
   echo "  daemon, rename to kernel: weight edits ${edits}ms; a service with $REALS reals added ${added} ms"
+  renames
   if [ "$n" = "$LARGEST" ]; then
     idle_measure a$n
     idle=$IDLE; peak=$(rss $dpid); floor=$IDLE_FLOOR
@@ -307,7 +314,7 @@ for n in $SIZES; do
     ends=""
     for w in 8 9 10; do
       with_weight_ends $B/base.yaml $w >$B/live/lvsd.yaml.tmp
-      ends="$ends $($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml "$(last_service "$n")" 10.2.0.2:80 $w)"
+      ends="$ends $($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml "$(last_service "$n")" 10.2.0.2:80 $w 2>>"$B/renamed")"
       sleep 1
     done
     echo "  with checks, an edit of the first and the last service at once: ${ends} ms"
@@ -315,8 +322,9 @@ for n in $SIZES; do
     echo "  the daemon's own timings for the last of those edits:"
     edit_timings $B/daemon-chk.log
     { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
-    chk_added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
+    chk_added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1 2>>"$B/renamed")
     echo "  with a tcp check on each of the $((n * REALS)) reals: weight edits ${chk_edits}ms; a service added ${chk_added} ms"
+    renames
     # What the loop was doing when each edit came: an edit that lands during a resync (a whole
     # read of the table, seconds here) waits for it.
     echo "  the checks daemon's passes (config reads and whole-table resyncs, with their times):"
@@ -341,7 +349,7 @@ sleep 3
 kreloads=""
 for w in 3 4; do
   awk -v w="$w" '!done && /    weight 1/ { sub(/weight 1/, "weight " w); done = 1 } { print }' $B/k.conf >$B/k2.conf && cp $B/k2.conf $B/k.conf
-  kreloads="$kreloads $($IP netns exec ka ./ipvs-raw signal-wait "$(cat $B/k.pid)" 1 10.1.0.1:80 10.2.0.2:80 $w)"
+  kreloads="$kreloads $($IP netns exec ka ./ipvs-raw signal-wait "$(cat $B/k.pid)" 1 10.1.0.1:80 10.2.0.2:80 $w 2>>"$B/renamed")"
   sed -i "s/    weight $w/    weight 1/" $B/k.conf
   sleep 3
 done
@@ -355,6 +363,7 @@ kill $dpid; wait $dpid 2>/dev/null
 $IP netns exec la ipvsadm -C; $IP netns del la
 echo "load: keepalived $(secs $ka_load) s, lvsd apply $(secs $la_cold) s"
 echo "weight edit: keepalived's SIGHUP reload${kreloads} ms; lvsd's rename ${ka_edits}ms"
+renames
 
 fi
 if want health; then
@@ -433,6 +442,7 @@ $IP netns exec ba ipvsadm -C; $IP netns del ba
 echo "cold apply: lvsd $(secs $big_cold) s, raw writer $big_raw s"
 echo "no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($big_writes writes in the last); raw dump of the same table, after each:$(for t in $dumps; do printf ' %s s' "$(secs $t)"; done); of a table of its own $big_dump s"
 echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
+renames
 echo "idle daemon: $(secs $big_idle) s CPU over ${IDLE_WINDOW:-60} s; two raw dumps: $big_floor s CPU"
 echo "the raw dump a service: $(awk -v a="$L_rawdump" -v n="$LARGEST" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $LARGEST services, $(awk -v a="$big_dump" -v n="$BIG" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $BIG"
 
