@@ -406,10 +406,9 @@ pub struct Machine {
     /// The health file.
     health_file: HealthFile,
     /// A whole pass gave way to a config change and is owed: due as soon as no reload and no
-    /// other table pass is.
+    /// other table pass is. The next whole pass, whichever it is, pays it and does not give
+    /// way (so edits cannot put the resync off for ever, drains or not).
     owed: bool,
-    /// The next whole pass is the one owed: it does not give way.
-    hold: bool,
 }
 
 /// The looks at the files behind the config's paths.
@@ -472,7 +471,6 @@ impl Machine {
             stale: Scope::All,
             health_file: HealthFile::default(),
             owed: false,
-            hold: false,
         }
     }
 
@@ -519,8 +517,6 @@ impl Machine {
         }
         // A whole pass that gave way comes after the change it gave way to has had its pass.
         if self.owed && self.reload_at.is_none() && self.table.due.is_none() {
-            self.owed = false;
-            self.hold = true;
             due_table(&mut self.table, now, Scope::All);
         }
         let table_due = self.table.due.as_ref().is_some_and(|(t, _)| *t <= now);
@@ -539,7 +535,7 @@ impl Machine {
             if whole {
                 self.next_resync = now + self.settings.resync;
             }
-            let may_yield = whole && !std::mem::take(&mut self.hold);
+            let may_yield = whole && !std::mem::take(&mut self.owed);
             // The host is looked at with every table pass (it is cheap, and a VIP must follow
             // its service), except while its own failures back it off.
             let host = host_due || self.host.failures == 0;
@@ -706,6 +702,7 @@ impl Machine {
 
     fn pass_done(&mut self, p: PassSummary, now: At) -> Verdict {
         let mut v = Verdict::default();
+        let yielded = matches!(p.table, Part::Yielded);
         let before = (self.table.standing.clone(), self.host.standing.clone());
         let resync = self.settings.resync;
         match p.table {
@@ -807,7 +804,9 @@ impl Machine {
             // The host part never gives way.
             Part::Yielded => {}
         }
-        if self.converged() {
+        // A pass that gave way carried out none of the changes asked for: they are still
+        // expected of the pass owed.
+        if self.converged() && !yielded {
             self.expect_changes = false;
         }
         v.table_changed = before.0 != self.table.standing;
@@ -1069,6 +1068,83 @@ mod tests {
         assert_eq!(next(&mut m, later), Step::CheckFile(Check::Resync));
         m.on(Event::FileChecked { changed: false }, later);
         assert_eq!(next(&mut m, later), pass(Some(Scope::All), true));
+    }
+
+    #[test]
+    fn the_pass_owed_after_giving_way_is_the_next_whole_one_even_while_drains_poll() {
+        let mut m = started(false, ms(10));
+        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
+        m.on(Event::FileChecked { changed: false }, RESYNC);
+        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
+        m.on(Event::FileWritten { whole: true }, RESYNC + ms(5));
+        done(&mut m, Part::Yielded, host_ok(), RESYNC + ms(5));
+        assert_eq!(next(&mut m, RESYNC + ms(5)), Step::Reload { asked: false });
+        reloaded(
+            &mut m,
+            Reloaded::Changed(Scope::Services(set(&[7]))),
+            RESYNC + ms(10),
+        );
+        next(&mut m, RESYNC + ms(10));
+        // The edit drains a real: its service is passed again every DRAIN_POLL, so the owed
+        // whole pass never finds the table free.
+        let draining = || {
+            Part::Done(TableSummary {
+                busy: set(&[7]),
+                waiting: true,
+                ..TableSummary::default()
+            })
+        };
+        done(&mut m, draining(), host_ok(), RESYNC + ms(20));
+        let mut t = RESYNC + ms(20);
+        while t < RESYNC + RESYNC - DRAIN_POLL {
+            t += DRAIN_POLL;
+            assert_eq!(
+                next(&mut m, t),
+                pass(Some(Scope::Services(set(&[7]))), true),
+                "at {t:?}"
+            );
+            done(&mut m, draining(), host_ok(), t);
+        }
+        // The next resync pays what is owed: it does not give way, and nothing is owed after
+        // it.
+        let resync = RESYNC + ms(10) + RESYNC;
+        assert_eq!(next(&mut m, resync), Step::CheckFile(Check::Resync));
+        m.on(Event::FileChecked { changed: false }, resync);
+        let Step::Pass(req) = next(&mut m, resync) else {
+            panic!("a pass")
+        };
+        assert_eq!((req.table, req.may_yield), (Some(Scope::All), false));
+        done(&mut m, converged(), host_ok(), resync + ms(10));
+        assert_eq!(next(&mut m, resync + ms(11)), Step::Wait(resync + RESYNC));
+    }
+
+    #[test]
+    fn changes_asked_of_a_pass_that_gave_way_are_not_drift_in_the_pass_owed() {
+        let mut m = started(false, ms(10));
+        let t = ms(1000);
+        m.on(Event::FileWritten { whole: true }, t);
+        assert_eq!(next(&mut m, t), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Changed(Scope::All), t);
+        assert_eq!(next(&mut m, t), pass(Some(Scope::All), true));
+        // Gave way to a second event, whose read changes nothing.
+        m.on(Event::FileWritten { whole: true }, t + ms(5));
+        done(&mut m, Part::Yielded, host_ok(), t + ms(5));
+        assert_eq!(next(&mut m, t + ms(5)), Step::Reload { asked: false });
+        reloaded(&mut m, Reloaded::Unchanged, t + ms(6));
+        let Step::Pass(req) = next(&mut m, t + ms(6)) else {
+            panic!("the pass owed")
+        };
+        assert_eq!((req.table, req.may_yield), (Some(Scope::All), false));
+        let v = done(
+            &mut m,
+            Part::Done(TableSummary {
+                applied: 3,
+                ..TableSummary::default()
+            }),
+            host_ok(),
+            t + ms(20),
+        );
+        assert_eq!(v.drift, 0, "the edit's changes, not drift");
     }
 
     #[test]

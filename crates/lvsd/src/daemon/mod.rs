@@ -248,7 +248,9 @@ pub(crate) async fn run_with<I: Io>(
     let clock = Clock(tokio::time::Instant::now());
     let files = tx.clone();
     // Raised after a file event is sent (so the loop finds the event once the read gives
-    // way): a whole read of the table under way stops for it (`Engine::yield_to`).
+    // way): a whole read of the table under way stops for it (`Engine::yield_to`). Lowered
+    // before the loop takes its inputs in, so an event sent in between leaves it up (at worst
+    // the next whole read gives way once for an event already taken in).
     let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let raise = waiting.clone();
     let source = Source::open(&settings, outside.watch, move |whole| {
@@ -260,7 +262,7 @@ pub(crate) async fn run_with<I: Io>(
         anyhow::bail!("no config in force");
     };
     if let Some(signals) = outside.signals {
-        forward_signals(signals, tx.clone());
+        forward_signals(signals, tx.clone(), waiting.clone());
     }
     let role = loaded.config.host.role;
     let services = loaded.config.desired.services.len();
@@ -277,6 +279,7 @@ pub(crate) async fn run_with<I: Io>(
     })
     .context("start the thread that writes the health files")?;
     let changes = tx.clone();
+    let asked = waiting.clone();
     let health_tx = tx;
     tokio::spawn(async move {
         while let Some(r) = reports.recv().await {
@@ -294,13 +297,18 @@ pub(crate) async fn run_with<I: Io>(
     let director = director::Director::load(engine.state_dir().to_path_buf())?;
     let mut engine = engine;
     engine.rotation = director.rotation();
-    engine.yield_to = Some(waiting);
+    engine.yield_to = Some(waiting.clone());
     crate::telemetry::serve_status(
         engine.state_dir(),
         telemetry.clone(),
         crate::telemetry::Control {
             admin_gid: settings.admin_gid,
-            changes: Box::new(move |c| changes.send(Input::Change(c)).is_ok()),
+            changes: Box::new(move |c| {
+                let sent = changes.send(Input::Change(c)).is_ok();
+                // An operator's override is not held up for a resync either.
+                asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                sent
+            }),
         },
     )?;
     if let Some(addr) = settings.metrics {
@@ -346,6 +354,7 @@ pub(crate) async fn run_with<I: Io>(
     let mut fatal = None;
     'run: loop {
         // Everything that arrived while the last step ran is taken in before the next step.
+        waiting.store(false, std::sync::atomic::Ordering::SeqCst);
         while let Ok(input) = inputs.try_recv() {
             if !d.input(input) {
                 break 'run;
@@ -404,8 +413,13 @@ pub(crate) async fn run_with<I: Io>(
     Ok(())
 }
 
-/// Forwards the signals to the loop's input channel.
-fn forward_signals(mut s: Signals, tx: mpsc::UnboundedSender<Input>) {
+/// Forwards the signals to the loop's input channel, and raises `waiting` after each (a SIGHUP
+/// or a stop is not held up for a whole read of the table).
+fn forward_signals(
+    mut s: Signals,
+    tx: mpsc::UnboundedSender<Input>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     tokio::spawn(async move {
         loop {
             let input = tokio::select! {
@@ -416,6 +430,7 @@ fn forward_signals(mut s: Signals, tx: mpsc::UnboundedSender<Input>) {
             if tx.send(input).is_err() {
                 return;
             }
+            waiting.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     });
 }

@@ -108,10 +108,11 @@ pub struct Engine<I: Io = System> {
     pub rotation: plan::host::Rotation,
     /// The last whole read of the table, for the metrics (taken by [`Engine::take_last_read`]).
     last_read: Option<TableRead>,
-    /// Set (by the daemon's file watch) when a config change is waiting: a whole read of the
-    /// table the pass lets give way ([`PassSpec::may_yield`]) stops between two slices of
-    /// services and gives the table it keeps back untouched, so that an edit is not held up
-    /// for a resync (25 s at 100,000 services in the test VM).
+    /// Raised (by the daemon's file watch) when a config change is waiting, lowered by the
+    /// daemon when it takes its inputs in: a whole read of the table the pass lets give way
+    /// ([`PassSpec::may_yield`]) stops between two slices of services and leaves the table
+    /// it keeps as it was, so that an edit is not held up for a resync (15-25 s at 100,000
+    /// services in the test VM).
     pub yield_to: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Whether the whole read under way may give way (the pass's [`PassSpec::may_yield`]).
     may_yield: bool,

@@ -18,6 +18,7 @@ impl<I: Io> Engine<I> {
         let started = std::time::Instant::now();
         let cpu0 = cpu_now();
         self.fresh = false;
+        let had_table = self.table.is_some();
         let mut kept = self.table.take().unwrap_or_default();
         let digests = std::mem::take(&mut self.digests);
         let exclusive = self.exclusive;
@@ -33,15 +34,14 @@ impl<I: Io> Engine<I> {
                 .flatten()
         };
         // A read that may give way looks at the flag after the services and between slices
-        // of their real servers (each slice is read whole: the connection stays clean).
+        // of their real servers (each slice is read whole: the connection stays clean). The
+        // daemon lowers the flag before it takes in what arrived, not here: an event sent
+        // between the two is then a flag up, not one lowered and lost.
         let stop = self
             .yield_to
             .as_ref()
             .filter(|_| self.may_yield)
             .map(std::sync::Arc::clone);
-        if let Some(stop) = &stop {
-            stop.store(false, std::sync::atomic::Ordering::SeqCst);
-        }
         let waiting = || {
             stop.as_ref()
                 .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
@@ -77,8 +77,10 @@ impl<I: Io> Engine<I> {
         let (services, reals) = match read.await {
             Ok(r) => r,
             Err(e) if e.is::<Yielded>() => {
-                // Nothing was taken from them yet: the next read reuses them as before.
-                self.table = Some(kept);
+                // Nothing was taken from them yet: the next read reuses them as before. No
+                // table kept stays none (an empty one would be a table with nothing in it,
+                // which the host part would plan every VIP's withdrawal against).
+                self.table = had_table.then_some(kept);
                 self.digests = digests;
                 tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "read the IPVS table: gave way to a config change");
                 return Err(e);

@@ -895,9 +895,6 @@ mod tests {
         );
     }
 
-    /// A director taking up twenty VIPs records its intent once, before the first address, and
-    /// that is also the record once all went well: one durable save of the host record, not
-    /// one per address (an fsync each).
     /// A whole read that may give way stops when a config change is waiting: nothing is
     /// written, and the table the last pass kept is kept, so the whole pass owed after it
     /// reuses every service instead of decoding the table again. One not allowed to give way
@@ -954,15 +951,44 @@ mod tests {
         );
         assert!(world.borrow().writes.is_empty(), "nothing written");
         assert!(e.take_last_read().is_none(), "no whole read finished");
-        // The owed pass: the flag is up again at its listing, and it reads on.
+        // The owed pass: the flag is up again at its first slice, and it reads on.
         let owed = rt.block_on(e.converge(&cfg, &cfg.desired, &spec(false)));
         assert!(owed.converged(), "{:?}", owed.table);
         assert!(waiting.load(Ordering::SeqCst));
         let read = e.take_last_read().unwrap();
         assert_eq!((read.services, read.reused), (n as usize, n as usize));
         assert!(world.borrow().writes.is_empty(), "nothing written");
+
+        // An engine with no table kept (a fresh start, or after a failed read) that gives way
+        // keeps none, rather than an empty one: its next pass of a few services reads the
+        // whole table, as one with no table must (planned against an empty table, the host
+        // part would withdraw every VIP of an active-active director).
+        let mut fresh = engine(&world, Mutation::None);
+        fresh.yield_to = Some(waiting.clone());
+        waiting.store(false, Ordering::SeqCst);
+        let gave_way = rt.block_on(fresh.converge(&cfg, &cfg.desired, &spec(true)));
+        assert!(
+            matches!(&gave_way.table, Outcome::Failed(err) if err.is::<crate::engine::Yielded>())
+        );
+        let one: BTreeSet<ServiceKey> = cfg.desired.services.keys().take(1).copied().collect();
+        let scoped = PassSpec {
+            table: Some(Some(&one)),
+            ..spec(false)
+        };
+        assert!(
+            rt.block_on(fresh.converge(&cfg, &cfg.desired, &scoped))
+                .converged()
+        );
+        assert_eq!(
+            fresh.take_last_read().map(|r| r.services),
+            Some(n as usize),
+            "a whole read, not a refresh of one service against an empty table"
+        );
     }
 
+    /// A director taking up twenty VIPs records its intent once, before the first address, and
+    /// that is also the record once all went well: one durable save of the host record, not
+    /// one per address (an fsync each).
     #[test]
     fn a_director_adding_many_vips_saves_its_host_record_once() {
         let (rt, world) = host_world();

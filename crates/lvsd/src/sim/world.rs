@@ -77,8 +77,8 @@ pub struct World {
     pub drain_timeout: u64,
     /// What lvsd did that it must never do.
     pub violations: Vec<String>,
-    /// Raised at every listing of the services: a config change that arrives while the table
-    /// is read (what the daemon's file watch raises, [`crate::engine::Engine::yield_to`]).
+    /// Raised at every read of real servers: a config change that arrives while the table is
+    /// read (what the daemon's file watch raises, [`crate::engine::Engine::yield_to`]).
     pub raise_on_read: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The host's interfaces.
     pub links: BTreeMap<String, Link>,
@@ -491,9 +491,6 @@ fn digest(dests: &[Dest]) -> u64 {
 impl Table for SimTable {
     async fn services(&mut self) -> Result<Vec<Service>, ipvs::Error> {
         let w = self.world("list services")?;
-        if let Some(flag) = &w.raise_on_read {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
         Ok(w.services
             .iter()
             .map(|s| Service::new(s.key, s.spec.clone()))
@@ -505,6 +502,9 @@ impl Table for SimTable {
         keys: &[(ServiceKey, Option<u64>)],
         f: fn(Vec<Dest>) -> T,
     ) -> Result<Vec<(u64, Option<T>)>, ipvs::Error> {
+        if let Some(flag) = &self.world.borrow().raise_on_read {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut out = vec![];
         for (k, prev) in keys {
             let dests = self.dests(k).await?;
