@@ -1026,13 +1026,19 @@ mod tests {
         assert_eq!(next(&mut m, retry + ms(1)), Step::Wait(retry + RESYNC));
     }
 
+    /// The resync at `at`: a look at the files (unchanged), then a whole pass that may give
+    /// way.
+    fn resync(m: &mut Machine, at: At) {
+        assert_eq!(next(m, at), Step::CheckFile(Check::Resync));
+        m.on(Event::FileChecked { changed: false }, at);
+        assert_eq!(next(m, at), pass(Some(Scope::All), true));
+    }
+
     #[test]
     fn a_resync_gives_way_to_an_edit_once_and_is_owed_after_its_pass() {
         let mut m = started(false, ms(10));
         // The resync: a whole pass that may give way.
-        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
-        m.on(Event::FileChecked { changed: false }, RESYNC);
-        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
+        resync(&mut m, RESYNC);
         // A rename arrives while it reads; the read gives way.
         let t = RESYNC + ms(3000);
         m.on(Event::FileWritten { whole: true }, t);
@@ -1064,18 +1070,13 @@ mod tests {
         done(&mut m, converged(), host_ok(), t + ms(30));
         assert_eq!(next(&mut m, t + ms(31)), Step::Wait(t + ms(20) + RESYNC));
         // The resync after it may give way again.
-        let later = t + ms(20) + RESYNC;
-        assert_eq!(next(&mut m, later), Step::CheckFile(Check::Resync));
-        m.on(Event::FileChecked { changed: false }, later);
-        assert_eq!(next(&mut m, later), pass(Some(Scope::All), true));
+        resync(&mut m, t + ms(20) + RESYNC);
     }
 
     #[test]
     fn the_pass_owed_after_giving_way_is_the_next_whole_one_even_while_drains_poll() {
         let mut m = started(false, ms(10));
-        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
-        m.on(Event::FileChecked { changed: false }, RESYNC);
-        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
+        resync(&mut m, RESYNC);
         m.on(Event::FileWritten { whole: true }, RESYNC + ms(5));
         done(&mut m, Part::Yielded, host_ok(), RESYNC + ms(5));
         assert_eq!(next(&mut m, RESYNC + ms(5)), Step::Reload { asked: false });
