@@ -254,8 +254,7 @@ pub(crate) async fn run_with<I: Io>(
     let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let raise = waiting.clone();
     let source = Source::open(&settings, outside.watch, move |whole| {
-        let _ = files.send(Input::File(whole));
-        raise.store(true, std::sync::atomic::Ordering::SeqCst);
+        send_urgent(&files, &raise, Input::File(whole));
     })
     .await?;
     let Some(loaded) = source.loaded() else {
@@ -303,12 +302,8 @@ pub(crate) async fn run_with<I: Io>(
         telemetry.clone(),
         crate::telemetry::Control {
             admin_gid: settings.admin_gid,
-            changes: Box::new(move |c| {
-                let sent = changes.send(Input::Change(c)).is_ok();
-                // An operator's override is not held up for a resync either.
-                asked.store(true, std::sync::atomic::Ordering::SeqCst);
-                sent
-            }),
+            // An operator's override is not held up for a resync either.
+            changes: Box::new(move |c| send_urgent(&changes, &asked, Input::Change(c))),
         },
     )?;
     if let Some(addr) = settings.metrics {
@@ -427,12 +422,24 @@ fn forward_signals(
                 _ = s.term.recv() => Input::Stop,
                 _ = s.int.recv() => Input::Stop,
             };
-            if tx.send(input).is_err() {
+            if !send_urgent(&tx, &waiting, input) {
                 return;
             }
-            waiting.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     });
+}
+
+/// Sends an input that a whole read of the table under way gives way to, then raises
+/// `waiting` (`Engine::yield_to`): raised after the send, so the loop finds the input once the
+/// read stops. False when the loop is gone.
+fn send_urgent(
+    tx: &mpsc::UnboundedSender<Input>,
+    waiting: &std::sync::atomic::AtomicBool,
+    input: Input,
+) -> bool {
+    let sent = tx.send(input).is_ok();
+    waiting.store(true, std::sync::atomic::Ordering::SeqCst);
+    sent
 }
 
 impl<I: Io> Daemon<I> {
@@ -648,11 +655,9 @@ impl<I: Io> Daemon<I> {
                 }
             }
             Outcome::Refused(e) if verdict.table_changed => tracing::error!("{e}"),
-            Outcome::Failed(e) if e.is::<crate::engine::Yielded>() => {
-                tracing::debug!(
-                    "the resync's read of the table gave way to a config change; it comes after the change's pass"
-                );
-            }
+            Outcome::Yielded => tracing::debug!(
+                "the resync's read of the table gave way to a config change; it comes after the change's pass"
+            ),
             Outcome::Failed(e) => tracing::error!(
                 "reconcile failed (table): {e:#}; {}",
                 retry(self.decisions.machine.table())

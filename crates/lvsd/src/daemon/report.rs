@@ -9,7 +9,7 @@ use plan::health::{ServiceStatus, Standing as HealthStanding};
 use plan::host::Role;
 
 use super::decide::{HostSummary, Machine, Part, PassSummary, Standing, TableSummary};
-use crate::engine::{Outcome, Pass, Unfit, Yielded};
+use crate::engine::{Outcome, Pass, Unfit};
 
 /// The device an active-active director announces its VIPs from.
 pub(super) fn announce_device(cfg: &config::Config) -> Option<&str> {
@@ -48,8 +48,8 @@ pub(super) fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary
             more: t.after.ops.iter().any(allow) || !t.globals.after.is_empty(),
         }),
         Outcome::Refused(e) => Part::Refused(e.to_string()),
-        Outcome::Failed(e) if e.is::<Yielded>() => Part::Yielded,
         Outcome::Failed(e) => Part::Failed(format!("{e:#}")),
+        Outcome::Yielded => Part::Yielded,
     };
     let host = match &pass.host {
         Outcome::NotRun => Part::NotRun,
@@ -65,6 +65,7 @@ pub(super) fn summarize(pass: &Pass, allow: &dyn Fn(&Op) -> bool) -> PassSummary
         }),
         Outcome::Refused(e) => Part::Refused(e.to_string()),
         Outcome::Failed(e) => Part::Failed(format!("{e:#}")),
+        Outcome::Yielded => Part::Yielded,
     };
     PassSummary {
         table,

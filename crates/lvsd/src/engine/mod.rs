@@ -114,14 +114,13 @@ pub struct Engine<I: Io = System> {
     /// it keeps as it was, so that an edit is not held up for a resync (15-25 s at 100,000
     /// services in the test VM).
     pub yield_to: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    /// Whether the whole read under way may give way (the pass's [`PassSpec::may_yield`]).
-    may_yield: bool,
 }
 
 /// A whole read of the table gave way to a change waiting for the loop: nothing was written,
-/// and the table kept from the last pass is as it was.
+/// and the table kept from the last pass is as it was. The error `observe` stops with, which
+/// [`Engine::converge`] turns into [`Outcome::Yielded`].
 #[derive(Debug)]
-pub struct Yielded;
+struct Yielded;
 
 impl std::fmt::Display for Yielded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,7 +183,6 @@ impl<I: Io> Engine<I> {
             rotation: plan::host::Rotation::In,
             last_read: None,
             yield_to: None,
-            may_yield: false,
         }
     }
 
@@ -287,15 +285,14 @@ impl<I: Io> Engine<I> {
                             Err(e) => Err(e),
                         }
                     }
-                    None => {
-                        self.may_yield = spec.may_yield;
-                        let read = self.observe_table(cfg).await;
-                        self.may_yield = false;
-                        read.map(|t| t.unwrap_or_default())
-                    }
+                    None => self
+                        .observe_table_giving_way(cfg, spec.may_yield)
+                        .await
+                        .map(|t| t.unwrap_or_default()),
                 };
                 match read {
                     Ok(t) => observed = Some(t),
+                    Err(e) if e.is::<Yielded>() => pass.table = Outcome::Yielded,
                     Err(e) => pass.table = Outcome::Failed(e),
                 }
             }

@@ -15,6 +15,12 @@ impl<I: Io> Engine<I> {
     /// decoded again: the daemon's resync of a large, quiet table costs the kernel's reading
     /// and little else. Services whose drains wait on connection counts are always decoded.
     pub async fn observe(&mut self) -> Result<Observed> {
+        self.observe_giving_way(false).await
+    }
+
+    /// [`Engine::observe`]; `may_yield`: it stops with [`Yielded`] when [`Engine::yield_to`]
+    /// is up (looked at after the services and between slices of their real servers).
+    async fn observe_giving_way(&mut self, may_yield: bool) -> Result<Observed> {
         let started = std::time::Instant::now();
         let cpu0 = cpu_now();
         self.fresh = false;
@@ -40,7 +46,7 @@ impl<I: Io> Engine<I> {
         let stop = self
             .yield_to
             .as_ref()
-            .filter(|_| self.may_yield)
+            .filter(|_| may_yield)
             .map(std::sync::Arc::clone);
         let waiting = || {
             stop.as_ref()
@@ -136,6 +142,16 @@ impl<I: Io> Engine<I> {
 
     /// The live table, when the role programs one.
     pub(super) async fn observe_table(&mut self, cfg: &Config) -> Result<Option<Observed>> {
+        self.observe_table_giving_way(cfg, false).await
+    }
+
+    /// [`Engine::observe_table`]; `may_yield` as for [`Engine::observe_giving_way`] (a table
+    /// kept fresh is taken as it is).
+    pub(super) async fn observe_table_giving_way(
+        &mut self,
+        cfg: &Config,
+        may_yield: bool,
+    ) -> Result<Option<Observed>> {
         if cfg.host.role == Role::RealServer {
             return Ok(None);
         }
@@ -149,7 +165,7 @@ impl<I: Io> Engine<I> {
                 // Put back for `observe`, which takes unchanged services from it (taken here,
                 // every resync decoded the whole table again).
                 self.table = kept;
-                Ok(Some(self.observe().await?))
+                Ok(Some(self.observe_giving_way(may_yield).await?))
             }
         }
     }

@@ -15,6 +15,9 @@ pub enum Outcome<T> {
     /// The part could not run: the kernel or the host could not be read, the host lacks what
     /// the role needs ([`Unfit`]), a record could not be saved.
     Failed(anyhow::Error),
+    /// The table's whole read gave way to a change waiting for the daemon
+    /// ([`PassSpec::may_yield`]): nothing of it was carried out, and nothing failed.
+    Yielded,
 }
 
 impl<T> Outcome<T> {
@@ -148,8 +151,8 @@ pub struct PassSpec<'a> {
     /// director withdraws their VIPs.
     pub unable: &'a BTreeSet<ServiceKey>,
     /// A whole read of the table may give way to a waiting config change
-    /// ([`super::Engine::yield_to`]): the table part then fails with [`super::Yielded`]
-    /// before anything is written.
+    /// ([`super::Engine::yield_to`]): the table part is then [`Outcome::Yielded`], before
+    /// anything is written.
     pub may_yield: bool,
 }
 

@@ -33,7 +33,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use ipvs::{Request, ServiceKey};
-use plan::Op;
 
 use plan::host::{HostAddr, Sysctl};
 
@@ -310,6 +309,22 @@ struct Sim {
     parsed: BTreeMap<String, Rc<config::Config>>,
 }
 
+/// A pass as the daemon asks for it: `scope` (`None`: the whole table), table and host, parts
+/// independent, everything allowed; `may_yield` as the daemon's resync sets it.
+fn daemon_spec(scope: Option<&BTreeSet<ServiceKey>>, may_yield: bool) -> PassSpec<'_> {
+    static NO_SERVICES: BTreeSet<ServiceKey> = BTreeSet::new();
+    PassSpec {
+        table: Some(scope),
+        host: true,
+        force: false,
+        strict: false,
+        allow: &|_| true,
+        allow_host: true,
+        unable: &NO_SERVICES,
+        may_yield,
+    }
+}
+
 fn engine(world: &Rc<RefCell<World>>, mutation: Mutation) -> Engine<SimIo> {
     let mut e = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
     e.mutation = mutation;
@@ -395,18 +410,7 @@ impl Sim {
 
     /// One pass of the engine as the daemon runs it (table and host, parts independent).
     async fn pass(&mut self, cfg: &config::Config, scope: Option<&BTreeSet<ServiceKey>>) -> Pass {
-        let allow = |_: &Op| true;
-        let none = BTreeSet::new();
-        let spec = PassSpec {
-            table: Some(scope),
-            host: true,
-            force: false,
-            strict: false,
-            allow: &allow,
-            allow_host: true,
-            unable: &none,
-            may_yield: false,
-        };
+        let spec = daemon_spec(scope, false);
         {
             let mut w = self.world.borrow_mut();
             w.writes.clear();
@@ -436,6 +440,7 @@ impl Sim {
             ),
             Outcome::Refused(_) => "refused".to_owned(),
             Outcome::Failed(e) => format!("failed: {e:#}"),
+            Outcome::Yielded => "gave way".to_owned(),
         };
         let host = match &pass.host {
             Outcome::NotRun => "not run".to_owned(),
@@ -457,6 +462,7 @@ impl Sim {
             ),
             Outcome::Refused(e) => format!("refused: {e}"),
             Outcome::Failed(e) => format!("failed: {e:#}"),
+            Outcome::Yielded => "gave way".to_owned(),
         };
         self.note(format!("  pass: {outcome}; host: {host}"));
         pass
@@ -917,18 +923,7 @@ mod tests {
         };
         let cfg = model.config().unwrap();
         let mut e = engine(&world, Mutation::None);
-        let allow = |_: &Op| true;
-        let none = BTreeSet::new();
-        let spec = |may_yield| PassSpec {
-            table: Some(None),
-            host: true,
-            force: false,
-            strict: false,
-            allow: &allow,
-            allow_host: true,
-            unable: &none,
-            may_yield,
-        };
+        let spec = |may_yield| daemon_spec(None, may_yield);
         let waiting = Arc::new(AtomicBool::new(false));
         e.yield_to = Some(waiting.clone());
         // Written, then read whole once (the digests of every service are known from then).
@@ -945,7 +940,7 @@ mod tests {
         world.borrow_mut().writes.clear();
         let gave_way = rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)));
         assert!(
-            matches!(&gave_way.table, Outcome::Failed(err) if err.is::<crate::engine::Yielded>()),
+            matches!(&gave_way.table, Outcome::Yielded),
             "{:?}",
             gave_way.table
         );
@@ -967,14 +962,9 @@ mod tests {
         fresh.yield_to = Some(waiting.clone());
         waiting.store(false, Ordering::SeqCst);
         let gave_way = rt.block_on(fresh.converge(&cfg, &cfg.desired, &spec(true)));
-        assert!(
-            matches!(&gave_way.table, Outcome::Failed(err) if err.is::<crate::engine::Yielded>())
-        );
+        assert!(matches!(&gave_way.table, Outcome::Yielded));
         let one: BTreeSet<ServiceKey> = cfg.desired.services.keys().take(1).copied().collect();
-        let scoped = PassSpec {
-            table: Some(Some(&one)),
-            ..spec(false)
-        };
+        let scoped = daemon_spec(Some(&one), false);
         assert!(
             rt.block_on(fresh.converge(&cfg, &cfg.desired, &scoped))
                 .converged()

@@ -738,8 +738,7 @@ impl PassRecord {
             r.foreign = t.after.foreign.len();
         }
         for (part, o) in [("table", pass.table.error()), ("host", pass.host.error())] {
-            // A whole read that gave way to a config change is owed, not failed.
-            if let Some(e) = o.filter(|e| !e.is::<crate::engine::Yielded>()) {
+            if let Some(e) = o {
                 errors.push(format!("{part}: {e:#}"));
                 if matches!(
                     (part, &pass.table, &pass.host),
