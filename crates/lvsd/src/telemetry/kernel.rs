@@ -72,9 +72,8 @@ impl KernelView {
             })
             .collect();
         let mut connections = ConnectionCounts::default();
-        for d in dump.iter().flat_map(|(_, dests)| dests) {
-            connections.active += u64::from(d.conns.active);
-            connections.inactive += u64::from(d.conns.inactive);
+        for (_, dests) in dump {
+            connections.add(connections_of(dests));
         }
         let sync_daemons = daemons
             .iter()
@@ -108,7 +107,7 @@ impl KernelView {
             .partition(|s| plan::hashing::hashes_on_order(&s.spec.scheduler));
         let keys: Vec<ipvs::ServiceKey> = other.iter().map(|s| s.key).collect();
         drop(other);
-        let sums = client.dests_with(&keys, connections_of).await?;
+        let sums = client.dests_with(&keys, |d| connections_of(&d)).await?;
         let keys: Vec<ipvs::ServiceKey> = hashing.iter().map(|s| s.key).collect();
         let dests = client.dests_of(&keys).await?;
         let daemons = client.daemons().await?;
@@ -125,20 +124,28 @@ impl KernelView {
     ) -> Self {
         let mut view = Self::of(hashing, daemons);
         for c in others {
-            view.connections.active += c.active;
-            view.connections.inactive += c.inactive;
+            view.connections.add(*c);
         }
         view
     }
 }
 
 /// The connections one service's real servers hold.
-fn connections_of(dests: Vec<ipvs::Dest>) -> ConnectionCounts {
-    dests.iter().fold(ConnectionCounts::default(), |mut c, d| {
+fn connections_of(dests: &[ipvs::Dest]) -> ConnectionCounts {
+    let mut c = ConnectionCounts::default();
+    for d in dests {
         c.active += u64::from(d.conns.active);
         c.inactive += u64::from(d.conns.inactive);
-        c
-    })
+    }
+    c
+}
+
+impl ConnectionCounts {
+    /// Adds `other`'s counts to these.
+    fn add(&mut self, other: ConnectionCounts) {
+        self.active += other.active;
+        self.inactive += other.inactive;
+    }
 }
 
 #[cfg(test)]
@@ -222,8 +229,7 @@ mod tests {
             .cloned()
             .partition(|(s, _)| plan::hashing::hashes_on_order(&s.spec.scheduler));
         assert!(!hashing.is_empty() && other.iter().any(|(_, d)| !d.is_empty()));
-        let sums: Vec<ConnectionCounts> =
-            other.into_iter().map(|(_, d)| connections_of(d)).collect();
+        let sums: Vec<ConnectionCounts> = other.iter().map(|(_, d)| connections_of(d)).collect();
         assert_eq!(
             KernelView::assemble(&hashing, &sums, &daemons),
             KernelView::of(&d, &daemons)
