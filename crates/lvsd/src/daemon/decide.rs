@@ -1015,11 +1015,10 @@ mod tests {
         done(&mut m, converged(), host_ok(), ms(27_000));
         assert_eq!(next(&mut m, ms(27_001)), Step::Wait(late + RESYNC));
         // A whole pass after a failure restarts the period too.
-        next(&mut m, late + RESYNC);
-        m.on(Event::FileChecked { changed: false }, late + RESYNC);
-        let resync = late + RESYNC;
-        assert_eq!(next(&mut m, resync), pass(Some(Scope::All), true));
-        done(&mut m, Part::Failed("netlink".into()), host_ok(), resync);
+        let at = late + RESYNC;
+        resync(&mut m, at);
+        done(&mut m, Part::Failed("netlink".into()), host_ok(), at);
+        let resync = at;
         let retry = resync + BACKOFF_START;
         assert_eq!(next(&mut m, retry), pass(Some(Scope::All), true));
         done(&mut m, converged(), host_ok(), retry);
