@@ -324,7 +324,7 @@ impl Checker {
         v: &Spanned<String>,
         service: ServiceKey,
         forward: model::ForwardMethod,
-        reals: &std::collections::BTreeMap<DestKey, DestSpec>,
+        reals: &plan::FlatMap<DestKey, DestSpec>,
     ) -> Option<(DestKey, DestSpec)> {
         let key = self.dest(v, service, forward)?;
         if reals.contains_key(&key) {

@@ -1005,8 +1005,10 @@ impl Checker {
         if let Some((c, l)) = &svc_check {
             let _ = self.check(c, *l);
         }
-        let mut checks = BTreeMap::new();
-        let mut reals = BTreeMap::new();
+        let mut checks = Vec::new();
+        // In the file's order; sorted once below (see `plan::flat`). Duplicates are
+        // `real_lines`' to find.
+        let mut reals = Vec::new();
         let mut real_lines: HashMap<DestKey, u64> = HashMap::new();
         let raw_reals = match s.reals {
             Some(r) if r.null => {
@@ -1053,7 +1055,7 @@ impl Checker {
                         format!("duplicate real server {k} (first listed on line {line})"),
                     );
                 }
-                reals.insert(k, spec);
+                reals.push((k, spec));
                 let merged = match (&svc_check, rcheck) {
                     (None, None) => None,
                     (Some((c, l)), None) => Some((c.clone(), *l)),
@@ -1062,11 +1064,13 @@ impl Checker {
                 };
                 if let Some((c, l)) = merged {
                     if let Ok(Some(check)) = self.check(&c, l) {
-                        checks.insert(k, check);
+                        checks.push((k, check));
                     }
                 }
             }
         }
+        let reals: plan::FlatMap<DestKey, DestSpec> = reals.into_iter().collect();
+        let checks: plan::FlatMap<DestKey, _> = checks.into_iter().collect();
         let on_failure = self
             .given(&s.on_failure, "on_failure")
             .map_or(OnFailure::Drain, |v| self.on_failure(v));

@@ -71,7 +71,7 @@ fn keepalived_virtual_servers_become_the_table_keepalived_builds() {
         addr: "172.16.1.102".parse().unwrap(),
         port: 80,
     };
-    let chk = &web.health.checks[&real];
+    let chk = web.health.checks.get(&real).unwrap();
     assert_eq!(chk.port, Some(8080));
     assert_eq!(chk.interval, std::time::Duration::from_secs(2));
     assert_eq!(chk.timeout, std::time::Duration::from_secs(2));

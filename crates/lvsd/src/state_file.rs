@@ -931,7 +931,7 @@ mod tests {
         ) {
             let mut owned = Owned::default();
             for (k, (reals, draining, drain_timeout, service_deadline)) in services {
-                owned.services.insert(k, OwnedService { reals, draining, drain_timeout, service_deadline });
+                owned.services.insert(k, OwnedService { reals: reals.into_iter().collect(), draining, drain_timeout, service_deadline });
             }
             let t = |a: [u32; 3]| Timeouts { tcp: a[0], tcp_fin: a[1], udp: a[2] };
             owned.globals.timeouts = timeouts.map(|(o, s)| OwnedTimeouts { original: t(o), set: t(s) });

@@ -85,7 +85,7 @@ pub enum OnFailure {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceHealth {
     /// Checks by real; a real without one is always up.
-    pub checks: BTreeMap<DestKey, CheckSpec>,
+    pub checks: crate::FlatMap<DestKey, CheckSpec>,
     /// Drain or remove.
     pub on_failure: OnFailure,
     /// The sorry server, added while no real is healthy (or fewer than `quorum`).

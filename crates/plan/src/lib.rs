@@ -3,6 +3,7 @@
 //! ownership, drains, the removal guard) is tested with plain tables of cases. [`host`] does the
 //! same for the host's role: VIPs on interfaces, sysctls, tunnel devices.
 
+pub mod flat;
 pub mod globals;
 pub mod hashing;
 pub mod health;
@@ -13,6 +14,7 @@ pub mod planner;
 pub mod ramp;
 pub mod state;
 
+pub use flat::{FlatMap, FlatSet};
 pub use op::{DelReason, Op, flag_names, forward_name};
 pub use planner::{Guard, Options, Plan, Waiting, mh_misaligned, plan, plan_services, stuck};
 pub use state::{

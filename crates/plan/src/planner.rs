@@ -183,6 +183,9 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
                         Some(_) => {}
                     }
                 }
+                // Leaving reals lvsd put there stay its own until deleted; added at once after
+                // the loop (one sort, see `crate::flat`).
+                let mut leaving_owned = Vec::new();
                 for (rk, or) in os.reals.iter().filter(|(rk, _)| !ds.reals.contains_key(rk)) {
                     let prev_deadline = prev.and_then(|p| p.draining.get(rk)).copied();
                     let was_owned = prev.is_some_and(|p| p.reals.contains(rk));
@@ -194,7 +197,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
                         p.guard.removed_reals += 1;
                     }
                     if was_owned {
-                        own.reals.insert(*rk);
+                        leaving_owned.push(*rk);
                     }
                     let removal = Removal {
                         service: *key,
@@ -207,6 +210,7 @@ pub fn plan(desired: &Desired, observed: &Observed, owned: &Owned, opts: Options
                         own.draining.insert(*rk, deadline);
                     }
                 }
+                own.reals.extend(leaving_owned);
             }
         }
         p.owned.services.insert(*key, own);

@@ -276,7 +276,7 @@ mod tests {
 
     fn table(reals: &[(u8, u32)], slow: Option<Duration>) -> (ServiceKey, Desired) {
         let key = ServiceKey::tcp("10.0.0.1".parse().unwrap(), 80);
-        let reals: BTreeMap<DestKey, DestSpec> = reals
+        let reals: crate::FlatMap<DestKey, DestSpec> = reals
             .iter()
             .map(|(n, w)| {
                 (

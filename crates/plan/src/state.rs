@@ -2,7 +2,9 @@
 //! identity to normalised settings — so that equality means "nothing to do"; `Owned` is lvsd's
 //! memory of what it manages, which is what keeps it from touching anybody else's services.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use crate::flat::{FlatMap, FlatSet};
 
 use model::save::Rule;
 use model::{
@@ -23,7 +25,7 @@ pub struct DesiredService {
     /// Seconds a removed real is drained before deletion.
     pub drain_timeout: u64,
     /// Real servers by address and port, with normalised settings.
-    pub reals: BTreeMap<DestKey, DestSpec>,
+    pub reals: FlatMap<DestKey, DestSpec>,
     /// Health checks, failure policy, fallback and quorum.
     pub health: crate::health::ServiceHealth,
     /// The reals that ramp up when they join (`slow_start`, of the real or its service), with
@@ -89,7 +91,7 @@ pub struct ObservedService {
     /// Normalised settings.
     pub spec: ServiceSpec,
     /// Real servers by address and port.
-    pub reals: BTreeMap<DestKey, ObservedReal>,
+    pub reals: FlatMap<DestKey, ObservedReal>,
 }
 
 impl ObservedService {
@@ -100,7 +102,7 @@ impl ObservedService {
 
     /// A service the kernel reported, normalised, with its reals already read (see
     /// [`ObservedService::reals_from_kernel`]).
-    pub fn new(s: Service, reals: BTreeMap<DestKey, ObservedReal>) -> Self {
+    pub fn new(s: Service, reals: FlatMap<DestKey, ObservedReal>) -> Self {
         ObservedService {
             spec: normalize_service(s.spec, s.key),
             reals,
@@ -109,11 +111,11 @@ impl ObservedService {
 
     /// A service's real servers as the kernel reports them, normalised (taking the list, for
     /// lvsd-ipvs's `Client::dests_with`).
-    pub fn reals_from_kernel(dests: Vec<Dest>) -> BTreeMap<DestKey, ObservedReal> {
+    pub fn reals_from_kernel(dests: Vec<Dest>) -> FlatMap<DestKey, ObservedReal> {
         Self::reals_of(&dests)
     }
 
-    fn reals_of(dests: &[Dest]) -> BTreeMap<DestKey, ObservedReal> {
+    fn reals_of(dests: &[Dest]) -> FlatMap<DestKey, ObservedReal> {
         dests
             .iter()
             .map(|d| {
@@ -148,7 +150,7 @@ impl Observed {
                     .entry(*key)
                     .or_insert_with(|| ObservedService {
                         spec: spec.clone(),
-                        reals: BTreeMap::new(),
+                        reals: FlatMap::new(),
                     })
                     .spec = spec.clone();
             }
@@ -277,7 +279,7 @@ pub struct Owned {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnedService {
     /// The reals the configuration put there.
-    pub reals: BTreeSet<DestKey>,
+    pub reals: FlatSet<DestKey>,
     /// Drain timeout in seconds, kept for when the service leaves the file.
     pub drain_timeout: u64,
     /// Reals being drained, with the time (Unix seconds) they are deleted at the latest.

@@ -2,8 +2,6 @@
 //! kernel, no probes, no clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use model::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
 use plan::health::*;
 use plan::*;
@@ -21,7 +19,7 @@ fn real(n: u8) -> DestKey {
 /// The seed's service with reals .101 .102 (weights given), all checked by tcp.
 fn desired(weights: &[(u8, u32)], tweak: impl FnOnce(&mut ServiceHealth)) -> Desired {
     let mut h = ServiceHealth::default();
-    let mut reals = BTreeMap::new();
+    let mut reals = plan::FlatMap::new();
     for (n, w) in weights {
         reals.insert(real(*n), DestSpec::new(ForwardMethod::DirectRoute, *w));
         h.checks.insert(real(*n), CheckSpec::new(CheckKind::Tcp));
@@ -172,7 +170,7 @@ fn the_table_adopts_kernel_weights_and_keeps_unchanged_checks() {
     let d = desired(&[(101, 1), (102, 1), (103, 1)], |_| {});
     // The kernel has .101 at weight 1 and .102 drained; .103 is new.
     let mut o = Observed::default();
-    let mut reals = BTreeMap::new();
+    let mut reals = plan::FlatMap::new();
     for (n, w) in [(101, 1), (102, 0)] {
         reals.insert(
             real(n),

@@ -3,8 +3,6 @@
 //! `lvsd plan` prints them. No kernel, no /proc.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use model::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
 use plan::host::*;
 use plan::*;
@@ -20,7 +18,7 @@ fn services(list: &[(&str, ForwardMethod)]) -> Desired {
         } else {
             "2001:db8::101"
         };
-        let mut reals = BTreeMap::new();
+        let mut reals = plan::FlatMap::new();
         reals.insert(
             DestKey {
                 addr: real.parse().unwrap(),
@@ -234,7 +232,7 @@ fn director_keeps_a_draining_services_vip_until_it_is_deleted() {
         vip,
         ObservedService {
             spec: ServiceSpec::new("wlc", model::Family::Inet),
-            reals: BTreeMap::new(),
+            reals: plan::FlatMap::new(),
         },
     );
     let now = Desired::default();

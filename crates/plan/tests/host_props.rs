@@ -4,7 +4,6 @@
 //! taking the role away puts every sysctl and address back as it was before lvsd.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use model::{DestKey, DestSpec, ForwardMethod, ServiceKey, ServiceSpec};
@@ -136,7 +135,7 @@ fn services_strategy() -> impl Strategy<Value = Desired> {
         let mut d = Desired::default();
         for (vip, fwd, port) in list {
             let addr: IpAddr = vip.parse().unwrap();
-            let mut reals = BTreeMap::new();
+            let mut reals = plan::FlatMap::new();
             reals.insert(
                 DestKey {
                     addr: if addr.is_ipv4() {

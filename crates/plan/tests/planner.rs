@@ -7,8 +7,6 @@
     clippy::type_complexity
 )]
 
-use std::collections::BTreeMap;
-
 use model::{DestKey, DestSpec, ForwardMethod, Netmask, ServiceFlags, ServiceKey, ServiceSpec};
 use plan::*;
 
@@ -53,7 +51,7 @@ fn desired(services: &[(u8, &str, &[(u8, u32)])]) -> Desired {
 fn observed(services: &[(u8, &str, &[(u8, u32, u32)])]) -> Observed {
     let mut o = Observed::default();
     for (n, sched, reals) in services {
-        let reals: BTreeMap<_, _> = reals
+        let reals: plan::FlatMap<_, _> = reals
             .iter()
             .map(|(r, w, a)| {
                 (
