@@ -30,7 +30,12 @@ done
 # The health check: a real is down for a director while /tmp/pair/fail-<director> exists.
 printf '#!/bin/sh\n[ ! -e %s/fail-$1 ]\n' "$E" >$E/check.sh
 chmod 755 $E/check.sh
-conf() { # director, then extra top-level YAML
+# `web` hashes (mh with mh-port) and sloppy TCP is on, as in deploy/ha/lvsd-pair.yaml: a
+# connection whose handshake the kernel's sync daemon had not sent yet when the VIP moved goes
+# on through the other director to the same real server (the planned switchover, 4b). `echo`
+# keeps rr: the connections that survive there are the synced ones (3, 4b).
+IPVS_SYSCTL='sloppy_tcp: 1'
+conf() { # director, then extra top-level YAML (an `ipvs` block of its own keeps $IPVS_SYSCTL)
   d=$1; shift
   cat <<YAML
 host: {role: director, interface: eth0}
@@ -38,10 +43,12 @@ ha:
   mode: active-backup
   health_file: $E/$d/health
 $(for l in "$@"; do printf '%s\n' "$l"; done)
+$(case " $* " in *" ipvs:"*) ;; *) printf 'ipvs:\n  sysctl: {%s}\n' "$IPVS_SYSCTL" ;; esac)
 services:
   - name: web
     address: $VIP:80
-    scheduler: rr
+    scheduler: mh
+    flags: [mh-port, mh-fallback]
     check: {type: exec, command: [$E/check.sh, $d], interval: 500ms, timeout: 1s, rise: 1, fall: 2}
     reals:
       - address: 172.16.1.101
@@ -102,6 +109,7 @@ check "both directors hold the same table, line for line" cmp -s $E/t1 $E/t2
 daemons director
 check "dir1 runs the sync daemon as master and backup" sh -c "$IP netns exec director ipvsadm -L --daemon | grep -q 'master sync daemon (mcast=eth0, syncid=51' && $IP netns exec director ipvsadm -L --daemon | grep -q 'backup sync daemon (mcast=eth0, syncid=51'"
 check "dir2 too" sh -c "$IP netns exec dir2 ipvsadm -L --daemon | grep -q 'master sync daemon (mcast=eth0, syncid=51' && $IP netns exec dir2 ipvsadm -L --daemon | grep -q 'backup sync daemon (mcast=eth0, syncid=51'"
+check "sloppy TCP is on on both (lvsd set it from ipvs.sysctl)" within 5 sh -c "[ \"\$($IP netns exec director cat /proc/sys/net/ipv4/vs/sloppy_tcp)\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sloppy_tcp)\" = 11 ]"
 check "both health files say 0 (every service can serve)" within 5 sh -c "[ \"\$(cat $E/director/health)\" = 0 ] && [ \"\$(cat $E/dir2/health)\" = 0 ]"
 check "lvsd status shows the health file's value" sh -c "$IP netns exec director ./lvsd status --json --state-dir $E/director/st | grep -q '\"health_file\":0'"
 
@@ -165,9 +173,16 @@ check "dir2 holds dir1's established connection before the switchover (sync)" wi
 check "lvsd status on dir2 shows its backup sync daemon and the connection it holds" sh -c "$IP netns exec dir2 ./lvsd status --json --state-dir $E/dir2/st | grep -q '\"state\":\"backup\"' && $IP netns exec dir2 ./lvsd status --json --state-dir $E/dir2/st | grep -q '\"connections\":{\"active\":[1-9]'"
 $IP netns exec dir2 ./lvsd status --state-dir $E/dir2/st | grep -E '^(sync|connections):'
 : >$E/switch; touch $E/load
-( while [ -e $E/load ]; do a=$(get); case "$a" in *"this is"*) echo ok ;; *) echo "FAILED: $a" ;; esac; done >$E/switch ) &
-lp=$!
+# Three clients back to back, so that requests are in flight whenever the VIP moves. Each
+# request's line carries the uptime it started at, to place a failure against the VRRP
+# transitions (keepalived's log lines above carry none).
+lp=
+for n in 1 2 3; do
+  ( while [ -e $E/load ]; do t=$(cut -d' ' -f1 /proc/uptime); a=$(get); case "$a" in *"this is"*) echo "$t ok" ;; *) echo "$t FAILED: $a" ;; esac; done >>$E/switch ) &
+  lp="$lp $!"
+done
 sleep 2
+t_drain=$(cut -d' ' -f1 /proc/uptime)
 on director ./lvsd drain --director --reason "patch dir1" --grace 2s --wait --timeout 60s --state-dir $E/director/st >$E/dd.out 2>&1; rc=$?
 cat $E/dd.out
 check "drain --director --wait returns 0 once dir1 is drained" [ $rc -eq 0 ]
@@ -178,20 +193,25 @@ check "lvsd status on dir1 says drained" sh -c "$IP netns exec director ./lvsd s
 echo after-switch >>$E/in2
 check "the held connection keeps working through dir2" within 5 grep -q after-switch $E/out2
 check "... on the same real server" [ "$(head -n 1 $E/out2)" = "$held_who" ]
+t_undrain=$(cut -d' ' -f1 /proc/uptime)
 on director ./lvsd undrain --director --state-dir $E/director/st
 check "undrain --director: dir1's health file returns to 0" within 5 sh -c "[ \"\$(cat $E/director/health)\" = 0 ]"
 check "... and keepalived gives dir1 the VIP back" within 10 has_vip director
 sleep 2
 rm $E/load
-i=0; while kill -0 $lp 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+loading() { for p in $lp; do kill -0 $p 2>/dev/null && return 0; done; return 1; }
+i=0; while loading && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+sort -n -o $E/switch $E/switch
 echo "   during the switchover and back: $(grep -c ok $E/switch) requests served, $(grep -c FAILED $E/switch) failed"
+grep FAILED $E/switch | sed 's/^/   /'
+echo "   (drain --director started at $t_drain, undrain at $t_undrain, uptime s)"
 check "no request failed during the planned switchover and back" sh -c "[ \$(grep -c ok $E/switch) -gt 10 ] && ! grep -q FAILED $E/switch"
 echo back >>$E/in2
 check "the held connection still works after dir1 took the VIP back" within 5 grep -q back $E/out2
 
 echo "--- 5. sync, ipvs.sysctl and timeouts follow the file"
 nodest0=$(vs dir2 expire_nodest_conn); thr0=$(vs dir2 sync_threshold | tr '\t' ' ')
-conf dir2 "$SYNC" 'ipvs:' '  timeouts: {tcp: 600s, tcp_fin: 60s, udp: 30s}' '  sysctl: {expire_nodest_conn: 1, sync_threshold: "4 60"}' >$E/dir2/next.yaml
+conf dir2 "$SYNC" 'ipvs:' '  timeouts: {tcp: 600s, tcp_fin: 60s, udp: 30s}' "  sysctl: {$IPVS_SYSCTL, expire_nodest_conn: 1, sync_threshold: \"4 60\"}" >$E/dir2/next.yaml
 mv $E/dir2/next.yaml $E/dir2/lvsd.yaml
 check "ipvs.sysctl applied: expire_nodest_conn = 1" within 4 sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/expire_nodest_conn)\" = 1 ]"
 check "... sync_threshold = 4 60" sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '4 60' ]"
