@@ -261,8 +261,10 @@ pub fn effective_service(
             }
         }
     }
-    for d in leaving {
-        svc.reals.remove(&d);
+    // One pass (`leaving` is in the reals' order): a remove each would move the reals after
+    // it once per leaving real.
+    if !leaving.is_empty() {
+        svc.reals.retain(|d, _| leaving.binary_search(d).is_err());
     }
     let quorum = h.quorum.map_or(1, |q| q.max(1) as usize);
     let standing = if healthy == 0 && (serving > 0 || !h.checks.is_empty()) {
