@@ -33,7 +33,7 @@ chmod 755 $E/check.sh
 # `web` hashes (mh with mh-port) and sloppy TCP is on, as in deploy/ha/lvsd-pair.yaml: a
 # connection whose handshake the kernel's sync daemon had not sent yet when the VIP moved goes
 # on through the other director to the same real server (the planned switchover, 4b). `echo`
-# keeps rr: the connections that survive there are the synced ones (3, 4b).
+# keeps rr: its held connections (3, 4b) are checked to be synced before the VIP moves.
 IPVS_SYSCTL='sloppy_tcp: 1'
 conf() { # director, then extra top-level YAML (an `ipvs` block of its own keeps $IPVS_SYSCTL)
   d=$1; shift
@@ -201,6 +201,7 @@ sleep 2
 rm $E/load
 loading() { for p in $lp; do kill -0 $p 2>/dev/null && return 0; done; return 1; }
 i=0; while loading && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill $lp 2>/dev/null
 sort -n -o $E/switch $E/switch
 echo "   during the switchover and back: $(grep -c ok $E/switch) requests served, $(grep -c FAILED $E/switch) failed"
 grep FAILED $E/switch | sed 's/^/   /'
@@ -224,7 +225,7 @@ conf dir2 >$E/dir2/next.yaml
 mv $E/dir2/next.yaml $E/dir2/lvsd.yaml
 check "sync removed from the file: dir2's sync daemons stop" within 4 sh -c "[ -z \"\$($IP netns exec dir2 ipvsadm -L --daemon)\" ]"
 check "... while dir1's run on" sh -c "$IP netns exec director ipvsadm -L --daemon | grep -q master"
-check "ipvs.sysctl gone from the file: restored" within 4 sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/expire_nodest_conn)\" = $nodest0 ] && [ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '$thr0' ]"
+check "expire_nodest_conn and sync_threshold gone from the file: restored" within 4 sh -c "[ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/expire_nodest_conn)\" = $nodest0 ] && [ \"\$($IP netns exec dir2 cat /proc/sys/net/ipv4/vs/sync_threshold | tr '\t' ' ')\" = '$thr0' ]"
 check "... and the timeouts too" within 4 sh -c "$IP netns exec dir2 ipvsadm -L --timeout | grep -q 'udp): 900 120 300'"
 check "lvsd on dir2 logged each change" sh -c "grep -q 'sync daemon on eth0, id 51' $E/dir2/lvsd.log && grep -q 'timeouts tcp 600s' $E/dir2/lvsd.log"
 
