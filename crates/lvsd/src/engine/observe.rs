@@ -4,9 +4,12 @@
 use super::*;
 
 /// Services whose real servers a whole read that may give way reads between two looks at
-/// [`Engine::yield_to`]: about 0.3 s of reading at 100,000 services in the test VM. (Fewer in
-/// tests, whose tables are small.)
-const YIELD_SLICE: usize = if cfg!(test) { 64 } else { 2048 };
+/// [`Engine::yield_to`]: about 80 ms of reading at 100,000 services in the test VM, which is
+/// what an edit that lands on a resync waits at most once the services are listed (2,048
+/// made it 0.3 s: edits of 158–301 ms in the benchmark). Not fewer: a slice is read on
+/// several threads only from `ipvs`'s 512 services up. (Fewer in tests, whose tables are
+/// small.)
+const YIELD_SLICE: usize = if cfg!(test) { 64 } else { 512 };
 
 impl<I: Io> Engine<I> {
     /// The live table. A service whose real servers read back as they were when the kept
