@@ -920,6 +920,14 @@ mod tests {
         Part::Done(TableSummary::default())
     }
 
+    /// A table part that carried out `n` changes and left nothing to do.
+    fn applied(n: usize) -> Part<TableSummary> {
+        Part::Done(TableSummary {
+            applied: n,
+            ..TableSummary::default()
+        })
+    }
+
     fn host_ok() -> Part<HostSummary> {
         Part::Done(HostSummary::default())
     }
@@ -1135,15 +1143,7 @@ mod tests {
             panic!("the pass owed")
         };
         assert_eq!((req.table, req.may_yield), (Some(Scope::All), false));
-        let v = done(
-            &mut m,
-            Part::Done(TableSummary {
-                applied: 3,
-                ..TableSummary::default()
-            }),
-            host_ok(),
-            t + ms(20),
-        );
+        let v = done(&mut m, applied(3), host_ok(), t + ms(20));
         assert_eq!(v.drift, 0, "the edit's changes, not drift");
     }
 
@@ -1322,29 +1322,11 @@ mod tests {
             pass(Some(Scope::Services(set(&[51, 52]))), true)
         );
         // Applied changes after a config change are not drift.
-        let v = done(
-            &mut m,
-            Part::Done(TableSummary {
-                applied: 3,
-                ..TableSummary::default()
-            }),
-            host_ok(),
-            ms(160),
-        );
+        let v = done(&mut m, applied(3), host_ok(), ms(160));
         assert_eq!(v.drift, 0);
         // ... but the same at a resync with nothing asked for is.
-        assert_eq!(next(&mut m, RESYNC), Step::CheckFile(Check::Resync));
-        m.on(Event::FileChecked { changed: false }, RESYNC);
-        assert_eq!(next(&mut m, RESYNC), pass(Some(Scope::All), true));
-        let v = done(
-            &mut m,
-            Part::Done(TableSummary {
-                applied: 2,
-                ..TableSummary::default()
-            }),
-            host_ok(),
-            RESYNC + ms(10),
-        );
+        resync(&mut m, RESYNC);
+        let v = done(&mut m, applied(2), host_ok(), RESYNC + ms(10));
         assert_eq!(v.drift, 2);
     }
 
