@@ -211,13 +211,19 @@ five_edits() { # ns live-file
   local w
   for w in 3 4 5 6 7; do
     with_weight "$B/base.yaml" $w >"$2.tmp"
-    $IP netns exec "$1" ./ipvs-raw rename-wait "$2.tmp" "$2" 10.1.0.1:80 10.2.0.2:80 $w 2>>"$B/renamed"
+    rename_wait "$1" "$2.tmp" "$2" 10.1.0.1:80 10.2.0.2:80 $w
     sleep 1
   done
 }
 
-# The wall clock of the renames timed since the last call (`rename-wait` prints it on stderr),
-# to place the edits against the daemon's log.
+# `ipvs-raw rename-wait` in namespace NS; the wall clock of its rename (on its stderr) is kept
+# for `renames`.
+rename_wait() { # ns args...
+  local ns=$1; shift
+  $IP netns exec "$ns" ./ipvs-raw rename-wait "$@" 2>>"$B/renamed"
+}
+# The wall clock of the renames timed since the last call, to place the edits against the
+# daemon's log.
 renames() {
   [ -s "$B/renamed" ] && echo "    timed from (UTC): $(sed 's/^at //' "$B/renamed" | tr '\n' ' ')"
   : >"$B/renamed"
@@ -290,7 +296,7 @@ for n in $SIZES; do
   echo "  the daemon's own timings for the last weight edit:"
   edit_timings $B/daemon-$n.log
   { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
-  added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1 2>>"$B/renamed")
+  added=$(rename_wait a$n $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
   echo "  daemon, rename to kernel: weight edits ${edits}ms; a service with $REALS reals added ${added} ms"
   renames
   if [ "$n" = "$LARGEST" ]; then
@@ -314,7 +320,7 @@ for n in $SIZES; do
     ends=""
     for w in 8 9 10; do
       with_weight_ends $B/base.yaml $w >$B/live/lvsd.yaml.tmp
-      ends="$ends $($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml "$(last_service "$n")" 10.2.0.2:80 $w 2>>"$B/renamed")"
+      ends="$ends $(rename_wait a$n $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml "$(last_service "$n")" 10.2.0.2:80 $w)"
       sleep 1
     done
     echo "  with checks, an edit of the first and the last service at once: ${ends} ms"
@@ -322,7 +328,7 @@ for n in $SIZES; do
     echo "  the daemon's own timings for the last of those edits:"
     edit_timings $B/daemon-chk.log
     { cat $B/live/lvsd.yaml; added_service "$REALS"; } >$B/live/lvsd.yaml.tmp
-    chk_added=$($IP netns exec a$n ./ipvs-raw rename-wait $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1 2>>"$B/renamed")
+    chk_added=$(rename_wait a$n $B/live/lvsd.yaml.tmp $B/live/lvsd.yaml 10.9.9.9:80 10.2.0.$((REALS + 1)):80 1)
     echo "  with a tcp check on each of the $((n * REALS)) reals: weight edits ${chk_edits}ms; a service added ${chk_added} ms"
     renames
     # What the loop was doing when each edit came: an edit that lands during a resync (a whole
