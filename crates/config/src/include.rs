@@ -106,18 +106,24 @@ pub(crate) fn may_include(bytes: &[u8]) -> bool {
 /// The word [`may_include`] looks for.
 const INCLUDE: &[u8] = b"include";
 
-/// [`may_include`] for a text that differs from one it is false for only after its first
-/// `prefix` bytes and before its last `suffix` ones: the word is looked for where it could
-/// overlap the change, and the whole text is looked at again only when the change holds a
-/// backslash or a quote (of which the old text had not both).
-pub(crate) fn may_include_edited(bytes: &[u8], prefix: usize, suffix: usize) -> bool {
-    let (from, to) = (prefix, bytes.len() - suffix);
-    if memchr::memchr2(b'\\', b'"', &bytes[from..to]).is_some() {
+/// [`may_include`] for a text that differs from one it is false for only in `spans` (each
+/// `from..to`; elsewhere it holds the old text's bytes, moved or not): the word is looked for
+/// where it could overlap a span, and the whole text is looked at again only when a span holds
+/// a backslash or a quote (of which the old text had not both). An edit at both ends of a large
+/// file has two short spans, not the whole file between them: scanning megabytes costs
+/// milliseconds under emulation.
+pub(crate) fn may_include_in(bytes: &[u8], spans: &[(usize, usize)]) -> bool {
+    if spans
+        .iter()
+        .any(|&(from, to)| memchr::memchr2(b'\\', b'"', &bytes[from..to]).is_some())
+    {
         return may_include(bytes);
     }
     let reach = INCLUDE.len() - 1;
-    let window = &bytes[from.saturating_sub(reach)..(to + reach).min(bytes.len())];
-    memchr::memmem::find(window, INCLUDE).is_some()
+    spans.iter().any(|&(from, to)| {
+        let window = &bytes[from.saturating_sub(reach)..(to + reach).min(bytes.len())];
+        memchr::memmem::find(window, INCLUDE).is_some()
+    })
 }
 
 /// A file an `include` pattern names, and where the pattern stands.

@@ -358,8 +358,9 @@ impl Loaded {
         }
         if self.included.is_none() && self.plain {
             let bounds = bounds(&self.text, &next);
-            if !crate::include::may_include_edited(&next, bounds.0, bounds.1) {
-                return self.reread_bounded(next, &path.display().to_string(), role, bounds, true);
+            match self.reread_bounded(next, &path.display().to_string(), role, bounds, true)? {
+                Short::Done(r) => return Ok(r),
+                Short::MayInclude(text) => next = text,
             }
         }
         if self.included.is_some() || crate::include::may_include(&next) {
@@ -415,11 +416,20 @@ impl Loaded {
         role: Option<Role>,
     ) -> Result<Reread, Error> {
         let bounds = bounds(&self.text, &text);
-        self.reread_bounded(text, path, role, bounds, false)
+        match self.reread_bounded(text, path, role, bounds, false)? {
+            Short::Done(r) => Ok(r),
+            // Not looked for: the short way was not asked to.
+            Short::MayInclude(text) => {
+                let text = crate::text_of(text, path)?;
+                Ok(Reread::Whole(Box::new(Loaded::parse(text, path, role)?)))
+            }
+        }
     }
 
     /// [`Loaded::reread`], with where the new text differs from the old (see [`bounds`]);
-    /// `plain`: whether the new text is known to hold no `include` (as the field `plain` says).
+    /// `plain`: the old text holds no `include` (as the field `plain` says) and the new one
+    /// is to be checked for one where it changed, which keeps it plain; a new text that may
+    /// hold one is handed back, for the caller to read as a generation.
     fn reread_bounded(
         &mut self,
         text: Vec<u8>,
@@ -427,22 +437,31 @@ impl Loaded {
         role: Option<Role>,
         (prefix, suffix): (usize, usize),
         plain: bool,
-    ) -> Result<Reread, Error> {
+    ) -> Result<Short, Error> {
         if text.len() == self.text.len() && prefix == text.len() {
             self.next = text;
-            return Ok(Reread::Same);
+            return Ok(Short::Done(Reread::Same));
         }
-        if let Some((touched, parsed, undo)) = self.edit(&text, prefix, suffix) {
-            self.plain = plain;
-            self.next = std::mem::replace(&mut self.text, text);
-            return Ok(Reread::Edited {
-                touched,
-                parsed,
-                undo,
-            });
+        match self.edit(&text, prefix, suffix, plain) {
+            Some(Edit::Taken(touched, parsed, undo)) => {
+                self.plain = plain;
+                self.next = std::mem::replace(&mut self.text, text);
+                return Ok(Short::Done(Reread::Edited {
+                    touched,
+                    parsed,
+                    undo,
+                }));
+            }
+            Some(Edit::MayInclude) => return Ok(Short::MayInclude(text)),
+            None => {}
+        }
+        if plain && crate::include::may_include(&text) {
+            return Ok(Short::MayInclude(text));
         }
         let text = crate::text_of(text, path)?;
-        Ok(Reread::Whole(Box::new(Loaded::parse(text, path, role)?)))
+        Ok(Short::Done(Reread::Whole(Box::new(Loaded::parse(
+            text, path, role,
+        )?))))
     }
 
     /// Puts the version before an in-place edit back.
@@ -457,13 +476,16 @@ impl Loaded {
     }
 
     /// The short way: `None` when it does not apply. On success the config and layout are
-    /// updated; the text is the caller's to swap in.
+    /// updated; the text is the caller's to swap in. `watch_include`: the bytes the edit
+    /// brings (not those of old entries it keeps) are looked through for an `include`, and
+    /// [`Edit::MayInclude`] is the answer, with nothing changed, when they may hold one.
     fn edit(
         &mut self,
         new: &[u8],
         prefix: usize,
         suffix: usize,
-    ) -> Option<(BTreeSet<ServiceKey>, usize, Undo)> {
+        watch_include: bool,
+    ) -> Option<Edit> {
         let layout = self.layout.as_ref()?;
         let (old_b, new_b) = (self.text.as_slice(), new);
         let (lo, hi) = (prefix, old_b.len() - suffix);
@@ -494,13 +516,13 @@ impl Loaded {
         // service (same indentation, same context: everything outside the stretch is the
         // same), and keeps it; only the others are parsed. An edit at both ends of a large
         // file parses two entries, not everything between them.
-        let old_end = layout.starts.get(b).copied().unwrap_or(layout.end);
-        let old_entry = |j: usize| {
-            let to = layout.starts.get(j + 1).copied().unwrap_or(layout.end);
-            &old_b[layout.starts[j]..to.min(old_end)]
+        let olds = Olds {
+            text: old_b,
+            starts: &layout.starts,
+            end: layout.starts.get(b).copied().unwrap_or(layout.end),
         };
-        let (head_end, mut found) = split(new_b, start, new_end, layout.indent, a, b, &old_entry)?;
-        let used = pair_moved(new_b, &mut found, new_end, a, b, &old_entry);
+        let (head_end, mut found) = split(new_b, start, new_end, layout.indent, a, b, &olds)?;
+        let used = pair_moved(new_b, &mut found, new_end, a, b, &olds);
         // What is not an old entry's bytes is checked as the whole stretch was: whole lines,
         // starting and ending at ASCII, so valid UTF-8 in each makes the file valid; none of
         // the bytes that end the short way.
@@ -509,6 +531,19 @@ impl Loaded {
             return None;
         }
         let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([new_end]).collect();
+        if watch_include {
+            let mut spans = vec![(start, head_end)];
+            spans.extend(
+                found
+                    .iter()
+                    .zip(&ends)
+                    .filter(|(e, _)| e.1.is_none())
+                    .map(|(e, to)| (e.0, *to)),
+            );
+            if crate::include::may_include_in(new_b, &spans) {
+                return Some(Edit::MayInclude);
+            }
+        }
         // The entries to parse, as runs of consecutive entries (each run one parse).
         let mut entries: Option<crate::Entries> = None;
         let mut parsed = 0;
@@ -619,8 +654,24 @@ impl Loaded {
             removed,
             added: new_keys,
         };
-        Some((touched, parsed, undo))
+        Some(Edit::Taken(touched, parsed, undo))
     }
+}
+
+/// What [`Loaded::edit`] did.
+enum Edit {
+    /// Taken in place: the services that may differ, the entries parsed, the way back.
+    Taken(BTreeSet<ServiceKey>, usize, Undo),
+    /// Nothing: the new bytes may hold an `include`.
+    MayInclude,
+}
+
+/// What [`Loaded::reread_bounded`] found.
+enum Short {
+    /// The answer.
+    Done(Reread),
+    /// The new text, which may hold an `include`.
+    MayInclude(Vec<u8>),
 }
 
 /// The line starting at `at` (without its end of line, and before `end`), and where the next
@@ -667,20 +718,44 @@ fn has_unsafe_byte(bytes: &[u8]) -> bool {
 /// bytes it repeats (whose service it keeps), if any.
 type Found = (usize, Option<usize>);
 
+/// The old entries of an edited stretch (`a..b` of the layout), as bytes of the old text.
+struct Olds<'o> {
+    /// The old text.
+    text: &'o [u8],
+    /// Where each old entry starts (the layout's).
+    starts: &'o [usize],
+    /// The byte after the stretch's last entry.
+    end: usize,
+}
+
+impl<'o> Olds<'o> {
+    /// The byte after old entry `j`.
+    fn through(&self, j: usize) -> usize {
+        self.starts
+            .get(j + 1)
+            .map_or(self.end, |s| (*s).min(self.end))
+    }
+
+    /// Old entry `j`'s bytes.
+    fn entry(&self, j: usize) -> &'o [u8] {
+        &self.text[self.starts[j]..self.through(j)]
+    }
+}
+
 /// Splits the new text's stretch `start..end` into entries at `indent` (as [`scan_region`]
 /// would), pairing each with the old entry of `a..b` it repeats byte for byte when that is the
 /// old entry in its place or the one after (most edits keep the order): an old entry's bytes
 /// are not looked at line by line again, nor the lines of the new entries that repeat them.
 /// Returns where the blank lines before the first entry end, and each entry's start with its
 /// old entry; `None` when the stretch is not whole entries.
-fn split<'o>(
+fn split(
     new: &[u8],
     start: usize,
     end: usize,
     indent: usize,
     a: usize,
     b: usize,
-    old: &impl Fn(usize) -> &'o [u8],
+    olds: &Olds,
 ) -> Option<(usize, Vec<Found>)> {
     let mut p = start;
     while p < end {
@@ -697,7 +772,7 @@ fn split<'o>(
     while p < end {
         // `p` starts an entry.
         let same = |j: usize| {
-            let o = old(j);
+            let o = olds.entry(j);
             let q = p + o.len();
             q <= end
                 && new[p..q] == *o
@@ -705,7 +780,7 @@ fn split<'o>(
         };
         if let Some(j) = (cursor..b.min(cursor + 2)).find(|&j| same(j)) {
             found.push((p, Some(j)));
-            p += old(j).len();
+            p += olds.entry(j).len();
             cursor = j + 1;
             continue;
         }
@@ -735,7 +810,7 @@ fn pair_moved<'o>(
     end: usize,
     a: usize,
     b: usize,
-    old: &impl Fn(usize) -> &'o [u8],
+    olds: &Olds<'o>,
 ) -> Vec<bool> {
     let mut used = vec![false; b - a];
     for j in found.iter().filter_map(|e| e.1) {
@@ -744,7 +819,7 @@ fn pair_moved<'o>(
     let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([end]).collect();
     let mut index: HashMap<&[u8], Vec<usize>> = HashMap::new();
     for j in (a..b).filter(|j| !used[j - a]) {
-        index.entry(old(j)).or_default().push(j);
+        index.entry(olds.entry(j)).or_default().push(j);
     }
     if index.is_empty() {
         return used;
@@ -807,7 +882,10 @@ mod tests {
                         let new = format!("{}{piece}{}", &old[..at], &old[at + cut..]);
                         let (prefix, suffix) = bounds(old.as_bytes(), new.as_bytes());
                         assert_eq!(
-                            crate::include::may_include_edited(new.as_bytes(), prefix, suffix),
+                            crate::include::may_include_in(
+                                new.as_bytes(),
+                                &[(prefix, new.len() - suffix)]
+                            ),
                             crate::include::may_include(new.as_bytes()),
                             "{old:?} -> {new:?}"
                         );

@@ -440,3 +440,48 @@ fn an_include_in_text_without_its_file_is_refused_not_dropped() {
     assert!(e.contains("t.yaml:1:"), "{e}");
     assert!(e.contains("include"), "{e}");
 }
+
+/// A file without `include` is read again in place, and only the bytes an edit brings are
+/// looked through for one (an edit at both ends of a large file does not scan what lies
+/// between): the same edit is read in place without the word, and whole, as a generation
+/// would be, when a new entry holds it, at either end.
+#[test]
+fn the_bytes_an_edit_brings_are_looked_through_for_an_include() {
+    let d = Dir::new("edit-spans");
+    let entry = |i: usize, name: &str| {
+        format!(
+            "  - name: {name}\n    address: 10.0.0.{i}:80\n    reals:\n      - address: 10.0.1.{i}\n"
+        )
+    };
+    let file = |first: &str, last: &str| {
+        let mut t = String::from("host: {role: none}\nservices:\n");
+        t += &entry(1, first);
+        for i in 2..40 {
+            t += &entry(i, &format!("svc{i}"));
+        }
+        t += &entry(40, last);
+        t
+    };
+    d.write("lvsd.yaml", &file("first", "last"));
+    let (mut l, _) = load_stamped(&d);
+    assert!(l.incremental());
+    let mut seen = config::Stamp::default();
+    d.write("lvsd.yaml", &file("first-a", "last-a"));
+    match l.reread_file(&d.main(), None, &mut seen).unwrap() {
+        config::Reread::Edited {
+            parsed, touched, ..
+        } => {
+            assert_eq!((parsed, touched.len()), (2, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    for (first, last) in [("include-a", "last-b"), ("first-b", "includes")] {
+        d.write("lvsd.yaml", &file("first", "last"));
+        let (mut l, _) = load_stamped(&d);
+        d.write("lvsd.yaml", &file(first, last));
+        match l.reread_file(&d.main(), None, &mut seen).unwrap() {
+            config::Reread::Whole(new) => assert_eq!(new.config.desired.services.len(), 40),
+            other => panic!("{first} {last}: {other:?}"),
+        }
+    }
+}

@@ -615,3 +615,47 @@ fn only_entries_whose_text_is_new_are_parsed() {
     let mid = format!("{head2}{}", e.concat());
     assert_eq!(reread_counted(&mut loaded, &mid), Some(1));
 }
+
+/// Edits between unchanged entries: one that only changes an entry's last byte, or adds lines
+/// after an entry that is otherwise the same, is found there, and only the entries it touched
+/// are parsed.
+#[test]
+fn an_edit_between_unchanged_entries_is_found_at_their_edges() {
+    let base = bench_file(300, 3);
+    let (head, entries) = entries_of(&base);
+    let mut loaded = Loaded::parse(base.clone(), "lvsd.yaml", None).unwrap();
+    type Change<'a> = (usize, &'a dyn Fn(&str) -> String);
+    let with = |edits: &[Change]| {
+        let mut e = entries.clone();
+        for (i, f) in edits {
+            e[*i] = f(&e[*i]);
+        }
+        format!("{head}{}", e.concat())
+    };
+    let rr = |e: &str| e.replace("scheduler: wlc", "scheduler: rr");
+    // A digit added at the end of the entry's last line: the old entry's last byte (its end
+    // of line) is where the texts part.
+    let longer = |e: &str| format!("{}9\n", e.trim_end_matches('\n'));
+    assert!(entries[150].ends_with(".4\n"), "{}", entries[150]);
+    let edited = with(&[(0, &rr), (150, &longer), (299, &rr)]);
+    assert_eq!(reread_counted(&mut loaded, &edited), Some(3));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(3));
+    // The end of that line taken away: the next entry's first line joins it, and the file is
+    // refused as the full parse refuses it.
+    let before = loaded.config.clone();
+    let joined = |e: &str| format!("{} ", e.trim_end_matches('\n'));
+    let edited = with(&[(0, &rr), (150, &joined), (299, &rr)]);
+    assert_eq!(reread_counted(&mut loaded, &edited), None);
+    assert_eq!(loaded.config, before);
+    // The file's last byte: its last real's address made invalid.
+    let last = |e: &str| format!("{}x", e.trim_end_matches('\n'));
+    let edited = with(&[(0, &rr), (299, &last)]);
+    assert_eq!(reread_counted(&mut loaded, &edited), None);
+    assert_eq!(loaded.config, before);
+    // A line added after an entry, indented as its own: the entry's old bytes are all there,
+    // but it goes on.
+    let weighted = |e: &str| format!("{e}        weight: 4\n");
+    let edited = with(&[(0, &rr), (150, &weighted)]);
+    assert_eq!(reread_counted(&mut loaded, &edited), Some(2));
+    assert_eq!(reread_counted(&mut loaded, &base), Some(2));
+}
