@@ -104,16 +104,18 @@ impl<I: Io> Engine<I> {
                 .into_iter()
                 .cloned()
                 .collect();
-            let (todo, skip): (Vec<Op>, Vec<Op>) = plan
-                .ops
-                .iter()
-                .filter(|op| !deferred(op, &drained_now) && !stuck.contains(op))
-                .cloned()
-                .partition(|op| allow(op));
-            pass.skipped = skip;
-            if todo.is_empty() {
+            let due = |op: &Op| !deferred(op, &drained_now) && !stuck.contains(op);
+            if !plan.ops.iter().any(|op| due(op) && allow(op)) {
+                pass.skipped = plan.ops.iter().filter(|op| due(op)).cloned().collect();
                 break;
             }
+            // The plan's operations are taken, not copied (a cold apply has one for every
+            // service and real): the plan is made again, or emptied, before the next round.
+            let (todo, skip): (Vec<Op>, Vec<Op>) = std::mem::take(&mut plan.ops)
+                .into_iter()
+                .filter(|op| due(op))
+                .partition(|op| allow(op));
+            pass.skipped = skip;
             // Intent first: a kill after the kernel took these but before the record below
             // must not leave services of lvsd's that it would call foreign.
             let t_intent = std::time::Instant::now();
@@ -128,6 +130,7 @@ impl<I: Io> Engine<I> {
             crate::fault::point(crate::fault::AFTER_WRITE);
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
             let applied_before = pass.applied.len();
+            pass.applied.reserve(todo.len());
             let failed_before = pass.failed.len();
             // The services touched, as long as there are few enough to read back.
             let mut touched = BTreeSet::new();
