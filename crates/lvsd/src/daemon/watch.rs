@@ -66,7 +66,17 @@ impl ConfigWatch {
                         .any(|i| same_dir(&i.dir, dir) && i.matches(&name))
                 })
             };
+            // A rename inside a watched directory is reported three times: from the old name,
+            // to the new one, and both at once. The last repeats the first two, and read
+            // again it would cost a second read of the whole file before the edit's pass.
+            let repeat = matches!(
+                ev.kind,
+                notify::EventKind::Modify(notify::event::ModifyKind::Name(
+                    notify::event::RenameMode::Both
+                ))
+            );
             let relevant = !ev.kind.is_access()
+                && !repeat
                 && ev
                     .paths
                     .iter()
@@ -80,7 +90,7 @@ impl ConfigWatch {
             let whole = matches!(
                 ev.kind,
                 notify::EventKind::Modify(notify::event::ModifyKind::Name(
-                    notify::event::RenameMode::To | notify::event::RenameMode::Both
+                    notify::event::RenameMode::To
                 ))
             );
             written(whole);
@@ -220,5 +230,40 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A configuration-management push (a file renamed over the config) is one event, taken
+    /// as a whole file: one read of the config, not one more that finds it the same.
+    #[test]
+    fn a_rename_into_place_is_one_event() {
+        let dir = std::env::temp_dir().join(format!("lvsd-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("lvsd.yaml");
+        std::fs::write(&config, "services: []\n").unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let _watch = ConfigWatch::new(&config, move |whole| {
+            let _ = tx.lock().unwrap().send(whole);
+        })
+        .unwrap();
+        let tmp = dir.join("lvsd.yaml.tmp");
+        std::fs::write(&tmp, "services: []\n# edited\n").unwrap();
+        std::fs::rename(&tmp, &config).unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(10)).expect("an event");
+        assert!(first, "a rename is a whole file");
+        // Every event of one rename comes from one read of the inotify queue.
+        let more: Vec<bool> =
+            std::iter::from_fn(|| rx.recv_timeout(Duration::from_millis(300)).ok()).collect();
+        assert!(more.is_empty(), "events after the first: {more:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
