@@ -150,6 +150,15 @@ pub struct TableRead {
 /// table back costs more than writing it).
 const VERIFY_MAX: usize = 256;
 
+/// A pass over the whole table with at least this many writes works out the table it leaves
+/// on another thread while the kernel takes them (see `converge_table`); below it, handing
+/// the work over costs more than it saves. Tests take the other thread from a few writes
+/// on, so that the simulation's schedules run both ways.
+#[cfg(not(test))]
+const AHEAD_FROM: usize = 4096;
+#[cfg(test)]
+const AHEAD_FROM: usize = 8;
+
 impl Engine {
     /// Loads the ownership records; connections are opened when first needed.
     pub fn new(state_dir: PathBuf, exclusive: bool) -> Self {
@@ -399,6 +408,16 @@ pub(crate) enum Mutation {
     SkipHostIntent,
     /// Deletes a real where it should drain it (connections cut).
     DeleteDrainedAtOnce,
+    /// Works out the table a large pass leaves (beside its writes) without its first write.
+    AheadMissesOne,
+}
+
+#[cfg(test)]
+impl Engine<crate::sim::world::SimIo> {
+    /// The table as the last pass left it, for tests to hold against the kernel's.
+    pub(crate) fn kept_table(&self) -> Option<&Observed> {
+        self.table.as_ref()
+    }
 }
 
 #[cfg(test)]

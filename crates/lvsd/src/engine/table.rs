@@ -126,9 +126,38 @@ impl<I: Io> Engine<I> {
             let todo = self.mutation.apply(todo);
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
+            // A large pass over the whole table: the table as the plan leaves it is worked out
+            // on another thread while the kernel takes the writes (the kernel's share runs on
+            // this one, inside each send). If the kernel refuses a write, that table is
+            // dropped: the whole table is read again below.
+            let mut todo = todo;
+            let ahead = if scope.is_none() && todo.len() >= AHEAD_FROM {
+                let (mut after, ops) = (std::mem::take(&mut observed), std::mem::take(&mut todo));
+                #[cfg(test)]
+                let skip = usize::from(self.mutation == Mutation::AheadMissesOne);
+                #[cfg(not(test))]
+                let skip = 0;
+                Some(tokio::task::spawn_blocking(move || {
+                    for op in ops.iter().skip(skip) {
+                        after.apply(op);
+                    }
+                    (after, ops)
+                }))
+            } else {
+                None
+            };
             let results = self.client().await?.execute(&requests).await;
             crate::fault::point(crate::fault::AFTER_WRITE);
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
+            let (todo, ahead) = match ahead {
+                None => (todo, None),
+                Some(task) => {
+                    let (after, ops) = task.await.map_err(|e| {
+                        anyhow::anyhow!("working out the table after the writes stopped: {e}")
+                    })?;
+                    (ops, Some(after))
+                }
+            };
             let applied_before = pass.applied.len();
             pass.applied.reserve(todo.len());
             let failed_before = pass.failed.len();
@@ -137,7 +166,10 @@ impl<I: Io> Engine<I> {
             let mut many = false;
             for (op, r) in todo.into_iter().zip(results) {
                 // Changed by lvsd now: the last read's digest says nothing about it any more.
-                self.digests.remove(&op.service());
+                // (None to forget after a cold start: no key hashed for each write.)
+                if !self.digests.is_empty() {
+                    self.digests.remove(&op.service());
+                }
                 if !many {
                     touched.insert(op.service());
                     many = touched.len() > VERIFY_MAX;
@@ -175,8 +207,14 @@ impl<I: Io> Engine<I> {
                 observed = self.observe().await?;
                 verified.extend_from_slice(&pass.applied[applied_before..]);
             } else {
-                for op in &pass.applied[applied_before..] {
-                    observed.apply(op);
+                match ahead {
+                    // Every write of the round was taken: the table worked out beside them.
+                    Some(after) => observed = after,
+                    None => {
+                        for op in &pass.applied[applied_before..] {
+                            observed.apply(op);
+                        }
+                    }
                 }
                 if scope.is_some() || !many {
                     self.refresh(&touched, &mut observed).await?;

@@ -169,3 +169,32 @@ fn a_cold_apply_whose_intent_cannot_be_saved_writes_nothing() {
         assert!(w.owned.is_none());
     }
 }
+
+/// A pass too large to read back works out the table it leaves beside its writes (on another
+/// thread while the kernel takes them): that table, which the next small edit starts from, is
+/// the kernel's. The mutation that leaves one write out of it is caught.
+#[test]
+fn the_table_a_large_pass_leaves_is_the_kernels() {
+    let cfg = config::parse(&gen_yaml(300, 3), "cfg.yaml").expect("valid");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let unable = BTreeSet::new();
+    for mutation in [Mutation::None, Mutation::AheadMissesOne] {
+        let world = Rc::new(RefCell::new(World::new(1_700_000_000, 10)));
+        let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
+        engine.mutation = mutation;
+        let pass =
+            rt.block_on(engine.converge(&cfg, &cfg.desired, &PassSpec::everything(false, &unable)));
+        assert_eq!(pass.table.done().map(|t| t.applied.len()), Some(1_200));
+        let kept = engine.kept_table().expect("a table kept").clone();
+        let mut fresh = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
+        let kernel = rt.block_on(fresh.observe()).expect("read");
+        assert_eq!(kernel.services.len(), 300);
+        if mutation == Mutation::None {
+            assert!(kept == kernel, "the kept table is not the kernel's");
+        } else {
+            assert!(kept != kernel, "the mutation went unseen");
+        }
+    }
+}
