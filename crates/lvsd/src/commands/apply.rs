@@ -53,8 +53,13 @@ pub async fn run(
             lock_timeout,
         )?,
     };
-    let mut engine =
-        engine.unwrap_or_else(|| Engine::new(table.state_dir.clone(), table.exclusive));
+    // The config, the engine's picture of the table and the last pass are left for the
+    // process's exit to take back (see `ManuallyDrop`): freeing a large table object by
+    // object at the end of a one-shot command is time spent for nothing.
+    let cfg = std::mem::ManuallyDrop::new(cfg);
+    let mut engine = std::mem::ManuallyDrop::new(
+        engine.unwrap_or_else(|| Engine::new(table.state_dir.clone(), table.exclusive)),
+    );
     let mut health = HealthTable::default();
     engine.adopt_health(&cfg, &mut health).await?;
     let effective = health.effective_if_any(&cfg.desired);
@@ -96,6 +101,7 @@ pub async fn run(
         failed += failed_now;
         if pass.converged() || no_wait || failed_now > 0 {
             out.after(host, table);
+            std::mem::forget(pass);
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
