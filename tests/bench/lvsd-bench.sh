@@ -438,7 +438,7 @@ done
 big_noop=$(median $noops); big_tdump=$(median $dumps)
 big_writes=$(grep -c -E '^[-+~] |^applied' $B/noop.out)
 cp $B/base.yaml $B/live/lvsd.yaml
-daemon ba $B/live/lvsd.yaml $B/st-big $B/daemon-big.log --metrics-listen 127.0.0.1:9474
+DLOG=info,lvsd::timing=debug daemon ba $B/live/lvsd.yaml $B/st-big $B/daemon-big.log --metrics-listen 127.0.0.1:9474
 big_edits=$(five_edits ba $B/live/lvsd.yaml | tr '\n' ' ')
 idle_measure ba
 big_idle=$IDLE big_floor=$IDLE_FLOOR
@@ -449,6 +449,9 @@ echo "cold apply: lvsd $(secs $big_cold) s, raw writer $big_raw s"
 echo "no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($big_writes writes in the last); raw dump of the same table, after each:$(for t in $dumps; do printf ' %s s' "$(secs $t)"; done); of a table of its own $big_dump s"
 echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
 renames
+# What the loop was doing when each edit came (a whole read of the table takes seconds here).
+echo "  the daemon's passes (config reads and whole-table reads, with their times):"
+grep -E 'DEBUG (read and validated|read the IPVS table)' $B/daemon-big.log | sed -e 's/^[0-9-]*T\([0-9:.]*\)Z *DEBUG /    \1 /' -e 's/ cpu=.*//' | head -n 24
 echo "idle daemon: $(secs $big_idle) s CPU over ${IDLE_WINDOW:-60} s; two raw dumps: $big_floor s CPU"
 echo "the raw dump a service: $(awk -v a="$L_rawdump" -v n="$LARGEST" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $LARGEST services, $(awk -v a="$big_dump" -v n="$BIG" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $BIG"
 

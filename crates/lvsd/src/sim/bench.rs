@@ -129,23 +129,34 @@ fn cold_apply_10000_by_10() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A cold pass of `cfg` into an empty simulated kernel (`prepare` sets the world up first) by
+/// an engine carrying `mutation`: the world, the engine and what the pass did.
+fn cold_pass(
+    cfg: &config::Config,
+    mutation: Mutation,
+    prepare: impl FnOnce(&mut World),
+) -> (Rc<RefCell<World>>, Engine<SimIo>, crate::engine::Pass) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let world = Rc::new(RefCell::new(World::new(1_700_000_000, 10)));
+    prepare(&mut world.borrow_mut());
+    let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
+    engine.mutation = mutation;
+    let unable = BTreeSet::new();
+    let pass =
+        rt.block_on(engine.converge(cfg, &cfg.desired, &PassSpec::everything(false, &unable)));
+    (world, engine, pass)
+}
+
 /// The intent is durable before the first write, whatever the size of the pass: with the disk
 /// refusing the save, a cold apply of a large table writes nothing to the kernel and says why;
 /// an engine that skips the intent (the mutation) does write, so the test can fail.
 #[test]
 fn a_cold_apply_whose_intent_cannot_be_saved_writes_nothing() {
     let cfg = config::parse(&gen_yaml(300, 3), "cfg.yaml").expect("valid");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let unable = BTreeSet::new();
     for mutation in [Mutation::None, Mutation::SkipIntent] {
-        let world = Rc::new(RefCell::new(World::new(1_700_000_000, 10)));
-        world.borrow_mut().save_fails = true;
-        let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
-        engine.mutation = mutation;
-        let pass =
-            rt.block_on(engine.converge(&cfg, &cfg.desired, &PassSpec::everything(false, &unable)));
+        let (world, _, pass) = cold_pass(&cfg, mutation, |w| w.save_fails = true);
         let w = world.borrow();
         if mutation == Mutation::SkipIntent {
             assert!(
@@ -179,13 +190,8 @@ fn the_table_a_large_pass_leaves_is_the_kernels() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let unable = BTreeSet::new();
     for mutation in [Mutation::None, Mutation::AheadMissesOne] {
-        let world = Rc::new(RefCell::new(World::new(1_700_000_000, 10)));
-        let mut engine = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
-        engine.mutation = mutation;
-        let pass =
-            rt.block_on(engine.converge(&cfg, &cfg.desired, &PassSpec::everything(false, &unable)));
+        let (world, engine, pass) = cold_pass(&cfg, mutation, |_| {});
         assert_eq!(pass.table.done().map(|t| t.applied.len()), Some(1_200));
         let kept = engine.kept_table().expect("a table kept").clone();
         let mut fresh = Engine::with_io(SimIo(world.clone()), PathBuf::from("/sim"), false);
