@@ -522,7 +522,9 @@ impl Loaded {
             end: layout.starts.get(b).copied().unwrap_or(layout.end),
         };
         let (head_end, mut found) = split(new_b, start, new_end, layout.indent, a, b, &olds)?;
-        let used = pair_moved(new_b, &mut found, new_end, a, b, &olds);
+        // Where each new entry ends (the next one's start, or the stretch's end).
+        let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([new_end]).collect();
+        let used = pair_moved(new_b, &mut found, &ends, a, b, &olds);
         // What is not an old entry's bytes is checked as the whole stretch was: whole lines,
         // starting and ending at ASCII, so valid UTF-8 in each makes the file valid; none of
         // the bytes that end the short way.
@@ -530,7 +532,6 @@ impl Loaded {
         if head.iter().any(unsafe_byte) || std::str::from_utf8(head).is_err() {
             return None;
         }
-        let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([new_end]).collect();
         if watch_include {
             let mut spans = vec![(start, head_end)];
             spans.extend(
@@ -803,11 +804,12 @@ fn split(
 
 /// Pairs the new entries [`split`] left alone with old entries of `a..b` of the same bytes
 /// (entries moved), each old entry once (an entry written twice is a duplicate, the parser's to
-/// report). Returns which old entries (from `a`) are paired.
+/// report); `ends` holds where each of `found` ends. Returns which old entries (from `a`) are
+/// paired.
 fn pair_moved<'o>(
     new: &[u8],
     found: &mut [Found],
-    end: usize,
+    ends: &[usize],
     a: usize,
     b: usize,
     olds: &Olds<'o>,
@@ -816,7 +818,6 @@ fn pair_moved<'o>(
     for j in found.iter().filter_map(|e| e.1) {
         used[j - a] = true;
     }
-    let ends: Vec<usize> = found.iter().skip(1).map(|e| e.0).chain([end]).collect();
     let mut index: HashMap<&[u8], Vec<usize>> = HashMap::new();
     for j in (a..b).filter(|j| !used[j - a]) {
         index.entry(olds.entry(j)).or_default().push(j);
@@ -824,7 +825,7 @@ fn pair_moved<'o>(
     if index.is_empty() {
         return used;
     }
-    for (e, to) in found.iter_mut().zip(ends) {
+    for (e, &to) in found.iter_mut().zip(ends) {
         if e.1.is_some() {
             continue;
         }
