@@ -216,6 +216,11 @@ five_edits() { # ns live-file
   done
 }
 
+# A daemon's config reads and whole-table reads from its log (`lvsd::timing` at debug), each
+# with its time of day: what the loop was doing when an edit came.
+passes() { # log
+  grep -E 'DEBUG (read and validated|read the IPVS table)' "$1" | sed -e 's/^[0-9-]*T\([0-9:.]*\)Z *DEBUG /    \1 /' -e 's/ cpu=.*//'
+}
 # `ipvs-raw rename-wait` in namespace NS; the wall clock of its rename (on its stderr) is kept
 # for `renames`.
 rename_wait() { # ns args...
@@ -334,7 +339,7 @@ for n in $SIZES; do
     # What the loop was doing when each edit came: an edit that lands during a resync (a whole
     # read of the table, seconds here) waits for it.
     echo "  the checks daemon's passes (config reads and whole-table resyncs, with their times):"
-    grep -E 'DEBUG (read and validated|read the IPVS table)' $B/daemon-chk.log | sed -e 's/^[0-9-]*T\([0-9:.]*\)Z *DEBUG /    \1 /' -e 's/ cpu=.*//' | tail -n 14
+    passes $B/daemon-chk.log | tail -n 14
     kill $dpid; wait $dpid 2>/dev/null
     kill "$(cat $B/listener-a$n)"
   fi
@@ -451,7 +456,7 @@ echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
 renames
 # What the loop was doing when each edit came (a whole read of the table takes seconds here).
 echo "  the daemon's passes (config reads and whole-table reads, with their times):"
-grep -E 'DEBUG (read and validated|read the IPVS table)' $B/daemon-big.log | sed -e 's/^[0-9-]*T\([0-9:.]*\)Z *DEBUG /    \1 /' -e 's/ cpu=.*//' | head -n 24
+passes $B/daemon-big.log | head -n 24
 echo "idle daemon: $(secs $big_idle) s CPU over ${IDLE_WINDOW:-60} s; two raw dumps: $big_floor s CPU"
 echo "the raw dump a service: $(awk -v a="$L_rawdump" -v n="$LARGEST" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $LARGEST services, $(awk -v a="$big_dump" -v n="$BIG" 'BEGIN { printf "%.0f", a / n * 1e6 }') us at $BIG"
 
