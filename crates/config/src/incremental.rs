@@ -87,16 +87,36 @@ fn unsafe_byte(b: &u8) -> bool {
     matches!(b, b'&' | b'*' | b'!' | b'%' | b'\t')
 }
 
-/// Bytes compared at once when looking for where two versions differ: whole blocks compare as
-/// one `memcmp`, which matters on a large file under emulation.
-const BLOCK: usize = 4096;
+/// Bytes compared at a step when looking for where two versions differ: four words, each
+/// compared in a scalar register. In the test VM (TCG, software emulation) this finds the
+/// first difference of 4 MB in 1.2–1.4 ms, where `memcmp` took 3.9–4.2 ms: its vector
+/// instructions are emulated one at a time, the scalar ones are translated. Natively the two
+/// are alike.
+const STEP: usize = 32;
 
-/// How many leading bytes `a` and `b` share.
+/// The eight bytes of `s` from `i`, as a word.
+fn word(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_ne_bytes(w)
+}
+
+/// True when two steps of [`STEP`] bytes differ.
+fn step_differs(x: &[u8], y: &[u8]) -> bool {
+    ((word(x, 0) ^ word(y, 0))
+        | (word(x, 8) ^ word(y, 8))
+        | (word(x, 16) ^ word(y, 16))
+        | (word(x, 24) ^ word(y, 24)))
+        != 0
+}
+
+/// How many leading bytes `a` and `b` share. (An index loop: over `chunks_exact` the same
+/// comparison ran 2.5× slower under user-mode emulation.)
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut at = 0;
-    while at + BLOCK <= n && a[at..at + BLOCK] == b[at..at + BLOCK] {
-        at += BLOCK;
+    while at + STEP <= n && !step_differs(&a[at..at + STEP], &b[at..at + STEP]) {
+        at += STEP;
     }
     at + a[at..n]
         .iter()
@@ -110,8 +130,8 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
     let mut at = 0;
-    while at + BLOCK <= n && a[n - at - BLOCK..n - at] == b[n - at - BLOCK..n - at] {
-        at += BLOCK;
+    while at + STEP <= n && !step_differs(&a[n - at - STEP..n - at], &b[n - at - STEP..n - at]) {
+        at += STEP;
     }
     at + a[..n - at]
         .iter()
@@ -771,7 +791,24 @@ fn split(
     let mut found = vec![];
     let mut cursor = a;
     while p < end {
-        // `p` starts an entry.
+        // `p` starts an entry. A run of old entries repeated from here (the whole stretch
+        // between the two changes of an edit at both ends) is compared as one, not entry by
+        // entry: each entry of it whose successor is repeated whole, to its line end, is the
+        // old entry again (as `same` below would find, one by one).
+        if cursor < b {
+            let from = olds.starts[cursor];
+            let m = common_prefix(&new[p..end], &olds.text[from..olds.end]);
+            let mut j = cursor;
+            while j + 1 < b
+                && olds.through(j + 1) - from <= m
+                && olds.entry(j + 1).last() == Some(&b'\n')
+            {
+                found.push((p + olds.starts[j] - from, Some(j)));
+                j += 1;
+            }
+            p += olds.starts[j] - from;
+            cursor = j;
+        }
         let same = |j: usize| {
             let o = olds.entry(j);
             let q = p + o.len();
@@ -897,9 +934,11 @@ mod tests {
     }
 
     #[test]
-    fn block_comparison_finds_the_same_difference_as_byte_by_byte() {
+    fn comparing_a_step_at_a_time_finds_the_same_difference_as_byte_by_byte() {
         let base: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        for at in [0, 1, 4095, 4096, 4097, 8191, 12_288, 19_999] {
+        for at in [
+            0, 1, 7, 8, 31, 32, 33, 4095, 4096, 4097, 8191, 12_288, 19_968, 19_999,
+        ] {
             for delta in [-3i32, 0, 5] {
                 let mut b = base.clone();
                 b[at] ^= 1;
