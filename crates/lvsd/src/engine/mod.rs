@@ -120,7 +120,10 @@ pub struct Engine<I: Io = System> {
 /// and the table kept from the last pass is as it was. The error `observe` stops with, which
 /// [`Engine::converge`] turns into [`Outcome::Yielded`].
 #[derive(Debug)]
-struct Yielded;
+struct Yielded {
+    /// It stopped in the middle of a dump: the connection holds the rest of it and is dropped.
+    mid_dump: bool,
+}
 
 impl std::fmt::Display for Yielded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

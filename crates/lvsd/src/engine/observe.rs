@@ -11,6 +11,10 @@ use super::*;
 /// small.)
 const YIELD_SLICE: usize = if cfg!(test) { 64 } else { 512 };
 
+/// How often a listing of the services that may give way looks at [`Engine::yield_to`] while
+/// the kernel answers it.
+const LISTING_LOOK: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl<I: Io> Engine<I> {
     /// The live table. A service whose real servers read back as they were when the kept
     /// table was made (their settings, and whether each has connections: see
@@ -60,7 +64,28 @@ impl<I: Io> Engine<I> {
                 Some(c) => c,
                 None => self.client.insert(self.io.connect_table().await?),
             };
-            let services = client.services().await.context("read the IPVS table")?;
+            // The listing is one dump (2-5 s at 100,000 services in the test VM): one that may
+            // give way looks at the flag while it waits, and stops the dump by dropping the
+            // connection, whose socket holds the rest of it.
+            let services = match stop {
+                None => client.services().await,
+                Some(_) => {
+                    let listing = client.services();
+                    tokio::pin!(listing);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut listing => break r,
+                            () = tokio::time::sleep(LISTING_LOOK) => {
+                                if waiting() {
+                                    return Err(anyhow::Error::new(Yielded { mid_dump: true }));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            .context("read the IPVS table")?;
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), services = services.len(), "read the services");
             let keys: Vec<(ServiceKey, Option<u64>)> =
                 services.iter().map(|s| (s.key, prev(&s.key))).collect();
@@ -72,7 +97,7 @@ impl<I: Io> Engine<I> {
             let mut reals = Vec::with_capacity(keys.len());
             for part in keys.chunks(slice) {
                 if waiting() {
-                    return Err(anyhow::Error::new(Yielded));
+                    return Err(anyhow::Error::new(Yielded { mid_dump: false }));
                 }
                 reals.extend(
                     client
@@ -89,6 +114,9 @@ impl<I: Io> Engine<I> {
                 // Nothing was taken from them yet: the next read reuses them as before. No
                 // table kept stays none (an empty one would be a table with nothing in it,
                 // which the host part would plan every VIP's withdrawal against).
+                if e.downcast_ref::<Yielded>().is_some_and(|y| y.mid_dump) {
+                    self.client = None;
+                }
                 self.table = had_table.then_some(kept);
                 self.digests = digests;
                 tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "read the IPVS table: gave way to a config change");

@@ -80,6 +80,9 @@ pub struct World {
     /// Raised at every read of real servers: a config change that arrives while the table is
     /// read (what the daemon's file watch raises, [`crate::engine::Engine::yield_to`]).
     pub raise_on_read: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// How long a listing of the services takes (on tokio's clock), `raise_on_read` raised
+    /// as it starts: a change arriving while the kernel answers the listing of a large table.
+    pub listing_takes: Option<std::time::Duration>,
     /// The host's interfaces.
     pub links: BTreeMap<String, Link>,
     /// The host's addresses, with their prefix length.
@@ -134,6 +137,7 @@ impl World {
             drain_timeout,
             violations: vec![],
             raise_on_read: None,
+            listing_takes: None,
             links: [("lo", 1), (LAN, 2)]
                 .into_iter()
                 .map(|(name, index)| (name.to_owned(), Link { index, up: true }))
@@ -442,6 +446,9 @@ pub struct SimIo(pub Rc<RefCell<World>>);
 pub struct SimTable {
     world: Rc<RefCell<World>>,
     generation: u64,
+    /// A listing was stopped before its answer was in: as on a real socket, the rest of that
+    /// dump would come before any later answer, so this connection answers nothing more.
+    stale: bool,
 }
 
 /// A connection to the simulated host.
@@ -463,6 +470,12 @@ impl SimTable {
         }
         if w.down {
             return Err(ipvs::Error::ModuleNotLoaded);
+        }
+        if self.stale {
+            return Err(ipvs::Error::Io {
+                op: op.to_owned(),
+                source: std::io::Error::other("the rest of a stopped dump is still on the socket"),
+            });
         }
         if w.generation != self.generation {
             // A family id resolved before the module was loaded again answers nothing.
@@ -490,6 +503,15 @@ fn digest(dests: &[Dest]) -> u64 {
 
 impl Table for SimTable {
     async fn services(&mut self) -> Result<Vec<Service>, ipvs::Error> {
+        let takes = self.world.borrow().listing_takes;
+        if let Some(takes) = takes {
+            if let Some(flag) = &self.world.borrow().raise_on_read {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.stale = true;
+            tokio::time::sleep(takes).await;
+            self.stale = false;
+        }
         let w = self.world("list services")?;
         Ok(w.services
             .iter()
@@ -620,6 +642,7 @@ impl Io for SimIo {
         Ok(SimTable {
             world: self.0.clone(),
             generation: w.generation,
+            stale: false,
         })
     }
 
