@@ -337,6 +337,32 @@ fn a_write_still_needed_after_it_was_taken_is_stuck() {
     assert!(plan::stuck(&[], &again.ops).is_empty());
 }
 
+/// The same change to the same real of another service is another write: only the service
+/// whose write was taken has a stuck operation.
+#[test]
+fn a_write_is_stuck_only_for_its_own_service() {
+    let d = desired(&[(50, "wlc", &[(101, 2)]), (51, "wlc", &[(101, 2), (102, 3)])]);
+    let o = observed(&[
+        (50, "wlc", &[(101, 1, 0)]),
+        (51, "wlc", &[(101, 1, 0), (102, 1, 0)]),
+    ]);
+    let first = run(&d, &o, &owned_of(&d));
+    assert_eq!(first.ops.len(), 3);
+    let again = run(&d, &o, &owned_of(&d));
+    let of_50: Vec<_> = first
+        .ops
+        .iter()
+        .filter(|op| op.service() == again.ops[0].service())
+        .cloned()
+        .collect();
+    assert_eq!(of_50.len(), 1);
+    assert_eq!(plan::stuck(&of_50, &again.ops), vec![&again.ops[0]]);
+    assert_eq!(
+        plan::stuck(&first.ops, &again.ops),
+        again.ops.iter().collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn busy_real_leaving_is_drained_then_waited_for_then_deleted() {
     let before = desired(&[(50, "wlc", &[(101, 1), (102, 1), (103, 1)])]);

@@ -111,11 +111,16 @@ impl<I: Io> Engine<I> {
             }
             // The plan's operations are taken, not copied (a cold apply has one for every
             // service and real): the plan is made again, or emptied, before the next round.
-            let (todo, skip): (Vec<Op>, Vec<Op>) = std::mem::take(&mut plan.ops)
-                .into_iter()
-                .filter(|op| due(op))
-                .partition(|op| allow(op));
-            pass.skipped = skip;
+            // In place: a cold apply's 110,000 operations are not moved into new vectors.
+            let mut todo = std::mem::take(&mut plan.ops);
+            todo.retain(|op| due(op));
+            pass.skipped = if todo.iter().all(allow) {
+                vec![]
+            } else {
+                let (keep, skip) = todo.into_iter().partition(|op| allow(op));
+                todo = keep;
+                skip
+            };
             // Intent first: a kill after the kernel took these but before the record below
             // must not leave services of lvsd's that it would call foreign.
             let t_intent = std::time::Instant::now();
@@ -123,14 +128,13 @@ impl<I: Io> Engine<I> {
             tracing::debug!(target: "lvsd::timing", elapsed = ?t_intent.elapsed(), "recorded the intent");
             crate::fault::point(crate::fault::AFTER_INTENT);
             #[cfg(test)]
-            let todo = self.mutation.apply(todo);
+            let mut todo = self.mutation.apply(todo);
             let started = std::time::Instant::now();
             let requests: Vec<_> = todo.iter().map(Op::to_request).collect();
             // A large pass over the whole table: the table as the plan leaves it is worked out
             // on another thread while the kernel takes the writes (the kernel's share runs on
             // this one, inside each send). If the kernel refuses a write, that table is
             // dropped: the whole table is read again below.
-            let mut todo = todo;
             let ahead = if scope.is_none() && todo.len() >= AHEAD_FROM {
                 let (mut after, ops) = (std::mem::take(&mut observed), std::mem::take(&mut todo));
                 #[cfg(test)]
@@ -149,7 +153,7 @@ impl<I: Io> Engine<I> {
             let results = self.client().await?.execute(&requests).await;
             crate::fault::point(crate::fault::AFTER_WRITE);
             tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), ops = requests.len(), "wrote to the kernel");
-            let (todo, ahead) = match ahead {
+            let (mut todo, ahead) = match ahead {
                 None => (todo, None),
                 Some(task) => {
                     let (after, ops) = task.await.map_err(|e| {
@@ -159,12 +163,11 @@ impl<I: Io> Engine<I> {
                 }
             };
             let applied_before = pass.applied.len();
-            pass.applied.reserve(todo.len());
             let failed_before = pass.failed.len();
             // The services touched, as long as there are few enough to read back.
             let mut touched = BTreeSet::new();
             let mut many = false;
-            for (op, r) in todo.into_iter().zip(results) {
+            for (op, r) in todo.iter().zip(&results) {
                 // Changed by lvsd now: the last read's digest says nothing about it any more.
                 // (None to forget after a cold start: no key hashed for each write.)
                 if !self.digests.is_empty() {
@@ -176,7 +179,7 @@ impl<I: Io> Engine<I> {
                 }
                 match r {
                     Ok(()) => {
-                        if let Op::DrainReal { service, key, .. } = &op {
+                        if let Op::DrainReal { service, key, .. } = op {
                             drained_now.insert((*service, *key));
                         }
                         // Fields are evaluated only when the line is logged (not for every
@@ -190,11 +193,24 @@ impl<I: Io> Engine<I> {
                                 .unwrap_or(""),
                             "{op}"
                         );
-                        pass.applied.push(op);
                     }
                     Err(e) => {
                         tracing::error!(service = %op.service(), error = %e, "{op} failed");
-                        pass.failed.push((op, e));
+                    }
+                }
+            }
+            // Every write taken (a cold apply): the operations move over as one vector.
+            if results.len() == todo.len() && results.iter().all(Result::is_ok) {
+                if pass.applied.is_empty() {
+                    pass.applied = todo;
+                } else {
+                    pass.applied.append(&mut todo);
+                }
+            } else {
+                for (op, r) in todo.into_iter().zip(results) {
+                    match r {
+                        Ok(()) => pass.applied.push(op),
+                        Err(e) => pass.failed.push((op, e)),
                     }
                 }
             }
