@@ -35,11 +35,17 @@ pub async fn run(
     } else {
         None
     };
-    // The records are read under the lock, never before.
+    // The records are read under the lock, never before (on a thread of their own, while
+    // the table is read).
     let mut engine = None;
     if early.is_some() {
-        let e = engine.insert(Engine::new(table.state_dir.clone(), table.exclusive));
+        let (e, records) = Engine::reading_records(table.state_dir.clone(), table.exclusive);
+        let e = engine.insert(e);
         e.prefetch().await;
+        // If that thread stopped, the records stay "not read yet": the pass reads them itself.
+        if let Ok(r) = records.await {
+            e.records_read(r);
+        }
     }
     let cfg = parse
         .await

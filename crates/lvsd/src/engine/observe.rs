@@ -161,11 +161,10 @@ impl<I: Io> Engine<I> {
 
     /// Reads the whole table ahead of the config (`apply` reads both at once), kept for the
     /// first pass as if that pass had read it. A failure is forgotten: the pass reads again,
-    /// and says what failed in its own words.
+    /// and says what failed in its own words. It needs no ownership record (the pass that
+    /// takes the table checks it): the records may still be being read meanwhile (see
+    /// [`Engine::reading_records`]).
     pub async fn prefetch(&mut self) {
-        if self.table_record().is_err() {
-            return;
-        }
         if let Ok(t) = self.observe().await {
             self.keep_fresh(Some(t));
         }

@@ -149,3 +149,80 @@ fn retry<T>(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("lvsd-records-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn record() -> Owned {
+        let mut owned = Owned::default();
+        let mut s = plan::OwnedService {
+            drain_timeout: 30,
+            ..Default::default()
+        };
+        s.reals.insert(DestKey {
+            addr: "10.2.0.1".parse().unwrap(),
+            port: 80,
+        });
+        owned
+            .services
+            .insert(ServiceKey::tcp("172.16.1.50".parse().unwrap(), 80), s);
+        owned
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    /// Records read on their own thread are the ones on disk once put in; a damaged one is
+    /// said at its use, as for an engine that read it itself.
+    #[test]
+    fn records_read_beside_the_table_are_the_records_on_disk() {
+        let rt = runtime();
+        let d = dir("beside");
+        state_file::save(&d, &record()).unwrap();
+        let (mut e, records) = rt.block_on(async { Engine::reading_records(d.clone(), false) });
+        e.records_read(rt.block_on(records).unwrap());
+        // Taken from the thread's read, not read again at the first use.
+        std::fs::remove_file(d.join("owned")).unwrap();
+        assert!(e.table_record().is_ok());
+        assert_eq!(e.owned, record());
+
+        std::fs::write(d.join("owned"), "not a record").unwrap();
+        let (mut e, records) = rt.block_on(async { Engine::reading_records(d.clone(), false) });
+        e.records_read(rt.block_on(records).unwrap());
+        assert!(
+            e.table_record().is_err(),
+            "a damaged record stops the table's part"
+        );
+        assert_eq!(e.owned, Owned::default());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Until the records are put in, each counts as not read yet: its first use reads it, so
+    /// nothing is planned against an empty record that is not the one on disk.
+    #[test]
+    fn records_not_put_in_are_read_at_their_first_use() {
+        let rt = runtime();
+        let d = dir("first-use");
+        state_file::save(&d, &record()).unwrap();
+        let (mut e, _records) = rt.block_on(async { Engine::reading_records(d.clone(), false) });
+        assert_eq!(e.owned, Owned::default());
+        assert!(e.owned_unreadable.is_some() && e.host_unreadable.is_some());
+        assert!(e.table_record().is_ok());
+        assert_eq!(e.owned, record());
+        assert!(e.host_record().is_ok());
+        assert!(e.host_unreadable.is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
