@@ -83,6 +83,12 @@ pub struct World {
     /// How long a listing of the services takes (on tokio's clock), `raise_on_read` raised
     /// as it starts: a change arriving while the kernel answers the listing of a large table.
     pub listing_takes: Option<std::time::Duration>,
+    /// A listing of the services arrives in this many parts, each ready at once (a socket
+    /// that always has the next one: tokio's budget runs out at every poll), `raise_on_read`
+    /// raised as it starts.
+    pub listing_parts: Option<usize>,
+    /// Listings of the services answered whole.
+    pub listings: usize,
     /// The host's interfaces.
     pub links: BTreeMap<String, Link>,
     /// The host's addresses, with their prefix length.
@@ -138,6 +144,8 @@ impl World {
             violations: vec![],
             raise_on_read: None,
             listing_takes: None,
+            listing_parts: None,
+            listings: 0,
             links: [("lo", 1), (LAN, 2)]
                 .into_iter()
                 .map(|(name, index)| (name.to_owned(), Link { index, up: true }))
@@ -503,16 +511,25 @@ fn digest(dests: &[Dest]) -> u64 {
 
 impl Table for SimTable {
     async fn services(&mut self) -> Result<Vec<Service>, ipvs::Error> {
-        let takes = self.world.borrow().listing_takes;
-        if let Some(takes) = takes {
+        let (takes, parts) = {
+            let w = self.world.borrow();
+            (w.listing_takes, w.listing_parts)
+        };
+        if takes.is_some() || parts.is_some() {
             if let Some(flag) = &self.world.borrow().raise_on_read {
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             self.stale = true;
-            tokio::time::sleep(takes).await;
+            if let Some(takes) = takes {
+                tokio::time::sleep(takes).await;
+            }
+            for _ in 0..parts.unwrap_or(0) {
+                tokio::task::coop::consume_budget().await;
+            }
             self.stale = false;
         }
-        let w = self.world("list services")?;
+        let mut w = self.world("list services")?;
+        w.listings += 1;
         Ok(w.services
             .iter()
             .map(|s| Service::new(s.key, s.spec.clone()))
