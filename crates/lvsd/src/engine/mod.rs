@@ -212,6 +212,21 @@ pub struct Records {
     host: std::result::Result<HostOwned, state_file::Unreadable>,
 }
 
+impl Records {
+    /// Says, as an error, which of them cannot be read.
+    fn say_unreadable(&self) {
+        for e in self
+            .owned
+            .as_ref()
+            .err()
+            .into_iter()
+            .chain(self.host.as_ref().err())
+        {
+            tracing::error!("{e}");
+        }
+    }
+}
+
 impl<I: Io> Engine<I> {
     /// An engine reaching the world through `io` (the simulated one, in tests).
     pub fn with_io(mut io: I, state_dir: PathBuf, exclusive: bool) -> Self {
@@ -221,30 +236,14 @@ impl<I: Io> Engine<I> {
             host: io.load_host(),
         };
         tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "loaded the ownership records");
-        for e in records
-            .owned
-            .as_ref()
-            .err()
-            .into_iter()
-            .chain(records.host.as_ref().err())
-        {
-            tracing::error!("{e}");
-        }
+        records.say_unreadable();
         Engine::assemble(io, state_dir, exclusive, records)
     }
 
     /// Puts in the records [`Engine::reading_records`] read (an unreadable one is said, and
     /// read again at each use, as ever).
     pub fn records_read(&mut self, records: Records) {
-        for e in records
-            .owned
-            .as_ref()
-            .err()
-            .into_iter()
-            .chain(records.host.as_ref().err())
-        {
-            tracing::error!("{e}");
-        }
+        records.say_unreadable();
         (self.owned, self.owned_unreadable) = split(records.owned);
         (self.host_owned, self.host_unreadable) = split(records.host);
     }

@@ -184,6 +184,13 @@ mod tests {
             .unwrap()
     }
 
+    /// An engine of `d` whose records were read on their own thread and put in.
+    fn read_beside(rt: &tokio::runtime::Runtime, d: &std::path::Path) -> Engine {
+        let (mut e, records) = rt.block_on(async { Engine::reading_records(d.to_owned(), false) });
+        e.records_read(rt.block_on(records).unwrap());
+        e
+    }
+
     /// Records read on their own thread are the ones on disk once put in; a damaged one is
     /// said at its use, as for an engine that read it itself.
     #[test]
@@ -191,16 +198,14 @@ mod tests {
         let rt = runtime();
         let d = dir("beside");
         state_file::save(&d, &record()).unwrap();
-        let (mut e, records) = rt.block_on(async { Engine::reading_records(d.clone(), false) });
-        e.records_read(rt.block_on(records).unwrap());
+        let mut e = read_beside(&rt, &d);
         // Taken from the thread's read, not read again at the first use.
         std::fs::remove_file(d.join("owned")).unwrap();
         assert!(e.table_record().is_ok());
         assert_eq!(e.owned, record());
 
         std::fs::write(d.join("owned"), "not a record").unwrap();
-        let (mut e, records) = rt.block_on(async { Engine::reading_records(d.clone(), false) });
-        e.records_read(rt.block_on(records).unwrap());
+        let mut e = read_beside(&rt, &d);
         assert!(
             e.table_record().is_err(),
             "a damaged record stops the table's part"

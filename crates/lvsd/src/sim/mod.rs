@@ -901,17 +901,19 @@ mod tests {
         );
     }
 
-    /// A whole read that may give way stops when a config change is waiting: nothing is
-    /// written, and the table the last pass kept is kept, so the whole pass owed after it
-    /// reuses every service instead of decoding the table again. One not allowed to give way
-    /// reads on.
-    #[test]
-    fn a_whole_read_gives_way_to_a_waiting_change_and_keeps_the_table() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
+    /// `n` services of one real each written, and the table read whole once, by an engine
+    /// whose whole reads may give way to the flag returned (the digests of every service are
+    /// known from then): where the tests of giving way start.
+    fn read_once_with_flag(
+        n: u8,
+    ) -> (
+        tokio::runtime::Runtime,
+        Rc<RefCell<World>>,
+        config::Config,
+        Engine<SimIo>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
         let (rt, world) = host_world();
-        // More services than one slice of the read, so that it looks at the flag in between.
-        let n = 200;
         let model = Model {
             services: (1..=n)
                 .map(|s| (s, ("rr", BTreeMap::from([(1, 1)]))))
@@ -923,19 +925,29 @@ mod tests {
         };
         let cfg = model.config().unwrap();
         let mut e = engine(&world, Mutation::None);
-        let spec = |may_yield| daemon_spec(None, may_yield);
-        let waiting = Arc::new(AtomicBool::new(false));
+        let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         e.yield_to = Some(waiting.clone());
-        // Written, then read whole once (the digests of every service are known from then).
-        assert!(
-            rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)))
-                .converged()
-        );
-        assert!(
-            rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)))
-                .converged()
-        );
-        assert_eq!(e.take_last_read().map(|r| r.services), Some(n as usize));
+        for _ in 0..2 {
+            assert!(
+                rt.block_on(e.converge(&cfg, &cfg.desired, &daemon_spec(None, true)))
+                    .converged()
+            );
+        }
+        assert_eq!(e.take_last_read().map(|r| r.services), Some(usize::from(n)));
+        (rt, world, cfg, e, waiting)
+    }
+
+    /// A whole read that may give way stops when a config change is waiting: nothing is
+    /// written, and the table the last pass kept is kept, so the whole pass owed after it
+    /// reuses every service instead of decoding the table again. One not allowed to give way
+    /// reads on.
+    #[test]
+    fn a_whole_read_gives_way_to_a_waiting_change_and_keeps_the_table() {
+        use std::sync::atomic::Ordering;
+        // More services than one slice of the read, so that it looks at the flag in between.
+        let n = 200;
+        let (rt, world, cfg, mut e, waiting) = read_once_with_flag(n);
+        let spec = |may_yield| daemon_spec(None, may_yield);
         world.borrow_mut().raise_on_read = Some(waiting.clone());
         world.borrow_mut().writes.clear();
         let gave_way = rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)));
@@ -984,34 +996,11 @@ mod tests {
     /// which starved a timer looked at after the listing: edits of 1.6 and 4.8 s in the VM).
     #[test]
     fn a_whole_read_gives_way_during_the_listing_of_the_services() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::Ordering;
         for slow in [true, false] {
-            let (rt, world) = host_world();
             let n = 20;
-            let model = Model {
-                services: (1..=n)
-                    .map(|s| (s, ("rr", BTreeMap::from([(1, 1)]))))
-                    .collect(),
-                director: false,
-                anycast: false,
-                out: false,
-                sysctls: BTreeMap::new(),
-            };
-            let cfg = model.config().unwrap();
-            let mut e = engine(&world, Mutation::None);
+            let (rt, world, cfg, mut e, waiting) = read_once_with_flag(n);
             let spec = |may_yield| daemon_spec(None, may_yield);
-            let waiting = Arc::new(AtomicBool::new(false));
-            e.yield_to = Some(waiting.clone());
-            assert!(
-                rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)))
-                    .converged()
-            );
-            assert!(
-                rt.block_on(e.converge(&cfg, &cfg.desired, &spec(true)))
-                    .converged()
-            );
-            assert_eq!(e.take_last_read().map(|r| r.services), Some(n as usize));
             let listed = {
                 let mut w = world.borrow_mut();
                 w.raise_on_read = Some(waiting.clone());
