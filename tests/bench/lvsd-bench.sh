@@ -433,14 +433,20 @@ lab_routed_ns bw; lab_routed_ns ba
 big_raw=$($IP netns exec bw ./ipvs-raw write "$BIG" "$BIG_REALS")
 set -- $($IP netns exec bw ./ipvs-raw dump); big_dump=$1
 $IP netns exec bw ipvsadm -C; $IP netns del bw
+# The floors as at the sizes: the file read and validated, then the raw writer (cold); the
+# raw dump and the file's check at once (no-op).
+t0=$(cs); ./lvsd check -c $B/base.yaml >/dev/null 2>&1; big_checked=$(($(cs) - t0))
 t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >/dev/null 2>&1; big_cold=$(($(cs) - t0))
-# As at the sizes: three rounds of the no-op and the raw dump of the same table, medians.
-noops=""; dumps=""
+# As at the sizes: three rounds of the no-op, the raw dump of the same table and the two
+# floors at once, medians.
+noops=""; dumps=""; boths=""
 for k in 1 2 3; do
   t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >$B/noop.out 2>&1; noops="$noops $(($(cs) - t0))"
   t0=$(cs); $IP netns exec ba ./ipvs-raw dump >/dev/null; dumps="$dumps $(($(cs) - t0))"
+  t0=$(cs); $IP netns exec ba ./ipvs-raw dump >/dev/null & fdp=$!
+  ./lvsd check -c $B/base.yaml >/dev/null 2>&1; wait $fdp; boths="$boths $(($(cs) - t0))"
 done
-big_noop=$(median $noops); big_tdump=$(median $dumps)
+big_noop=$(median $noops); big_tdump=$(median $dumps); big_both=$(median $boths)
 big_writes=$(grep -c -E '^[-+~] |^applied' $B/noop.out)
 cp $B/base.yaml $B/live/lvsd.yaml
 DLOG=info,lvsd::timing=debug daemon ba $B/live/lvsd.yaml $B/st-big $B/daemon-big.log --metrics-listen 127.0.0.1:9474
@@ -450,8 +456,8 @@ big_idle=$IDLE big_floor=$IDLE_FLOOR
 big_rss=$(rss $dpid)
 kill $dpid; wait $dpid 2>/dev/null
 $IP netns exec ba ipvsadm -C; $IP netns del ba
-echo "cold apply: lvsd $(secs $big_cold) s, raw writer $big_raw s"
-echo "no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($big_writes writes in the last); raw dump of the same table, after each:$(for t in $dumps; do printf ' %s s' "$(secs $t)"; done); of a table of its own $big_dump s"
+echo "cold apply: lvsd $(secs $big_cold) s, raw writer $big_raw s; lvsd check of the file $(secs $big_checked) s"
+echo "no-op apply x3:$(for t in $noops; do printf ' %s s' "$(secs $t)"; done) ($big_writes writes in the last); raw dump of the same table, after each:$(for t in $dumps; do printf ' %s s' "$(secs $t)"; done); the raw dump and lvsd check at once:$(for t in $boths; do printf ' %s s' "$(secs $t)"; done); of a table of its own $big_dump s"
 echo "weight edits under the daemon: ${big_edits}ms; peak RSS $big_rss MiB"
 renames
 # What the loop was doing when each edit came (a whole read of the table takes seconds here).
@@ -504,7 +510,10 @@ fi
 if want big; then
 B2="$BIG x $BIG_REALS"
 r=$(div "$big_cold" "$(x100 "$big_raw")"); row "cold apply, $B2: lvsd / raw writer" "$(secs $big_cold) s" "raw writer $big_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
+f=$(awk -v c="$big_checked" -v r="$big_raw" 'BEGIN { printf "%.2f", c / 100 + r }'); r=$(div "$big_cold" "$(x100 "$f")")
+row "... lvsd / (lvsd check + raw writer): validated, then written" "$(secs $big_cold) s" "check + raw writer $f s" "${r}x" "-" "-"
 r=$(div "$big_noop" "$big_tdump"); row "no-op apply, $B2: lvsd / raw dump (medians of 3)" "$(secs $big_noop) s" "raw dump $(secs $big_tdump) s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
+r=$(div "$big_noop" "$big_both"); row "... lvsd / (raw dump and lvsd check at once)" "$(secs $big_noop) s" "both $(secs $big_both) s" "${r}x" "-" "-"
 e=$(median $big_edits); r=$(div "$((big_cold * 10))" "$e"); row "weight edit, $B2: cold / edit (median)" "$e ms" "cold $(secs $big_cold) s" "${r}x" ">= 100x" "$(verdict "$r" 100)"
 r=$(div "$(secs $big_idle)" "$big_floor"); row "idle daemon, $B2: CPU a minute / 2 raw dumps' CPU" "$(secs $big_idle) s" "2 raw dumps $big_floor s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
 row "peak RSS, $B2" "$big_rss MiB" "" "" "< 400 MiB" "$(verdict "$big_rss" 399 le)"
