@@ -67,10 +67,11 @@ impl<I: Io> Engine<I> {
             // The listing is one dump (2-5 s at 100,000 services in the test VM): one that may
             // give way looks at the flag each time the task is polled, before the listing, and
             // stops the dump by dropping the connection, whose socket holds the rest of it.
-            // The look takes none of tokio's budget: a socket that always has the next part
-            // ready uses it all up at every poll, and a timer polled after it never fires
-            // (edits waited 1.6 and 4.8 s so). The timer only wakes the task when the kernel
-            // is slow to answer.
+            // The task is polled because the client gives the runtime its turn every few parts
+            // of a dump (the kernel fills each read as it is made, so the dump alone never
+            // waits). The look takes none of tokio's budget, so a listing that used it up at
+            // every poll would not starve it; the timer only wakes the task when the kernel is
+            // slow to answer.
             let services = match stop {
                 None => client.services().await,
                 Some(_) => {

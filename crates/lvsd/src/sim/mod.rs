@@ -993,7 +993,9 @@ mod tests {
     /// dump is stopped, the connection dropped, and the table kept as it was. The next pass
     /// connects again and reuses every service. Both when the kernel is slow to answer, and
     /// when every part of the answer is ready at once (tokio's budget used up at every poll,
-    /// which starved a timer looked at after the listing: edits of 1.6 and 4.8 s in the VM).
+    /// which would starve a timer looked at after the listing). That the real client lets the
+    /// task be polled during a dump at all is the kernel test's
+    /// `a_long_dump_lets_the_tasks_beside_it_run`.
     #[test]
     fn a_whole_read_gives_way_during_the_listing_of_the_services() {
         use std::sync::atomic::Ordering;

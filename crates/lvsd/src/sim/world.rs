@@ -83,9 +83,9 @@ pub struct World {
     /// How long a listing of the services takes (on tokio's clock), `raise_on_read` raised
     /// as it starts: a change arriving while the kernel answers the listing of a large table.
     pub listing_takes: Option<std::time::Duration>,
-    /// A listing of the services arrives in this many parts, each ready at once (a socket
-    /// that always has the next one: tokio's budget runs out at every poll), `raise_on_read`
-    /// raised as it starts.
+    /// A listing of the services arrives in this many parts, each ready at once and taking a
+    /// unit of tokio's budget (which then runs out at every poll), `raise_on_read` raised as it
+    /// starts.
     pub listing_parts: Option<usize>,
     /// Listings of the services answered whole.
     pub listings: usize,
