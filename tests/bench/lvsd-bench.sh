@@ -216,6 +216,18 @@ five_edits() { # ns live-file
   done
 }
 
+# The floor of a no-op, done at once as lvsd does it: the raw dump of the table in namespace
+# NS and `lvsd check` of FILE (the same reading, no kernel), both finished; centiseconds.
+dump_and_check() { # ns file
+  local t0 pid
+  t0=$(cs); $IP netns exec "$1" ./ipvs-raw dump >/dev/null & pid=$!
+  ./lvsd check -c "$2" >/dev/null 2>&1; wait $pid; echo $(($(cs) - t0))
+}
+# The floor of a cold apply that writes nothing before the whole file is valid, in seconds:
+# the file's check (centiseconds) and then the raw writer (seconds).
+check_then_write() { # checked-cs raw-s
+  awk -v c="$1" -v r="$2" 'BEGIN { printf "%.2f", c / 100 + r }'
+}
 # A daemon's config reads and whole-table reads from its log (`lvsd::timing` at debug), each
 # with its time of day: what the loop was doing when an edit came.
 passes() { # log
@@ -275,8 +287,7 @@ for n in $SIZES; do
     t0=$(cs); $IP netns exec a$n ./ipvs-raw dump >/dev/null; dumps="$dumps $(($(cs) - t0))"
     # The floor of a no-op: what it cannot skip, done at once as lvsd does it: the raw dump of
     # the same table and `lvsd check` of the file (the same reading, no kernel), both finished.
-    t0=$(cs); $IP netns exec a$n ./ipvs-raw dump >/dev/null & fdp=$!
-    ./lvsd check -c $B/cfg.yaml >/dev/null 2>&1; wait $fdp; boths="$boths $(($(cs) - t0))"
+    boths="$boths $(dump_and_check a$n $B/cfg.yaml)"
   done
   worst=$(max $noops); noop=$(median $noops); dump=$(median $dumps); both=$(median $boths)
   $IP netns exec a$n ./lvsd export >$B/export.yaml
@@ -443,8 +454,7 @@ noops=""; dumps=""; boths=""
 for k in 1 2 3; do
   t0=$(cs); $IP netns exec ba ./lvsd apply -c $B/base.yaml --state-dir $B/st-big >$B/noop.out 2>&1; noops="$noops $(($(cs) - t0))"
   t0=$(cs); $IP netns exec ba ./ipvs-raw dump >/dev/null; dumps="$dumps $(($(cs) - t0))"
-  t0=$(cs); $IP netns exec ba ./ipvs-raw dump >/dev/null & fdp=$!
-  ./lvsd check -c $B/base.yaml >/dev/null 2>&1; wait $fdp; boths="$boths $(($(cs) - t0))"
+  boths="$boths $(dump_and_check ba $B/base.yaml)"
 done
 big_noop=$(median $noops); big_tdump=$(median $dumps); big_both=$(median $boths)
 big_writes=$(grep -c -E '^[-+~] |^applied' $B/noop.out)
@@ -471,7 +481,7 @@ fi
 L="$LARGEST x $REALS"
 if want sizes; then
 r=$(div "$L_cold" "$(x100 "$L_raw")"); row "cold apply, $L: lvsd / raw writer" "$(secs $L_cold) s" "raw writer $L_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
-f=$(awk -v c="$L_checked" -v r="$L_raw" 'BEGIN { printf "%.2f", c / 100 + r }'); r=$(div "$L_cold" "$(x100 "$f")")
+f=$(check_then_write "$L_checked" "$L_raw"); r=$(div "$L_cold" "$(x100 "$f")")
 row "... lvsd / (lvsd check + raw writer): validated, then written" "$(secs $L_cold) s" "check + raw writer $f s" "${r}x" "-" "-"
 r=$(div "$L_coldr" "$L_cold"); row "cold apply, $L: ipvsadm -R / lvsd" "$(secs $L_cold) s" "ipvsadm -R $(secs $L_coldr) s" "${r}x" "-" "-"
 r=$(div "$L_noop" "$L_dump"); row "no-op apply, $L: lvsd / raw dump (medians of 3)" "$(secs $L_noop) s" "raw dump $(secs $L_dump) s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
@@ -510,7 +520,7 @@ fi
 if want big; then
 B2="$BIG x $BIG_REALS"
 r=$(div "$big_cold" "$(x100 "$big_raw")"); row "cold apply, $B2: lvsd / raw writer" "$(secs $big_cold) s" "raw writer $big_raw s" "${r}x" "<= 1.3x" "$(verdict "$r" 1.3 le)"
-f=$(awk -v c="$big_checked" -v r="$big_raw" 'BEGIN { printf "%.2f", c / 100 + r }'); r=$(div "$big_cold" "$(x100 "$f")")
+f=$(check_then_write "$big_checked" "$big_raw"); r=$(div "$big_cold" "$(x100 "$f")")
 row "... lvsd / (lvsd check + raw writer): validated, then written" "$(secs $big_cold) s" "check + raw writer $f s" "${r}x" "-" "-"
 r=$(div "$big_noop" "$big_tdump"); row "no-op apply, $B2: lvsd / raw dump (medians of 3)" "$(secs $big_noop) s" "raw dump $(secs $big_tdump) s" "${r}x" "<= 1.1x" "$(verdict "$r" 1.1 le)"
 r=$(div "$big_noop" "$big_both"); row "... lvsd / (raw dump and lvsd check at once)" "$(secs $big_noop) s" "both $(secs $big_both) s" "${r}x" "-" "-"

@@ -178,16 +178,8 @@ impl Engine {
         state_dir: PathBuf,
         exclusive: bool,
     ) -> (Self, tokio::task::JoinHandle<Records>) {
-        let dir = state_dir.clone();
-        let records = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let records = Records {
-                owned: state_file::load(&dir),
-                host: state_file::load_host(&dir),
-            };
-            tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "loaded the ownership records");
-            records
-        });
+        let mut io = System::new(state_dir.clone());
+        let records = tokio::task::spawn_blocking(move || Records::load(&mut io));
         let not_yet = |name: &str| state_file::Unreadable {
             path: state_dir.join(name).display().to_string(),
             why: "not read yet".to_owned(),
@@ -213,6 +205,17 @@ pub struct Records {
 }
 
 impl Records {
+    /// Reads both through `io`.
+    fn load<I: Io>(io: &mut I) -> Records {
+        let started = std::time::Instant::now();
+        let records = Records {
+            owned: io.load_owned(),
+            host: io.load_host(),
+        };
+        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "loaded the ownership records");
+        records
+    }
+
     /// Says, as an error, which of them cannot be read.
     fn say_unreadable(&self) {
         for e in self
@@ -230,12 +233,7 @@ impl Records {
 impl<I: Io> Engine<I> {
     /// An engine reaching the world through `io` (the simulated one, in tests).
     pub fn with_io(mut io: I, state_dir: PathBuf, exclusive: bool) -> Self {
-        let started = std::time::Instant::now();
-        let records = Records {
-            owned: io.load_owned(),
-            host: io.load_host(),
-        };
-        tracing::debug!(target: "lvsd::timing", elapsed = ?started.elapsed(), "loaded the ownership records");
+        let records = Records::load(&mut io);
         records.say_unreadable();
         Engine::assemble(io, state_dir, exclusive, records)
     }
